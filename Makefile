@@ -1,0 +1,33 @@
+# The two commands that do everything on a fresh clone:
+#   make smoke   create the environment if needed, run the whole DAG on tiny generated corpora
+#   make test    create the environment if needed, run the test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build on CI; on a GPU machine set TORCH='torch' (or your CUDA build) before `make`.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: venv smoke test test-fast bench clean-smoke
+
+$(BIN)/lightrnn: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(BIN)/lightrnn
+
+smoke: venv
+	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: venv
+	$(BIN)/snakemake --cores $(CORES) bench

@@ -1,0 +1,1 @@
+"""Baseline LSTM language models with LightRNN's interface (see `lightrnn.lm.LanguageModel`)."""

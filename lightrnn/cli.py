@@ -1,0 +1,51 @@
+"""The `lightrnn` command: one entry point, the same library functions the Snakemake rules call.
+
+Each sub-command lives in its own module under `lightrnn.commands` and exposes
+`add_parser(subparsers)`, which adds its parser and sets `func(args) -> int`. Modules are found
+by name, so adding a command never touches this file. Command modules import heavy libraries
+(torch, pandas) inside `func`, so `lightrnn --help` and `lightrnn data list` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+import lightrnn.commands
+
+
+class UsageError(Exception):
+    """A bad option or input named in a message that says what to do; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightrnn",
+        description="LightRNN replication suite: data, training, evaluation, benchmarks, reports.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_info in sorted(pkgutil.iter_modules(lightrnn.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"lightrnn.commands.{module_info.name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError) as error:
+        # Expected failures (bad input, bad option) get one clear line, not a traceback;
+        # LIGHTRNN_DEBUG=1 shows the traceback.
+        if os.environ.get("LIGHTRNN_DEBUG"):
+            raise
+        print(f"lightrnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

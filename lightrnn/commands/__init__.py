@@ -1,0 +1,1 @@
+"""Sub-commands of `lightrnn`; one module each, discovered by `lightrnn.cli`."""
