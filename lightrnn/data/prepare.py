@@ -1,0 +1,267 @@
+"""Turn a fetched corpus archive into `OUT/{train,valid,test}.txt`: one sentence per line.
+
+Every line of every member file is split on whitespace (`str.split()`, Unicode whitespace) and
+written back joined by single spaces; blank lines are dropped. Tokens are otherwise kept exactly
+as published (PTB's <unk> and N, WikiText's @-@, 1B's casing): the corpus conventions are the
+vocabulary rule's business (`lightrnn.data.encode`), not this stage's.
+
+Archives are read as a stream (tar: one sequential pass, members in archive order; zip: by
+member), so One Billion Word's 1.8 GB archive never needs unpacking to disk and memory stays
+bounded. The output files appear only when every split is complete and non-empty: they are
+written as hidden `.part` files and moved into place with `os.replace` at the end.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterator, TextIO
+
+from lightrnn.data.corpora import CORPORA, SPLITS, Corpus, Dataset, get_dataset
+
+BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
+
+# What a damaged archive raises while being read (bz2 raises a bare OSError, errno None).
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def archive_path(corpus: Corpus, raw_dir: Path) -> Path:
+    """Where `fetch(corpus, raw_dir)` put the archive (raw_dir may also be the archive itself)."""
+    raw_dir = Path(raw_dir)
+    return raw_dir if raw_dir.is_file() else raw_dir / corpus.filename
+
+
+def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
+    """Write `out_dir/{train,valid,test}.txt` (+ `prepare.json`) for `dataset` from `raw_dir`.
+
+    Returns {"dataset", "corpus", "source", "splits": {split: {"lines", "tokens", "members"}}}.
+    Raises ValueError naming the archive/member and what to do on a corrupt archive, a missing
+    member, an empty split or undecodable bytes; FileNotFoundError if the archive is absent.
+    """
+    spec = get_dataset(dataset)
+    corpus = CORPORA[spec.corpus]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = {split: out_dir / f".{split}.txt.part" for split in SPLITS}
+    stats = {split: {"lines": 0, "tokens": 0, "members": list(spec.splits[split])} for split in SPLITS}
+    writers = {split: open(parts[split], "w", encoding="utf-8", newline="\n") for split in SPLITS}
+    try:
+        if corpus.archive_format == "manual":
+            source = _read_manual(spec, corpus, Path(raw_dir), writers, stats)
+        else:
+            source = archive_path(corpus, raw_dir)
+            if not source.exists():
+                raise FileNotFoundError(
+                    f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
+                )
+            try:
+                if corpus.archive_format == "zip":
+                    _read_zip(spec, source, writers, stats)
+                else:
+                    _read_tar(spec, corpus, source, out_dir, writers, stats)
+            except _ARCHIVE_ERRORS + (OSError,) as error:
+                if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
+                    raise  # a real I/O error (disk full, permissions), not a damaged archive
+                raise ValueError(
+                    f"{source}: corrupt or truncated {corpus.archive_format} archive ({error}); delete it and run "
+                    f"`lightrnn data fetch {corpus.name} --dest {source.parent}` again"
+                ) from error
+        for writer in writers.values():
+            writer.close()
+        for split in SPLITS:
+            if stats[split]["lines"] == 0:
+                raise ValueError(
+                    f"split {split!r} of dataset {dataset!r} is empty: member(s) {', '.join(spec.splits[split])} "
+                    f"of {source} hold no tokens; the file is damaged or not this corpus: fetch it again"
+                )
+        summary = {"dataset": spec.name, "corpus": corpus.name, "source": str(source), "splits": stats}
+        manifest = out_dir / ".prepare.json.part"
+        manifest.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        for split in SPLITS:
+            os.replace(parts[split], out_dir / f"{split}.txt")
+        os.replace(manifest, out_dir / "prepare.json")
+        return summary
+    finally:
+        for writer in writers.values():
+            writer.close()
+        for leftover in list(out_dir.glob(".*.part")):
+            leftover.unlink()
+
+
+def convert_lines(binary: BinaryIO, writer: TextIO, label: str) -> tuple[int, int]:
+    """Copy one member's text to `writer`, one whitespace-normalised sentence per line.
+
+    Returns (sentences written, tokens written). Blank lines are dropped. Raises ValueError
+    naming `label` and the line if the bytes are not UTF-8.
+    """
+    sentences = tokens = 0
+    for batch in _line_batches(binary, label):
+        split_lines = [line.split() for line in batch]
+        kept = [" ".join(words) for words in split_lines if words]
+        if kept:
+            writer.write("\n".join(kept))
+            writer.write("\n")
+        sentences += len(kept)
+        tokens += sum(map(len, split_lines))
+    return sentences, tokens
+
+
+def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
+    """Batches of decoded lines, split at newlines only (tar streams are not seekable: no TextIOWrapper).
+
+    Decoding whole blocks that end at a newline keeps a bad byte's line number exact.
+    """
+    pending = b""
+    lines_before = 0
+    first = True
+    while True:
+        block = binary.read(BLOCK_BYTES)
+        data = pending + block
+        if first:
+            data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a token
+            first = False
+        if not block:
+            if not data:
+                return
+            cut = len(data)  # a last line without its newline
+        else:
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending = data
+                continue
+        complete, pending = data[:cut], data[cut:]
+        try:
+            text = complete.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = lines_before + complete.count(b"\n", 0, error.start) + 1
+            raise ValueError(
+                f"{label}: line {line} is not valid UTF-8 ({error.reason}, bytes "
+                f"{complete[error.start:error.start + 4]!r}); the file is damaged or not this corpus: "
+                f"delete the archive and fetch it again"
+            ) from error
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        lines_before += len(lines)
+        if lines:
+            yield lines
+        if not block:
+            return
+
+
+def _normalise(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _member_index(spec: Dataset) -> tuple[dict[str, tuple[str, str, int]], dict[str, tuple[str, str, int]]]:
+    """(registry path -> (path, split, index), the same keyed by the path without its top directory)."""
+    exact = {path: (path, split, position)
+             for split in SPLITS for position, path in enumerate(spec.splits[split])}
+    without_top = {path.split("/", 1)[1]: hit for path, hit in exact.items() if "/" in path}
+    return exact, without_top
+
+
+def _lookup(name: str, wanted: tuple[dict, dict]) -> tuple[str, str, int] | None:
+    """Match an archive member to a registry member, tolerating one top directory more or less
+    (never both at once: en-cs/1m-mono/x must not match en-fr/1m-mono/x)."""
+    exact, without_top = wanted
+    name = _normalise(name)
+    if name in exact:
+        return exact[name]
+    if "/" in name and name.split("/", 1)[1] in exact:
+        return exact[name.split("/", 1)[1]]
+    return without_top.get(name)
+
+
+def _missing_error(source: Path, corpus_name: str, missing: list[str], present: list[str]) -> ValueError:
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    sample = ", ".join(present[:5]) or "nothing"
+    return ValueError(
+        f"{source}: missing member(s) {shown} (the archive holds e.g. {sample}); it is incomplete or not the "
+        f"expected release: delete it and run `lightrnn data fetch {corpus_name} --dest {source.parent}` again"
+    )
+
+
+def _read_zip(spec: Dataset, source: Path, writers: dict[str, TextIO], stats: dict) -> None:
+    wanted = _member_index(spec)
+    with zipfile.ZipFile(source) as archive:
+        found = {}
+        for info in archive.infolist():
+            hit = _lookup(info.filename, wanted)
+            if hit and not info.is_dir():
+                found.setdefault(hit[0], info)
+        missing = [path for split in SPLITS for path in spec.splits[split] if path not in found]
+        if missing:
+            raise _missing_error(source, spec.corpus, missing, archive.namelist())
+        for split in SPLITS:
+            for path in spec.splits[split]:
+                with archive.open(found[path]) as member:
+                    sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}")
+                stats[split]["lines"] += sentences
+                stats[split]["tokens"] += tokens
+
+
+def _read_tar(spec: Dataset, corpus: Corpus, source: Path, out_dir: Path, writers: dict[str, TextIO],
+              stats: dict) -> None:
+    """One sequential pass over a (compressed) tar stream.
+
+    A split made of several members (1B training: 99 shards) must be written in registry order;
+    a member that arrives early is spooled to a hidden file and appended when its turn comes,
+    so the output does not depend on the archive's member order.
+    """
+    wanted = _member_index(spec)
+    next_index = {split: 0 for split in SPLITS}
+    spooled: dict[tuple[str, int], Path] = {}
+    seen: set[str] = set()
+    present: list[str] = []
+    mode = {"tar.gz": "r|gz", "tar.bz2": "r|bz2"}[corpus.archive_format]
+    with tarfile.open(source, mode=mode) as archive:
+        for info in archive:
+            if len(present) < 5:
+                present.append(info.name)
+            hit = _lookup(info.name, wanted)
+            if hit is None or not info.isfile() or hit[0] in seen:
+                continue
+            key, split, index = hit
+            seen.add(key)
+            member = archive.extractfile(info)
+            if index == next_index[split]:
+                sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}")
+                next_index[split] += 1
+                while (split, next_index[split]) in spooled:
+                    spool = spooled.pop((split, next_index[split]))
+                    with open(spool, encoding="utf-8", newline="\n") as reader:
+                        shutil.copyfileobj(reader, writers[split], 1 << 20)
+                    spool.unlink()
+                    next_index[split] += 1
+            else:
+                spool = out_dir / f".spool-{split}-{index:05d}.part"
+                with open(spool, "w", encoding="utf-8", newline="\n") as spool_writer:
+                    sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}")
+                spooled[(split, index)] = spool
+            stats[split]["lines"] += sentences
+            stats[split]["tokens"] += tokens
+    missing = [path for split in SPLITS for path in spec.splits[split] if path not in seen]
+    if missing:
+        raise _missing_error(source, corpus.name, missing, present)
+
+
+def _read_manual(spec: Dataset, corpus: Corpus, raw_dir: Path, writers: dict[str, TextIO], stats: dict) -> Path:
+    for split in SPLITS:
+        for path in spec.splits[split]:
+            file = raw_dir / path
+            if not file.is_file():
+                raise ValueError(f"dataset {spec.name!r} needs {file}, which does not exist. {corpus.note}")
+            with open(file, "rb") as member:
+                sentences, tokens = convert_lines(member, writers[split], str(file))
+            stats[split]["lines"] += sentences
+            stats[split]["tokens"] += tokens
+    return raw_dir
