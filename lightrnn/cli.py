@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `lightrnn data list | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
     except (UsageError, ValueError, FileNotFoundError) as error:
         # Expected failures (bad input, bad option) get one clear line, not a traceback;
         # LIGHTRNN_DEBUG=1 shows the traceback.
