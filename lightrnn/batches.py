@@ -1,0 +1,168 @@
+"""Encoded data directories and truncated-BPTT batches over one flat token stream.
+
+An encoded data dir holds `vocab.tsv` (word<TAB>count, id = line number, frequency order) and
+`{train,valid,test}.npy` (int32 ids, one flat stream). Streams are memory-mapped: a batch
+copies only its own B x (T + 1) ids, never the whole split (One Billion Word is ~800M tokens).
+
+Layout: the N - 1 predictions of a stream of N tokens (every token but the first is a target)
+are cut into B contiguous segments, one per batch row; row b reads its segment left to right in
+windows of `bptt` steps, so the hidden state of row b carries across batches. Any stream works,
+including a slice of a bigger one (`stream[a:b]` of a memmap is a view): that is the hook for
+data-parallel shards.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SPLITS = ("train", "valid", "test")
+
+
+class Batch(NamedTuple):
+    """tokens, targets: LongTensor [B, T] with targets[:, :-1] == tokens[:, 1:] on real positions;
+    mask: BoolTensor [B, T] of real (not padded) positions, or None when every position is real."""
+
+    tokens: Tensor
+    targets: Tensor
+    mask: Tensor | None
+
+
+def load_vocab(data_dir: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read `DIR/vocab.tsv`: the words in id order and their counts ([V] int64)."""
+    path = Path(data_dir) / "vocab.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir (lightrnn data encode)")
+    words: list[str] = []
+    counts: list[int] = []
+    with path.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            line = line.rstrip("\n")
+            word, separator, count = line.rpartition("\t")
+            if not separator:
+                raise ValueError(f"{path}:{number}: expected word<TAB>count, got {line!r}")
+            try:
+                counts.append(int(count))
+            except ValueError:
+                raise ValueError(f"{path}:{number}: the count {count!r} is not an integer") from None
+            words.append(word)
+    if not words:
+        raise ValueError(f"{path} is empty; re-run lightrnn data encode")
+    return words, np.asarray(counts, dtype=np.int64)
+
+
+def load_split(data_dir: str | Path, split: str, vocab_size: int | None = None) -> np.ndarray:
+    """Memory-map `DIR/<split>.npy` (int32 ids [N]); check ids are < vocab_size when given.
+
+    The bound check reads the stream once in chunks (a max over ~800M ids takes a second or two);
+    an id out of range would otherwise surface later as an opaque embedding index error.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    path = Path(data_dir) / f"{split}.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir with {split}.npy")
+    stream = np.load(path, mmap_mode="r")
+    if stream.ndim != 1 or not np.issubdtype(stream.dtype, np.integer):
+        raise ValueError(f"{path}: expected a 1-D integer array of word ids, got {stream.dtype} {stream.shape}")
+    if stream.size < 2:
+        raise ValueError(f"{path} holds {stream.size} token(s); a split needs at least 2 to predict anything")
+    if vocab_size is not None:
+        chunk = 1 << 24
+        for start in range(0, stream.size, chunk):
+            part = stream[start : start + chunk]
+            if part.min() < 0 or part.max() >= vocab_size:
+                raise ValueError(
+                    f"{path}: word ids must be in [0, {vocab_size}) (vocab.tsv lines), found "
+                    f"{int(part.min())}..{int(part.max())}; re-encode the data dir"
+                )
+    return stream
+
+
+def _segments(num_tokens: int, batch_size: int, equal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and prediction counts [B] of the B row segments of a stream of N tokens."""
+    predictions = num_tokens - 1
+    lengths = np.full(batch_size, predictions // batch_size, dtype=np.int64)
+    if not equal:
+        lengths[: predictions % batch_size] += 1  # the remainder goes to the first rows
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    return starts, lengths
+
+
+def num_batches(num_tokens: int, batch_size: int, bptt: int, exact: bool = False) -> int:
+    """How many batches `lm_batches` yields for a stream of `num_tokens` ids."""
+    _, lengths = _segments(num_tokens, batch_size, equal=not exact)
+    return math.ceil(int(lengths.max()) / bptt) if lengths.max() > 0 else 0
+
+
+def lm_batches(
+    stream: np.ndarray,
+    batch_size: int,
+    bptt: int,
+    *,
+    exact: bool = False,
+    max_batches: int = 0,
+    device: torch.device | str = "cpu",
+) -> Iterator[Batch]:
+    """Truncated-BPTT batches over `stream` (a 1-D int array, memmap welcome).
+
+    exact=False (training): B equal segments, the last (N - 1) mod B predictions dropped, no mask.
+    exact=True (evaluation): every one of the N - 1 targets appears exactly once; rows that run
+    out early are padded with id 0 and masked out.
+    max_batches > 0 stops after that many batches.
+    Yields Batch(tokens [B, T], targets [B, T], mask [B, T] or None); T = bptt except at the end.
+    """
+    if batch_size < 1 or bptt < 1:
+        raise ValueError(f"batch_size and bptt must be >= 1, got {batch_size} and {bptt}")
+    starts, lengths = _segments(int(stream.shape[0]), batch_size, equal=not exact)
+    if lengths.max() == 0:
+        raise ValueError(
+            f"a stream of {stream.shape[0]} tokens is too short for batch_size {batch_size}; use a smaller batch size"
+        )
+    longest = int(lengths.max())
+    for index, offset in enumerate(range(0, longest, bptt)):
+        if max_batches and index >= max_batches:
+            return
+        steps = min(bptt, longest - offset)
+        window = np.zeros((batch_size, steps + 1), dtype=np.int64)  # [B, T + 1]
+        valid = np.clip(lengths - offset, 0, steps)  # real predictions per row in this window
+        for row in range(batch_size):
+            if valid[row] > 0:
+                begin = starts[row] + offset
+                window[row, : valid[row] + 1] = stream[begin : begin + valid[row] + 1]
+        window_tensor = torch.from_numpy(window).to(device, non_blocking=True)
+        mask = None
+        if (valid < steps).any():
+            mask = (torch.arange(steps).unsqueeze(0) < torch.from_numpy(valid).unsqueeze(1)).to(device)
+        yield Batch(window_tensor[:, :-1], window_tensor[:, 1:], mask)
+
+
+class TrainPairs:
+    """The training batches as (tokens, targets) pairs: what `between_rounds` consumes.
+
+    Re-iterable (every `iter` starts over at the first batch) and sized, so a consumer can take
+    the first fraction of them and make more than one pass.
+    """
+
+    def __init__(
+        self, stream: np.ndarray, batch_size: int, bptt: int, *, max_batches: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.stream, self.batch_size, self.bptt = stream, batch_size, bptt
+        self.max_batches, self.device = max_batches, device
+        total = num_batches(int(stream.shape[0]), batch_size, bptt)
+        self._length = min(total, max_batches) if max_batches else total
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for batch in lm_batches(
+            self.stream, self.batch_size, self.bptt, max_batches=self.max_batches, device=self.device
+        ):
+            yield batch.tokens, batch.targets

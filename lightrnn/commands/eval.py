@@ -1,0 +1,36 @@
+"""`lightrnn eval`: exact perplexity of a checkpoint on one split of an encoded data dir."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="exact perplexity of a checkpoint on a split",
+        description="Evaluate a checkpoint (best.pt or checkpoint.pt) over a whole split; print JSON.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by lightrnn train")
+    parser.add_argument("--data", required=True, help="the encoded data dir the model was trained on")
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's eval_batch_size")
+    parser.add_argument("--out", default=None, help="also write the JSON here (e.g. eval.json)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightrnn.evaluate import evaluate_checkpoint
+    from lightrnn.metrics import write_lines_atomic
+
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device, batch_size=args.batch_size)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_lines_atomic(args.out, [text])
+    return 0

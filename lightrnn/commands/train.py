@@ -1,0 +1,38 @@
+"""`lightrnn train`: train one model on an encoded data dir (resumes when OUT holds a checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on an encoded data dir",
+        description="Train a model; rerun the same command to resume from OUT/checkpoint.pt.",
+    )
+    parser.add_argument("--data", required=True, help="encoded data dir: vocab.tsv, {train,valid,test}.npy")
+    parser.add_argument("--model", required=True, help="registered model name (lightrnn, full_softmax, ...)")
+    parser.add_argument("--out", required=True, help="output dir: checkpoint.pt, best.pt, metrics.jsonl, ...")
+    parser.add_argument("--config", default=None, help="YAML file of config keys")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key (repeatable), e.g. --set rounds=[2,2] --set lr=0.002",
+    )
+    parser.add_argument("--dataset", default=None, help="dataset name in metrics rows (default: the data dir's name)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightrnn.config import TrainConfig
+    from lightrnn.train import TrainingDiverged, train
+
+    config = TrainConfig.from_yaml(args.config, [*args.overrides, f"model={args.model}"])
+    try:
+        metrics_path = train(config, args.data, args.out, dataset=args.dataset)
+    except TrainingDiverged as error:
+        print(f"lightrnn train: error: {error}", file=sys.stderr)
+        return 1
+    print(metrics_path)
+    return 0

@@ -1,0 +1,226 @@
+"""Training configuration: a small YAML file (plus `key=value` overrides) validated into a frozen dataclass.
+
+Defaults follow the official CNTK code (PAPER.md: embed 512, hidden 512, 2 layers, dropout 0.2,
+Adam, sequence length 32, batch 20) except where its setting does not carry over to PyTorch:
+`lr` (the official 0.15 is CNTK's per-minibatch Adam with a momentum time constant; 1e-3 is
+PyTorch Adam's usual rate) and `clip` (the official code does not clip; 5.0 guards the loss
+spikes right after a reallocation). `lr_decay` = 1.0 (no decay, as the official code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("adam", "sgd"),
+    "realloc_method": ("auto", "exact", "greedy", "refine"),
+}
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; its `config_hash` identifies the run."""
+
+    model: str = "lightrnn"
+    embed_dim: int = 512
+    hidden_dim: int = 512
+    num_layers: int = 2
+    dropout: float = 0.2
+    batch_size: int = 20
+    bptt: int = 32
+    rounds: tuple[int, ...] = (10, 10, 10)  # epochs per round; reallocation between rounds
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_decay: float = 1.0  # multiply lr by this when valid ppl has not improved for lr_patience+1 epochs
+    lr_patience: int = 0
+    clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = False  # bf16 autocast (CUDA only)
+    realloc_method: str = "auto"
+    realloc_fraction: float = 1.0  # share of the training batches the reallocation reads
+    initial_table: str = "random"  # random | frequency | path to a .npy (models with a table)
+    eval_batch_size: int = 10
+    test_every_epoch: bool = False
+    max_steps_per_epoch: int = 0  # 0 = the whole training split every epoch
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # ----- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """Build from a mapping; values are coerced to each field's type. Unknown keys are errors."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown config key(s) {', '.join(unknown)}; allowed keys: {', '.join(cls.keys())}"
+            )
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        coerced = {key: _coerce(key, fields[key].type, value, source) for key, value in values.items()}
+        return cls(**coerced)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike | None, overrides: list[str] | None = None) -> "TrainConfig":
+        """Read a YAML mapping (None: defaults only) and apply `key=value` overrides (YAML values)."""
+        values: dict[str, Any] = {}
+        source = "config"
+        if path is not None:
+            source = str(path)
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"config file {path} does not exist")
+            try:
+                loaded = yaml.safe_load(Path(path).read_text())
+            except yaml.YAMLError as error:
+                raise ValueError(f"config file {path} is not valid YAML: {error}") from error
+            if loaded is None:
+                loaded = {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"config file {path}: expected a mapping of config keys, got {type(loaded).__name__}")
+            values.update(loaded)
+        for override in overrides or []:
+            key, separator, text = override.partition("=")
+            key = key.strip()
+            if not separator or not key:
+                raise ValueError(f"--set {override!r}: expected key=value, e.g. --set lr=0.001")
+            if key not in cls.keys():
+                raise ValueError(f"--set {override!r}: unknown config key {key!r}; allowed keys: {', '.join(cls.keys())}")
+            try:
+                values[key] = yaml.safe_load(text) if text.strip() else ""
+            except yaml.YAMLError as error:
+                raise ValueError(f"--set {override!r}: the value is not valid YAML: {error}") from error
+            if not source.endswith("--set"):
+                source = "--set" if path is None else f"{path} + --set"
+        return cls.from_dict(values, source=source)
+
+    # ----- output ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-ready values (tuples become lists)."""
+        values = dataclasses.asdict(self)
+        values["rounds"] = list(self.rounds)
+        values["model_options"] = dict(self.model_options)
+        return values
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the resolved config's canonical JSON (sorted keys, no spaces)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_yaml(self, path: str | os.PathLike) -> Path:
+        """Write the resolved config atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as stream:
+                yaml.safe_dump(self.to_dict(), stream, sort_keys=False)
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+    # ----- validation -----------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        from lightrnn.models import names
+
+        if self.model not in names():
+            raise ValueError(f"config key model: unknown model {self.model!r}; allowed values: {', '.join(names())}")
+        for key in ("embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"config key {key}: must be an integer >= 1, got {getattr(self, key)}")
+        for key in ("lr_patience", "max_steps_per_epoch", "seed"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"config key {key}: must be an integer >= 0, got {getattr(self, key)}")
+        if not self.rounds or any(epochs < 1 for epochs in self.rounds):
+            raise ValueError(f"config key rounds: must be a non-empty list of epochs per round, each >= 1, got {list(self.rounds)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"config key dropout: must be in [0, 1), got {self.dropout}")
+        if not self.lr > 0.0:
+            raise ValueError(f"config key lr: must be > 0, got {self.lr}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"config key lr_decay: must be in (0, 1] (1 = no decay), got {self.lr_decay}")
+        if not self.clip >= 0.0:
+            raise ValueError(f"config key clip: must be >= 0 (0 = no clipping), got {self.clip}")
+        if not 0.0 < self.realloc_fraction <= 1.0:
+            raise ValueError(f"config key realloc_fraction: must be in (0, 1], got {self.realloc_fraction}")
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"config key {key}: got {getattr(self, key)!r}; allowed values: {', '.join(allowed)}")
+        if not _DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"config key device: got {self.device!r}; allowed values: auto, cpu, cuda, cuda:N")
+        if self.initial_table not in ("random", "frequency"):
+            if not self.initial_table.endswith(".npy"):
+                raise ValueError(
+                    f"config key initial_table: got {self.initial_table!r}; allowed values: random, frequency, "
+                    "or a path to a .npy table written by WordTable.save"
+                )
+            if not Path(self.initial_table).is_file():
+                raise ValueError(f"config key initial_table: the table file {self.initial_table} does not exist")
+
+
+def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:
+    """Check and convert one value to its field's type (annotations are strings here)."""
+    kind = str(annotation)
+
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"{source}: config key {key}: expected {expected}, got {value!r}")
+
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad("an integer")
+        return value
+    if kind == "float":
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "1e-3" as a string
+            except ValueError:
+                raise bad("a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if kind.startswith("tuple[int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad("a list of integers such as [10, 10, 10]")
+        return tuple(value)
+    if kind.startswith("dict"):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise bad("a mapping such as {tie_weights: true}")
+        return dict(value)
+    raise TypeError(f"config key {key}: no coercion for type {kind}")

@@ -1,0 +1,110 @@
+"""Exact perplexity over a whole split, for any model that honours `lightrnn.lm`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightrnn.batches import lm_batches
+from lightrnn.lm import detach_state
+
+
+def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when asked; a no-op otherwise."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    stream: np.ndarray,
+    batch_size: int,
+    bptt: int,
+    device: torch.device | str,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """Perplexity of `model` on `stream` (1-D int ids), every target counted exactly once.
+
+    The stream's N - 1 targets are cut into `batch_size` contiguous segments read with the
+    state carried across windows (`lm_batches(exact=True)`); padded positions are masked out.
+    Returns {nll_sum (nats, float64), tokens (N - 1), ppl = exp(nll_sum / tokens), tokens_per_s}.
+    The model is left in the train/eval mode it had.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    tokens = 0
+    state = None
+    start = time.perf_counter()
+    try:
+        for batch in lm_batches(stream, batch_size, bptt, exact=True, device=device):
+            with autocast_context(device, bf16):
+                output = model(batch.tokens, batch.targets, state)
+            nll = output.nll.double()  # [B, T]
+            if batch.mask is not None:
+                nll = nll.masked_fill(~batch.mask, 0.0)
+                tokens += int(batch.mask.sum())
+            else:
+                tokens += batch.tokens.numel()
+            nll_sum += nll.sum()
+            state = detach_state(output.state)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    total = float(nll_sum)
+    if not math.isfinite(total):
+        raise FloatingPointError(f"evaluation gave a non-finite total nll ({total}); the model has diverged")
+    return {
+        "nll_sum": total,
+        "tokens": tokens,
+        "ppl": math.exp(total / tokens),
+        "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
+    }
+
+
+def evaluate_checkpoint(
+    checkpoint: str, data_dir: str, split: str = "test", device: str = "auto", batch_size: int | None = None
+) -> dict[str, object]:
+    """Rebuild the model of a training checkpoint and evaluate it exactly on `split`.
+
+    Returns eval.json's fields: dataset, model, split, ppl, nll_sum, tokens, tokens_per_s,
+    params, device, git_rev, checkpoint.
+    """
+    from lightrnn.batches import load_split, load_vocab
+    from lightrnn.checkpoint import load_checkpoint
+    from lightrnn.config import TrainConfig
+    from lightrnn.metrics import git_rev, param_stats
+    from lightrnn.train import build_model, resolve_device
+
+    torch_device = resolve_device(device)
+    payload = load_checkpoint(checkpoint, map_location=torch_device)
+    config = TrainConfig.from_dict(payload["config"], source=str(checkpoint))
+    words, counts = load_vocab(data_dir)
+    if len(words) != payload["vocab_size"]:
+        raise ValueError(
+            f"--data {data_dir} has {len(words)} words but checkpoint {checkpoint} was trained on "
+            f"{payload['vocab_size']}; pass the data dir the model was trained on"
+        )
+    # The table (if any) comes from the state_dict; start from "random" so no table file is needed.
+    model = build_model(dataclasses.replace(config, initial_table="random"), len(words), counts).to(torch_device)
+    model.load_state_dict(payload["model"])
+    stream = load_split(data_dir, split, len(words))
+    bf16 = config.bf16 and torch_device.type == "cuda"
+    result = evaluate(model, stream, batch_size or config.eval_batch_size, config.bptt, torch_device, bf16=bf16)
+    return {
+        "dataset": payload.get("dataset"), "model": config.model, "split": split, "ppl": result["ppl"],
+        "nll_sum": result["nll_sum"], "tokens": result["tokens"], "tokens_per_s": result["tokens_per_s"],
+        "params": param_stats(model)[0], "device": str(torch_device), "git_rev": git_rev(),
+        "checkpoint": str(checkpoint),
+    }

@@ -1,0 +1,112 @@
+"""metrics.jsonl: one JSON object per evaluation point; tables and plots read only these rows.
+
+Row schema (DESIGN.md plus kind, lr, train_ppl and the reallocation extras):
+kind ("epoch" | "realloc"), dataset, model, seed, round, epoch, step, lr, train_ppl, valid_ppl,
+test_ppl, train_tokens_per_s, eval_tokens_per_s, params, param_bytes, peak_memory_bytes,
+wall_s, device, realloc_objective, realloc_lower_bound, realloc_s, realloc_nll_before,
+realloc_nll_after, git_rev, config_hash. Fields that do not apply to a row are null.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import resource
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FIELDS: tuple[str, ...] = (
+    "kind", "dataset", "model", "seed", "round", "epoch", "step", "lr", "train_ppl", "valid_ppl",
+    "test_ppl", "train_tokens_per_s", "eval_tokens_per_s", "params", "param_bytes",
+    "peak_memory_bytes", "wall_s", "device", "realloc_objective", "realloc_lower_bound",
+    "realloc_s", "realloc_nll_before", "realloc_nll_after", "git_rev", "config_hash",
+)
+REALLOC_FIELDS: tuple[str, ...] = (
+    "realloc_objective", "realloc_lower_bound", "realloc_s", "realloc_nll_before", "realloc_nll_after",
+)
+
+
+def make_row(**values: Any) -> dict[str, Any]:
+    """A row with every schema field (missing ones null) in schema order, then any extras."""
+    row = {name: values.pop(name, None) for name in FIELDS}
+    row.update(values)
+    return {key: _json_number(value) for key, value in row.items()}
+
+
+def _json_number(value: Any) -> Any:
+    # JSON has no NaN/inf; a non-finite number becomes null rather than invalid JSON.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):
+        return _json_number(value.item())
+    return value
+
+
+def row_to_line(row: dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=False, allow_nan=False)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All rows of a metrics.jsonl file."""
+    with open(path, encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+def write_lines_atomic(path: str | os.PathLike, lines: list[str]) -> None:
+    """Replace `path` with these JSON lines (temp file in the same folder, then rename)."""
+    path = Path(path)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.writelines(line + "\n" for line in lines)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one row and flush it to disk."""
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(line + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory of this run: CUDA max allocated on GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    # ru_maxrss is KiB on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if os.uname().sysname == "Darwin" else peak * 1024)
+
+
+def param_stats(model: torch.nn.Module) -> tuple[int, int]:
+    """(number of parameters, their bytes in the model's dtype)."""
+    params = sum(p.numel() for p in model.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return int(params), int(param_bytes)
+
+
+@functools.lru_cache(maxsize=1)
+def git_rev() -> str | None:
+    """The project's git commit, with '+dirty' when the tree has uncommitted changes; None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+            text=True, timeout=30, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")

@@ -1,0 +1,273 @@
+"""LightRNN (Li et al., NIPS 2016): 2-component shared embeddings and a 2-D factorised softmax.
+
+Every word w sits in a table slot (r(w), c(w)) (`lightrnn.table.WordTable`). The model keeps one
+input vector per row and per column (X_r, X_c: R x E and C x E), one LSTM stack shared by both
+half-steps, and two output heads (hidden -> R rows, hidden -> C columns, with bias):
+
+    P(w_{t+1} | w_0..w_t) = P_r(r(w_{t+1}) | h) * P_c(c(w_{t+1}) | h, r(w_{t+1}))
+
+The input sequence is x_r(w_0), x_c(w_0), x_r(w_1), x_c(w_1), ... (PAPER.md): the state after
+the row of w_t predicts the column of w_t, the state after the column of w_t predicts the row of
+w_{t+1}. With an LM batch (tokens[:, t] = w_t, targets[:, t] = w_{t+1}) this module feeds
+
+    position 2t   : x_r(tokens[:, t])   -> output predicts col(tokens[:, t])   (for t >= 1: col(targets[:, t-1]))
+    position 2t+1 : x_c(tokens[:, t])   -> output predicts row(targets[:, t])
+
+through ONE `nn.LSTM` call of length 2T, then one extra LSTM step on x_r(targets[:, T-1]) from
+the state after position 2T-1, whose output predicts col(targets[:, T-1]). The carried state is
+the one after x_c(tokens[:, T-1]), so the next batch starts with x_r(tokens[:, 0]) and every
+word of a stream, including the very first, has its row fed before its column. Why this
+alignment rather than starting each batch at x_c(tokens[:, 0]) (state already past the row of
+w_T): with it, `forward`, `slot_log_probs` and `log_prob` all carry the same state, and
+`log_prob(tokens)` needs no targets; the price is one LSTM step on the last target's row twice
+(once here, once at the start of the next batch), 1/(2T) extra recurrent work.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightrnn.lm import LanguageModel, LMOutput, State, lstm_param_count
+from lightrnn.table import WordTable
+
+INITIAL_TABLES = ("random", "frequency")
+
+
+def _full_precision(logits: Tensor) -> Tensor:
+    """Softmaxes in at least float32: bf16/fp16 logits (autocast) are upcast, float64 kept."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+class LightRNN(LanguageModel):
+    """LightRNN language model over `vocab_size` word ids.
+
+    Args:
+        vocab_size: V.
+        embed_dim, hidden_dim, num_layers, dropout: the LSTM stack; dropout applies to the input
+            embeddings and before both heads (as the official code does).
+        table: the initial `WordTable`; when None it is built from `initial_table`.
+        word_counts: [V] counts in id order. Accepted so every model shares one constructor
+            signature; LightRNN does not use it (checked for length when given).
+        initial_table: "random" (seeded shuffle), "frequency" (ids fill the table row-major) or a
+            path to a `.npy` written by `WordTable.save`.
+        table_seed: seed of the random initial table (the official code uses 0).
+
+    The table lives in the buffers `word_row`, `word_col` (LongTensor [V]), so it is part of the
+    state_dict and travels with checkpoints.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 512,
+        hidden_dim: int = 512,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        table: WordTable | None = None,
+        word_counts: np.ndarray | None = None,
+        initial_table: str = "random",
+        table_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim),
+                            ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+            if int(value) < 1:
+                raise ValueError(f"LightRNN: {name} must be >= 1, got {value}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LightRNN: dropout must be in [0, 1), got {dropout}")
+        if word_counts is not None and len(word_counts) != vocab_size:
+            raise ValueError(
+                f"LightRNN: word_counts has {len(word_counts)} entries but vocab_size is {vocab_size}"
+            )
+        if table is None:
+            table = self._initial_table(vocab_size, initial_table, table_seed)
+        if table.vocab_size != vocab_size:
+            raise ValueError(f"LightRNN: the table holds {table.vocab_size} words but vocab_size is {vocab_size}")
+
+        self.vocab_size = int(vocab_size)
+        self.embed_dim = int(embed_dim)
+        self.hidden_dim = int(hidden_dim)
+        self.num_layers = int(num_layers)
+        self._num_rows = table.num_rows
+        self._num_cols = table.num_cols
+
+        self.row_embedding = nn.Embedding(self._num_rows, embed_dim)  # X_r: [R, E]
+        self.col_embedding = nn.Embedding(self._num_cols, embed_dim)  # X_c: [C, E]
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True)
+        self.row_head = nn.Linear(hidden_dim, self._num_rows)  # Y_r
+        self.col_head = nn.Linear(hidden_dim, self._num_cols)  # Y_c
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("word_row", torch.as_tensor(table.rows, dtype=torch.long))  # [V]
+        self.register_buffer("word_col", torch.as_tensor(table.cols, dtype=torch.long))  # [V]
+        self._init_weights()
+
+    @staticmethod
+    def _initial_table(vocab_size: int, initial_table: str, table_seed: int) -> WordTable:
+        if initial_table == "random":
+            return WordTable.random(vocab_size, seed=table_seed)
+        if initial_table == "frequency":
+            return WordTable.frequency_ordered(vocab_size)
+        if str(initial_table).endswith(".npy") or os.path.exists(str(initial_table)):
+            return WordTable.load(initial_table, vocab_size=vocab_size)
+        raise ValueError(
+            f"LightRNN: initial_table must be 'random', 'frequency' or a path to a .npy table, got {initial_table!r}"
+        )
+
+    def _init_weights(self) -> None:
+        # Small uniform init as in the PyTorch word-language-model example; the heads start with
+        # zero bias so the first predictions are close to uniform over rows and columns.
+        for embedding in (self.row_embedding, self.col_embedding):
+            nn.init.uniform_(embedding.weight, -0.1, 0.1)
+        for head in (self.row_head, self.col_head):
+            nn.init.uniform_(head.weight, -0.1, 0.1)
+            nn.init.zeros_(head.bias)
+
+    # ----- the table -----------------------------------------------------------------------
+
+    @property
+    def num_rows(self) -> int:
+        return self._num_rows
+
+    @property
+    def num_cols(self) -> int:
+        return self._num_cols
+
+    @property
+    def table(self) -> WordTable:
+        """The current word table, rebuilt from the buffers (so it follows load_state_dict)."""
+        return WordTable(
+            self.word_row.detach().cpu().numpy(), self.word_col.detach().cpu().numpy(),
+            self._num_rows, self._num_cols,
+        )
+
+    def set_table(self, table: WordTable) -> None:
+        """Move the words to `table`'s slots; the row/column vectors and heads stay where they are."""
+        if table.vocab_size != self.vocab_size:
+            raise ValueError(f"set_table: the table holds {table.vocab_size} words, the model {self.vocab_size}")
+        if (table.num_rows, table.num_cols) != (self._num_rows, self._num_cols):
+            raise ValueError(
+                f"set_table: the table is {table.num_rows} x {table.num_cols}, "
+                f"the model {self._num_rows} x {self._num_cols}"
+            )
+        with torch.no_grad():
+            self.word_row.copy_(torch.as_tensor(table.rows, dtype=torch.long))
+            self.word_col.copy_(torch.as_tensor(table.cols, dtype=torch.long))
+
+    # ----- the two half-steps --------------------------------------------------------------
+
+    def _hidden(self, tokens: Tensor, targets: Tensor, state: State | None) -> tuple[Tensor, Tensor, State]:
+        """LSTM outputs that feed the heads: (row_hidden [B, T, H], col_hidden [B, T, H], state).
+
+        row_hidden[:, t] has read everything up to x_c(tokens[:, t]) and predicts row(targets[:, t]);
+        col_hidden[:, t] has also read x_r(targets[:, t]) and predicts col(targets[:, t]).
+        """
+        if tokens.dim() != 2 or tokens.shape != targets.shape:
+            raise ValueError(
+                f"LightRNN: tokens and targets must both be [B, T], got {tuple(tokens.shape)} and {tuple(targets.shape)}"
+            )
+        batch_size, steps = tokens.shape
+        if state is None:
+            state = self.init_state(batch_size)
+        row_in = self.row_embedding(self.word_row[tokens])  # [B, T, E]
+        col_in = self.col_embedding(self.word_col[tokens])  # [B, T, E]
+        # Interleave to x_r(w_0), x_c(w_0), x_r(w_1), ...: [B, T, 2, E] -> [B, 2T, E].
+        inputs = torch.stack((row_in, col_in), dim=2).reshape(batch_size, 2 * steps, -1)
+        outputs, state = self.lstm(self.drop(inputs), state)  # [B, 2T, H]
+        # The last target's row, fed from the carried state; the next batch feeds it again.
+        last_row_in = self.row_embedding(self.word_row[targets[:, -1:]])  # [B, 1, E]
+        last_output, _ = self.lstm(self.drop(last_row_in), state)  # [B, 1, H]
+        row_hidden = outputs[:, 1::2]  # after x_c(tokens[:, t]): [B, T, H]
+        col_hidden = torch.cat((outputs[:, 2::2], last_output), dim=1)  # after x_r(targets[:, t]): [B, T, H]
+        return self.drop(row_hidden), self.drop(col_hidden), state
+
+    def slot_log_probs(
+        self, tokens: Tensor, targets: Tensor, state: State | None = None
+    ) -> tuple[Tensor, Tensor, State]:
+        """Row and column log-softmaxes at every position, under the current table.
+
+        Returns (row_logp [B, T, R], col_logp [B, T, C], state): row_logp[b, t] is the
+        distribution of the row of targets[b, t]; col_logp[b, t] that of its column, given its
+        true row (teacher forcing). Computed in float32 even under autocast.
+        """
+        row_hidden, col_hidden, state = self._hidden(tokens, targets, state)
+        row_logp = F.log_softmax(_full_precision(self.row_head(row_hidden)), dim=-1)  # [B, T, R]
+        col_logp = F.log_softmax(_full_precision(self.col_head(col_hidden)), dim=-1)  # [B, T, C]
+        return row_logp, col_logp, state
+
+    def forward(self, tokens: Tensor, targets: Tensor, state: State | None = None) -> LMOutput:
+        """nll [B, T] = CE_row + CE_col of each target, in nats; the state to carry on."""
+        row_hidden, col_hidden, state = self._hidden(tokens, targets, state)
+        row_logits = _full_precision(self.row_head(row_hidden))  # [B, T, R]
+        col_logits = _full_precision(self.col_head(col_hidden))  # [B, T, C]
+        row_nll = F.cross_entropy(row_logits.transpose(1, 2), self.word_row[targets], reduction="none")
+        col_nll = F.cross_entropy(col_logits.transpose(1, 2), self.word_col[targets], reduction="none")
+        return LMOutput(row_nll + col_nll, state)  # [B, T]
+
+    @torch.no_grad()
+    def log_prob(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """The exact next-word distribution at every position: log P [B, T, V] and the state.
+
+        For every position the column step is run from the true state for all R candidate rows
+        at once (one LSTM call over a batch of B * T * R single steps), so
+        log P(w) = row_logp[r(w)] + col_logp[r(w), c(w)]. Sums to 1 over V when every slot holds
+        a word, to less when slots are empty (that mass is lost, never redistributed). The state
+        returned is the one `forward` returns for the same tokens. Memory: B * T * R * (H + C).
+        """
+        if tokens.dim() != 2:
+            raise ValueError(f"LightRNN.log_prob: tokens must be [B, T], got {tuple(tokens.shape)}")
+        batch_size, steps = tokens.shape
+        if state is None:
+            state = self.init_state(batch_size)
+        row_in = self.row_embedding(self.word_row[tokens])  # [B, T, E]
+        col_in = self.col_embedding(self.word_col[tokens])  # [B, T, E]
+        # nn.LSTM exposes the full per-layer (h, c) only at the end of a call, and the candidate
+        # column steps start from the state after every x_c(w_t), so walk the words one at a time
+        # (two half-steps per call). This is the evaluation-only path; training never loops.
+        hidden_after_col, cell_after_col, row_outputs = [], [], []
+        for t in range(steps):
+            pair = torch.stack((row_in[:, t], col_in[:, t]), dim=1)  # [B, 2, E]
+            output, state = self.lstm(self.drop(pair), state)
+            row_outputs.append(output[:, 1])  # [B, H]
+            hidden_after_col.append(state[0])  # [L, B, H]
+            cell_after_col.append(state[1])
+        row_logp = F.log_softmax(_full_precision(self.row_head(self.drop(torch.stack(row_outputs, dim=1)))), dim=-1)  # [B, T, R]
+
+        rows = self._num_rows
+        # Candidate states: [L, B, T, H] -> [L, B * T * R, H], every position repeated R times.
+        h = torch.stack(hidden_after_col, dim=2).unsqueeze(3).expand(-1, -1, -1, rows, -1)
+        c = torch.stack(cell_after_col, dim=2).unsqueeze(3).expand(-1, -1, -1, rows, -1)
+        h = h.reshape(self.num_layers, -1, self.hidden_dim).contiguous()
+        c = c.reshape(self.num_layers, -1, self.hidden_dim).contiguous()
+        candidates = self.row_embedding.weight.unsqueeze(0).expand(batch_size * steps, -1, -1)  # [B*T, R, E]
+        candidates = candidates.reshape(-1, 1, self.embed_dim)  # [B*T*R, 1, E]
+        col_output, _ = self.lstm(self.drop(candidates), (h, c))  # [B*T*R, 1, H]
+        col_logp = F.log_softmax(_full_precision(self.col_head(self.drop(col_output[:, 0]))), dim=-1)
+        col_logp = col_logp.reshape(batch_size, steps, rows, self._num_cols)  # [B, T, R, C]
+
+        # log P(w) for every word id: gather (r(w)) from row_logp and (r(w), c(w)) from col_logp.
+        word_slot = self.word_row * self._num_cols + self.word_col  # [V]
+        word_logp = row_logp[:, :, self.word_row] + col_logp.reshape(batch_size, steps, -1)[:, :, word_slot]
+        return word_logp, state  # [B, T, V]
+
+    # ----- size ----------------------------------------------------------------------------
+
+    @classmethod
+    def param_count(
+        cls, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int, **model_specific
+    ) -> int:
+        """R*E + C*E (input vectors) + LSTM + (H + 1) * (R + C) (heads with bias), R = C = ceil(sqrt V)."""
+        side = WordTable.square_size(vocab_size)
+        embeddings = 2 * side * embed_dim
+        heads = 2 * (hidden_dim + 1) * side
+        return embeddings + lstm_param_count(embed_dim, hidden_dim, num_layers) + heads
+
+    def between_rounds(self, batches, **options) -> dict[str, float]:
+        """Bootstrap word reallocation (PAPER.md): see `lightrnn.reallocate.reallocate_model`."""
+        from lightrnn.reallocate import reallocate_model
+
+        return reallocate_model(self, batches, **options)

@@ -1,0 +1,300 @@
+"""The one training loop for every model: truncated BPTT, rounds, exact evaluation, checkpoints.
+
+Model-agnostic: it builds models through the registry, uses only the `lightrnn.lm` contract,
+and asks for a word table by capability (`getattr(model, "table", None)`), never by name.
+
+Schedule: `config.rounds` = epochs per round. Epochs are numbered 1, 2, ... across rounds;
+rounds 0, 1, .... After every epoch: exact valid ppl (and test ppl at the end of a round, or
+every epoch with test_every_epoch), an "epoch" row in metrics.jsonl, `checkpoint.pt`, and
+`best.pt` when valid ppl improved. Between rounds: `model.between_rounds(...)`; when it returns
+metrics (LightRNN's reallocation) valid ppl is measured at once and a "realloc" row is written
+whose `round` is the round about to start (the one that uses `table-<round>.npy`).
+
+Resume: rerunning with the same config and out dir continues after the last checkpoint (the
+metrics file is rewritten from the rows the checkpoint holds, so a row written after it is
+not duplicated); the final metrics equal an uninterrupted run's on CPU.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches
+from lightrnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from lightrnn.config import TrainConfig
+from lightrnn.evaluate import autocast_context, evaluate
+from lightrnn.lm import LanguageModel, detach_state
+from lightrnn.metrics import (
+    REALLOC_FIELDS, append_line, git_rev, make_row, param_stats, peak_memory_bytes, row_to_line,
+    write_lines_atomic,
+)
+from lightrnn.models import model_class
+
+
+class TrainingDiverged(FloatingPointError):
+    """A NaN or inf training loss; the message names the epoch and step."""
+
+
+class PlateauDecay:
+    """Multiply the learning rate by `decay` when valid ppl has not improved for `patience` + 1 epochs."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, decay: float, patience: int) -> None:
+        self.optimizer, self.decay, self.patience = optimizer, decay, patience
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, valid_ppl: float) -> None:
+        if valid_ppl < self.best:
+            self.best, self.bad_epochs = valid_ppl, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience and self.decay < 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.decay
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; an explicit cuda device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config key device: {name!r} asked for but CUDA is not available; use device=cpu or auto")
+    return device
+
+
+def build_model(config: TrainConfig, vocab_size: int, word_counts: np.ndarray) -> LanguageModel:
+    """The configured model from the registry; table options go only to models that take them."""
+    cls = model_class(config.model)
+    options: dict[str, Any] = dict(config.model_options)
+    accepted = inspect.signature(cls.__init__).parameters
+    if "initial_table" in accepted:
+        options.setdefault("initial_table", config.initial_table)
+    if "table_seed" in accepted:
+        options.setdefault("table_seed", config.seed)
+    return cls(
+        vocab_size, embed_dim=config.embed_dim, hidden_dim=config.hidden_dim, num_layers=config.num_layers,
+        dropout=config.dropout, word_counts=word_counts, **options,
+    )
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    return torch.optim.SGD(model.parameters(), lr=config.lr)
+
+
+def _schedule(rounds: tuple[int, ...]) -> list[tuple[str, int, int]]:
+    """(kind, round, epoch_in_round) events: each round's epochs, then a reallocation before the next."""
+    events: list[tuple[str, int, int]] = []
+    for round_index, epochs in enumerate(rounds):
+        events.extend(("epoch", round_index, epoch) for epoch in range(epochs))
+        if round_index + 1 < len(rounds):
+            events.append(("realloc", round_index + 1, 0))
+    return events
+
+
+def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, dataset: str | None = None) -> Path:
+    """Train `config.model` on the encoded data dir; returns the path of metrics.jsonl.
+
+    Writes OUT/{checkpoint.pt, best.pt, metrics.jsonl, config.yaml} and, for models with a word
+    table, OUT/table-<round>.npy (the table each round starts with).
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    dataset = dataset or data_dir.resolve().name
+    words, word_counts = load_vocab(data_dir)
+    vocab_size = len(words)
+    streams = {split: load_split(data_dir, split, vocab_size) for split in ("train", "valid", "test")}
+    device = resolve_device(config.device)
+    if config.bf16 and device.type != "cuda":
+        raise ValueError(f"config key bf16: bf16 autocast needs a CUDA device, the run is on {device}; set bf16=false")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    metrics_path = out_dir / "metrics.jsonl"
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(config, vocab_size, word_counts).to(device)
+    optimizer = make_optimizer(config, model)
+    scheduler = PlateauDecay(optimizer, config.lr_decay, config.lr_patience)
+    params, param_bytes = param_stats(model)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    events = _schedule(config.rounds)
+    next_event, step, prior_wall, best_valid = 0, 0, 0.0, math.inf
+    rows: list[str] = []
+    if checkpoint_path.exists():
+        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+        saved = TrainConfig.from_dict(checkpoint["config"], source=str(checkpoint_path))
+        if saved.config_hash != config.config_hash:
+            raise ValueError(
+                f"{checkpoint_path} belongs to a run with another config (hash {saved.config_hash[:12]} vs "
+                f"{config.config_hash[:12]}); use a new --out dir or delete the old one"
+            )
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        set_rng_state(checkpoint["rng"])
+        next_event, step = int(checkpoint["next_event"]), int(checkpoint["step"])
+        prior_wall, best_valid = float(checkpoint["wall_s"]), float(checkpoint["best_valid"])
+        rows = list(checkpoint["metrics_rows"])
+    write_lines_atomic(metrics_path, rows)  # drop a row written after the last checkpoint
+    config.to_yaml(out_dir / "config.yaml")
+
+    session_start = time.perf_counter()
+    common = {
+        "dataset": dataset, "model": config.model, "seed": config.seed, "params": params,
+        "param_bytes": param_bytes, "device": str(device), "git_rev": git_rev(), "config_hash": config.config_hash,
+    }
+    global_epoch = sum(1 for kind, _, _ in events[:next_event] if kind == "epoch")
+
+    def evaluate_split(split: str) -> dict[str, float]:
+        return evaluate(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=config.bf16)
+
+    def save(path: Path, event_index: int) -> None:
+        save_checkpoint(path, {
+            "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(), "next_event": event_index, "step": step,
+            "wall_s": prior_wall + time.perf_counter() - session_start, "best_valid": best_valid,
+            "metrics_rows": rows,
+        })
+
+    def record(row: dict[str, Any], event_index: int) -> None:
+        """Checkpoint (holding the row) first, then append: a kill in between loses nothing."""
+        nonlocal best_valid
+        line = row_to_line(row)
+        rows.append(line)
+        improved = row["valid_ppl"] is not None and row["valid_ppl"] < best_valid
+        if improved:
+            best_valid = row["valid_ppl"]
+        save(checkpoint_path, event_index)
+        if improved:
+            save(out_dir / "best.pt", event_index)
+        append_line(metrics_path, line)
+
+    for event_index in range(next_event, len(events)):
+        kind, round_index, epoch_in_round = events[event_index]
+        table = getattr(model, "table", None)
+        if kind == "epoch" and epoch_in_round == 0 and table is not None:
+            table.save(out_dir / f"table-{round_index}.npy")
+
+        if kind == "realloc":
+            batches = TrainPairs(
+                streams["train"], config.batch_size, config.bptt,
+                max_batches=config.max_steps_per_epoch, device=device,
+            )
+            realloc = model.between_rounds(batches, method=config.realloc_method, fraction=config.realloc_fraction)
+            if realloc:
+                valid = evaluate_split("valid")
+                row = make_row(
+                    kind="realloc", round=round_index, epoch=global_epoch, step=step, lr=scheduler.lr,
+                    valid_ppl=valid["ppl"], eval_tokens_per_s=valid["tokens_per_s"],
+                    peak_memory_bytes=peak_memory_bytes(device),
+                    wall_s=prior_wall + time.perf_counter() - session_start,
+                    **common, **{key: realloc.get(key) for key in REALLOC_FIELDS},
+                    **{key: value for key, value in realloc.items() if key not in REALLOC_FIELDS},
+                )
+                record(row, event_index + 1)
+            else:
+                save(checkpoint_path, event_index + 1)
+            continue
+
+        global_epoch += 1
+        train_stats = _train_epoch(model, optimizer, config, streams["train"], device, global_epoch, step)
+        step = train_stats["step"]
+        valid = evaluate_split("valid")
+        end_of_round = epoch_in_round + 1 == config.rounds[round_index]
+        test = evaluate_split("test") if (end_of_round or config.test_every_epoch) else None
+        lr_used = scheduler.lr
+        scheduler.step(valid["ppl"])
+        row = make_row(
+            kind="epoch", round=round_index, epoch=global_epoch, step=step, lr=lr_used,
+            train_ppl=train_stats["ppl"], valid_ppl=valid["ppl"], test_ppl=test["ppl"] if test else None,
+            train_tokens_per_s=train_stats["tokens_per_s"], eval_tokens_per_s=valid["tokens_per_s"],
+            peak_memory_bytes=peak_memory_bytes(device),
+            wall_s=prior_wall + time.perf_counter() - session_start, **common,
+        )
+        record(row, event_index + 1)
+    return metrics_path
+
+
+def _train_epoch(
+    model: LanguageModel, optimizer: torch.optim.Optimizer, config: TrainConfig, stream: np.ndarray,
+    device: torch.device, epoch: int, step: int,
+) -> dict[str, float]:
+    """One pass over the training stream (or max_steps_per_epoch batches); the state carried across batches."""
+    model.train()
+    total = num_batches(int(stream.shape[0]), config.batch_size, config.bptt)
+    if config.max_steps_per_epoch:
+        total = min(total, config.max_steps_per_epoch)
+    progress = _progress(total, f"epoch {epoch}")
+    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    tokens, state = 0, None
+    start = time.perf_counter()
+    for batch_index, batch in enumerate(
+        lm_batches(stream, config.batch_size, config.bptt, max_batches=config.max_steps_per_epoch, device=device)
+    ):
+        with autocast_context(device, config.bf16):
+            output = model(batch.tokens, batch.targets, state)
+        loss = output.nll.float().mean()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"training loss is {loss.item()} at epoch {epoch}, step {step + 1} (batch {batch_index + 1} of the "
+                f"epoch); the last good checkpoint is kept; lower lr or clip and resume from a new --out"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        state = detach_state(output.state)
+        step += 1
+        tokens += batch.tokens.numel()
+        nll_sum += output.nll.detach().double().sum()
+        if progress is not None:
+            progress.update(1)
+            if batch_index % 10 == 0:
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                progress.set_postfix(ppl=f"{math.exp(float(nll_sum) / tokens):.1f}", tok_s=f"{tokens / elapsed:.0f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    if progress is not None:
+        progress.close()
+    return {
+        "step": step,
+        "ppl": math.exp(float(nll_sum) / tokens),
+        "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
+    }
+
+
+def _progress(total: int, description: str):
+    """A tqdm bar on a terminal, nothing otherwise (logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch", leave=False)
