@@ -1,0 +1,383 @@
+"""Bootstrap word reallocation (PAPER.md, steps 3-5): accumulate losses, solve, apply.
+
+After a training round the frozen model scores every row and every column for every word:
+row_loss[w, r] = sum over the positions t where w is the target of -log P_row(r | h_t), and
+col_loss[w, c] likewise (under the current table, as the official code does). The new table
+minimises sum_w row_loss[w, r(w)] + col_loss[w, c(w)] with at most one word per slot: a
+minimum-weight matching of the V words to the R * C slots.
+
+Methods of `solve`:
+    exact   `scipy.optimize.linear_sum_assignment` on the dense V x (R*C) cost; refused past
+            `max_exact_cells` (its cost matrix alone would be 8 * V * R * C bytes).
+    greedy  the official CNTK heuristic (rows by a regret-like heap with C words per row, then
+            columns inside each row), the peer to beat.
+    refine  local search from a start table (`init`, else greedy's), never worse than it:
+            vectorised moves to another row and column at once (swaps with the occupant or
+            into an empty slot), alternated with exact per-row and per-column assignments.
+    auto    exact when affordable, else refine from the better of `init` and greedy.
+Every result carries a valid lower bound: the Lagrangian (transportation) bound with prices on
+rows and on columns, which is at least the naive sum of per-word minima.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lightrnn import _matching
+from lightrnn.table import WordTable
+
+METHODS = ("exact", "greedy", "refine", "auto")
+# Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
+MAX_EXACT_CELLS = 4_000_000
+
+
+class Allocation(NamedTuple):
+    """A solved table: rows, cols [V] int64; objective and lower_bound in the losses' units; seconds of solving."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    objective: float
+    lower_bound: float
+    seconds: float
+
+
+# ----- loss accumulation -------------------------------------------------------------------------
+
+
+def _take_batches(batches: Iterable[tuple[Tensor, Tensor]], fraction: float) -> Iterable[tuple[Tensor, Tensor]]:
+    """The first `fraction` of `batches` (at least one), re-iterable when `batches` was."""
+    if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}; pass e.g. fraction=0.1 for a tenth of the batches")
+    if hasattr(batches, "__len__") and not isinstance(batches, Iterator):  # a list, a DataLoader, ...
+        count = max(1, int(math.floor(fraction * len(batches))))  # type: ignore[arg-type]
+        if fraction == 1.0:
+            return batches
+
+        class _Prefix:
+            def __len__(self) -> int:
+                return count
+
+            def __iter__(self):
+                return itertools.islice(iter(batches), count)
+
+        return _Prefix()
+    taken = list(batches)  # a one-shot iterator: keep what we use so it can be read twice
+    if not taken:
+        raise ValueError("batches is empty: reallocation needs at least one (tokens, targets) batch")
+    return taken[: max(1, int(math.floor(fraction * len(taken))))]
+
+
+def _device_of(model: Any) -> torch.device:
+    parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def accumulate_losses(
+    model: Any, batches: Iterable[tuple[Tensor, Tensor]], fraction: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Row and column losses of every word under the model's current table, in one pass.
+
+    Args:
+        model: a LightRNN (anything with `table`, `vocab_size`, `num_rows`, `num_cols` and
+            `slot_log_probs(tokens, targets, state) -> (row_logp [B, T, R], col_logp [B, T, C], state)`).
+        batches: (tokens, targets) LongTensor [B, T] pairs of consecutive stretches of the
+            training stream; the recurrent state is carried from one to the next.
+        fraction: use the first `fraction` of the batches (at least one).
+
+    Returns:
+        row_loss [V, R] float64: row_loss[w, r] = sum over positions with target w of -log P_row(r);
+        col_loss [V, C] float64: the same for columns (given the true row, teacher forcing);
+        the mean NLL per token (row + column cross-entropy) of this pass, in nats.
+
+    The sums are `index_add_` of whole [B*T, R] blocks on the model's device: float64 on CPU;
+    on an accelerator float32 blocks flushed into float64 every few batches (float32 alone
+    would lose the small terms of frequent words after ~10^7 additions).
+    """
+    batches = _take_batches(batches, fraction)
+    device = _device_of(model)
+    table = model.table
+    vocab_size, num_rows, num_cols = int(model.vocab_size), int(model.num_rows), int(model.num_cols)
+    word_row = torch.as_tensor(table.rows, dtype=torch.long, device=device)
+    word_col = torch.as_tensor(table.cols, dtype=torch.long, device=device)
+    exact_dtype = torch.float64
+    fast_dtype = torch.float64 if device.type == "cpu" else torch.float32
+    row_total = torch.zeros(vocab_size, num_rows, dtype=exact_dtype, device=device)
+    col_total = torch.zeros(vocab_size, num_cols, dtype=exact_dtype, device=device)
+    row_part, col_part = (row_total, col_total) if fast_dtype == exact_dtype else (
+        torch.zeros_like(row_total, dtype=fast_dtype), torch.zeros_like(col_total, dtype=fast_dtype))
+    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    tokens_seen, state, since_flush = 0, None, 0
+    for tokens, targets in batches:
+        tokens, targets = tokens.to(device), targets.to(device)
+        row_logp, col_logp, state = model.slot_log_probs(tokens, targets, state)  # [B, T, R], [B, T, C]
+        flat_targets = targets.reshape(-1)  # [N]
+        row_logp = row_logp.reshape(flat_targets.numel(), num_rows)  # [N, R]
+        col_logp = col_logp.reshape(flat_targets.numel(), num_cols)  # [N, C]
+        row_part.index_add_(0, flat_targets, row_logp.to(fast_dtype), alpha=-1)
+        col_part.index_add_(0, flat_targets, col_logp.to(fast_dtype), alpha=-1)
+        target_logp = row_logp.gather(1, word_row[flat_targets, None]) + col_logp.gather(1, word_col[flat_targets, None])
+        nll_sum -= target_logp.double().sum()
+        tokens_seen += flat_targets.numel()
+        since_flush += 1
+        if row_part is not row_total and since_flush >= 16:
+            row_total += row_part
+            col_total += col_part
+            row_part.zero_()
+            col_part.zero_()
+            since_flush = 0
+    if tokens_seen == 0:
+        raise ValueError("batches is empty: reallocation needs at least one (tokens, targets) batch")
+    if row_part is not row_total:
+        row_total += row_part
+        col_total += col_part
+    return row_total.cpu().numpy(), col_total.cpu().numpy(), float(nll_sum) / tokens_seen
+
+
+@torch.no_grad()
+def _mean_nll(model: Any, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
+    """Mean NLL per token (row + column cross-entropy) of the frozen model under its table."""
+    device = _device_of(model)
+    table = model.table
+    word_row = torch.as_tensor(table.rows, dtype=torch.long, device=device)
+    word_col = torch.as_tensor(table.cols, dtype=torch.long, device=device)
+    nll_sum, tokens_seen, state = 0.0, 0, None
+    for tokens, targets in batches:
+        tokens, targets = tokens.to(device), targets.to(device)
+        row_logp, col_logp, state = model.slot_log_probs(tokens, targets, state)
+        nll_sum -= float(
+            row_logp.gather(-1, word_row[targets].unsqueeze(-1)).double().sum()
+            + col_logp.gather(-1, word_col[targets].unsqueeze(-1)).double().sum()
+        )
+        tokens_seen += targets.numel()
+    return nll_sum / max(1, tokens_seen)
+
+
+# ----- solving -----------------------------------------------------------------------------------
+
+
+def _check_losses(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    row_loss, col_loss = np.asarray(row_loss), np.asarray(col_loss)
+    for name, loss in (("row_loss", row_loss), ("col_loss", col_loss)):
+        if loss.ndim != 2 or loss.dtype not in (np.float32, np.float64):
+            raise ValueError(f"solve: {name} must be a 2-D float32 or float64 array [V, R or C], got {loss.dtype} {loss.shape}")
+        for part in _matching.word_chunks(loss.shape[0], loss.shape[1]):
+            if not np.isfinite(loss[part]).all():
+                raise ValueError(f"solve: {name} holds NaN or infinite values (words {part.start}..{part.stop - 1}); "
+                                 "check the model's log-probabilities")
+    if row_loss.shape[0] != col_loss.shape[0]:
+        raise ValueError(f"solve: row_loss has {row_loss.shape[0]} words but col_loss {col_loss.shape[0]}; both must be [V, .]")
+    num_words, num_slots = row_loss.shape[0], row_loss.shape[1] * col_loss.shape[1]
+    if num_words < 1 or num_slots < num_words:
+        raise ValueError(f"solve: {num_words} words do not fit in R * C = {row_loss.shape[1]} * {col_loss.shape[1]} slots "
+                         "(need 1 <= V <= R * C)")
+    return row_loss, col_loss
+
+
+def _table_arrays(init: WordTable | tuple[np.ndarray, np.ndarray], num_words: int, num_rows: int, num_cols: int):
+    if isinstance(init, tuple):
+        rows, cols = init
+        init = WordTable(np.asarray(rows), np.asarray(cols), num_rows, num_cols)
+    if not hasattr(init, "rows") or not hasattr(init, "cols"):
+        raise ValueError(f"solve: init must be a WordTable or a (rows, cols) tuple, got {type(init).__name__}")
+    if (init.num_rows, init.num_cols) != (num_rows, num_cols) or init.rows.size != num_words:
+        raise ValueError(f"solve: init is a {init.num_rows} x {init.num_cols} table of {init.rows.size} words, "
+                         f"the losses are for {num_words} words on {num_rows} x {num_cols}")
+    return np.asarray(init.rows, dtype=np.int64), np.asarray(init.cols, dtype=np.int64)
+
+
+def lower_bound(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+    bound_iterations: int = 60,
+    bound_candidates: int = 16,
+) -> float:
+    """A valid lower bound on the optimal objective (>= the naive sum of per-word minima).
+
+    Lagrangian relaxation of the slot constraints to "at most C words per row" and "at most R
+    words per column", each side bounded by `_matching.transport_bound` with prices on its
+    bins. `rows`/`cols` of a known table steer the price steps (Polyak); without them the naive
+    bound is returned. Each word's minimum is searched among its `bound_candidates` best bins.
+    """
+    if rows is None or cols is None or bound_iterations <= 0:
+        return _matching.naive_bound(row_loss, col_loss)
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    words = np.arange(num_words)
+    total = 0.0
+    for loss, capacity, assigned in ((row_loss, num_cols, rows), (col_loss, num_rows, cols)):
+        width = loss.shape[1]
+        values, indices = _matching.smallest_k(loss, bound_candidates + 1)
+        upper = float(loss[words, assigned].sum(dtype=np.float64))
+        total += _matching.transport_bound(values, indices, capacity, width, upper, bound_iterations)
+    return total
+
+
+def solve(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    method: str = "auto",
+    init: WordTable | tuple[np.ndarray, np.ndarray] | None = None,
+    **options: Any,
+) -> Allocation:
+    """Solve min_table sum_w row_loss[w, r(w)] + col_loss[w, c(w)], one word per slot.
+
+    Args:
+        row_loss: [V, R] float32/float64, col_loss: [V, C]; V <= R * C (empty slots allowed).
+        method: "exact" | "greedy" | "refine" | "auto" (see the module docstring).
+        init: start of `refine` (default: greedy's table); `auto` refines from the better of it
+            and greedy's.
+        options: max_exact_cells (default 4e6: V * R * C above which `exact` refuses),
+            time_limit (seconds for refine's search, default none), max_rounds (refine
+            rounds, default 50), swap_rows / swap_cols (candidate rows/columns per word in a
+            swap round, default 4), bound_iterations (default 60), bound_candidates (16).
+
+    Returns: Allocation(rows [V], cols [V], objective, lower_bound, seconds).
+    """
+    start = time.perf_counter()
+    if method not in METHODS:
+        raise ValueError(f"solve: method must be one of {', '.join(METHODS)}, got {method!r}")
+    known = {"max_exact_cells", "time_limit", "max_rounds", "swap_rows", "swap_cols", "bound_iterations", "bound_candidates"}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"solve: unknown option(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    row_loss, col_loss = _check_losses(row_loss, col_loss)
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    bound_options = {key: options[key] for key in ("bound_iterations", "bound_candidates") if key in options}
+    max_cells = int(options.get("max_exact_cells", MAX_EXACT_CELLS))
+    start_table = None if init is None else _table_arrays(init, num_words, num_rows, num_cols)
+
+    cells = num_words * num_rows * num_cols
+    if method == "exact" or (method == "auto" and cells <= max_cells):
+        if cells > max_cells:
+            raise ValueError(
+                f"solve(method='exact'): V = {num_words} words x R*C = {num_rows * num_cols} slots needs a dense "
+                f"float64 cost matrix of {_matching.exact_bytes(num_words, num_rows * num_cols) / 2**20:,.0f} MiB "
+                f"({cells:,} cells > max_exact_cells = {max_cells:,}); use method='refine' (or 'auto') for this size"
+            )
+        rows, cols = _matching.exact(row_loss, col_loss)
+        value = _matching.objective(row_loss, col_loss, rows, cols)
+        # The matching is optimal, so its own value is the tightest valid bound.
+        return Allocation(rows, cols, value, value, time.perf_counter() - start)
+
+    rows, cols = _matching.greedy(row_loss, col_loss)
+    if method == "greedy":
+        value = _matching.objective(row_loss, col_loss, rows, cols)
+        bound = min(value, lower_bound(row_loss, col_loss, rows, cols, **bound_options))
+        return Allocation(rows, cols, value, bound, time.perf_counter() - start)
+
+    if start_table is not None:
+        greedy_value = _matching.objective(row_loss, col_loss, rows, cols)
+        if method == "refine" or _matching.objective(row_loss, col_loss, *start_table) <= greedy_value:
+            rows, cols = start_table
+    rows, cols = refine(row_loss, col_loss, rows, cols, **{k: v for k, v in options.items() if k not in bound_options
+                                                           and k != "max_exact_cells"})
+    value = _matching.objective(row_loss, col_loss, rows, cols)
+    bound = min(value, lower_bound(row_loss, col_loss, rows, cols, **bound_options))
+    return Allocation(rows, cols, value, bound, time.perf_counter() - start)
+
+
+def refine(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    time_limit: float | None = None,
+    max_rounds: int = 50,
+    swap_rows: int = 4,
+    swap_cols: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local search from (rows, cols) [V]; the result's objective is never above the start's.
+
+    A round: vectorised swap moves (`LocalSearch.swap_round`, crossing rows and columns) until
+    a round gains < 5 % of the first one (the sweeps open new moves), then one exact sweep over the rows and one over
+    the columns. Stops at a fixed point (a round gains nothing), after `max_rounds`, or at
+    `time_limit` seconds (checked between sub-steps and between lines of a sweep).
+    """
+    deadline = time.perf_counter() + (math.inf if time_limit is None else float(time_limit))
+    search = _matching.LocalSearch(row_loss, col_loss, rows, cols)
+    start_value = search.value
+    tolerance = 1e-12 * max(1.0, abs(start_value))
+    for _ in range(max(0, int(max_rounds))):
+        round_gain = 0.0
+        first_gain = None
+        while time.perf_counter() < deadline:
+            gain, moves = search.swap_round(swap_rows, swap_cols)
+            round_gain += gain
+            first_gain = gain if first_gain is None else first_gain
+            if moves == 0 or gain <= 0.05 * first_gain:
+                break
+        for by_row in (True, False):
+            if time.perf_counter() < deadline:
+                round_gain += search.line_sweep(by_row, deadline)
+        if round_gain <= tolerance or time.perf_counter() >= deadline:
+            break
+    if search.value > start_value:  # float rounding only; keep the promise "never worse"
+        return rows.astype(np.int64), cols.astype(np.int64)
+    return search.rows, search.cols
+
+
+# ----- between rounds ----------------------------------------------------------------------------
+
+
+def reallocate_model(
+    model: Any,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    method: str = "auto",
+    fraction: float = 1.0,
+    **solver_options: Any,
+) -> dict[str, float | str]:
+    """Accumulate, solve, apply: one bootstrap reallocation of a LightRNN's words.
+
+    The model is frozen (eval mode, no gradients) for the duration and put back in its mode.
+    The NLL per token of the same batches is measured before (from the accumulation pass) and
+    after applying the new table, because the objective only approximates it (the losses were
+    scored under the old table). realloc_s covers accumulation, solving and applying, not the
+    measurement pass after.
+
+    Returns realloc_objective, realloc_lower_bound, realloc_s, realloc_method,
+    realloc_nll_before, realloc_nll_after, realloc_moved (fraction of words whose slot changed).
+    """
+    start = time.perf_counter()
+    was_training = bool(getattr(model, "training", False))
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with torch.no_grad():
+            used = _take_batches(batches, fraction)
+            row_loss, col_loss, nll_before = accumulate_losses(model, used)
+            current = model.table
+            allocation = solve(row_loss, col_loss, method=method, init=current, **solver_options)
+            del row_loss, col_loss
+            table = WordTable(allocation.rows, allocation.cols, current.num_rows, current.num_cols)
+            moved = float(np.mean((table.rows != current.rows) | (table.cols != current.cols)))
+            model.set_table(table)
+            seconds = time.perf_counter() - start
+            nll_after = _mean_nll(model, used)
+    finally:
+        if hasattr(model, "train"):
+            model.train(was_training)
+    cells = current.vocab_size * current.num_rows * current.num_cols
+    max_cells = int(solver_options.get("max_exact_cells", MAX_EXACT_CELLS))
+    resolved = "exact" if method == "exact" or (method == "auto" and cells <= max_cells) else (
+        "refine" if method == "auto" else method)
+    return {
+        "realloc_objective": allocation.objective,
+        "realloc_lower_bound": allocation.lower_bound,
+        "realloc_s": seconds,
+        "realloc_method": resolved,
+        "realloc_nll_before": nll_before,
+        "realloc_nll_after": nll_after,
+        "realloc_moved": moved,
+    }

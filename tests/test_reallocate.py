@@ -1,0 +1,345 @@
+"""Word reallocation: solvers against brute force and the official heap, loss accumulation, the hook."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lightrnn import _matching
+from lightrnn.reallocate import Allocation, accumulate_losses, lower_bound, reallocate_model, solve
+from lightrnn.table import WordTable
+
+METHODS = ["exact", "greedy", "refine", "auto"]
+
+
+def random_losses(num_words: int, num_rows: int, num_cols: int, seed: int, dtype=np.float64):
+    """Nonnegative losses with word-frequency scales, like accumulated -log-probabilities."""
+    rng = np.random.default_rng(seed)
+    scale = rng.integers(1, 50, size=(num_words, 1))
+    row_loss = (-np.log(rng.dirichlet(np.full(num_rows, 0.5), size=num_words) + 1e-9) * scale).astype(dtype)
+    col_loss = (-np.log(rng.dirichlet(np.full(num_cols, 0.5), size=num_words) + 1e-9) * scale).astype(dtype)
+    return row_loss, col_loss
+
+
+def brute_force(row_loss: np.ndarray, col_loss: np.ndarray) -> float:
+    num_words, num_cols = row_loss.shape[0], col_loss.shape[1]
+    slots = row_loss.shape[1] * num_cols
+    return min(
+        sum(row_loss[w, s // num_cols] + col_loss[w, s % num_cols] for w, s in enumerate(chosen))
+        for chosen in itertools.permutations(range(slots), num_words)
+    )
+
+
+def assert_valid(allocation: Allocation, row_loss: np.ndarray, col_loss: np.ndarray) -> None:
+    num_words, num_rows, num_cols = row_loss.shape[0], row_loss.shape[1], col_loss.shape[1]
+    rows, cols = allocation.rows, allocation.cols
+    assert rows.shape == cols.shape == (num_words,)
+    assert rows.min() >= 0 and rows.max() < num_rows and cols.min() >= 0 and cols.max() < num_cols
+    assert np.unique(rows * num_cols + cols).size == num_words  # injective
+    WordTable(rows, cols, num_rows, num_cols)  # the table class agrees
+    recomputed = sum(float(row_loss[w, rows[w]]) + float(col_loss[w, cols[w]]) for w in range(num_words))
+    assert allocation.objective == pytest.approx(recomputed, rel=1e-9, abs=1e-9)
+    assert allocation.lower_bound <= allocation.objective + 1e-9
+    assert allocation.lower_bound >= _matching.naive_bound(row_loss, col_loss) - 1e-6 * abs(allocation.objective)
+    assert allocation.seconds >= 0
+
+
+# ----- solvers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    num_rows, num_cols = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    num_words = int(rng.integers(1, min(num_rows * num_cols, 6) + 1))  # empty slots included
+    row_loss, col_loss = random_losses(num_words, num_rows, num_cols, seed)
+    optimum = brute_force(row_loss, col_loss)
+    allocation = solve(row_loss, col_loss, method="exact")
+    assert allocation.objective == pytest.approx(optimum, rel=1e-12)
+    for method in METHODS:
+        result = solve(row_loss, col_loss, method=method)
+        assert_valid(result, row_loss, col_loss)
+        assert result.lower_bound <= optimum + 1e-9
+        assert result.objective >= optimum - 1e-9
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("shape", [(30, 6, 6), (36, 6, 6), (40, 5, 9), (7, 4, 3), (1, 1, 1)])
+def test_every_method_gives_a_valid_table_and_bound(method: str, shape: tuple[int, int, int]) -> None:
+    row_loss, col_loss = random_losses(*shape, seed=sum(shape))
+    allocation = solve(row_loss, col_loss, method=method)
+    assert_valid(allocation, row_loss, col_loss)
+    optimum = solve(row_loss, col_loss, method="exact").objective
+    assert allocation.lower_bound <= optimum + 1e-9
+    assert allocation.objective >= optimum - 1e-9
+
+
+def test_bound_is_stronger_than_naive_and_valid() -> None:
+    row_loss, col_loss = random_losses(60, 8, 8, seed=3)
+    rows, cols = _matching.greedy(row_loss, col_loss)
+    bound = lower_bound(row_loss, col_loss, rows, cols, bound_candidates=3)
+    optimum = solve(row_loss, col_loss, method="exact").objective
+    assert _matching.naive_bound(row_loss, col_loss) < bound <= optimum + 1e-9
+
+
+@pytest.mark.parametrize("start", ["random", "greedy", "frequency"])
+def test_refine_never_worse_than_its_start(start: str) -> None:
+    row_loss, col_loss = random_losses(200, 15, 15, seed=7)
+    if start == "random":
+        table = WordTable.random(200, seed=1)
+    elif start == "frequency":
+        table = WordTable.frequency_ordered(200)
+    else:
+        table = WordTable(*_matching.greedy(row_loss, col_loss), 15, 15)
+    before = _matching.objective(row_loss, col_loss, table.rows, table.cols)
+    refined = solve(row_loss, col_loss, method="refine", init=table)
+    assert_valid(refined, row_loss, col_loss)
+    assert refined.objective <= before
+    greedy = solve(row_loss, col_loss, method="greedy")
+    auto = solve(row_loss, col_loss, method="auto", init=table, max_exact_cells=0)
+    assert auto.objective <= min(before, greedy.objective)
+
+
+def test_refine_honours_a_zero_time_limit() -> None:
+    row_loss, col_loss = random_losses(100, 10, 10, seed=2)
+    table = WordTable.random(100, seed=4)
+    result = solve(row_loss, col_loss, method="refine", init=(table.rows, table.cols), time_limit=0.0)
+    assert result.objective == pytest.approx(_matching.objective(row_loss, col_loss, table.rows, table.cols))
+
+
+def test_solvers_accept_float32() -> None:
+    row_loss, col_loss = random_losses(50, 8, 7, seed=5, dtype=np.float32)
+    for method in METHODS:
+        assert_valid(solve(row_loss, col_loss, method=method), row_loss, col_loss)
+
+
+def _official_heap(loss: np.ndarray, words: list[int], capacity: list[int]) -> dict[int, int]:
+    """Literal port of one phase of pyreallocate.cpp's max-heap (ties broken by word order)."""
+    width = loss.shape[1]
+    order = {w: np.argsort(loss[w], kind="stable") for w in words}
+    remaining = {w: float(loss[w].sum()) for w in words}
+    pointer = {w: 0 for w in words}
+    rank = {w: i for i, w in enumerate(words)}
+
+    def next_node(w: int):
+        candidate = int(order[w][pointer[w]])
+        remaining[w] -= float(loss[w, candidate])
+        pointer[w] += 1
+        key = 0.0 if pointer[w] == width - 1 else remaining[w] / (width - pointer[w] - 1)
+        return (-key, rank[w], w, candidate)
+
+    heap = [next_node(w) for w in words]
+    heapq.heapify(heap)
+    placed = {}
+    while heap:
+        _, _, w, candidate = heapq.heappop(heap)
+        if capacity[candidate] == 0:
+            if pointer[w] >= width:
+                raise IndexError("the C++ code reads past the candidate list here")
+            heapq.heappush(heap, next_node(w))
+        else:
+            capacity[candidate] -= 1
+            placed[w] = candidate
+    return placed
+
+
+def _official_greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    priority = _matching._first_priority(row_loss)
+    words = [int(w) for w in np.argsort(-priority, kind="stable")]
+    row_of = _official_heap(row_loss, words, [num_cols] * num_rows)
+    rows = np.array([row_of[w] for w in range(num_words)])
+    cols = np.empty(num_words, dtype=np.int64)
+    col_priority = _matching._first_priority(col_loss)
+    for row in range(num_rows):
+        members = [int(w) for w in np.flatnonzero(rows == row)]
+        members.sort(key=lambda w: -col_priority[w])
+        for w, col in _official_heap(col_loss, members, [1] * num_cols).items():
+            cols[w] = col
+    return rows, cols
+
+
+@pytest.mark.parametrize("shape", [(60, 8, 8), (64, 8, 8), (45, 5, 10), (300, 18, 18)])
+def test_greedy_matches_the_official_heap(shape: tuple[int, int, int]) -> None:
+    row_loss, col_loss = random_losses(*shape, seed=shape[0])
+    rows, cols = _matching.greedy(row_loss, col_loss)
+    expected_rows, expected_cols = _official_greedy(row_loss, col_loss)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(cols, expected_cols)
+
+
+def test_exact_refuses_a_large_instance() -> None:
+    row_loss, col_loss = random_losses(400, 20, 20, seed=0)
+    with pytest.raises(ValueError, match=r"V = 400 .*R\*C = 400 .*MiB.*method='refine'"):
+        solve(row_loss, col_loss, method="exact", max_exact_cells=1000)
+    assert solve(row_loss, col_loss, method="auto", max_exact_cells=1000).objective > 0
+
+
+@pytest.mark.parametrize(
+    ("row_loss", "col_loss", "kwargs", "message"),
+    [
+        (np.zeros((5, 2)), np.zeros((5, 2)), {}, "do not fit"),
+        (np.zeros((4, 2)), np.zeros((3, 2)), {}, "col_loss"),
+        (np.full((2, 2), np.nan), np.zeros((2, 2)), {}, "NaN"),
+        (np.zeros((2, 2), dtype=np.int64), np.zeros((2, 2)), {}, "float32 or float64"),
+        (np.zeros((2, 2)), np.zeros((2, 2)), {"method": "hungarian"}, "method must be one of"),
+        (np.zeros((2, 2)), np.zeros((2, 2)), {"speed": 3}, "unknown option"),
+        (np.zeros((2, 2)), np.zeros((2, 2)), {"method": "refine", "init": (np.array([0, 0]), np.array([1, 1]))},
+         "not injective"),
+    ],
+)
+def test_solve_rejects_bad_input(row_loss, col_loss, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        solve(row_loss, col_loss, **kwargs)
+
+
+# ----- loss accumulation and the between-rounds hook ---------------------------------------------
+
+
+class FakeLightRNN(nn.Module):
+    """Same table/slot_log_probs contract as lightrnn.model.LightRNN, tiny and deterministic.
+
+    Row logits depend on the input token and the carried state (a running sum, so carrying it
+    matters); column logits also on the target's true row under the current table.
+    """
+
+    def __init__(self, vocab_size: int = 14, side: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.vocab_size, self.num_rows, self.num_cols = vocab_size, side, side
+        self.row_weight = nn.Parameter(torch.randn(vocab_size, side, generator=generator) * 2)
+        self.col_weight = nn.Parameter(torch.randn(vocab_size, side, generator=generator) * 2)
+        self.row_to_col = nn.Parameter(torch.randn(side, side, generator=generator))
+        table = WordTable.random(vocab_size, seed=seed)
+        self.register_buffer("word_row", torch.as_tensor(table.rows))
+        self.register_buffer("word_col", torch.as_tensor(table.cols))
+
+    @property
+    def table(self) -> WordTable:
+        return WordTable(self.word_row.numpy(), self.word_col.numpy(), self.num_rows, self.num_cols)
+
+    def set_table(self, table: WordTable) -> None:
+        self.word_row.copy_(torch.as_tensor(table.rows))
+        self.word_col.copy_(torch.as_tensor(table.cols))
+
+    def slot_log_probs(self, tokens, targets, state=None):
+        state = torch.zeros(tokens.shape[0], self.num_rows) if state is None else state
+        context = torch.cumsum(self.row_weight[tokens], dim=1) * 0.1 + state[:, None]  # [B, T, R]
+        row_logp = torch.log_softmax(self.row_weight[tokens] + context, dim=-1)
+        col_logits = self.col_weight[tokens] + self.row_to_col[self.word_row[targets]]  # [B, T, C]
+        return row_logp, torch.log_softmax(col_logits, dim=-1), context[:, -1]
+
+
+def make_batches(vocab_size: int, count: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    stream = torch.randint(0, vocab_size, (2, count * 5 + 1), generator=generator)
+    return [(stream[:, i * 5 : i * 5 + 5], stream[:, i * 5 + 1 : i * 5 + 6]) for i in range(count)]
+
+
+def naive_losses(model: FakeLightRNN, batches) -> tuple[np.ndarray, np.ndarray, float]:
+    row_loss = np.zeros((model.vocab_size, model.num_rows))
+    col_loss = np.zeros((model.vocab_size, model.num_cols))
+    table, state, nll, tokens_seen = model.table, None, 0.0, 0
+    with torch.no_grad():
+        for tokens, targets in batches:
+            row_logp, col_logp, state = model.slot_log_probs(tokens, targets, state)
+            for b, t in itertools.product(range(tokens.shape[0]), range(tokens.shape[1])):
+                word = int(targets[b, t])
+                row_loss[word] -= row_logp[b, t].double().numpy()
+                col_loss[word] -= col_logp[b, t].double().numpy()
+                nll -= float(row_logp[b, t, table.rows[word]]) + float(col_logp[b, t, table.cols[word]])
+                tokens_seen += 1
+    return row_loss, col_loss, nll / tokens_seen
+
+
+def test_accumulate_losses_matches_a_per_position_loop() -> None:
+    model = FakeLightRNN()
+    batches = make_batches(model.vocab_size, 4)
+    row_loss, col_loss, nll = accumulate_losses(model, batches)
+    expected_rows, expected_cols, expected_nll = naive_losses(model, batches)
+    assert row_loss.dtype == np.float64 and row_loss.shape == (model.vocab_size, model.num_rows)
+    np.testing.assert_allclose(row_loss, expected_rows, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(col_loss, expected_cols, rtol=1e-5, atol=1e-5)
+    assert nll == pytest.approx(expected_nll, rel=1e-5)
+
+
+def test_accumulate_losses_uses_the_first_fraction() -> None:
+    model = FakeLightRNN()
+    batches = make_batches(model.vocab_size, 4)
+    half = accumulate_losses(model, iter(batches), fraction=0.5)
+    expected_rows, _, expected_nll = naive_losses(model, batches[:2])
+    np.testing.assert_allclose(half[0], expected_rows, rtol=1e-5, atol=1e-5)
+    assert half[2] == pytest.approx(expected_nll, rel=1e-5)
+    tiny = accumulate_losses(model, batches, fraction=0.01)  # at least one batch
+    np.testing.assert_allclose(tiny[0], naive_losses(model, batches[:1])[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="fraction"):
+        accumulate_losses(model, batches, fraction=0.0)
+    with pytest.raises(ValueError, match="empty"):
+        accumulate_losses(model, iter([]))
+
+
+def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None:
+    model = FakeLightRNN(vocab_size=14, side=4, seed=3)
+    batches = make_batches(model.vocab_size, 6, seed=1)
+    row_loss, col_loss, _ = accumulate_losses(model, batches)
+    old = model.table
+    before = _matching.objective(row_loss, col_loss, old.rows, old.cols)
+    model.train()
+    metrics = reallocate_model(model, batches)
+    assert model.training
+    assert set(metrics) == {
+        "realloc_objective", "realloc_lower_bound", "realloc_s", "realloc_method",
+        "realloc_nll_before", "realloc_nll_after", "realloc_moved",
+    }
+    assert metrics["realloc_method"] == "exact"
+    assert metrics["realloc_lower_bound"] <= metrics["realloc_objective"] < before
+    assert metrics["realloc_nll_before"] == pytest.approx(naive_losses(FakeLightRNN(14, 4, 3), batches)[2], rel=1e-5)
+    new = model.table
+    assert metrics["realloc_objective"] == pytest.approx(_matching.objective(row_loss, col_loss, new.rows, new.cols))
+    assert 0 < metrics["realloc_moved"] <= 1
+    # Row losses here do not depend on the table, so the row part of the NLL after is exact.
+    assert metrics["realloc_nll_after"] == pytest.approx(naive_losses(model, batches)[2], rel=1e-5)
+
+    refined = reallocate_model(model, batches, method="refine", fraction=0.5)
+    assert refined["realloc_method"] == "refine"
+    assert refined["realloc_lower_bound"] <= refined["realloc_objective"]
+
+
+# ----- with the real model and training loop -----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_three_rounds_with_lightrnn(tmp_path) -> None:
+    from lightrnn.config import TrainConfig
+    from lightrnn.data.markov import generate_markov_corpus
+    from lightrnn.metrics import read_metrics
+    from lightrnn.train import train
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        corpus = tmp_path / "markov"
+        generate_markov_corpus(corpus, vocab_size=30, successors=3, train_tokens=3000, valid_tokens=400,
+                               test_tokens=400, seed=2)
+        config = TrainConfig.from_yaml(None, [
+            "embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.0", "batch_size=8", "bptt=12",
+            "lr=0.01", "eval_batch_size=8", "device=cpu", "rounds=[1, 1, 1]", "max_steps_per_epoch=10",
+            "realloc_method=auto",
+        ])
+        rows = read_metrics(train(config, corpus, tmp_path / "run"))
+    finally:
+        torch.set_num_threads(previous_threads)
+    assert [(row["kind"], row["round"]) for row in rows] == [
+        ("epoch", 0), ("realloc", 1), ("epoch", 1), ("realloc", 2), ("epoch", 2)]
+    for row in (rows[1], rows[3]):
+        assert row["realloc_lower_bound"] <= row["realloc_objective"]
+        assert row["realloc_s"] > 0 and row["realloc_method"] == "exact"
+        assert row["realloc_nll_before"] > 0 and row["realloc_nll_after"] > 0
+    tables = [WordTable.load(tmp_path / "run" / f"table-{i}.npy") for i in range(3)]
+    assert tables[0] != tables[1]  # words moved
