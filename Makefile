@@ -22,6 +22,8 @@ venv: $(BIN)/lightrnn
 
 smoke: venv
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+	$(BIN)/snakemake --configfile config/smoke.yaml --report results/smoke/report.html
+	@find results/smoke/tables results/smoke/plots results/smoke/report.html -type f | sort
 
 test: venv
 	$(BIN)/python -m pytest

@@ -1,0 +1,70 @@
+"""`write_report`: every table and figure of a run, from its metrics files, into one folder."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Iterable
+
+from lightrnn.report.layout import dataset_family, planned_outputs
+from lightrnn.report.plots import perplexity_plot, size_speed_chart
+from lightrnn.report.results import load_evals, load_metrics
+from lightrnn.report.tables import BUILDERS, RENDERERS
+
+
+def today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_report(
+    metrics_paths: Iterable[Path | str],
+    eval_paths: Iterable[Path | str],
+    out_dir: Path | str,
+    aclw_plot_dataset: str | None = "aclw-fr",
+    date: str | None = None,
+) -> list[Path]:
+    """Render tables (OUT/tables/*.{md,tex,csv}) and plots (OUT/plots/*.{png,pdf}).
+
+    Writes exactly `layout.planned_outputs(datasets, models, aclw_plot_dataset)` for the
+    datasets and models found in the rows, and returns those paths. `date` (ISO, default today
+    in UTC) goes into every CSV row and figure footer with the rows' git revision and device.
+    """
+    rows = load_metrics(metrics_paths)
+    evals = load_evals(eval_paths)
+    if not rows:
+        raise ValueError("write_report: the metrics files hold no rows; train a model first")
+    date = date or today()
+    out_dir = Path(out_dir)
+    datasets = sorted({row["dataset"] for row in rows})
+    models = sorted({row["model"] for row in rows})
+    written: list[Path] = []
+    families = {dataset_family(dataset) for dataset in datasets}
+    for name, builder in BUILDERS.items():
+        if name in ("aclw", "billionw", "benchmarks") and name not in families:
+            continue
+        if name == "reallocation" and "lightrnn" not in models:
+            continue
+        table = builder(rows, evals, date)
+        for fmt, render in RENDERERS.items():
+            path = out_dir / "tables" / f"{table.name}.{fmt}"
+            _write_text(path, render(table))
+            written.append(path)
+    plots = out_dir / "plots"
+    if aclw_plot_dataset in datasets and "lightrnn" in models:
+        written += perplexity_plot(rows, evals, aclw_plot_dataset, plots / f"{aclw_plot_dataset}-perplexity", date)
+    for dataset in datasets:
+        written += perplexity_plot(rows, evals, dataset, plots / f"curves-{dataset}", date, style="curves")
+    written += size_speed_chart(rows, evals, plots / "size-speed", date)
+    expected = {out_dir / path for path in planned_outputs(datasets, models, aclw_plot_dataset)}
+    if set(written) != expected:
+        # The Snakefile declares planned_outputs; a difference would be a bug here, not bad input.
+        raise RuntimeError(f"write_report wrote {sorted(map(str, set(written) ^ expected))} unlike planned_outputs")
+    return written

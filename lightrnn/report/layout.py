@@ -1,0 +1,93 @@
+"""What a report consists of: dataset families, model order and the output file names.
+
+This module imports nothing heavy on purpose: the Snakefile imports it at parse time to declare
+the report rule's outputs, so the DAG and `write_report` agree on one list of files.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Display order and names of the models in every table and legend.
+MODEL_ORDER: tuple[str, ...] = ("lightrnn", "full_softmax", "class_softmax", "adaptive_softmax")
+MODEL_LABELS: dict[str, str] = {
+    "lightrnn": "LightRNN",
+    "full_softmax": "Full softmax",
+    "class_softmax": "Class softmax",
+    "adaptive_softmax": "Adaptive softmax",
+}
+LANGUAGES: dict[str, str] = {
+    "cs": "Czech",
+    "de": "German",
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "ru": "Russian",
+}
+DATASET_LABELS: dict[str, str] = {
+    "ptb": "PTB",
+    "wikitext2": "WikiText-2",
+    "wikitext103": "WikiText-103",
+    "billionw": "One Billion Word",
+}
+# aclw-fr (the small Botha & Blunsom set) or aclw-large-fr (the paper's large set).
+_ACLW = re.compile(r"^aclw-(?:(?P<size>large|small)-)?(?P<lang>[a-z]{2})$")
+
+TABLES: tuple[str, ...] = ("aclw", "billionw", "benchmarks", "size-speed", "reallocation")
+TABLE_FORMATS: tuple[str, ...] = ("md", "tex", "csv")
+PLOT_FORMATS: tuple[str, ...] = ("png", "pdf")
+
+
+def model_label(model: str) -> str:
+    return MODEL_LABELS.get(model, model)
+
+
+def model_sort_key(model: str) -> tuple[int, str]:
+    """Known models first, in the paper's order; unknown ones after, alphabetically."""
+    return (MODEL_ORDER.index(model), "") if model in MODEL_ORDER else (len(MODEL_ORDER), model)
+
+
+def aclw_language(dataset: str) -> tuple[str, str] | None:
+    """('French', 'large') for 'aclw-large-fr', ('French', 'small') for 'aclw-fr', else None."""
+    match = _ACLW.match(dataset)
+    if match is None:
+        return None
+    return LANGUAGES.get(match["lang"], match["lang"]), match["size"] or "small"
+
+
+def dataset_label(dataset: str) -> str:
+    language = aclw_language(dataset)
+    if language is not None:
+        name, size = language
+        return f"ACLW {name}" + (" (large)" if size == "large" else "")
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def dataset_family(dataset: str) -> str:
+    """The table a dataset's perplexities go to: 'aclw', 'billionw' or 'benchmarks'."""
+    if aclw_language(dataset) is not None:
+        return "aclw"
+    if dataset == "billionw" or dataset.startswith("billionw-"):
+        return "billionw"
+    return "benchmarks"
+
+
+def planned_outputs(datasets: list[str], models: list[str], aclw_plot_dataset: str | None) -> list[str]:
+    """Paths, relative to the report folder, that `write_report` writes for this run matrix.
+
+    A table or plot is planned only when the run holds the rows it needs, so the list is a
+    pure function of the configuration, known before any training.
+    """
+    if not datasets or not models:
+        raise ValueError("planned_outputs: the run needs at least one dataset and one model")
+    families = {dataset_family(dataset) for dataset in datasets}
+    tables = [name for name in ("aclw", "billionw", "benchmarks") if name in families]
+    tables.append("size-speed")
+    if "lightrnn" in models:
+        tables.append("reallocation")
+    plots = [f"curves-{dataset}" for dataset in datasets] + ["size-speed"]
+    if aclw_plot_dataset and aclw_plot_dataset in datasets and "lightrnn" in models:
+        plots.insert(0, f"{aclw_plot_dataset}-perplexity")
+    return [f"tables/{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS] + [
+        f"plots/{name}.{fmt}" for name in plots for fmt in PLOT_FORMATS
+    ]

@@ -1,0 +1,184 @@
+"""Reading metrics files and summarising one training run per (dataset, model).
+
+Tables and plots read only `metrics.jsonl` (one JSON object per evaluation point, written by
+`lightrnn.train`) and `eval.json` (the exact test perplexity of the best checkpoint, written by
+`lightrnn eval`). Nothing here is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+Row = dict[str, Any]
+
+
+def read_jsonl(path: Path | str) -> list[Row]:
+    """All rows of one metrics.jsonl file; a bad line raises ValueError naming file and line."""
+    path = Path(path)
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}:{number}: not a JSON object ({error.msg}); rerun the training job that wrote it"
+                ) from error
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def load_metrics(paths: Iterable[Path | str]) -> list[Row]:
+    """The rows of every metrics.jsonl file, in file order; each needs `dataset` and `model`."""
+    rows: list[Row] = []
+    for path in paths:
+        for row in read_jsonl(path):
+            missing = [key for key in ("dataset", "model") if row.get(key) is None]
+            if missing:
+                raise ValueError(f"{path}: a row lacks {', '.join(missing)}; it is not a lightrnn metrics file")
+            rows.append(row)
+    return rows
+
+
+def load_evals(paths: Iterable[Path | str]) -> list[Row]:
+    """The objects of every eval.json file."""
+    evals = []
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not JSON ({error.msg}); rerun the evaluate job that wrote it") from error
+        for key in ("dataset", "model", "ppl"):
+            if key not in record:
+                raise ValueError(f"{path}: missing {key!r}; it is not a lightrnn eval.json")
+        evals.append(record)
+    return evals
+
+
+def find_results(results_dir: Path | str) -> tuple[list[Path], list[Path]]:
+    """metrics.jsonl and eval.json files laid out as RESULTS/<dataset>/<model>/ (sorted)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"--results {results_dir}: no such folder; give the run folder, e.g. results/smoke")
+    metrics = sorted(results_dir.glob("*/*/metrics.jsonl"))
+    if not metrics:
+        raise ValueError(
+            f"--results {results_dir}: no <dataset>/<model>/metrics.jsonl below it; train a model first"
+        )
+    return metrics, sorted(results_dir.glob("*/*/eval.json"))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One (dataset, model) training run reduced to the numbers the tables show."""
+
+    dataset: str
+    model: str
+    params: int | None
+    param_bytes: int | None
+    test_ppl: float | None
+    ppl_source: str  # "eval.json" (exact, best checkpoint) or "metrics.jsonl"
+    best_valid_ppl: float | None
+    epochs: int
+    train_tokens_per_s: float | None
+    eval_tokens_per_s: float | None
+    peak_memory_bytes: int | None
+    device: str | None
+    git_rev: str | None
+    config_hash: str | None
+
+
+def epoch_rows(rows: list[Row]) -> list[Row]:
+    return [row for row in rows if row.get("kind", "epoch") == "epoch"]
+
+
+def realloc_rows(rows: list[Row]) -> list[Row]:
+    return [row for row in rows if row.get("kind") == "realloc"]
+
+
+def group_runs(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Rows by (dataset, model), keeping file order inside each run."""
+    runs: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        runs.setdefault((row["dataset"], row["model"]), []).append(row)
+    return runs
+
+
+def _median(values: Iterable[Any]) -> float | None:
+    present = [float(value) for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def _last(values: Iterable[Any]) -> Any:
+    present = [value for value in values if value is not None]
+    return present[-1] if present else None
+
+
+def summarize(rows: list[Row], evals: list[Row]) -> dict[tuple[str, str], RunSummary]:
+    """One RunSummary per (dataset, model), from its metrics rows and (if present) its eval.json.
+
+    Test perplexity: eval.json's exact value when there is one; otherwise the test perplexity
+    recorded with the best validation perplexity (the checkpoint `best.pt` keeps).
+    """
+    eval_by_run: dict[tuple[str, str], Row] = {}
+    for record in evals:
+        key = (record["dataset"], record["model"])
+        if key in eval_by_run:
+            raise ValueError(f"two eval.json files for dataset {key[0]!r}, model {key[1]!r}; keep one run per pair")
+        eval_by_run[key] = record
+    summaries = {}
+    for key, run in group_runs(rows).items():
+        epochs = epoch_rows(run)
+        record = eval_by_run.get(key)
+        scored = [row for row in epochs if row.get("valid_ppl") is not None]
+        best = min(scored, key=lambda row: row["valid_ppl"]) if scored else None
+        if record is not None:
+            test_ppl, source = float(record["ppl"]), "eval.json"
+        else:
+            with_test = [row for row in epochs if row.get("test_ppl") is not None]
+            best_tested = min(with_test, key=lambda row: row.get("valid_ppl") or float("inf")) if with_test else None
+            test_ppl = float(best_tested["test_ppl"]) if best_tested else None
+            source = "metrics.jsonl"
+        peaks = [row.get("peak_memory_bytes") for row in run if row.get("peak_memory_bytes") is not None]
+        eval_speed = record.get("tokens_per_s") if record else None
+        summaries[key] = RunSummary(
+            dataset=key[0],
+            model=key[1],
+            params=_last(row.get("params") for row in run) or (record or {}).get("params"),
+            param_bytes=_last(row.get("param_bytes") for row in run),
+            test_ppl=test_ppl,
+            ppl_source=source,
+            best_valid_ppl=float(best["valid_ppl"]) if best else None,
+            epochs=len(epochs),
+            train_tokens_per_s=_median(row.get("train_tokens_per_s") for row in epochs),
+            eval_tokens_per_s=float(eval_speed) if eval_speed else _median(row.get("eval_tokens_per_s") for row in epochs),
+            peak_memory_bytes=max(peaks) if peaks else None,
+            device=_last(row.get("device") for row in run) or (record or {}).get("device"),
+            git_rev=_last(row.get("git_rev") for row in run) or (record or {}).get("git_rev"),
+            config_hash=_last(row.get("config_hash") for row in run),
+        )
+    return summaries
+
+
+def epoch_axis(run: list[Row]) -> list[tuple[int, Row]]:
+    """(epochs completed, row) for every row of one run, in file order.
+
+    Epoch rows count 1, 2, 3, ... across rounds whatever their own `epoch` field holds; a
+    reallocation row sits at the number of epochs completed when it ran, so it lines up with
+    the end of the round it follows.
+    """
+    done = 0
+    axis = []
+    for row in run:
+        if row.get("kind", "epoch") == "epoch":
+            done += 1
+        axis.append((done, row))
+    return axis

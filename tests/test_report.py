@@ -1,0 +1,244 @@
+"""Tables and plots from metrics rows: golden files for the renderers, plots, the CLI.
+
+The fixture is a generated set of metrics.jsonl rows and eval.json records with the schema
+`lightrnn.train` writes; the golden outputs live in tests/golden/ (readable text). After an
+intended change of the renderers, regenerate them with
+`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_report.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from lightrnn import cli
+from lightrnn.report import layout, tables
+from lightrnn.report.build import write_report
+from lightrnn.report.results import find_results, load_metrics, summarize
+
+GOLDEN = Path(__file__).parent / "golden"
+DATE = "2026-01-02"
+# (dataset, model) -> (vocab-dependent params, final perplexity); numbers are made up but shaped
+# like the paper's (LightRNN far smaller, perplexities in the same range).
+RUNS = {
+    ("aclw-fr", "lightrnn"): (17_512_944, 176.0),
+    ("aclw-fr", "full_softmax"): (152_890_912, 190.5),
+    ("aclw-fr", "class_softmax"): (152_900_000, 201.2),
+    ("aclw-fr", "adaptive_softmax"): (60_420_000, 185.1),
+    ("aclw-es", "lightrnn"): (18_012_000, 157.4),
+    ("aclw-es", "full_softmax"): (170_100_000, 169.9),
+    ("billionw", "lightrnn"): (41_400_000, 66.2),
+    ("billionw", "full_softmax"): (1_600_000_000, 85.0),
+    ("ptb", "lightrnn"): (9_123_456, 118.3),
+    ("ptb", "full_softmax"): (24_021_000, 101.7),
+}
+ROUNDS = {"lightrnn": [3, 3, 2], "full_softmax": [8], "class_softmax": [8], "adaptive_softmax": [8]}
+WITHOUT_EVAL = {("aclw-es", "full_softmax"), ("ptb", "lightrnn")}
+
+
+def make_rows(dataset: str, model: str) -> list[dict]:
+    """Metrics rows of one run: epoch rows per round, a realloc row after each LightRNN round but the last."""
+    params, final = RUNS[(dataset, model)]
+    rows, epoch, step = [], 0, 0
+    rounds = ROUNDS[model]
+    total = sum(rounds)
+    for round_index, epochs in enumerate(rounds):
+        for _ in range(epochs):
+            epoch += 1
+            step += 100
+            # Decays towards `final`; a reallocation costs a bump the next round then recovers.
+            valid = final * (1 + 0.8 * math.exp(-epoch / 2)) * (1 + 0.04 * (total - epoch) / total)
+            rows.append(
+                {
+                    "kind": "epoch",
+                    "dataset": dataset,
+                    "model": model,
+                    "seed": 0,
+                    "round": round_index,
+                    "epoch": epoch,
+                    "step": step,
+                    "lr": 0.001,
+                    "train_ppl": round(valid * 0.9, 4),
+                    "valid_ppl": round(valid, 4),
+                    "test_ppl": round(valid * 0.995, 4) if dataset.startswith("aclw") or epoch == total else None,
+                    "train_tokens_per_s": 1000.0 + 10 * epoch + (4000 if model == "lightrnn" else 0),
+                    "eval_tokens_per_s": 5000.0 + 10 * epoch,
+                    "params": params,
+                    "param_bytes": 4 * params,
+                    "peak_memory_bytes": 8 * params + 1000 * epoch,
+                    "wall_s": 60.0 * epoch,
+                    "device": "cuda:0 (NVIDIA H200)",
+                    "realloc_objective": None,
+                    "realloc_lower_bound": None,
+                    "realloc_s": None,
+                    "realloc_nll_before": None,
+                    "realloc_nll_after": None,
+                    "git_rev": "abc1234",
+                    "config_hash": f"hash-{dataset}-{model}",
+                }
+            )
+        if model == "lightrnn" and round_index < len(rounds) - 1:
+            last = rows[-1]
+            rows.append(
+                {
+                    **last,
+                    "kind": "realloc",
+                    "valid_ppl": round(last["valid_ppl"] * 1.12, 4),
+                    "test_ppl": None,
+                    "train_ppl": None,
+                    "realloc_objective": 1_234_567.0 / (round_index + 1),
+                    "realloc_lower_bound": 1_200_000.0 / (round_index + 1),
+                    "realloc_s": 2.5 + round_index,
+                    "realloc_nll_before": 5.4 - 0.1 * round_index,
+                    "realloc_nll_after": 5.1 - 0.1 * round_index,
+                }
+            )
+    return rows
+
+
+def make_eval(dataset: str, model: str) -> dict:
+    params, final = RUNS[(dataset, model)]
+    return {
+        "dataset": dataset,
+        "model": model,
+        "split": "test",
+        "ppl": final,
+        "nll_sum": 1000.0 * math.log(final),
+        "tokens": 1000,
+        "tokens_per_s": 9000.0,
+        "params": params,
+        "device": "cuda:0 (NVIDIA H200)",
+        "git_rev": "abc1234",
+    }
+
+
+def write_results(root: Path) -> Path:
+    """RESULTS/<dataset>/<model>/{metrics.jsonl,eval.json} for every fixture run."""
+    for dataset, model in RUNS:
+        run_dir = root / dataset / model
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in make_rows(dataset, model)))
+        if (dataset, model) not in WITHOUT_EVAL:
+            (run_dir / "eval.json").write_text(json.dumps(make_eval(dataset, model)))
+    return root
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return write_results(tmp_path / "run")
+
+
+@pytest.fixture
+def loaded(results: Path):
+    metrics_paths, eval_paths = find_results(results)
+    from lightrnn.report.results import load_evals
+
+    return load_metrics(metrics_paths), load_evals(eval_paths)
+
+
+@pytest.mark.parametrize("name", list(tables.BUILDERS))
+@pytest.mark.parametrize("fmt", list(tables.RENDERERS))
+def test_renderers_match_the_golden_files(loaded, name: str, fmt: str):
+    rows, evals = loaded
+    text = tables.RENDERERS[fmt](tables.BUILDERS[name](rows, evals, DATE))
+    golden = GOLDEN / f"{name}.{fmt}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8"), f"{golden} differs; see the module docstring to update"
+
+
+def test_aclw_table_is_language_by_model_with_the_best_in_bold(loaded):
+    table = tables.aclw_table(*loaded, DATE)
+    assert table.header == ["Language", "LightRNN", "Full softmax", "Class softmax", "Adaptive softmax"]
+    french = next(line for line in table.cells if line[0] == "French")
+    assert french[1] == "176.0 (17.5M)"
+    spanish = next(line for line in table.cells if line[0] == "Spanish")
+    assert spanish[3] == "–"  # no class-softmax run for Spanish: an explicit gap, not a shifted column
+    assert (table.cells.index(french), 1) in table.bold
+
+
+def test_test_perplexity_prefers_eval_json_then_the_best_valid_row(loaded):
+    summaries = summarize(*loaded)
+    assert summaries[("aclw-fr", "lightrnn")].ppl_source == "eval.json"
+    fallback = summaries[("ptb", "lightrnn")]
+    assert fallback.ppl_source == "metrics.jsonl"
+    assert fallback.test_ppl == pytest.approx(make_rows("ptb", "lightrnn")[-1]["test_ppl"])
+
+
+def test_every_csv_row_carries_provenance(loaded):
+    for name, builder in tables.BUILDERS.items():
+        records = list(csv.DictReader(io.StringIO(tables.to_csv(builder(*loaded, DATE)))))
+        assert records, name
+        for record in records:
+            assert record["git_rev"] == "abc1234" and record["date"] == DATE and record["device"], (name, record)
+
+
+def test_reallocation_table_has_one_line_per_round_with_the_gap(loaded):
+    table = tables.reallocation_table(*loaded, DATE)
+    french = [line for line in table.cells if line[0] == "ACLW French"]
+    assert [line[1] for line in french] == ["0", "1", "2"]
+    assert french[0][7] == f"{100 * (1_234_567 - 1_200_000) / 1_234_567:.2f}%"
+    assert french[2][5] == "–"  # no reallocation after the last round
+
+
+def test_size_speed_ratios_are_to_the_full_softmax(loaded):
+    table = tables.size_speed_table(*loaded, DATE)
+    record = next(r for r in table.records if r["dataset"] == "billionw" and r["model"] == "lightrnn")
+    assert record["params_vs_full_softmax"] == pytest.approx(41_400_000 / 1_600_000_000)
+    assert record["train_speed_vs_full_softmax"] > 1
+
+
+def test_latex_is_booktabs_and_escaped(loaded):
+    text = tables.to_latex(tables.size_speed_table(*loaded, DATE))
+    assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
+    assert "10^6" not in text and "10\\textasciicircum{}6" in text
+
+
+def test_write_report_writes_exactly_the_planned_outputs(results: Path, tmp_path: Path):
+    metrics_paths, eval_paths = find_results(results)
+    out = tmp_path / "out"
+    written = write_report(metrics_paths, eval_paths, out, "aclw-fr", DATE)
+    datasets = sorted({dataset for dataset, _ in RUNS})
+    models = sorted({model for _, model in RUNS})
+    assert sorted(written) == sorted(out / p for p in layout.planned_outputs(datasets, models, "aclw-fr"))
+    for path in written:
+        assert path.stat().st_size > 0, path
+    png = out / "plots" / "aclw-fr-perplexity.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "plots" / "aclw-fr-perplexity.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_planned_outputs_follow_the_run_matrix():
+    outputs = layout.planned_outputs(["ptb"], ["full_softmax"], "aclw-fr")
+    assert "tables/benchmarks.md" in outputs and "tables/size-speed.csv" in outputs
+    assert not any("aclw" in path or "reallocation" in path for path in outputs)
+    assert "plots/curves-ptb.pdf" in outputs
+    assert layout.dataset_family("aclw-large-fr") == "aclw"
+    assert layout.dataset_label("aclw-large-fr") == "ACLW French (large)"
+    with pytest.raises(ValueError, match="at least one dataset"):
+        layout.planned_outputs([], ["lightrnn"], None)
+
+
+def test_cli_report_lists_what_it_wrote(results: Path, tmp_path: Path, capsys):
+    assert cli.main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--date", DATE]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(tmp_path / "out" / "tables" / "aclw.md") in printed
+
+
+def test_cli_report_names_a_missing_results_folder(tmp_path: Path, capsys):
+    assert cli.main(["report", "--results", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "--results" in capsys.readouterr().err
+
+
+def test_a_corrupt_metrics_line_is_named(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"dataset": "ptb", "model": "lightrnn"}\n{not json\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
+        load_metrics([path])

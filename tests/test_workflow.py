@@ -1,0 +1,137 @@
+"""The Snakemake DAG: schema validation, dry runs, lint, the smoke checksums, and (slow) the
+whole smoke DAG end to end from a clean copy of the repository."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+JOB_KINDS = {"fetch", "prepare", "encode", "train", "evaluate", "render_report", "all"}
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    table = output[output.index("Job stats:") :]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if name != "total"}
+
+
+def load(path: str) -> dict:
+    return yaml.safe_load((REPO / path).read_text())
+
+
+def test_dry_run_of_the_paper_config_lists_every_job_kind():
+    result = snakemake("-n", "--forceall", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert JOB_KINDS <= set(counts), counts
+    config = load("config/config.yaml")
+    pairs = len(config["datasets_to_run"]) * len(config["models_to_run"])
+    assert counts["train"] == counts["evaluate"] == pairs
+    assert counts["prepare"] == counts["encode"] == len(config["datasets_to_run"])
+    assert counts["render_report"] == 1
+
+
+def test_dry_run_of_the_smoke_config_generates_tiny_archives():
+    result = snakemake("-n", "--forceall", "--quiet", "rules", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    smoke = load("config/smoke.yaml")
+    assert counts["tiny_archive"] == counts["fetch"] == len(smoke["corpora"]) - 1  # wikitext103 unused
+    assert counts["train"] == len(smoke["datasets_to_run"]) * 4
+    assert len(smoke["train_override"]["rounds"]) >= 3  # >= 2 reallocations
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_rule_files_are_snakefmt_formatted():
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    if not snakefmt.exists():
+        pytest.skip("snakefmt is not installed (pip install -e '.[test]')")
+    result = subprocess.run(
+        [str(snakefmt), "--check", "Snakefile", "workflow/rules"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["train"].update(lr=-1), "lr"),
+        (lambda c: c.update(datasets_to_run=["ptb", "nope"]), "unknown dataset 'nope'"),
+        (lambda c: c["train"].update(learning_rate=0.1), "learning_rate"),
+        (lambda c: c["corpora"].update(ptb={"url": None, "sha256": "xyz"}), "sha256"),
+    ],
+)
+def test_a_bad_config_is_rejected_before_any_work(tmp_path: Path, edit, message: str):
+    config = load("config/config.yaml")
+    edit(config)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    # A whole config file passed with --configfile (it extends config.yaml), in an empty folder.
+    result = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"))
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_smoke_checksums_match_the_generated_tiny_archives(tmp_path: Path):
+    """smoke.yaml pins each tiny archive's sha256; make_tiny_archive must still produce it."""
+    from lightrnn.data.tiny import make_tiny_archive
+
+    for corpus, entry in load("config/smoke.yaml")["corpora"].items():
+        path, sha256 = make_tiny_archive(corpus, tmp_path / corpus, seed=0)
+        assert entry["url"].endswith("/" + path.name), corpus
+        assert sha256 == entry["sha256"], (
+            f"config/smoke.yaml: corpora.{corpus}.sha256 is {entry['sha256']}, the generator now makes {sha256}"
+        )
+
+
+def _copy_repo(target: Path) -> Path:
+    """A clean copy: the working tree without environments, caches, downloads or results."""
+    ignore = shutil.ignore_patterns(".venv*", ".git", ".snakemake", "results", "resources", "__pycache__", "*.egg-info")
+    shutil.copytree(REPO, target, ignore=ignore)
+    return target
+
+
+@pytest.mark.slow
+def test_the_smoke_dag_runs_end_to_end_from_a_clean_directory():
+    with tempfile.TemporaryDirectory() as folder:
+        work = _copy_repo(Path(folder) / "repo")
+        result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=work, timeout=1500)
+        assert result.returncode == 0, result.stderr[-4000:]
+        smoke = load("config/smoke.yaml")
+        run = work / "results" / "smoke"
+        for dataset in smoke["datasets_to_run"]:
+            for model in smoke["models_to_run"]:
+                assert (run / dataset / model / "eval.json").is_file(), (dataset, model)
+        aclw = (run / "tables" / "aclw.md").read_text()
+        assert "| French |" in aclw and "| Spanish |" in aclw
+        realloc = (run / "tables" / "reallocation.csv").read_text().splitlines()
+        # 5 datasets x 3 rounds of LightRNN, the first two followed by a reallocation.
+        assert len(realloc) == 1 + 5 * 3
+        assert sum(1 for line in realloc[1:] if line.split(",")[7]) == 5 * 2  # realloc_objective filled
+        for name in ("aclw-fr-perplexity", "size-speed", "curves-ptb"):
+            assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+            assert (run / "plots" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+        report = snakemake("--configfile", "config/smoke.yaml", "--report", "results/smoke/report.html", cwd=work)
+        assert report.returncode == 0, report.stderr[-4000:]
+        assert (run / "report.html").stat().st_size > 10_000

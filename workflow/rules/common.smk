@@ -1,0 +1,172 @@
+# Configuration checks and the helpers the rules share. Nothing here runs a job.
+import copy
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# This checkout's lightrnn package, whichever environment runs Snakemake.
+sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
+from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
+from lightrnn.report.layout import planned_outputs  # noqa: E402
+
+# Before any job: the schema (types, required keys, no unknown keys), then the cross-references
+# the schema cannot express. Each error names the key and what to do.
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _config_error(message):
+    raise ValueError(f"config: {message}")
+
+
+for _name in config["datasets_to_run"]:
+    if _name not in DATASETS:
+        _config_error(
+            f"datasets_to_run: unknown dataset {_name!r}; the registry has {', '.join(DATASETS)}"
+        )
+    if _name not in config["datasets"]:
+        _config_error(
+            f"datasets_to_run: {_name!r} has no entry under `datasets:`; add its encode and train keys"
+        )
+for _name in config["corpora"]:
+    if _name not in CORPORA or CORPORA[_name].archive_format == "manual":
+        _downloadable = [
+            c for c, entry in CORPORA.items() if entry.archive_format != "manual"
+        ]
+        _config_error(
+            f"corpora: {_name!r} is not a downloadable corpus; choose from {', '.join(_downloadable)}"
+        )
+for _scope in ("train", "train_override"):
+    if "model" in config[_scope]:
+        _config_error(
+            f"{_scope}.model: the model comes from models_to_run, remove this key"
+        )
+
+RESULTS = f"{config['results_dir']}/{config['run']}"
+RES = config["resources_dir"]
+RUN_DATASETS = config["datasets_to_run"]
+RUN_MODELS = config["models_to_run"]
+REPORT_OUTPUTS = planned_outputs(
+    RUN_DATASETS, RUN_MODELS, config["report"]["aclw_plot_dataset"]
+)
+SPLITS = ["train", "valid", "test"]
+
+
+wildcard_constraints:
+    dataset="|".join(RUN_DATASETS),
+    model="|".join(RUN_MODELS),
+    corpus="[a-z0-9-]+",
+    filename="[^/]+",
+
+
+def corpus_of(dataset):
+    return DATASETS[dataset].corpus
+
+
+def is_manual(corpus):
+    """Corpora a user places by hand (ACLW large): prepare reads them, nothing is fetched."""
+    return CORPORA[corpus].archive_format == "manual"
+
+
+def raw_archive(corpus):
+    return f"{RES}/raw/{corpus}/{CORPORA[corpus].filename}"
+
+
+def local_source(corpus):
+    """The path of a file: URL (relative `file:dir/x` or absolute `file:///dir/x`), else None."""
+    url = config["corpora"].get(corpus, {}).get("url")
+    if not url or not url.startswith("file:"):
+        return None
+    return urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+
+
+def fetch_url(wildcards):
+    """The configured URL ("" = the registry's); a local path becomes an absolute file:// URL."""
+    path = local_source(wildcards.corpus)
+    if path is not None:
+        return Path(path).resolve().as_uri()
+    return config["corpora"].get(wildcards.corpus, {}).get("url") or ""
+
+
+def fetch_input(wildcards):
+    """A local file: URL is an input, so the DAG makes it first (the smoke run's tiny archives)."""
+    path = local_source(wildcards.corpus)
+    return [] if path is None else [path]
+
+
+def prepare_input(wildcards):
+    corpus = corpus_of(wildcards.dataset)
+    return [] if is_manual(corpus) else [raw_archive(corpus)]
+
+
+def _merge(base, update):
+    """Recursive dict update (like Snakemake's own config merging); lists replace."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def train_config(wildcards):
+    """train < datasets.<d>.train < models.<m>.train < train_override, plus the model's name."""
+    resolved = config["train"]
+    for layer in (
+        config["datasets"][wildcards.dataset]["train"],
+        config["models"].get(wildcards.model, {"train": {}})["train"],
+        config["train_override"],
+    ):
+        resolved = _merge(resolved, layer)
+    return {"model": wildcards.model, **resolved}
+
+
+def encoded(dataset):
+    return [f"{RESULTS}/{dataset}/vocab.tsv"] + [
+        f"{RESULTS}/{dataset}/{split}.npy" for split in SPLITS
+    ]
+
+
+def run_files(name):
+    return [
+        f"{RESULTS}/{dataset}/{model}/{name}"
+        for dataset in RUN_DATASETS
+        for model in RUN_MODELS
+    ]
+
+
+CAPTIONS = {
+    "aclw": "aclw.rst",
+    "billionw": "billionw.rst",
+    "benchmarks": "benchmarks.rst",
+    "size-speed": "size-speed.rst",
+    "reallocation": "reallocation.rst",
+}
+
+
+def report_output(path):
+    """A report rule output; CSV tables and PNG figures go into `snakemake --report` with a caption."""
+    folder, name = path.split("/")
+    stem, fmt = name.rsplit(".", 1)
+    target = f"{RESULTS}/{path}"
+    if folder == "tables" and fmt == "csv":
+        return report(
+            target,
+            caption=f"../report/{CAPTIONS[stem]}",
+            category="Tables",
+            labels={"table": stem},
+        )
+    if folder == "plots" and fmt == "png":
+        if stem.startswith("curves-"):
+            caption, figure = "../report/curves.rst", stem[len("curves-") :]
+        elif stem == "size-speed":
+            caption, figure = "../report/size-speed-plot.rst", "size and speed"
+        else:
+            caption, figure = "../report/perplexity-plot.rst", stem
+        return report(
+            target, caption=caption, category="Figures", labels={"figure": figure}
+        )
+    return target

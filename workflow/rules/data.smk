@@ -1,0 +1,77 @@
+# Corpora: (tiny archive ->) fetch -> prepare -> encode. DESIGN.md "Data flow".
+
+
+rule tiny_archive:
+    """A tiny corpus in the real archive layout (smoke runs fetch it through a file: URL)."""
+    output:
+        f"{RES}/tiny/{{corpus}}/{{filename}}",
+    log:
+        f"{RES}/logs/tiny_archive/{{corpus}}/{{filename}}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        seed=config["tiny_seed"],
+    script:
+        "../scripts/make_tiny_archive.py"
+
+
+rule fetch:
+    """Download and checksum-verify one corpus archive (resumes a partial .part download)."""
+    input:
+        fetch_input,
+    output:
+        f"{RES}/raw/{{corpus}}/{{filename}}",
+    log:
+        f"{RES}/logs/fetch/{{corpus}}/{{filename}}.log",
+    retries: 2
+    conda:
+        "../envs/data.yaml"
+    params:
+        url=fetch_url,
+        sha256=lambda wildcards: config["corpora"]
+        .get(wildcards.corpus, {})
+        .get("sha256")
+        or "",
+    script:
+        "../scripts/fetch.py"
+
+
+rule prepare:
+    """One tokenized sentence per line per split (manual corpora: read where the user put them)."""
+    input:
+        prepare_input,
+    output:
+        expand("{res}/corpora/{{dataset}}/{split}.txt", res=RES, split=SPLITS),
+    log:
+        f"{RES}/logs/prepare/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        raw_dir=lambda wildcards: f"{RES}/raw/{corpus_of(wildcards.dataset)}",
+    script:
+        "../scripts/prepare.py"
+
+
+rule encode:
+    """vocab.tsv (frequency order) and int32 id streams with <eos> per line."""
+    input:
+        rules.prepare.output,
+    output:
+        vocab=f"{RESULTS}/{{dataset}}/vocab.tsv",
+        splits=expand(
+            "{results}/{{dataset}}/{split}.npy", results=RESULTS, split=SPLITS
+        ),
+        meta=f"{RESULTS}/{{dataset}}/meta.json",
+    log:
+        f"{RESULTS}/logs/encode/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        min_count=lambda wildcards: config["datasets"][wildcards.dataset]["encode"][
+            "min_count"
+        ],
+        max_vocab=lambda wildcards: config["datasets"][wildcards.dataset]["encode"][
+            "max_vocab"
+        ],
+    script:
+        "../scripts/encode.py"

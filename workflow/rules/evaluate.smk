@@ -1,0 +1,24 @@
+# Exact test perplexity of the best checkpoint over the whole test split.
+
+
+rule evaluate:
+    """eval.json: test perplexity of best.pt, tokens/s, parameters, device, git revision."""
+    input:
+        checkpoint=rules.train.output.best,
+        encoded=lambda wildcards: encoded(wildcards.dataset),
+    output:
+        f"{RESULTS}/{{dataset}}/{{model}}/eval.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{dataset}}/{{model}}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: config["resources"]["evaluate"]["threads"]
+    resources:
+        gpu=config["resources"]["evaluate"]["gpu"],
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+    params:
+        data_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
+        device=lambda wildcards: train_config(wildcards)["device"],
+    script:
+        "../scripts/evaluate.py"

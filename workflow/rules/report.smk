@@ -1,0 +1,20 @@
+# Tables and figures of the run, from its metrics files only (lightrnn.report).
+
+
+rule render_report:
+    """Paper-style tables (md, tex, csv) and figures (png, pdf); CSV and PNG feed `snakemake --report`."""
+    input:
+        metrics=run_files("metrics.jsonl"),
+        evals=run_files("eval.json"),
+    output:
+        [report_output(path) for path in REPORT_OUTPUTS],
+    log:
+        f"{RESULTS}/logs/render_report.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        # the run folder: outputs are <run>/tables/... and <run>/plots/...
+        out_dir=lambda wildcards, output: str(Path(output[0]).parents[1]),
+        aclw_plot_dataset=config["report"]["aclw_plot_dataset"],
+    script:
+        "../scripts/render_report.py"

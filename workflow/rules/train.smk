@@ -1,0 +1,27 @@
+# Training: one job per (dataset, model). checkpoint.pt is deliberately not an output: Snakemake
+# deletes a job's outputs before rerunning it, and the checkpoint is what a rerun resumes from.
+# resources.gpu = N > 1 runs the job data-parallel, one torchrun process per GPU on one node
+# (batch_size is per GPU); 0 or 1 trains in the job's own process.
+
+
+rule train:
+    """Train one model on one encoded dataset; metrics.jsonl gets a row per epoch and reallocation."""
+    input:
+        encoded=lambda wildcards: encoded(wildcards.dataset),
+    output:
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/metrics.jsonl",
+        best=f"{RESULTS}/{{dataset}}/{{model}}/best.pt",
+    log:
+        f"{RESULTS}/logs/train/{{dataset}}/{{model}}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        gpu=config["resources"]["train"]["gpu"],
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+    params:
+        config=train_config,
+        data_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
+    script:
+        "../scripts/train.py"

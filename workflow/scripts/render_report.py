@@ -1,0 +1,16 @@
+"""Rule render_report: tables and figures of the run from its metrics.jsonl and eval.json files."""
+
+import logging
+
+import _workflow
+
+_workflow.log_to_file(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+from lightrnn.report.build import write_report  # noqa: E402
+
+written = write_report(
+    snakemake.input.metrics,  # noqa: F821
+    snakemake.input.evals,  # noqa: F821
+    snakemake.params.out_dir,  # noqa: F821
+    aclw_plot_dataset=snakemake.params.aclw_plot_dataset,  # noqa: F821
+)
+logging.info("wrote %d files: %s", len(written), ", ".join(map(str, written)))
