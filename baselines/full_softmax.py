@@ -1,0 +1,129 @@
+"""The plain word-level LSTM language model: one V-way softmax over the whole vocabulary."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from baselines._common import (
+    LSTMTrunk,
+    check_dropout,
+    check_sizes,
+    check_targets,
+    check_tokens,
+    reject_unknown_options,
+    resolve_word_counts,
+)
+from lightrnn.lm import LanguageModel, LMOutput, State
+
+# The model-specific options (config `model_options`) this model accepts.
+OPTIONS = ["word_counts", "tie_weights", "sparse_embedding"]
+
+
+class FullSoftmaxLM(LanguageModel):
+    """Embedding -> LSTM -> Linear(H, V) -> softmax over all V words.
+
+    Args:
+        vocab_size, embed_dim, hidden_dim, num_layers, dropout: the shared contract.
+        word_counts: accepted for the shared contract; a full softmax does not use it.
+        tie_weights: share the embedding matrix with the output layer (Press & Wolf 2017;
+            Inan et al. 2017). It needs embed_dim == hidden_dim; otherwise a ValueError, not a
+            silent extra projection, so that parameter counts mean what they say.
+        sparse_embedding: see `baselines._common.LSTMTrunk`; incompatible with tie_weights
+            (the tied matrix would get a dense and a sparse gradient).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        dropout: float,
+        word_counts: np.ndarray | None = None,
+        tie_weights: bool = False,
+        sparse_embedding: bool = False,
+        **unknown: object,
+    ) -> None:
+        super().__init__()
+        reject_unknown_options("full_softmax", unknown, OPTIONS)
+        self._check_options(
+            vocab_size, embed_dim, hidden_dim, num_layers,
+            tie_weights, sparse_embedding, word_counts,
+        )
+        self.vocab_size, self.hidden_dim, self.num_layers = vocab_size, hidden_dim, num_layers
+        self.tie_weights = bool(tie_weights)
+        self.trunk = LSTMTrunk(
+            vocab_size, embed_dim, hidden_dim, num_layers, check_dropout(dropout), sparse_embedding
+        )
+        self.decoder = nn.Linear(hidden_dim, vocab_size)
+        if self.tie_weights:
+            self.decoder.weight = self.trunk.embedding.weight  # one [V, E] matrix, counted once
+        nn.init.zeros_(self.decoder.bias)
+
+    @staticmethod
+    def _check_options(
+        vocab_size: int,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        tie_weights: bool,
+        sparse_embedding: bool,
+        word_counts: np.ndarray | None,
+    ) -> None:
+        check_sizes(vocab_size, embed_dim, hidden_dim, num_layers)
+        if not isinstance(tie_weights, bool):
+            raise ValueError(f"tie_weights must be true or false, got {tie_weights!r}")
+        if tie_weights and embed_dim != hidden_dim:
+            raise ValueError(
+                f"tie_weights needs embed_dim == hidden_dim, got embed_dim={embed_dim} and "
+                f"hidden_dim={hidden_dim}: make them equal or set tie_weights=false"
+            )
+        if tie_weights and sparse_embedding:
+            raise ValueError("tie_weights and sparse_embedding cannot both be true: choose one")
+        if word_counts is not None:  # unused, but a wrong one is a caller's bug worth reporting
+            resolve_word_counts(vocab_size, word_counts)
+
+    def logits(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """tokens [B, T] -> (unnormalised scores [B, T, V], state)."""
+        hidden, state = self.trunk(tokens, state)  # [B, T, H]
+        return self.decoder(hidden), state
+
+    def forward(self, tokens: Tensor, targets: Tensor, state: State | None = None) -> LMOutput:
+        """Per-token NLL [B, T] in nats of `targets` given `tokens`."""
+        check_targets(tokens, targets)
+        logits, state = self.logits(tokens, state)  # [B, T, V]
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        return LMOutput(nll.view_as(targets).float(), state)
+
+    def log_prob(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Exact next-word log-probabilities [B, T, V]."""
+        check_tokens(tokens)
+        logits, state = self.logits(tokens, state)
+        return F.log_softmax(logits.float(), dim=-1), state
+
+    @classmethod
+    def param_count(
+        cls,
+        vocab_size: int,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        word_counts: np.ndarray | None = None,
+        tie_weights: bool = False,
+        sparse_embedding: bool = False,
+        **unknown: object,
+    ) -> int:
+        """V*E + LSTM + (H*V unless tied) + V."""
+        reject_unknown_options("full_softmax", unknown, OPTIONS)
+        cls._check_options(
+            vocab_size, embed_dim, hidden_dim, num_layers,
+            tie_weights, sparse_embedding, word_counts,
+        )
+        decoder_weight = 0 if tie_weights else hidden_dim * vocab_size
+        return (
+            LSTMTrunk.param_count(vocab_size, embed_dim, hidden_dim, num_layers)
+            + decoder_weight
+            + vocab_size
+        )
