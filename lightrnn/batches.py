@@ -9,6 +9,11 @@ are cut into B contiguous segments, one per batch row; row b reads its segment l
 windows of `bptt` steps, so the hidden state of row b carries across batches. Any stream works,
 including a slice of a bigger one (`stream[a:b]` of a memmap is a view): that is the hook for
 data-parallel shards.
+
+Data-parallel shards (`shard_stream`): with W processes of batch B each, rank r reads the one
+contiguous stretch of the stream that holds rows r*B .. r*B + B - 1 of the layout a single
+process with batch W*B would use. So W ranks see exactly the batches of one process with the
+global batch W*B (training, exact=False) and, for evaluation (exact=True), every target once.
 """
 
 from __future__ import annotations
@@ -98,6 +103,39 @@ def num_batches(num_tokens: int, batch_size: int, bptt: int, exact: bool = False
     """How many batches `lm_batches` yields for a stream of `num_tokens` ids."""
     _, lengths = _segments(num_tokens, batch_size, equal=not exact)
     return math.ceil(int(lengths.max()) / bptt) if lengths.max() > 0 else 0
+
+
+def shard_bounds(num_tokens: int, batch_size: int, rank: int, world_size: int, exact: bool = False) -> tuple[int, int]:
+    """[start, stop) token indices of rank's shard of a stream of `num_tokens` ids.
+
+    The shard is the stretch under rows rank*B .. rank*B + B - 1 of the layout of B * world_size
+    rows (`lm_batches` with that batch size and the same `exact`); it includes the last target,
+    so `lm_batches(stream[start:stop], B, exact=exact)` yields exactly those rows. An empty
+    shard (start == stop) happens only in exact mode when the stream has fewer targets than rows.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    starts, lengths = _segments(num_tokens, batch_size * world_size, equal=not exact)
+    first, last = rank * batch_size, rank * batch_size + batch_size - 1
+    predictions = int(lengths[first : last + 1].sum())
+    if predictions == 0:
+        return int(starts[first]), int(starts[first])
+    return int(starts[first]), int(starts[first]) + predictions + 1
+
+
+def shard_stream(stream: np.ndarray, batch_size: int, rank: int, world_size: int, exact: bool = False) -> np.ndarray:
+    """Rank's contiguous shard of `stream` ([N] ids; a view of a memmap, nothing copied); see `shard_bounds`."""
+    if world_size == 1:
+        return stream
+    start, stop = shard_bounds(int(stream.shape[0]), batch_size, rank, world_size, exact)
+    if not exact and stop - start < 2:
+        raise ValueError(
+            f"a stream of {stream.shape[0]} tokens is too short for batch_size {batch_size} on {world_size} "
+            "processes; use a smaller batch size or fewer processes"
+        )
+    return stream[start:stop]
 
 
 def lm_batches(

@@ -73,6 +73,44 @@ def evaluate(
     }
 
 
+def evaluate_distributed(
+    model: nn.Module,
+    stream: np.ndarray,
+    batch_size: int,
+    bptt: int,
+    device: torch.device | str,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """`evaluate` over the whole split when several processes share it; `evaluate` itself in one process.
+
+    Rank r scores its contiguous shard (`shard_stream(exact=True)`: rows r*B .. r*B + B - 1 of the
+    layout of B * world_size rows), then nll_sum and token counts are summed over the ranks.
+    Exact: every one of the N - 1 targets is counted once, and the result equals `evaluate`
+    in one process with batch_size * world_size (float summation order aside). Same keys as
+    `evaluate`; tokens_per_s is the whole split over rank 0's wall time, the reduction included.
+    """
+    from lightrnn import distributed
+    from lightrnn.batches import shard_stream
+
+    world = distributed.world_size()
+    if world == 1:
+        return evaluate(model, stream, batch_size, bptt, device, bf16=bf16)
+    start = time.perf_counter()
+    shard = shard_stream(stream, batch_size, distributed.rank(), world, exact=True)
+    nll_sum, tokens = 0.0, 0
+    if shard.shape[0] >= 2:  # a short split leaves the last ranks without targets
+        local = evaluate(model, shard, batch_size, bptt, device, bf16=bf16)
+        nll_sum, tokens = local["nll_sum"], local["tokens"]
+    nll_sum, tokens = distributed.sum_scalars(nll_sum, tokens)
+    seconds = time.perf_counter() - start
+    return {
+        "nll_sum": nll_sum,
+        "tokens": int(tokens),
+        "ppl": math.exp(nll_sum / tokens),
+        "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
+    }
+
+
 def evaluate_checkpoint(
     checkpoint: str, data_dir: str, split: str = "test", device: str = "auto", batch_size: int | None = None
 ) -> dict[str, object]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightrnn import _matching
+from lightrnn import _matching, distributed
 from lightrnn.table import WordTable
 
 METHODS = ("exact", "greedy", "refine", "auto")
@@ -357,14 +357,20 @@ def reallocate_model(
         with torch.no_grad():
             used = _take_batches(batches, fraction)
             row_loss, col_loss, nll_before = accumulate_losses(model, used)
+            # Data-parallel (identity in one process): the ranks' shard losses are summed into
+            # rank 0, which solves; every rank receives the same table. Equal token counts per
+            # rank (the training shards are equal) make the mean of the ranks' means exact.
+            row_loss, col_loss = distributed.sum_array_to_main(row_loss), distributed.sum_array_to_main(col_loss)
+            nll_before = distributed.mean_over_ranks(nll_before)
             current = model.table
-            allocation = solve(row_loss, col_loss, method=method, init=current, **solver_options)
+            allocation = distributed.run_on_main(
+                lambda: solve(row_loss, col_loss, method=method, init=current, **solver_options))
             del row_loss, col_loss
             table = WordTable(allocation.rows, allocation.cols, current.num_rows, current.num_cols)
             moved = float(np.mean((table.rows != current.rows) | (table.cols != current.cols)))
             model.set_table(table)
             seconds = time.perf_counter() - start
-            nll_after = _mean_nll(model, used)
+            nll_after = distributed.mean_over_ranks(_mean_nll(model, used))
     finally:
         if hasattr(model, "train"):
             model.train(was_training)

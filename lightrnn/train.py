@@ -13,6 +13,16 @@ whose `round` is the round about to start (the one that uses `table-<round>.npy`
 Resume: rerunning with the same config and out dir continues after the last checkpoint (the
 metrics file is rewritten from the rows the checkpoint holds, so a row written after it is
 not duplicated); the final metrics equal an uninterrupted run's on CPU.
+
+Data-parallel (`torchrun --nproc_per_node W -m lightrnn train ...`, `lightrnn.distributed`): the
+model is wrapped in DDP; batch_size and eval_batch_size are per process, so the global batch is
+W * batch_size, and rank r trains on its contiguous shard of the training stream
+(`shard_stream`): the run sees exactly the batches of one process with batch W * batch_size.
+Evaluation is sharded the same way and its nll_sum and token counts summed: exact over the
+whole split. Rank 0 alone writes metrics.jsonl, config.yaml, tables and checkpoints; every
+rank resumes from the same checkpoint (which holds each rank's RNG state). Rows carry
+world_size, and epoch rows allreduce_bytes_per_step (`distributed.gradient_bytes`, 0 in one
+process: nothing is all-reduced).
 """
 
 from __future__ import annotations
@@ -28,10 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches
+from lightrnn import distributed
+from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches, shard_stream
 from lightrnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from lightrnn.config import TrainConfig
-from lightrnn.evaluate import autocast_context, evaluate
+from lightrnn.evaluate import autocast_context, evaluate_distributed
 from lightrnn.lm import LanguageModel, detach_state
 from lightrnn.metrics import (
     REALLOC_FIELDS, append_line, git_rev, make_row, param_stats, peak_memory_bytes, row_to_line,
@@ -118,16 +129,28 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
     """Train `config.model` on the encoded data dir; returns the path of metrics.jsonl.
 
     Writes OUT/{checkpoint.pt, best.pt, metrics.jsonl, config.yaml} and, for models with a word
-    table, OUT/table-<round>.npy (the table each round starts with).
+    table, OUT/table-<round>.npy (the table each round starts with). Under torchrun every
+    process calls this; they join one process group for the run (see the module docstring).
     """
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    dataset = dataset or data_dir.resolve().name
-    words, word_counts = load_vocab(data_dir)
-    vocab_size = len(words)
-    streams = {split: load_split(data_dir, split, vocab_size) for split in ("train", "valid", "test")}
     device = resolve_device(config.device)
     if config.bf16 and device.type != "cuda":
         raise ValueError(f"config key bf16: bf16 autocast needs a CUDA device, the run is on {device}; set bf16=false")
+    context = distributed.setup(device)
+    try:
+        return _train(config, Path(data_dir), Path(out_dir), dataset, context)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(
+    config: TrainConfig, data_dir: Path, out_dir: Path, dataset: str | None, context: distributed.Context
+) -> Path:
+    dataset = dataset or data_dir.resolve().name
+    device, rank, world, main = context.device, context.rank, context.world_size, context.is_main
+    words, word_counts = load_vocab(data_dir)
+    vocab_size = len(words)
+    streams = {split: load_split(data_dir, split, vocab_size) for split in ("train", "valid", "test")}
+    train_stream = shard_stream(streams["train"], config.batch_size, rank, world)  # [N / W] ids, a view
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / "checkpoint.pt"
     metrics_path = out_dir / "metrics.jsonl"
@@ -135,7 +158,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = build_model(config, vocab_size, word_counts).to(device)
+    model = build_model(config, vocab_size, word_counts).to(device)  # the same weights on every rank
+    if rank > 0:
+        # Independent dropout masks per rank (rank 0 keeps the single-process stream).
+        torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     optimizer = make_optimizer(config, model)
     scheduler = PlateauDecay(optimizer, config.lr_decay, config.lr_patience)
     params, param_bytes = param_stats(model)
@@ -153,34 +179,52 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
                 f"{checkpoint_path} belongs to a run with another config (hash {saved.config_hash[:12]} vs "
                 f"{config.config_hash[:12]}); use a new --out dir or delete the old one"
             )
+        saved_world = int(checkpoint.get("world_size", 1))
+        if saved_world != world:
+            raise ValueError(
+                f"{checkpoint_path} was written by a run on {saved_world} process(es), this one has {world}; the "
+                f"shards and the global batch depend on it: resume with torchrun --nproc_per_node {saved_world} "
+                "(1: plain lightrnn train) or use a new --out dir"
+            )
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_state(checkpoint["rng"])
+        set_rng_state(checkpoint["rng_ranks"][rank] if world > 1 else checkpoint["rng"])
         next_event, step = int(checkpoint["next_event"]), int(checkpoint["step"])
         prior_wall, best_valid = float(checkpoint["wall_s"]), float(checkpoint["best_valid"])
         rows = list(checkpoint["metrics_rows"])
-    write_lines_atomic(metrics_path, rows)  # drop a row written after the last checkpoint
-    config.to_yaml(out_dir / "config.yaml")
+    if main:
+        write_lines_atomic(metrics_path, rows)  # drop a row written after the last checkpoint
+        config.to_yaml(out_dir / "config.yaml")
+    ddp_model = distributed.wrap_ddp(model, device)  # trains; `model` evaluates, reallocates, saves
+    allreduce_bytes = distributed.gradient_bytes(model) if world > 1 else 0
 
     session_start = time.perf_counter()
     common = {
         "dataset": dataset, "model": config.model, "seed": config.seed, "params": params,
         "param_bytes": param_bytes, "device": str(device), "git_rev": git_rev(), "config_hash": config.config_hash,
+        "world_size": world,
     }
     global_epoch = sum(1 for kind, _, _ in events[:next_event] if kind == "epoch")
 
     def evaluate_split(split: str) -> dict[str, float]:
-        return evaluate(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=config.bf16)
+        return evaluate_distributed(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=config.bf16)
 
     def save(path: Path, event_index: int) -> None:
-        save_checkpoint(path, {
+        """Every rank calls this (it gathers the RNG states); rank 0 writes."""
+        rng_ranks = distributed.all_gather_objects(rng_state())
+        if not main:
+            return
+        payload = {
             "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": rng_state(), "next_event": event_index, "step": step,
+            "rng": rng_ranks[0], "next_event": event_index, "step": step,
             "wall_s": prior_wall + time.perf_counter() - session_start, "best_valid": best_valid,
-            "metrics_rows": rows,
-        })
+            "metrics_rows": rows, "world_size": world,
+        }
+        if world > 1:
+            payload["rng_ranks"] = rng_ranks
+        save_checkpoint(path, payload)
 
     def record(row: dict[str, Any], event_index: int) -> None:
         """Checkpoint (holding the row) first, then append: a kill in between loses nothing."""
@@ -193,20 +237,22 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
         save(checkpoint_path, event_index)
         if improved:
             save(out_dir / "best.pt", event_index)
-        append_line(metrics_path, line)
+        if main:
+            append_line(metrics_path, line)
 
     for event_index in range(next_event, len(events)):
         kind, round_index, epoch_in_round = events[event_index]
         table = getattr(model, "table", None)
-        if kind == "epoch" and epoch_in_round == 0 and table is not None:
+        if kind == "epoch" and epoch_in_round == 0 and table is not None and main:
             table.save(out_dir / f"table-{round_index}.npy")
 
         if kind == "realloc":
-            batches = TrainPairs(
-                streams["train"], config.batch_size, config.bptt,
+            batches = TrainPairs(  # this rank's shard; the model sums the ranks' statistics itself
+                train_stream, config.batch_size, config.bptt,
                 max_batches=config.max_steps_per_epoch, device=device,
             )
             realloc = model.between_rounds(batches, method=config.realloc_method, fraction=config.realloc_fraction)
+            distributed.check_replicas_equal(model, f"after the reallocation before round {round_index}")
             if realloc:
                 valid = evaluate_split("valid")
                 row = make_row(
@@ -223,7 +269,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
             continue
 
         global_epoch += 1
-        train_stats = _train_epoch(model, optimizer, config, streams["train"], device, global_epoch, step)
+        train_stats = _train_epoch(ddp_model, optimizer, config, train_stream, device, global_epoch, step, main)
         step = train_stats["step"]
         valid = evaluate_split("valid")
         end_of_round = epoch_in_round + 1 == config.rounds[round_index]
@@ -236,21 +282,26 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
             train_tokens_per_s=train_stats["tokens_per_s"], eval_tokens_per_s=valid["tokens_per_s"],
             peak_memory_bytes=peak_memory_bytes(device),
             wall_s=prior_wall + time.perf_counter() - session_start, **common,
+            allreduce_bytes_per_step=allreduce_bytes,
         )
         record(row, event_index + 1)
     return metrics_path
 
 
 def _train_epoch(
-    model: LanguageModel, optimizer: torch.optim.Optimizer, config: TrainConfig, stream: np.ndarray,
-    device: torch.device, epoch: int, step: int,
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, stream: np.ndarray,
+    device: torch.device, epoch: int, step: int, main: bool = True,
 ) -> dict[str, float]:
-    """One pass over the training stream (or max_steps_per_epoch batches); the state carried across batches."""
+    """One pass over the training stream (or max_steps_per_epoch batches); the state carried across batches.
+
+    `model` is a LanguageModel or its DDP wrapper, `stream` this rank's shard. train ppl and
+    tokens/s are over all ranks (tokens summed, rank 0's wall time).
+    """
     model.train()
     total = num_batches(int(stream.shape[0]), config.batch_size, config.bptt)
     if config.max_steps_per_epoch:
         total = min(total, config.max_steps_per_epoch)
-    progress = _progress(total, f"epoch {epoch}")
+    progress = _progress(total, f"epoch {epoch}") if main else None
     nll_sum = torch.zeros((), dtype=torch.float64, device=device)
     tokens, state = 0, None
     start = time.perf_counter()
@@ -281,12 +332,13 @@ def _train_epoch(
                 progress.set_postfix(ppl=f"{math.exp(float(nll_sum) / tokens):.1f}", tok_s=f"{tokens / elapsed:.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    total_nll, tokens = distributed.sum_scalars(float(nll_sum), tokens)
     seconds = time.perf_counter() - start
     if progress is not None:
         progress.close()
     return {
         "step": step,
-        "ppl": math.exp(float(nll_sum) / tokens),
+        "ppl": math.exp(total_nll / tokens),
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 

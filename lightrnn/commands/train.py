@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -34,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"lightrnn train: error: {error}", file=sys.stderr)
         return 1
-    print(metrics_path)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
+        print(metrics_path)
     return 0
