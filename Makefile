@@ -27,9 +27,13 @@ smoke: venv
 
 test: venv
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest benchmarks --benchmark-disable -q
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
 
+# Every model side by side on this machine, then the README performance section from the CSVs.
+BENCH_RUN ?= paper-run
 bench: venv
 	$(BIN)/snakemake --cores $(CORES) bench
+	$(BIN)/lightrnn bench readme --bench-dir results/$(BENCH_RUN)/bench --readme README.md

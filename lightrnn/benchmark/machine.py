@@ -1,0 +1,207 @@
+"""What a benchmark ran on, the machine's measured matmul peak, and peak memory of one measurement.
+
+The peak is measured, not taken from a data sheet: an fp32 (and on GPU bf16) GEMM timed in the
+same process, with the same thread count and under the same load as the models, so that
+utilisation = model FLOP/s / peak is a ratio of two numbers measured side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import datetime
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from lightrnn.metrics import git_rev
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else `platform.processor()`)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """'cpu' or 'cuda:0 (NVIDIA H200)'."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return "cpu"
+
+
+def machine_info(device: torch.device) -> dict[str, object]:
+    """The columns every benchmark row carries: machine, software, date, code revision, load."""
+    return {
+        "device": device_name(device),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git_rev": git_rev() or "unknown",
+    }
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS has none): how shared the machine was."""
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:
+        return float("nan")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops_per_s(
+    size: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", min_seconds: float = 0.2
+) -> float:
+    """FLOP/s of a [size, size] x [size, size] GEMM: 2 * size**3 per product, best of >= 3 timings.
+
+    Best rather than median: the peak is what the hardware can do on this thread count; the
+    models' medians are then compared against it (the stricter choice for utilisation).
+    """
+    if size < 1:
+        raise ValueError(f"matmul_flops_per_s: size must be >= 1, got {size}")
+    device = torch.device(device)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    torch.mm(left, right, out=out)  # warm-up: library initialisation, page faults
+    synchronize(device)
+    best = float("inf")
+    spent, timings = 0.0, 0
+    while timings < 3 or spent < min_seconds:
+        start = time.perf_counter()
+        torch.mm(left, right, out=out)
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        best, spent, timings = min(best, elapsed), spent + elapsed, timings + 1
+    return 2.0 * size**3 / best
+
+
+def gemm_size(hidden_dim: int) -> int:
+    """The square GEMM the peak is measured with: 4H (the LSTM's gate width), within [512, 4096]."""
+    return int(min(4096, max(512, 4 * hidden_dim)))
+
+
+# ----- peak memory ---------------------------------------------------------------------------------
+
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def _status_kib(field: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc), so the baseline RSS holds no reusable garbage."""
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)
+
+
+def _can_reset_rss_peak() -> bool:
+    try:
+        with open(_CLEAR_REFS, "w") as stream:
+            stream.write("5")  # Linux >= 4.0: reset the peak RSS (VmHWM) to the current RSS
+        _status_kib("VmHWM")
+        return True
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def reset_peak_rss() -> bool:
+    """Return freed heap to the OS and reset this process's peak RSS to its current RSS (Linux).
+
+    Also resets what `resource.getrusage(...).ru_maxrss` reports from then on, so code that
+    measures its own peak RSS that way (benchmarks/bench_realloc.py) sees only what follows.
+    False where the OS cannot (the peak then stays the process's lifetime peak).
+    """
+    _release_free_heap()
+    return _can_reset_rss_peak()
+
+
+class PeakMemory:
+    """Peak memory, in bytes, of what runs inside `with PeakMemory(device) as peak:` -> `peak.bytes`.
+
+    CUDA: max_memory_allocated over the block minus what was allocated at its start.
+    CPU on Linux: peak RSS (VmHWM, reset at the start through /proc/self/clear_refs) minus the
+    RSS at the start, after returning freed heap pages to the OS: the memory the block added
+    (model, gradients, optimizer state, activations). Elsewhere: the process's lifetime peak RSS
+    (`method` says which, so nobody compares the two kinds).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = torch.device(device)
+        self.bytes = 0
+        if self.device.type == "cuda":
+            self.method = "cuda_max_allocated"
+        elif _can_reset_rss_peak():
+            self.method = "rss_peak_delta"
+        else:
+            self.method = "process_peak_rss"
+        self._start = 0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.method == "cuda_max_allocated":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        elif self.method == "rss_peak_delta":
+            _release_free_heap()
+            _can_reset_rss_peak()
+            self._start = _status_kib("VmRSS") * 1024
+        return self
+
+    def sample(self) -> int:
+        """The peak so far, in bytes (also stored in `self.bytes`)."""
+        if self.method == "cuda_max_allocated":
+            synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device) - self._start
+        elif self.method == "rss_peak_delta":
+            peak = _status_kib("VmHWM") * 1024 - self._start
+        else:
+            usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = usage if platform.system() == "Darwin" else usage * 1024  # bytes on macOS, KiB on Linux
+        self.bytes = max(self.bytes, int(peak))
+        return self.bytes
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sample()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run with `threads` intra-op threads (None: leave as is); yields the number in use."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,353 @@
+"""Training and evaluation tokens/s and peak memory of every model, measured side by side.
+
+On a shared, noisy machine only ratios measured close together in time mean anything, so:
+- every model runs in the same process on the same synthetic stream (Zipfian word ids, the
+  distribution the baselines assume for their default word counts: P(id) ~ 1 / (id + 1));
+- one discarded pass over the models at the smallest V first (library initialisation);
+- measurements are interleaved: repeat r runs the models in an order rotated by r, each model
+  built afresh (only one model is alive at a time, so the largest one fits), then warm-up
+  steps (not timed: allocator, Adam state, caches), then timed training steps, then timed
+  evaluation steps (forward under no_grad, as `lightrnn.evaluate` does), each timed over at
+  least `timed_steps` steps and `min_seconds` seconds;
+- the square-GEMM peak is re-measured before every repeat, so utilisation compares a model with
+  the machine as it was at that moment; summaries are medians over repeats.
+
+A training step is the training loop's (`lightrnn.train._train_epoch`): forward, mean NLL,
+backward, global gradient-norm clipping, optimizer step, state carried and detached. The
+optimizer is Adam; where a model offers sparse embedding gradients (`sparse_embedding`, the
+baselines' V x E table) the bench turns them on and gives those parameters SparseAdam, so the
+baselines do not pay a dense V x E Adam update per step: what a careful engineer would do.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lightrnn.benchmark.flops import flops_per_token
+from lightrnn.benchmark.machine import (
+    PeakMemory, gemm_size, load_average, machine_info, matmul_flops_per_s, synchronize, torch_threads,
+)
+from lightrnn.evaluate import autocast_context
+from lightrnn.lm import detach_state
+from lightrnn.models import model_class, names
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ThroughputSettings:
+    """What one throughput run measures; every field is written into each CSV row."""
+
+    vocab_sizes: tuple[int, ...] = (10_000, 100_000, 793_471)
+    models: tuple[str, ...] = ("lightrnn", "full_softmax", "class_softmax", "adaptive_softmax")
+    embed_dim: int = 256
+    hidden_dim: int = 256
+    num_layers: int = 2
+    dropout: float = 0.2
+    batch_size: int = 16
+    bptt: int = 16
+    warmup_steps: int = 1
+    timed_steps: int = 2
+    min_seconds: float = 1.0
+    repeats: int = 3
+    threads: int | None = 1
+    device: str = "cpu"
+    dtype: str = "fp32"
+    lr: float = 1e-3
+    clip: float = 5.0
+    sparse_embedding: bool = True
+    seed: int = 0
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt", "timed_steps", "repeats"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"throughput: {name} must be >= 1, got {getattr(self, name)}")
+        if self.min_seconds < 0:
+            raise ValueError(f"throughput: min_seconds must be >= 0, got {self.min_seconds}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"throughput: warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not self.vocab_sizes or any(int(v) < 2 for v in self.vocab_sizes):
+            raise ValueError(f"throughput: vocab_sizes must be integers >= 2, got {list(self.vocab_sizes)}")
+        if not self.models:
+            raise ValueError("throughput: models is empty; choose from " + ", ".join(names()))
+        for name in self.models:
+            model_class(name)  # a ValueError naming the registry's models
+        for name in self.model_options:
+            if name not in self.models:
+                raise ValueError(f"throughput: model_options for {name!r}, which is not among models {list(self.models)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"throughput: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.dtype == "bf16" and torch.device(self.device).type != "cuda":
+            raise ValueError("throughput: dtype bf16 needs a CUDA device (autocast); use dtype fp32 on CPU")
+        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"throughput: device {self.device!r} asked for but CUDA is not available; use cpu")
+
+
+def zipf_probs(vocab_size: int) -> np.ndarray:
+    """[V] float64: P(id) proportional to 1 / (id + 1), id 0 the most frequent word."""
+    weights = 1.0 / np.arange(1, vocab_size + 1, dtype=np.float64)
+    return weights / weights.sum()
+
+
+def zipf_stream(vocab_size: int, num_tokens: int, seed: int = 0) -> np.ndarray:
+    """[num_tokens] int64 word ids drawn i.i.d. from `zipf_probs(vocab_size)`."""
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(zipf_probs(vocab_size))
+    ids = np.searchsorted(cumulative, rng.random(num_tokens) * cumulative[-1], side="right")
+    return np.minimum(ids, vocab_size - 1).astype(np.int64)
+
+
+def stream_windows(stream: np.ndarray, batch_size: int, bptt: int, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """Consecutive (tokens, targets) LongTensor [B, T] windows: the stream cut into B rows, read left to right."""
+    columns = (len(stream) - 1) // batch_size
+    steps = columns // bptt
+    if steps < 1:
+        raise ValueError(f"stream_windows: {len(stream)} tokens give no [{batch_size}, {bptt}] window")
+    rows = torch.as_tensor(stream[: batch_size * columns + 1])
+    inputs = rows[:-1].view(batch_size, columns)  # [B, columns]
+    targets = rows[1:].view(batch_size, columns)
+    return [
+        (inputs[:, s * bptt : (s + 1) * bptt].to(device), targets[:, s * bptt : (s + 1) * bptt].to(device))
+        for s in range(steps)
+    ]
+
+
+def build_for_bench(name: str, vocab_size: int, settings: ThroughputSettings) -> torch.nn.Module:
+    """The registry's model at the bench sizes; sparse embedding gradients wherever the model offers them."""
+    cls = model_class(name)
+    options = dict(settings.model_options.get(name, {}))
+    if settings.sparse_embedding and "sparse_embedding" in inspect.signature(cls.__init__).parameters:
+        options.setdefault("sparse_embedding", True)
+    return cls(
+        vocab_size, embed_dim=settings.embed_dim, hidden_dim=settings.hidden_dim, num_layers=settings.num_layers,
+        dropout=settings.dropout, **options,
+    )
+
+
+def _is_sparse(module: torch.nn.Module) -> bool:
+    return isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and bool(module.sparse)
+
+
+def make_optimizers(model: torch.nn.Module, lr: float) -> list[torch.optim.Optimizer]:
+    """Adam for the dense parameters, SparseAdam for the weights of sparse embeddings (if any)."""
+    sparse_ids = {id(m.weight) for m in model.modules() if _is_sparse(m)}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    sparse = [p for p in model.parameters() if id(p) in sparse_ids]
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)]
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+    return optimizers
+
+
+def optimizer_label(optimizers: Sequence[torch.optim.Optimizer]) -> str:
+    """'Adam' or 'Adam+SparseAdam', for the CSV."""
+    return "+".join(type(optimizer).__name__ for optimizer in optimizers)
+
+
+@torch.no_grad()
+def clip_grad_norm(parameters: Sequence[torch.nn.Parameter], max_norm: float) -> float:
+    """`clip_grad_norm_` that also takes sparse gradients (whose norm is over their coalesced values)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads or max_norm <= 0:
+        return 0.0
+    squares = [
+        (g.coalesce().values() if g.is_sparse else g).float().pow(2).sum() for g in grads
+    ]
+    total = torch.stack(squares).sum().sqrt()
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for grad in grads:
+        grad.mul_(scale)  # an uncoalesced sparse gradient scales value by value all the same
+    return float(total)
+
+
+def _train_steps(model, optimizers, windows, state, settings: ThroughputSettings, device: torch.device):
+    """Training steps over `windows`, exactly as the training loop takes them; returns the carried state."""
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    for tokens, targets in windows:
+        with autocast_context(device, settings.dtype == "bf16"):
+            output = model(tokens, targets, state)
+        loss = output.nll.float().mean()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grad_norm(parameters, settings.clip)
+        for optimizer in optimizers:
+            optimizer.step()
+        state = detach_state(output.state)
+    return state
+
+
+@torch.no_grad()
+def _eval_steps(model, windows, state, settings: ThroughputSettings, device: torch.device):
+    """Evaluation forwards over `windows` (no graph), as `lightrnn.evaluate` runs them; returns the state."""
+    model.eval()
+    for tokens, targets in windows:
+        with autocast_context(device, settings.dtype == "bf16"):
+            output = model(tokens, targets, state)
+        output.nll.double().sum().item()  # the evaluation's reduction, and a sync point
+        state = output.state
+    return state
+
+
+def _timed(step: Callable[[tuple[Tensor, Tensor], Any], Any], windows, state, settings: ThroughputSettings,
+           device: torch.device) -> tuple[int, float]:
+    """(steps, seconds): at least `timed_steps` steps and at least `min_seconds`, cycling over `windows`.
+
+    A floor on the time keeps fast models (a few ms per step) from being timed over a slice
+    short enough for one scheduler hiccup on a shared machine to dominate it.
+    """
+    synchronize(device)
+    start = time.perf_counter()
+    steps = 0
+    while steps < settings.timed_steps or time.perf_counter() - start < settings.min_seconds:
+        state = step(windows[steps % len(windows)], state)
+        steps += 1
+        synchronize(device)
+    return steps, time.perf_counter() - start
+
+
+def measure_once(name: str, vocab_size: int, stream: np.ndarray, settings: ThroughputSettings) -> dict[str, Any]:
+    """One fresh build of `name`: warm-up, timed training steps, timed evaluation steps, peak memory."""
+    device = torch.device(settings.device)
+    windows = stream_windows(stream, settings.batch_size, settings.bptt, device)
+    needed = settings.warmup_steps + settings.timed_steps
+    if len(windows) < needed:
+        raise ValueError(f"measure_once: the stream holds {len(windows)} windows, {needed} needed")
+    warmup, timed = windows[: settings.warmup_steps], windows[settings.warmup_steps : needed]
+    tokens_per_step = settings.batch_size * settings.bptt
+    torch.manual_seed(settings.seed)
+    with PeakMemory(device) as memory:
+        model = build_for_bench(name, vocab_size, settings).to(device)
+        optimizers = make_optimizers(model, settings.lr)
+        state = _train_steps(model, optimizers, warmup, None, settings, device)
+        train_steps, train_s = _timed(
+            lambda window, carried: _train_steps(model, optimizers, [window], carried, settings, device),
+            timed, state, settings, device,
+        )
+        eval_state = _eval_steps(model, windows[:1], None, settings, device)  # warm-up of the no-grad path
+        eval_steps, eval_s = _timed(
+            lambda window, carried: _eval_steps(model, [window], carried, settings, device),
+            timed, eval_state, settings, device,
+        )
+    flops = flops_per_token(model, zipf_probs(vocab_size), settings.bptt)
+    params = sum(p.numel() for p in model.parameters())
+    result = {
+        "train_tokens_per_s": train_steps * tokens_per_step / train_s,
+        "eval_tokens_per_s": eval_steps * tokens_per_step / eval_s,
+        "train_steps": train_steps,
+        "train_s": train_s,
+        "eval_steps": eval_steps,
+        "eval_s": eval_s,
+        "peak_memory_bytes": memory.bytes,
+        "memory_method": memory.method,
+        "params": params,
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "optimizer": optimizer_label(optimizers),
+        "flops_lstm": flops.lstm,
+        "flops_output": flops.output,
+        "flops_forward": flops.forward,
+        "flops_train": flops.train,
+    }
+    del model, optimizers, state
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def run_throughput(
+    settings: ThroughputSettings, progress: Callable[[str], None] | None = print
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Measure every (V, model); returns (summary rows, one per (V, model); raw rows, one per repeat).
+
+    Summary columns: the settings, the machine (`machine_info`), params and bytes, medians of
+    train/eval tokens/s over repeats (and min/max), peak memory (median), FLOPs per token,
+    the measured GEMM peak (median over the run), utilisation = train tokens/s x train FLOPs
+    per token / peak (and the same for evaluation), load averages at start and end.
+    """
+    device = torch.device(settings.device)
+    config = {k: v for k, v in asdict(settings).items() if k not in ("vocab_sizes", "models", "model_options")}
+    raw: list[dict[str, Any]] = []
+    peaks: list[float] = []
+    load_start = load_average()
+    with torch_threads(settings.threads if device.type == "cpu" else None):
+        machine = machine_info(device)
+        size = gemm_size(settings.hidden_dim)
+        # Process warm-up, discarded: the first model built pays one-time library initialisation
+        # (thread pools, oneDNN kernels), which is nobody's memory or time.
+        smallest = int(min(settings.vocab_sizes))
+        warm_stream = zipf_stream(smallest, 2 * settings.batch_size * settings.bptt + settings.batch_size + 1)
+        warm_settings = replace(settings, warmup_steps=1, timed_steps=1, min_seconds=0.0)
+        for name in settings.models:
+            measure_once(name, smallest, warm_stream, warm_settings)
+        for vocab_size in settings.vocab_sizes:
+            tokens_needed = (settings.warmup_steps + settings.timed_steps) * settings.batch_size * settings.bptt + 1
+            stream = zipf_stream(int(vocab_size), tokens_needed + settings.batch_size, seed=settings.seed)
+            for repeat in range(settings.repeats):
+                peak = matmul_flops_per_s(size, DTYPES[settings.dtype], device)
+                peaks.append(peak)
+                shift = repeat % len(settings.models)
+                order = list(settings.models[shift:]) + list(settings.models[:shift])
+                for name in order:
+                    measured = measure_once(name, int(vocab_size), stream, settings)
+                    raw.append({"vocab_size": int(vocab_size), "model": name, "repeat": repeat,
+                                "gemm_flops_per_s": peak, "load_average": load_average(), **measured})
+                    if progress is not None:
+                        progress(f"V={vocab_size} repeat {repeat} {name}: train {measured['train_tokens_per_s']:.0f} "
+                                 f"tok/s, eval {measured['eval_tokens_per_s']:.0f} tok/s, "
+                                 f"peak {measured['peak_memory_bytes'] / 2**20:.0f} MiB")
+    peak_flops = statistics.median(peaks)
+    load_end = load_average()
+    summary = []
+    for vocab_size in settings.vocab_sizes:
+        for name in settings.models:
+            runs = [row for row in raw if row["vocab_size"] == int(vocab_size) and row["model"] == name]
+            train = [row["train_tokens_per_s"] for row in runs]
+            evaluation = [row["eval_tokens_per_s"] for row in runs]
+            first = runs[0]
+            train_median, eval_median = statistics.median(train), statistics.median(evaluation)
+            summary.append({
+                "model": name, "vocab_size": int(vocab_size), **config,
+                "model_options": json.dumps(settings.model_options.get(name, {}), sort_keys=True),
+                "optimizer": first["optimizer"], "params": first["params"], "param_bytes": first["param_bytes"],
+                "train_tokens_per_s": train_median, "train_tokens_per_s_min": min(train),
+                "train_tokens_per_s_max": max(train), "eval_tokens_per_s": eval_median,
+                "eval_tokens_per_s_min": min(evaluation), "eval_tokens_per_s_max": max(evaluation),
+                "peak_memory_bytes": int(statistics.median(row["peak_memory_bytes"] for row in runs)),
+                "memory_method": first["memory_method"],
+                "flops_per_token_lstm": first["flops_lstm"], "flops_per_token_output": first["flops_output"],
+                "flops_per_token_forward": first["flops_forward"], "flops_per_token_train": first["flops_train"],
+                "gemm_size": size, "peak_flops_per_s": peak_flops, "peak_flops_per_s_max": max(peaks),
+                "train_flops_per_s": train_median * first["flops_train"],
+                "utilisation": train_median * first["flops_train"] / peak_flops,
+                "eval_utilisation": eval_median * first["flops_forward"] / peak_flops,
+                "load_average_start": load_start, "load_average_end": load_end, **machine,
+            })
+    return summary, raw
+
+
+def paired_ratio(raw: list[dict[str, Any]], vocab_size: int, numerator: str, denominator: str,
+                 column: str = "train_tokens_per_s") -> float:
+    """Median over repeats of numerator / denominator `column`, each ratio within one repeat.
+
+    Within a repeat the two models ran minutes apart at most, so the ratio is steadier than a
+    ratio of medians on a machine whose load changes. NaN when either model is missing.
+    """
+    by_repeat: dict[int, dict[str, float]] = {}
+    for row in raw:
+        if int(row["vocab_size"]) == int(vocab_size) and row["model"] in (numerator, denominator):
+            by_repeat.setdefault(int(row["repeat"]), {})[row["model"]] = float(row[column])
+    ratios = [pair[numerator] / pair[denominator] for pair in by_repeat.values() if len(pair) == 2]
+    return statistics.median(ratios) if ratios else float("nan")

@@ -1,0 +1,162 @@
+"""`lightrnn bench`: throughput, memory and scale of every model, side by side (lightrnn.benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_SIZES = [10_000, 100_000, 793_471]
+DEFAULT_MODELS = ["lightrnn", "full_softmax", "class_softmax", "adaptive_softmax"]
+
+
+def _throughput_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("throughput (defaults: the whole run takes minutes on one CPU core)")
+    group.add_argument("--vocab-sizes", type=int, nargs="+", default=DEFAULT_SIZES, metavar="V")
+    group.add_argument("--models", nargs="+", default=DEFAULT_MODELS, metavar="NAME")
+    group.add_argument("--embed-dim", type=int, default=256)
+    group.add_argument("--hidden-dim", type=int, default=256)
+    group.add_argument("--num-layers", type=int, default=2)
+    group.add_argument("--dropout", type=float, default=0.2)
+    group.add_argument("--batch-size", type=int, default=16)
+    group.add_argument("--bptt", type=int, default=16)
+    group.add_argument("--warmup-steps", type=int, default=1, help="untimed training steps per measurement")
+    group.add_argument("--timed-steps", type=int, default=2, help="timed training (and evaluation) steps")
+    group.add_argument("--min-seconds", type=float, default=1.0,
+                       help="time each model's training and evaluation for at least this long (cycling the steps)")
+    group.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
+    group.add_argument("--threads", type=int, default=1,
+                       help="torch intra-op threads on CPU (1: steadiest on a shared machine; recorded in the CSV)")
+    group.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    group.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = autocast, CUDA only")
+    group.add_argument("--dense-embedding", action="store_true",
+                       help="keep dense embedding gradients (default: sparse + SparseAdam where a model offers it)")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--option", dest="options", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                       help="model-specific option (YAML value), e.g. --option adaptive_softmax:div_value=2")
+
+
+def _realloc_options(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
+    parser.add_argument("--realloc-sizes", type=int, nargs="*", default=sizes, metavar="V",
+                        help="vocabulary sizes of the reallocation benchmark (none: skip it)")
+    parser.add_argument("--realloc-time-limit", type=float, default=60.0, help="seconds of refine's search per size")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="throughput / memory / reallocation scaling / model sizes -> CSV, plot, README section",
+        description="Benchmarks of every model side by side on this machine (README: performance).",
+    )
+    commands = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+
+    everything = commands.add_parser("all", help="every benchmark into one folder (what the Snakemake rule runs)")
+    everything.add_argument("--out", type=Path, required=True, help="folder for the CSVs and the plot")
+    _throughput_options(everything)
+    _realloc_options(everything, [10_000, 100_000])
+    everything.set_defaults(func=run_all)
+
+    throughput = commands.add_parser("throughput", help="train/eval tokens/s, peak memory, FLOPs, utilisation")
+    throughput.add_argument("--out", type=Path, required=True, help="CSV (the raw repeats go beside it)")
+    _throughput_options(throughput)
+    throughput.set_defaults(func=run_throughput)
+
+    realloc = commands.add_parser("realloc", help="reallocation time and gap against V")
+    realloc.add_argument("--out", type=Path, required=True, help="CSV")
+    realloc.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], metavar="V")
+    realloc.add_argument("--time-limit", type=float, default=60.0, help="seconds of refine's search per size")
+    realloc.add_argument("--seed", type=int, default=0)
+    realloc.set_defaults(func=run_realloc)
+
+    sizes = commands.add_parser("sizes", help="parameters and bytes at the paper's configurations (no allocation)")
+    sizes.add_argument("--out", type=Path, required=True, help="CSV")
+    sizes.set_defaults(func=run_sizes)
+
+    plot = commands.add_parser("plot", help="tokens/s and memory against V from a throughput CSV (PNG + PDF)")
+    plot.add_argument("--csv", type=Path, required=True)
+    plot.add_argument("--out", type=Path, required=True, help="PNG path; the PDF goes beside it")
+    plot.set_defaults(func=run_plot)
+
+    readme = commands.add_parser("readme", help="rewrite the README performance section from a bench folder")
+    readme.add_argument("--bench-dir", type=Path, required=True, help="folder written by `lightrnn bench all`")
+    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.set_defaults(func=run_readme)
+
+
+def _settings(args: argparse.Namespace):
+    import yaml
+
+    from lightrnn.benchmark.throughput import ThroughputSettings
+
+    model_options: dict[str, dict] = {}
+    for option in args.options:
+        model, colon, assignment = option.partition(":")
+        key, equals, value = assignment.partition("=")
+        if not colon or not equals or not key:
+            raise ValueError(f"--option {option!r}: expected MODEL:KEY=VALUE, e.g. adaptive_softmax:div_value=2")
+        model_options.setdefault(model, {})[key] = yaml.safe_load(value)
+    return ThroughputSettings(
+        vocab_sizes=tuple(args.vocab_sizes), models=tuple(args.models), embed_dim=args.embed_dim,
+        hidden_dim=args.hidden_dim, num_layers=args.num_layers, dropout=args.dropout, batch_size=args.batch_size,
+        bptt=args.bptt, warmup_steps=args.warmup_steps, timed_steps=args.timed_steps, min_seconds=args.min_seconds,
+        repeats=args.repeats,
+        threads=args.threads, device=args.device, dtype=args.dtype, sparse_embedding=not args.dense_embedding,
+        seed=args.seed, model_options=model_options,
+    )
+
+
+def _progress(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_all(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.suite import run_suite
+
+    written = run_suite(args.out, _settings(args), args.realloc_sizes, args.realloc_time_limit, progress=_progress)
+    for path in written.values():
+        print(path)
+    return 0
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.benchmark.throughput import run_throughput as measure
+
+    if args.out.suffix != ".csv":
+        raise ValueError(f"--out {args.out}: expected a .csv path")
+    summary, raw = measure(_settings(args), progress=_progress)
+    print(write_csv(summary, args.out))
+    print(write_csv(raw, args.out.with_name(args.out.stem + "-repeats.csv")))
+    return 0
+
+
+def run_realloc(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.scaling import realloc_scaling
+
+    realloc_scaling(args.sizes, args.out, time_limit=args.time_limit, seed=args.seed)
+    print(args.out)
+    return 0
+
+
+def run_sizes(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.benchmark.scaling import model_sizes
+
+    print(write_csv(model_sizes(), args.out))
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.benchmark.report import plot_throughput
+
+    for path in plot_throughput(read_csv(args.csv), args.out):
+        print(path)
+    return 0
+
+
+def run_readme(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.report import write_readme_section
+
+    print(write_readme_section(args.bench_dir, args.readme))
+    return 0
