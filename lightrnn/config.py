@@ -50,6 +50,9 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast (CUDA only)
     realloc_method: str = "auto"
     realloc_fraction: float = 1.0  # share of the training batches the reallocation reads
+    # Seconds for refine's local search (0 = until it converges): bounds a reallocation's wall
+    # time at One Billion Word scale on a slow or shared machine.
+    realloc_time_limit: float = 0.0
     initial_table: str = "random"  # random | frequency | path to a .npy (models with a table)
     eval_batch_size: int = 10
     test_every_epoch: bool = False
@@ -164,6 +167,10 @@ class TrainConfig:
             raise ValueError(f"config key lr_decay: must be in (0, 1] (1 = no decay), got {self.lr_decay}")
         if not self.clip >= 0.0:
             raise ValueError(f"config key clip: must be >= 0 (0 = no clipping), got {self.clip}")
+        if not self.realloc_time_limit >= 0.0:
+            raise ValueError(
+                f"config key realloc_time_limit: must be >= 0 seconds (0 = no limit), got {self.realloc_time_limit}"
+            )
         if not 0.0 < self.realloc_fraction <= 1.0:
             raise ValueError(f"config key realloc_fraction: must be in (0, 1], got {self.realloc_fraction}")
         for key, allowed in CHOICES.items():

@@ -251,7 +251,12 @@ def _train(
                 train_stream, config.batch_size, config.bptt,
                 max_batches=config.max_steps_per_epoch, device=device,
             )
-            realloc = model.between_rounds(batches, method=config.realloc_method, fraction=config.realloc_fraction)
+            realloc = model.between_rounds(
+                batches,
+                method=config.realloc_method,
+                fraction=config.realloc_fraction,
+                time_limit=config.realloc_time_limit or None,
+            )
             distributed.check_replicas_equal(model, f"after the reallocation before round {round_index}")
             if realloc:
                 valid = evaluate_split("valid")
