@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: venv smoke test test-fast bench clean-smoke
+.PHONY: venv smoke docs test test-fast bench clean-smoke
 
 $(BIN)/lightrnn: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ smoke: venv
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
 	$(BIN)/snakemake --configfile config/smoke.yaml --report results/smoke/report.html
 	@find results/smoke/tables results/smoke/plots results/smoke/report.html -type f | sort
+
+# The README's smoke-run block (figure, ACLW and reallocation tables) and docs/*.png, from results/smoke.
+docs: smoke
+	$(BIN)/lightrnn report readme --results results/smoke --readme README.md --docs docs
 
 test: venv
 	$(BIN)/python -m pytest

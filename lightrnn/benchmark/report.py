@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from lightrnn.benchmark.csvio import read_csv, readable_mode
 from lightrnn.benchmark.throughput import paired_ratio
+from lightrnn.report.readme import read_readme, replace_section, wrap_prose, write_readme
 
 SECTION = "performance"
 REFERENCE = "lightrnn"  # the model whose ratios the section states (the paper's claim)
@@ -186,41 +185,9 @@ def performance_markdown(bench_dir: str | Path) -> str:
         "python -m pytest benchmarks --benchmark-compare=0001 --benchmark-compare-fail=mean:10%",
         "```",
     ]
-    return "\n".join(_wrap_prose(out))
-
-
-def _wrap_prose(lines: list[str], width: int = 100) -> list[str]:
-    """Prose lines wrapped at `width` (as the rest of the README); tables, images and code kept whole."""
-    wrapped, in_code = [], False
-    for line in lines:
-        if line.startswith("```"):
-            in_code = not in_code
-        if in_code or line.startswith(("```", "|", "!", "#")) or len(line) <= width:
-            wrapped.append(line)
-        else:
-            wrapped.extend(textwrap.wrap(line, width=width, break_long_words=False, break_on_hyphens=False))
-    return wrapped
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    """`text` with everything between `<!-- section:NAME -->` and `<!-- /section:NAME -->` replaced by `body`."""
-    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"the README must hold exactly one {start} ... {end} pair, in that order")
-    head, rest = text.split(start)
-    _, tail = rest.split(end)
-    return f"{head}{start}\n{body.strip()}\n{end}{tail}"
+    return "\n".join(wrap_prose(out))
 
 
 def write_readme_section(bench_dir: str | Path, readme: str | Path) -> Path:
     """Regenerate the README's performance section from `bench_dir`'s CSV files (atomic rewrite)."""
-    readme = Path(readme)
-    if not readme.is_file():
-        raise FileNotFoundError(f"{readme} does not exist; pass --readme path/to/README.md")
-    text = replace_section(readme.read_text(encoding="utf-8"), SECTION, performance_markdown(bench_dir))
-    handle, temp = tempfile.mkstemp(dir=readme.parent, prefix=f".{readme.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    shutil.copymode(readme, temp)  # keep the README's permissions
-    os.replace(temp, readme)
-    return readme
+    return write_readme(readme, replace_section(read_readme(readme), SECTION, performance_markdown(bench_dir)))

@@ -1,4 +1,8 @@
-"""`lightrnn report --results DIR --out DIR`: tables and plots from a run's metrics files."""
+"""`lightrnn report --results DIR --out DIR`: tables and plots from a run's metrics files.
+
+`lightrnn report readme --results DIR --readme README.md --docs docs`: the README's smoke-run block
+(figure + ACLW and reallocation tables) regenerated from a rendered run folder.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="render paper-style tables and plots from metrics files",
+        usage="%(prog)s --results RESULTS --out OUT [--aclw-plot-dataset DATASET] [--date DATE]\n"
+        "       %(prog)s readme --results RESULTS [--readme README] [--docs DOCS] [--aclw-plot-dataset DATASET]",
+        help="render paper-style tables and plots from metrics files (or the README block from them)",
         description="Read RESULTS/<dataset>/<model>/{metrics.jsonl,eval.json} and write "
-        "OUT/tables/*.{md,tex,csv} and OUT/plots/*.{png,pdf}.",
+        "OUT/tables/*.{md,tex,csv} and OUT/plots/*.{png,pdf}. "
+        "`lightrnn report readme ...` rewrites the README's smoke-run block from such a folder.",
     )
-    parser.add_argument("--results", required=True, help="the run folder, e.g. results/smoke")
-    parser.add_argument("--out", required=True, help="where tables/ and plots/ go, e.g. results/smoke")
+    # Not required=True at the parser level: `lightrnn report readme ...` does not take --out;
+    # `run` checks them (same message shape as argparse's own).
+    parser.add_argument("--results", default=None, help="the run folder, e.g. results/smoke (required)")
+    parser.add_argument("--out", default=None, help="where tables/ and plots/ go, e.g. results/smoke (required)")
     parser.add_argument(
         "--aclw-plot-dataset",
         default="aclw-fr",
@@ -22,12 +31,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--date", default=None, help="ISO date written as provenance (default: today, UTC)")
     parser.set_defaults(func=run)
 
+    commands = parser.add_subparsers(dest="report_command", metavar="WHAT", required=False)
+    readme = commands.add_parser(
+        "readme",
+        prog=f"{parser.prog} readme",  # else argparse builds it from the two-line usage above
+        help="copy a run's figures into DOCS and rewrite the README's generated:<run> block",
+        description="From RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/"
+        "{<dataset>-perplexity,size-speed}.png (written by `lightrnn report` / `make smoke`): copy the PNGs "
+        "to DOCS/<run>-*.png and rewrite the block between <!-- generated:<run> --> and "
+        "<!-- /generated:<run> --> inside the README's workflow section; <run> is RESULTS's folder name.",
+    )
+    readme.add_argument("--results", required=True, help="a rendered run folder, e.g. results/smoke")
+    readme.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
+    readme.add_argument("--docs", default="docs", help="folder for the PNG copies (default: docs)")
+    readme.add_argument("--aclw-plot-dataset", default="aclw-fr",
+                        help="dataset of the perplexity figure to show (default: aclw-fr)")
+    readme.set_defaults(func=run_readme)
+
 
 def run(args: argparse.Namespace) -> int:
+    from lightrnn.cli import UsageError
+
+    missing = [option for option, value in (("--results", args.results), ("--out", args.out)) if value is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} "
+                         f"(e.g. lightrnn report --results results/smoke --out results/smoke)")
+
     from lightrnn.report.build import write_report
     from lightrnn.report.results import find_results
 
     metrics_paths, eval_paths = find_results(args.results)
     for path in write_report(metrics_paths, eval_paths, args.out, args.aclw_plot_dataset, args.date):
+        print(path)
+    return 0
+
+
+def run_readme(args: argparse.Namespace) -> int:
+    from lightrnn.report.readme import write_smoke_block
+
+    for path in write_smoke_block(args.results, args.readme, args.docs, args.aclw_plot_dataset):
         print(path)
     return 0

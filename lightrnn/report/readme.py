@@ -1,0 +1,190 @@
+"""README blocks rewritten from result files, never typed by hand.
+
+The README marks each generated region with a pair of HTML comments: a whole section
+(`<!-- section:NAME -->` ... `<!-- /section:NAME -->`, e.g. `lightrnn bench readme`'s performance
+section) or a block inside a section (`<!-- generated:NAME -->` ... `<!-- /generated:NAME -->`,
+e.g. `lightrnn report readme`'s smoke-run figure and tables in the workflow section). This module
+is the one place that finds and rewrites those markers and writes the README atomically.
+
+`write_smoke_block` is the `lightrnn report readme` generator: it copies a run's ACLW-French and
+size/speed PNGs into the docs folder and rewrites the `generated:<run>` block of the workflow
+section with a provenance sentence, the figure link and the run's ACLW and reallocation tables.
+Only the standard library is used: the Snakefile imports `lightrnn.report` at parse time.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+WORKFLOW_SECTION = "workflow"
+TABLES = ("aclw", "reallocation")  # the tables the block shows, in that order
+PROVENANCE = ("git_rev", "date", "device")  # CSV columns the sentence quotes
+
+
+def wrap_prose(lines: list[str], width: int = 100) -> list[str]:
+    """Prose lines wrapped at `width` (as the rest of the README); tables, images and code kept whole."""
+    wrapped, in_code = [], False
+    for line in lines:
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or line.startswith(("```", "|", "!", "#")) or len(line) <= width:
+            wrapped.append(line)
+        else:
+            wrapped.extend(textwrap.wrap(line, width=width, break_long_words=False, break_on_hyphens=False))
+    return wrapped
+
+
+def markers(name: str, kind: str = "section") -> tuple[str, str]:
+    """The opening and closing comments of a marked region, e.g. `<!-- generated:smoke -->`."""
+    if kind not in ("section", "generated"):
+        raise ValueError(f"marker kind {kind!r}: expected 'section' or 'generated'")
+    return f"<!-- {kind}:{name} -->", f"<!-- /{kind}:{name} -->"
+
+
+def marked_body(text: str, name: str, kind: str = "section") -> str:
+    """The text between the markers of `name` (exactly one pair, in order), without the markers."""
+    start, end = markers(name, kind)
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"the README must hold exactly one {start} ... {end} pair, in that order")
+    return text.split(start)[1].split(end)[0]
+
+
+def replace_section(text: str, name: str, body: str, kind: str = "section") -> str:
+    """`text` with everything between `<!-- KIND:NAME -->` and `<!-- /KIND:NAME -->` replaced by `body`."""
+    start, end = markers(name, kind)
+    marked_body(text, name, kind)  # raises unless exactly one well-ordered pair
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{body.strip()}\n{end}{tail}"
+
+
+def _atomic_write_bytes(data: bytes, target: Path, mode_from: Path | None = None) -> None:
+    """Write `target` through a temporary file in its folder, so a crash never leaves half a file."""
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        if mode_from is not None:
+            shutil.copymode(mode_from, temp)  # keep the README's permissions
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_readme(readme: str | Path) -> str:
+    """The README's text, or a FileNotFoundError that names the --readme option."""
+    readme = Path(readme)
+    if not readme.is_file():
+        raise FileNotFoundError(f"{readme} does not exist; pass --readme path/to/README.md")
+    return readme.read_text(encoding="utf-8")
+
+
+def write_readme(readme: str | Path, text: str) -> Path:
+    """Replace the README with `text` atomically, keeping its permissions; returns its path."""
+    readme = Path(readme)
+    _atomic_write_bytes(text.encode("utf-8"), readme, mode_from=readme)
+    return readme
+
+
+def replace_block_in_section(text: str, section: str, block: str, body: str) -> str:
+    """`text` with the `generated:BLOCK` block inside `section:SECTION` replaced by `body`.
+
+    The block must lie inside the section, so a generator can never write into another area.
+    """
+    section_body = marked_body(text, section, "section")
+    start, end = markers(block, "generated")
+    if start not in section_body or end not in section_body:
+        raise ValueError(
+            f"the README's section:{section} must hold a {start} ... {end} pair; "
+            f"add the two lines around the block to regenerate"
+        )
+    return replace_section(text, section, replace_section(section_body, block, body, kind="generated"))
+
+
+def _provenance(csv_paths: list[Path]) -> dict[str, list[str]]:
+    """Distinct values of the provenance columns over the CSV rows, in first-seen order."""
+    values: dict[str, list[str]] = {column: [] for column in PROVENANCE}
+    for path in csv_paths:
+        with path.open(newline="", encoding="utf-8") as stream:
+            for row in csv.DictReader(stream):
+                for column in PROVENANCE:
+                    value = (row.get(column) or "").strip()
+                    if value and value not in values[column]:
+                        values[column].append(value)
+    missing = [column for column, found in values.items() if not found]
+    if missing:
+        raise ValueError(f"{', '.join(map(str, csv_paths))}: no {'/'.join(missing)} column values; "
+                         f"re-render the tables with `lightrnn report`")
+    return values
+
+
+def _posix_relpath(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def smoke_block(
+    results: str | Path,
+    readme: str | Path,
+    docs: str | Path,
+    aclw_plot_dataset: str = "aclw-fr",
+    command: str | None = None,
+) -> tuple[str, dict[Path, Path]]:
+    """The block's Markdown and the PNG copies it needs ({source: target}), from RESULTS's tables/plots.
+
+    Reads RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/{<aclw_plot_dataset>-perplexity,
+    size-speed}.png; the docs names are DOCS/<run>-<name>.png with <run> the results folder's name.
+    Raises FileNotFoundError naming the first missing input (nothing is written here).
+    """
+    results, readme, docs = Path(results), Path(readme), Path(docs)
+    if not results.is_dir():
+        raise FileNotFoundError(f"--results {results}: no such folder; run `make smoke` (or snakemake) first")
+    run = results.resolve().name
+    figure = f"{aclw_plot_dataset}-perplexity"
+    copies = {results / "plots" / f"{name}.png": docs / f"{run}-{name}.png" for name in (figure, "size-speed")}
+    inputs = [results / "tables" / f"{table}.{ext}" for table in TABLES for ext in ("md", "csv")] + list(copies)
+    for path in inputs:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; re-render {results} with `lightrnn report` or snakemake")
+    found = _provenance([results / "tables" / f"{table}.csv" for table in TABLES])
+    command = command or (f"lightrnn report readme --results {results.as_posix()} --readme {readme.as_posix()} "
+                          f"--docs {docs.as_posix()}")
+    sentence = (
+        f"Generated by `{command}` from `{results.as_posix()}/` (git revision "
+        f"{', '.join(found['git_rev'])}; {', '.join(found['date'])}; device {', '.join(found['device'])}): "
+        f"the {run} run's {aclw_plot_dataset} figure, ACLW table and LightRNN reallocation table. "
+        f"Tiny models, a few steps: they show the layout, not LightRNN's quality."
+    )
+    image = _posix_relpath(copies[results / "plots" / f"{figure}.png"], readme.parent)
+    lines = wrap_prose([sentence]) + ["", f"![{run} {aclw_plot_dataset} perplexity]({image})", ""]
+    for table in TABLES:
+        lines += [(results / "tables" / f"{table}.md").read_text(encoding="utf-8").strip(), ""]
+    return "\n".join(lines), copies
+
+
+def write_smoke_block(
+    results: str | Path,
+    readme: str | Path,
+    docs: str | Path,
+    aclw_plot_dataset: str = "aclw-fr",
+    command: str | None = None,
+) -> list[Path]:
+    """Copy the run's PNGs into DOCS and rewrite the README's `generated:<run>` block; returns written paths.
+
+    Everything is read and checked (inputs, markers) before the first write; each file is replaced
+    atomically. `command` is the command line quoted in the provenance sentence (default: the CLI's).
+    """
+    readme, docs = Path(readme), Path(docs)
+    body, copies = smoke_block(results, readme, docs, aclw_plot_dataset, command)
+    block = Path(results).resolve().name
+    text = replace_block_in_section(read_readme(readme), WORKFLOW_SECTION, block, body)
+    docs.mkdir(parents=True, exist_ok=True)
+    for source, target in copies.items():
+        _atomic_write_bytes(source.read_bytes(), target)
+    write_readme(readme, text)
+    return [*copies.values(), readme]

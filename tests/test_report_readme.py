@@ -1,0 +1,179 @@
+"""`lightrnn report readme`: the README's smoke-run block and docs/*.png, regenerated from a run folder.
+
+The fixture run folder is rendered by the real `write_report` from generated metrics rows (two ACLW
+languages, LightRNN with one reallocation and the full softmax), so the block is checked against
+the very tables and plots `make smoke` would produce.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lightrnn import cli
+from lightrnn.benchmark import report as bench_report
+from lightrnn.report import readme as readme_mod
+from lightrnn.report.build import write_report
+from lightrnn.report.readme import replace_block_in_section, replace_section, write_smoke_block
+from lightrnn.report.results import find_results
+
+DATE = "2026-03-04"
+GIT_REV = "fix1234"
+DEVICE = "cpu (fixture)"
+BEFORE = """# Project
+
+<!-- section:intro -->
+Intro text with <!-- a comment --> kept as is.
+<!-- /section:intro -->
+
+<!-- section:workflow -->
+## Workflow
+
+Hand-written prose before the block.
+
+<!-- generated:smoke -->
+Old sentence, old table:
+
+| stale | numbers |
+|---|---|
+| 111.1 | 222.2 |
+<!-- /generated:smoke -->
+
+Hand-written prose after the block.
+<!-- /section:workflow -->
+
+<!-- section:performance -->
+Untouched.
+<!-- /section:performance -->
+"""
+
+
+def _rows(dataset: str, model: str, final_ppl: float) -> list[dict]:
+    """Metrics rows of one run: 2 epochs per round; LightRNN has 2 rounds with a reallocation between."""
+    rounds = 2 if model == "lightrnn" else 1
+    params = 1_000 if model == "lightrnn" else 9_000
+    rows, epoch = [], 0
+    for round_index in range(rounds):
+        for _ in range(2):
+            epoch += 1
+            valid = final_ppl * (1 + 1.0 / epoch)
+            rows.append({
+                "kind": "epoch", "dataset": dataset, "model": model, "seed": 0, "round": round_index,
+                "epoch": epoch, "step": 10 * epoch, "lr": 0.001, "train_ppl": valid * 0.9, "valid_ppl": valid,
+                "test_ppl": valid * 0.99, "train_tokens_per_s": 100.0 * epoch, "eval_tokens_per_s": 300.0,
+                "params": params, "param_bytes": 4 * params, "peak_memory_bytes": 8 * params, "wall_s": 1.0 * epoch,
+                "device": DEVICE, "realloc_objective": None, "realloc_lower_bound": None, "realloc_s": None,
+                "realloc_nll_before": None, "realloc_nll_after": None, "git_rev": GIT_REV,
+                "config_hash": f"hash-{dataset}-{model}",
+            })
+        if round_index < rounds - 1:
+            rows.append({**rows[-1], "kind": "realloc", "valid_ppl": rows[-1]["valid_ppl"] * 1.1, "test_ppl": None,
+                         "train_ppl": None, "realloc_objective": 500.0, "realloc_lower_bound": 480.0,
+                         "realloc_s": 0.25, "realloc_nll_before": 5.0, "realloc_nll_after": 4.8})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder named `smoke` with metrics files and their rendered tables/ and plots/."""
+    run = tmp_path_factory.mktemp("results") / "smoke"
+    for dataset, base in (("aclw-fr", 50.0), ("aclw-es", 40.0)):
+        for model, factor in (("lightrnn", 1.0), ("full_softmax", 1.2)):
+            folder = run / dataset / model
+            folder.mkdir(parents=True)
+            rows = _rows(dataset, model, base * factor)
+            (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+            (folder / "eval.json").write_text(json.dumps({
+                "dataset": dataset, "model": model, "split": "test", "ppl": base * factor, "nll_sum": 1.0,
+                "tokens": 100, "tokens_per_s": 300.0, "params": rows[-1]["params"], "device": DEVICE,
+                "git_rev": GIT_REV,
+            }))
+    write_report(*find_results(run), run, aclw_plot_dataset="aclw-fr", date=DATE)
+    return run
+
+
+@pytest.fixture
+def site(tmp_path: Path, rendered: Path) -> tuple[Path, Path, Path]:
+    """(results, README, docs) in one folder, the README holding the old block."""
+    results = tmp_path / "results" / "smoke"
+    shutil.copytree(rendered, results)
+    readme = tmp_path / "README.md"
+    readme.write_text(BEFORE, encoding="utf-8")
+    return results, readme, tmp_path / "docs"
+
+
+def test_block_is_replaced_and_everything_else_kept(site):
+    results, readme, docs = site
+    written = write_smoke_block(results, readme, docs)
+    assert written == [docs / "smoke-aclw-fr-perplexity.png", docs / "smoke-size-speed.png", readme]
+    text = readme.read_text(encoding="utf-8")
+    head, start, tail = BEFORE.partition("<!-- generated:smoke -->")
+    after = tail.partition("<!-- /generated:smoke -->")[2]
+    assert text.startswith(head + start + "\n") and text.endswith("<!-- /generated:smoke -->" + after)
+    block = text[len(head + start):-len("<!-- /generated:smoke -->" + after)]
+    assert "Old sentence" not in block and "stale" not in block and "222.2" not in block
+    # The provenance comes from the CSV columns, the tables verbatim from the rendered .md files.
+    assert f"git revision {GIT_REV}; {DATE}; device {DEVICE}" in " ".join(block.split())
+    assert "lightrnn report readme --results" in block
+    assert "![smoke aclw-fr perplexity](docs/smoke-aclw-fr-perplexity.png)" in block
+    for table in ("aclw", "reallocation"):
+        assert (results / "tables" / f"{table}.md").read_text(encoding="utf-8").strip() in block
+    assert block.index("![smoke") < block.index("**ACLW") < block.index("**LightRNN word reallocation")
+    for name in ("aclw-fr-perplexity", "size-speed"):
+        assert (docs / f"smoke-{name}.png").read_bytes() == (results / "plots" / f"{name}.png").read_bytes()
+    # A second run changes nothing: the block is a pure function of the run folder.
+    write_smoke_block(results, readme, docs)
+    assert readme.read_text(encoding="utf-8") == text
+
+
+def test_cli_readme_subcommand_prints_what_it_wrote(site, capsys):
+    results, readme, docs = site
+    code = cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs)])
+    assert code == 0
+    assert capsys.readouterr().out.split() == [str(docs / "smoke-aclw-fr-perplexity.png"),
+                                               str(docs / "smoke-size-speed.png"), str(readme)]
+    assert "**ACLW: test perplexity" in readme.read_text(encoding="utf-8")
+
+
+def test_a_missing_marker_is_named_and_nothing_is_written(site):
+    results, readme, docs = site
+    # No block at all, then a block outside the workflow section: both refused before any write.
+    for text in (BEFORE.replace("<!-- /generated:smoke -->\n", ""),
+                 BEFORE.replace("<!-- generated:smoke -->", "").replace("<!-- /generated:smoke -->", "")
+                 .replace("Untouched.", "<!-- generated:smoke -->\nx\n<!-- /generated:smoke -->")):
+        readme.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match="<!-- generated:smoke -->"):
+            write_smoke_block(results, readme, docs)
+        assert readme.read_text(encoding="utf-8") == text and not docs.exists()
+
+
+def test_missing_inputs_are_named(site, tmp_path: Path, capsys):
+    results, readme, docs = site
+    missing = tmp_path / "results" / "nope"
+    assert cli.main(["report", "readme", "--results", str(missing), "--readme", str(readme)]) == 2
+    assert f"--results {missing}: no such folder" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="--readme"):
+        write_smoke_block(results, tmp_path / "NO-README.md", docs)
+    (results / "tables" / "reallocation.md").unlink()
+    with pytest.raises(FileNotFoundError, match="reallocation.md"):
+        write_smoke_block(results, readme, docs)
+    assert readme.read_text(encoding="utf-8") == BEFORE and not docs.exists()
+
+
+def test_plain_report_still_requires_results_and_out(capsys):
+    assert cli.main(["report", "--results", "results/smoke"]) == 2
+    assert "required: --out" in capsys.readouterr().err
+
+
+def test_one_marker_helper_serves_both_generators():
+    # The benchmark's performance section and the smoke block share one implementation.
+    assert bench_report.replace_section is readme_mod.replace_section
+    assert bench_report.wrap_prose is readme_mod.wrap_prose
+    text = "a\n<!-- section:w -->\nx\n<!-- generated:b -->\nold\n<!-- /generated:b -->\ny\n<!-- /section:w -->\nz\n"
+    assert replace_block_in_section(text, "w", "b", "new\n") == text.replace("old", "new")
+    assert replace_section(text, "b", "n", kind="generated") == text.replace("old", "n")
+    with pytest.raises(ValueError, match="marker kind"):
+        replace_section(text, "b", "n", kind="other")
