@@ -23,19 +23,19 @@ Synthetic losses with the structure of real LightRNN losses (the generator, `syn
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightrnn import _matching  # noqa: E402
+from lightrnn.benchmark.csvio import write_csv  # noqa: E402
+from lightrnn.benchmark.machine import load_average, machine_info  # noqa: E402
 from lightrnn.reallocate import lower_bound, refine  # noqa: E402
 from lightrnn.table import WordTable  # noqa: E402
 
@@ -99,6 +99,8 @@ def run(sizes: list[int], seed: int, time_limit: float, out: Path) -> list[dict]
         bound = min(bound, refine_value)
         common = {"V": num_words, "R": row_loss.shape[1], "C": col_loss.shape[1], "seed": seed,
                   "lower_bound": bound, "naive_bound": naive, "bound_s": round(bound_s, 2)}
+        # Provenance on every row: machine, software, date, code revision, load (a shared machine).
+        common.update(machine_info(torch.device("cpu")), load_average=load_average())
         for method, seconds, cpu_s, value in (
             ("greedy", greedy_s, greedy_cpu, greedy_value),
             # refine's total includes greedy (its start) and the bound, as `solve(method="auto")` does.
@@ -111,13 +113,7 @@ def run(sizes: list[int], seed: int, time_limit: float, out: Path) -> list[dict]
             rows_out.append(row)
             print({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         del row_loss, col_loss
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows_out[0]))
-        writer.writeheader()
-        writer.writerows(rows_out)
-    os.replace(temp, out)
+    write_csv(rows_out, out)
     return rows_out
 
 

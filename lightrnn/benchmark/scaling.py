@@ -8,14 +8,15 @@ the full softmax at V = 10M costs no memory.
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from lightrnn.benchmark.csvio import readable_mode
 from lightrnn.benchmark.machine import reset_peak_rss
+from lightrnn.metrics import git_rev
 from lightrnn.models import model_class, names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,6 @@ def realloc_scaling(sizes: Sequence[int], out: str | Path, time_limit: float = 6
     # process (the throughput run's 7 GB full softmax) does not show up as the solver's memory.
     reset_peak_rss()
     rows = module.run([int(v) for v in sizes], int(seed), float(time_limit), Path(out))
-    readable_mode(out)  # it writes through mkstemp (0600)
     return rows
 
 
@@ -73,6 +73,8 @@ def model_sizes(
     80% / 95% of a Zipfian mass); `params_over_lightrnn` = params / LightRNN's params there.
     """
     models = list(models or names())
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    revision = git_rev() or "unknown"
     rows = []
     for config_name, dataset, vocab_size, embed_dim, hidden_dim, num_layers in configs:
         counts = {
@@ -87,5 +89,6 @@ def model_sizes(
                 "hidden_dim": hidden_dim, "num_layers": num_layers, "model": name, "params": params,
                 "param_bytes_fp32": 4 * params,
                 "params_over_lightrnn": params / reference if reference else float("nan"),
+                "date": date, "git_rev": revision,
             })
     return rows
