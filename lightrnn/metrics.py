@@ -97,14 +97,19 @@ def param_stats(model: torch.nn.Module) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=1)
 def git_rev() -> str | None:
-    """The project's git commit, with '+dirty' when the tree has uncommitted changes; None outside git."""
+    """The project's git commit, with '+dirty' when tracked code differs from it; None outside git.
+
+    Changes under results/ do not count: a benchmark that rewrites its committed CSV in
+    results/paper/ is still measuring the committed code.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=root, capture_output=True,
             text=True, timeout=30, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
