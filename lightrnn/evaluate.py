@@ -138,8 +138,8 @@ def evaluate_checkpoint(
     model = build_model(dataclasses.replace(config, initial_table="random"), len(words), counts).to(torch_device)
     model.load_state_dict(payload["model"])
     stream = load_split(data_dir, split, len(words))
-    bf16 = config.bf16 and torch_device.type == "cuda"
-    result = evaluate(model, stream, batch_size or config.eval_batch_size, config.bptt, torch_device, bf16=bf16)
+    # Reported perplexities are float32 arithmetic even for a model trained under bf16 autocast.
+    result = evaluate(model, stream, batch_size or config.eval_batch_size, config.bptt, torch_device, bf16=False)
     return {
         "dataset": payload.get("dataset"), "model": config.model, "split": split, "ppl": result["ppl"],
         "nll_sum": result["nll_sum"], "tokens": result["tokens"], "tokens_per_s": result["tokens_per_s"],

@@ -28,8 +28,15 @@ class LMOutput(NamedTuple):
 
 
 def detach_state(state: State) -> State:
-    """Cut the graph between truncated-BPTT windows, keeping the values."""
-    return tuple(tensor.detach() for tensor in state)  # type: ignore[return-value]
+    """Cut the graph between truncated-BPTT windows, keeping the values.
+
+    A state produced under bf16/fp16 autocast is carried on in float32, so that rounding does
+    not accumulate across windows.
+    """
+    return tuple(
+        tensor.detach().float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor.detach()
+        for tensor in state
+    )  # type: ignore[return-value]
 
 
 class LanguageModel(nn.Module, abc.ABC):

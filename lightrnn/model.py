@@ -49,7 +49,7 @@ class LightRNN(LanguageModel):
     Args:
         vocab_size: V.
         embed_dim, hidden_dim, num_layers, dropout: the LSTM stack; dropout applies to the input
-            embeddings and before both heads (as the official code does).
+            embeddings, between LSTM layers and before both heads (as in every baseline).
         table: the initial `WordTable`; when None it is built from `initial_table`.
         word_counts: [V] counts in id order. Accepted so every model shares one constructor
             signature; LightRNN does not use it (checked for length when given).
@@ -98,7 +98,10 @@ class LightRNN(LanguageModel):
 
         self.row_embedding = nn.Embedding(self._num_rows, embed_dim)  # X_r: [R, E]
         self.col_embedding = nn.Embedding(self._num_cols, embed_dim)  # X_c: [C, E]
-        self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True)
+        # Dropout between LSTM layers too, exactly as the baselines' trunk, so that the comparison
+        # differs only in the input and output layers (nn.LSTM warns if asked for it with one layer).
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
         self.row_head = nn.Linear(hidden_dim, self._num_rows)  # Y_r
         self.col_head = nn.Linear(hidden_dim, self._num_cols)  # Y_c
         self.drop = nn.Dropout(dropout)

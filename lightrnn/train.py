@@ -49,6 +49,7 @@ from lightrnn.metrics import (
     write_lines_atomic,
 )
 from lightrnn.models import model_class
+from lightrnn.optim import Optimizers, clip_grad_norm
 
 
 class TrainingDiverged(FloatingPointError):
@@ -58,7 +59,7 @@ class TrainingDiverged(FloatingPointError):
 class PlateauDecay:
     """Multiply the learning rate by `decay` when valid ppl has not improved for `patience` + 1 epochs."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, decay: float, patience: int) -> None:
+    def __init__(self, optimizer: Optimizers, decay: float, patience: int) -> None:
         self.optimizer, self.decay, self.patience = optimizer, decay, patience
         self.best = math.inf
         self.bad_epochs = 0
@@ -109,10 +110,9 @@ def build_model(config: TrainConfig, vocab_size: int, word_counts: np.ndarray) -
     )
 
 
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
-    return torch.optim.SGD(model.parameters(), lr=config.lr)
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> Optimizers:
+    """Adam or SGD; embeddings with sparse gradients get SparseAdam beside Adam (`lightrnn.optim`)."""
+    return Optimizers(model, config.optimizer, config.lr)
 
 
 def _schedule(rounds: tuple[int, ...]) -> list[tuple[str, int, int]]:
@@ -208,7 +208,8 @@ def _train(
     global_epoch = sum(1 for kind, _, _ in events[:next_event] if kind == "epoch")
 
     def evaluate_split(split: str) -> dict[str, float]:
-        return evaluate_distributed(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=config.bf16)
+        # bf16 trains faster; reported perplexities stay float32 arithmetic.
+        return evaluate_distributed(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=False)
 
     def save(path: Path, event_index: int) -> None:
         """Every rank calls this (it gathers the RNG states); rank 0 writes."""
@@ -227,16 +228,19 @@ def _train(
         save_checkpoint(path, payload)
 
     def record(row: dict[str, Any], event_index: int) -> None:
-        """Checkpoint (holding the row) first, then append: a kill in between loses nothing."""
+        """best.pt, then the checkpoint (holding the row), then append: a kill in between loses nothing.
+
+        best.pt goes first: a checkpoint that records an improvement is never left beside a stale
+        best.pt (a kill between the two only redoes this epoch, which rewrites both).
+        """
         nonlocal best_valid
         line = row_to_line(row)
         rows.append(line)
         improved = row["valid_ppl"] is not None and row["valid_ppl"] < best_valid
         if improved:
             best_valid = row["valid_ppl"]
-        save(checkpoint_path, event_index)
-        if improved:
             save(out_dir / "best.pt", event_index)
+        save(checkpoint_path, event_index)
         if main:
             append_line(metrics_path, line)
 
@@ -294,7 +298,7 @@ def _train(
 
 
 def _train_epoch(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, stream: np.ndarray,
+    model: torch.nn.Module, optimizer: Optimizers, config: TrainConfig, stream: np.ndarray,
     device: torch.device, epoch: int, step: int, main: bool = True,
 ) -> dict[str, float]:
     """One pass over the training stream (or max_steps_per_epoch batches); the state carried across batches.
@@ -324,7 +328,7 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            clip_grad_norm(model.parameters(), config.clip)
         optimizer.step()
         state = detach_state(output.state)
         step += 1

@@ -122,6 +122,22 @@ def test_loss_falls_and_rows_follow_the_schema(corpus: Path, tmp_path) -> None:
     assert WordTable.load(out / "table-0.npy") == WordTable.random(30, seed=0)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_sparse_embedding_baselines_train_through_the_loop_and_resume(corpus: Path, tmp_path, optimizer) -> None:
+    # Sparse embedding gradients need SparseAdam beside Adam and a clip that takes sparse norms.
+    overrides = ("model=full_softmax", "rounds=[2]", f"optimizer={optimizer}", "lr=0.01", "clip=0.5",
+                 "model_options={sparse_embedding: true}")
+    metrics_path = train(_config(*overrides), corpus, tmp_path / "run")
+    rows = read_metrics(metrics_path)
+    assert all(math.isfinite(row["valid_ppl"]) for row in rows)
+    assert rows[-1]["valid_ppl"] < rows[0]["valid_ppl"]
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["optimizers"]
+    assert len(saved) == (2 if optimizer == "adam" else 1)
+    # Rerunning the finished run resumes from the checkpoint (optimizers included) and adds nothing.
+    train(_config(*overrides), corpus, tmp_path / "run")
+    assert read_metrics(metrics_path) == rows
+
+
 class FakeRealloc(LightRNN):
     """LightRNN whose between-round step is a fixed permutation: the round mechanics without the solver."""
 

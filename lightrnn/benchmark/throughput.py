@@ -40,6 +40,7 @@ from lightrnn.benchmark.machine import (
 from lightrnn.evaluate import autocast_context
 from lightrnn.lm import detach_state
 from lightrnn.models import model_class, names
+from lightrnn.optim import Optimizers, clip_grad_norm
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -135,40 +136,9 @@ def build_for_bench(name: str, vocab_size: int, settings: ThroughputSettings) ->
     )
 
 
-def _is_sparse(module: torch.nn.Module) -> bool:
-    return isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and bool(module.sparse)
-
-
-def make_optimizers(model: torch.nn.Module, lr: float) -> list[torch.optim.Optimizer]:
-    """Adam for the dense parameters, SparseAdam for the weights of sparse embeddings (if any)."""
-    sparse_ids = {id(m.weight) for m in model.modules() if _is_sparse(m)}
-    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
-    sparse = [p for p in model.parameters() if id(p) in sparse_ids]
-    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)]
-    if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
-    return optimizers
-
-
-def optimizer_label(optimizers: Sequence[torch.optim.Optimizer]) -> str:
-    """'Adam' or 'Adam+SparseAdam', for the CSV."""
-    return "+".join(type(optimizer).__name__ for optimizer in optimizers)
-
-
-@torch.no_grad()
-def clip_grad_norm(parameters: Sequence[torch.nn.Parameter], max_norm: float) -> float:
-    """`clip_grad_norm_` that also takes sparse gradients (whose norm is over their coalesced values)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads or max_norm <= 0:
-        return 0.0
-    squares = [
-        (g.coalesce().values() if g.is_sparse else g).float().pow(2).sum() for g in grads
-    ]
-    total = torch.stack(squares).sum().sqrt()
-    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for grad in grads:
-        grad.mul_(scale)  # an uncoalesced sparse gradient scales value by value all the same
-    return float(total)
+def make_optimizers(model: torch.nn.Module, lr: float) -> Optimizers:
+    """The training loop's Adam (+ SparseAdam for sparse embeddings): `lightrnn.optim.Optimizers`."""
+    return Optimizers(model, "adam", lr)
 
 
 def _train_steps(model, optimizers, windows, state, settings: ThroughputSettings, device: torch.device):
@@ -179,12 +149,10 @@ def _train_steps(model, optimizers, windows, state, settings: ThroughputSettings
         with autocast_context(device, settings.dtype == "bf16"):
             output = model(tokens, targets, state)
         loss = output.nll.float().mean()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
+        optimizers.zero_grad(set_to_none=True)
         loss.backward()
         clip_grad_norm(parameters, settings.clip)
-        for optimizer in optimizers:
-            optimizer.step()
+        optimizers.step()
         state = detach_state(output.state)
     return state
 
@@ -254,7 +222,7 @@ def measure_once(name: str, vocab_size: int, stream: np.ndarray, settings: Throu
         "memory_method": memory.method,
         "params": params,
         "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
-        "optimizer": optimizer_label(optimizers),
+        "optimizer": optimizers.label,
         "flops_lstm": flops.lstm,
         "flops_output": flops.output,
         "flops_forward": flops.forward,

@@ -1,0 +1,94 @@
+"""Optimizers and gradient clipping shared by the training loop and the benchmarks.
+
+Baselines can give their word embedding sparse gradients (`sparse_embedding: true`), which saves
+a dense V x E gradient and its Adam update per step at large V. Plain Adam refuses sparse
+gradients and `torch.nn.utils.clip_grad_norm_` cannot take their norm, so the loop and the
+benchmarks both go through this module: what the benchmark times is what the loop trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _sparse_parameter_ids(model: nn.Module) -> set[int]:
+    return {
+        id(module.weight)
+        for module in model.modules()
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse
+    }
+
+
+class Optimizers:
+    """One optimizer's interface over Adam (or SGD) for dense parameters and SparseAdam for sparse ones.
+
+    With `name="sgd"` a single SGD takes both (it accepts sparse gradients). `param_groups`
+    lists every group, so a learning-rate schedule that edits `group["lr"]` reaches all of them.
+    """
+
+    def __init__(self, model: nn.Module, name: str, lr: float) -> None:
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+        sparse_ids = _sparse_parameter_ids(model)
+        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+        sparse = [p for p in model.parameters() if p.requires_grad and id(p) in sparse_ids]
+        if name == "sgd":
+            self.optimizers: list[torch.optim.Optimizer] = [torch.optim.SGD(dense + sparse, lr=lr)]
+        else:
+            self.optimizers = [torch.optim.Adam(dense, lr=lr)]
+            if sparse:
+                self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    @property
+    def label(self) -> str:
+        """'Adam', 'Adam+SparseAdam' or 'SGD' (for benchmark CSVs)."""
+        return "+".join(type(optimizer).__name__ for optimizer in self.optimizers)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["optimizers"]
+        if len(saved) != len(self.optimizers):
+            raise ValueError(
+                f"the checkpoint holds {len(saved)} optimizer(s), this run builds {len(self.optimizers)} "
+                f"({self.label}); was sparse_embedding changed? use a new --out"
+            )
+        for optimizer, optimizer_state in zip(self.optimizers, saved):
+            optimizer.load_state_dict(optimizer_state)
+
+
+@torch.no_grad()
+def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float:
+    """`clip_grad_norm_` that also takes sparse gradients (their norm is over coalesced values).
+
+    Returns the total norm before clipping; `max_norm <= 0` clips nothing.
+    """
+    with_grad = [p for p in parameters if p.grad is not None]
+    if not with_grad or max_norm <= 0:
+        return 0.0
+    if not any(p.grad.is_sparse for p in with_grad):
+        return float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm))  # the fused dense path
+    squares = [(p.grad.coalesce().values() if p.grad.is_sparse else p.grad).float().pow(2).sum() for p in with_grad]
+    total = torch.stack(squares).sum().sqrt()
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for p in with_grad:
+        p.grad.mul_(scale)  # an uncoalesced sparse gradient scales value by value all the same
+    return float(total)
