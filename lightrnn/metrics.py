@@ -99,8 +99,9 @@ def param_stats(model: torch.nn.Module) -> tuple[int, int]:
 def git_rev() -> str | None:
     """The project's git commit, with '+dirty' when tracked code differs from it; None outside git.
 
-    Changes under results/ do not count: a benchmark that rewrites its committed CSV in
-    results/paper/ is still measuring the committed code.
+    Changes under results/ and docs/ and to Markdown files do not count: a benchmark that
+    rewrites its committed CSV in results/paper/, or `make docs` refreshing the README, is still
+    measuring the committed code.
     """
     root = Path(__file__).resolve().parent.parent
     try:
@@ -108,7 +109,8 @@ def git_rev() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
+             ":(exclude)docs", ":(exclude,glob)**/*.md"],
             cwd=root, capture_output=True,
             text=True, timeout=30, check=True,
         ).stdout.strip()
