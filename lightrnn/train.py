@@ -78,6 +78,11 @@ class PlateauDecay:
                 group["lr"] *= self.decay
             self.bad_epochs = 0
 
+    def new_round(self) -> None:
+        """Judge the plateau afresh after a word reallocation: the valid ppl spike right after
+        one (the paper's figure) is the new table settling in, not a plateau to decay on."""
+        self.best, self.bad_epochs = math.inf, 0
+
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs}
 
@@ -263,6 +268,7 @@ def _train(
             )
             distributed.check_replicas_equal(model, f"after the reallocation before round {round_index}")
             if realloc:
+                scheduler.new_round()
                 valid = evaluate_split("valid")
                 row = make_row(
                     kind="realloc", round=round_index, epoch=global_epoch, step=step, lr=scheduler.lr,

@@ -289,3 +289,19 @@ def test_markov_generator_writes_an_encoded_dir(tmp_path) -> None:
     assert train_stream.dtype == np.int32 and np.array_equal(np.bincount(train_stream, minlength=20), counts)
     assert meta["ppl_floor"] == pytest.approx(math.exp(entropy_rate(4, 1.0)))
     assert meta["oracle_ppl"]["test"] == pytest.approx(meta["ppl_floor"], rel=0.05)  # law of large numbers
+
+
+def test_plateau_decay_restarts_its_count_after_a_reallocation() -> None:
+    from lightrnn.optim import Optimizers
+    from lightrnn.train import PlateauDecay
+
+    optimizer = Optimizers(torch.nn.Linear(2, 2), "adam", 1.0)
+    scheduler = PlateauDecay(optimizer, decay=0.5, patience=0)
+    scheduler.step(10.0)
+    scheduler.step(11.0)  # no improvement: decay
+    assert scheduler.lr == 0.5
+    scheduler.new_round()
+    scheduler.step(30.0)  # the spike right after a reallocation is the new round's first value
+    assert scheduler.lr == 0.5
+    scheduler.step(31.0)
+    assert scheduler.lr == 0.25
