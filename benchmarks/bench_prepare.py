@@ -31,6 +31,12 @@ REAL_BILLIONW_TOKENS = 800_000_000  # training words + </S>, the stream encode w
 MEAN_SENTENCE = 25  # tokens per sentence drawn from 5..45
 
 
+def _git_rev() -> str:
+    from lightrnn.metrics import git_rev
+
+    return git_rev() or "unknown"
+
+
 def _measure(raw_dir: Path, work: Path) -> dict:
     """Runs in the child process: prepare + encode, timed, with this process's peak RSS."""
     from lightrnn.data.encode import encode
@@ -109,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min": round(result["load_average_1min"], 2),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
+        "cpu_model": platform.processor() or platform.machine(),
+        "git_rev": _git_rev(),
     }
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     new_file = not args.csv.exists()
