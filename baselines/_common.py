@@ -12,7 +12,6 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from lightrnn.lm import State, lstm_param_count

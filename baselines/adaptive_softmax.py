@@ -58,6 +58,8 @@ class AdaptiveSoftmaxLM(LanguageModel):
         sparse_embedding: see `baselines._common.LSTMTrunk`.
     """
 
+    options = tuple(OPTIONS)
+
     def __init__(
         self,
         vocab_size: int,

@@ -73,6 +73,8 @@ class ClassSoftmaxLM(LanguageModel):
     The class layout is kept in buffers, so a checkpoint carries it.
     """
 
+    options = tuple(OPTIONS)
+
     def __init__(
         self,
         vocab_size: int,

@@ -34,6 +34,8 @@ class FullSoftmaxLM(LanguageModel):
             (the tied matrix would get a dense and a sparse gradient).
     """
 
+    options = tuple(OPTIONS)
+
     def __init__(
         self,
         vocab_size: int,

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightrnn.fileio import read_vocab
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -40,25 +42,7 @@ class Batch(NamedTuple):
 
 def load_vocab(data_dir: str | Path) -> tuple[list[str], np.ndarray]:
     """Read `DIR/vocab.tsv`: the words in id order and their counts ([V] int64)."""
-    path = Path(data_dir) / "vocab.tsv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir (lightrnn data encode)")
-    words: list[str] = []
-    counts: list[int] = []
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            line = line.rstrip("\n")
-            word, separator, count = line.rpartition("\t")
-            if not separator:
-                raise ValueError(f"{path}:{number}: expected word<TAB>count, got {line!r}")
-            try:
-                counts.append(int(count))
-            except ValueError:
-                raise ValueError(f"{path}:{number}: the count {count!r} is not an integer") from None
-            words.append(word)
-    if not words:
-        raise ValueError(f"{path} is empty; re-run lightrnn data encode")
-    return words, np.asarray(counts, dtype=np.int64)
+    return read_vocab(Path(data_dir) / "vocab.tsv")
 
 
 def load_split(data_dir: str | Path, split: str, vocab_size: int | None = None) -> np.ndarray:

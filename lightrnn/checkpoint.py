@@ -1,39 +1,99 @@
 """Checkpoints: plain state (tensors, numbers, strings, lists, dicts) loadable with weights_only=True.
 
-One place saves and loads, so data-parallel training (a later issue) changes only this file
-(e.g. save on rank 0). Contents: format, config (dict), model state_dict (LightRNN's table is in
-it as the buffers word_row/word_col), optimizer and scheduler state, RNG states of python, numpy
-and torch (CPU and CUDA), the position in the round schedule, the metrics rows written so far
-(JSON lines), best valid ppl and accumulated wall time.
+The one place a training checkpoint is assembled, written, read and checked. Contents: format,
+config (dict), dataset, vocab_size, model state_dict (LightRNN's table is in it as the buffers
+word_row/word_col), optimizer and scheduler state, RNG states of python, numpy and torch (CPU
+and CUDA) of every rank, the position in the round schedule (`Progress`: next event, step,
+accumulated wall time, best valid ppl, the metrics rows written so far as JSON lines) and the
+number of processes of the run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lightrnn.config import TrainConfig
+from lightrnn.fileio import atomic_path
+
 FORMAT = 1
+
+
+@dataclass
+class Progress:
+    """Where a run stands: the next event of its schedule and what it has written so far."""
+
+    next_event: int = 0
+    step: int = 0
+    wall_s: float = 0.0
+    best_valid: float = math.inf
+    rows: list[str] = field(default_factory=list)
+
+
+def save_training(
+    path: str | os.PathLike, config: TrainConfig, dataset: str, vocab_size: int, model: torch.nn.Module,
+    optimizer: Any, scheduler: Any, progress: Progress, rng_ranks: list[dict[str, Any]],
+) -> Path:
+    """Write a resumable checkpoint of a training run (`rng_ranks`: every rank's `rng_state()`)."""
+    payload = {
+        "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": rng_ranks[0], "next_event": progress.next_event, "step": progress.step,
+        "wall_s": progress.wall_s, "best_valid": progress.best_valid,
+        "metrics_rows": list(progress.rows), "world_size": len(rng_ranks),
+    }
+    if len(rng_ranks) > 1:
+        payload["rng_ranks"] = rng_ranks
+    return save_checkpoint(path, payload)
+
+
+def resume_training(
+    path: str | os.PathLike, config: TrainConfig, model: torch.nn.Module, optimizer: Any, scheduler: Any,
+    rank: int = 0, world_size: int = 1,
+) -> Progress:
+    """Restore model, optimizer, scheduler and this rank's RNG from `path`; return where the run stands.
+
+    Refuses a checkpoint of another config or another number of processes, naming both.
+    """
+    path = Path(path)
+    # On CPU: load_state_dict moves each tensor where its parameter lives; RNG keys and Adam's step
+    # counters must stay on the host (a CUDA numpy key cannot be converted, a CUDA step syncs).
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    saved = TrainConfig.from_dict(checkpoint["config"], source=str(path))
+    if saved.config_hash != config.config_hash:
+        raise ValueError(
+            f"{path} belongs to a run with another config (hash {saved.config_hash[:12]} vs "
+            f"{config.config_hash[:12]}); use a new --out dir or delete the old one"
+        )
+    saved_world = int(checkpoint.get("world_size", 1))
+    if saved_world != world_size:
+        raise ValueError(
+            f"{path} was written by a run on {saved_world} process(es), this one has {world_size}; the "
+            f"shards and the global batch depend on it: resume with torchrun --nproc_per_node {saved_world} "
+            "(1: plain lightrnn train) or use a new --out dir"
+        )
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    set_rng_state(checkpoint["rng_ranks"][rank] if world_size > 1 else checkpoint["rng"])
+    return Progress(
+        next_event=int(checkpoint["next_event"]), step=int(checkpoint["step"]), wall_s=float(checkpoint["wall_s"]),
+        best_valid=float(checkpoint["best_valid"]), rows=list(checkpoint["metrics_rows"]),
+    )
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """torch.save to a temp file in the same folder, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save({"format": FORMAT, **payload}, temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as temp:
+        torch.save({"format": FORMAT, **payload}, temp)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

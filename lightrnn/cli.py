@@ -15,10 +15,7 @@ import pkgutil
 import sys
 
 import lightrnn.commands
-
-
-class UsageError(Exception):
-    """A bad option or input named in a message that says what to do; printed without a traceback."""
+from lightrnn.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lightrnn.fileio import write_text
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
@@ -132,17 +133,7 @@ class TrainConfig:
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
         """Write the resolved config atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as stream:
-                yaml.safe_dump(self.to_dict(), stream, sort_keys=False)
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     # ----- validation -----------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -11,15 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightrnn.batches import lm_batches
+from lightrnn import distributed
+from lightrnn.batches import lm_batches, load_split, load_vocab, shard_stream
+from lightrnn.checkpoint import load_checkpoint
+from lightrnn.config import TrainConfig
 from lightrnn.lm import detach_state
-
-
-def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when asked; a no-op otherwise."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from lightrnn.metrics import git_rev, param_stats
+from lightrnn.models import build_from_config
+from lightrnn.runtime import autocast_context, resolve_device
 
 
 @torch.no_grad()
@@ -89,9 +87,6 @@ def evaluate_distributed(
     in one process with batch_size * world_size (float summation order aside). Same keys as
     `evaluate`; tokens_per_s is the whole split over rank 0's wall time, the reduction included.
     """
-    from lightrnn import distributed
-    from lightrnn.batches import shard_stream
-
     world = distributed.world_size()
     if world == 1:
         return evaluate(model, stream, batch_size, bptt, device, bf16=bf16)
@@ -119,14 +114,8 @@ def evaluate_checkpoint(
     Returns eval.json's fields: dataset, model, split, ppl, nll_sum, tokens, tokens_per_s,
     params, device, git_rev, checkpoint.
     """
-    from lightrnn.batches import load_split, load_vocab
-    from lightrnn.checkpoint import load_checkpoint
-    from lightrnn.config import TrainConfig
-    from lightrnn.metrics import git_rev, param_stats
-    from lightrnn.train import build_model, resolve_device
-
     torch_device = resolve_device(device)
-    payload = load_checkpoint(checkpoint, map_location=torch_device)
+    payload = load_checkpoint(checkpoint, map_location="cpu")  # load_state_dict moves the weights
     config = TrainConfig.from_dict(payload["config"], source=str(checkpoint))
     words, counts = load_vocab(data_dir)
     if len(words) != payload["vocab_size"]:
@@ -135,7 +124,7 @@ def evaluate_checkpoint(
             f"{payload['vocab_size']}; pass the data dir the model was trained on"
         )
     # The table (if any) comes from the state_dict; start from "random" so no table file is needed.
-    model = build_model(dataclasses.replace(config, initial_table="random"), len(words), counts).to(torch_device)
+    model = build_from_config(dataclasses.replace(config, initial_table="random"), len(words), counts).to(torch_device)
     model.load_state_dict(payload["model"])
     stream = load_split(data_dir, split, len(words))
     # Reported perplexities are float32 arithmetic even for a model trained under bf16 autocast.

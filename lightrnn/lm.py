@@ -7,7 +7,7 @@ defined here, so they never ask which model they hold.
 from __future__ import annotations
 
 import abc
-from typing import Iterable, NamedTuple
+from typing import ClassVar, Iterable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +55,9 @@ class LanguageModel(nn.Module, abc.ABC):
     vocab_size: int
     hidden_dim: int
     num_layers: int
+    # The model-specific constructor options (beyond the five shared arguments): what
+    # `lightrnn.models.build` accepts for this model and what `model_options` may hold.
+    options: ClassVar[tuple[str, ...]] = ()
 
     def init_state(self, batch_size: int) -> State:
         """Zero LSTM state on the model's device and dtype."""

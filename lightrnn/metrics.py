@@ -15,7 +15,6 @@ import math
 import os
 import resource
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,33 +49,6 @@ def _json_number(value: Any) -> Any:
 
 def row_to_line(row: dict[str, Any]) -> str:
     return json.dumps(row, sort_keys=False, allow_nan=False)
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All rows of a metrics.jsonl file."""
-    with open(path, encoding="utf-8") as stream:
-        return [json.loads(line) for line in stream if line.strip()]
-
-
-def write_lines_atomic(path: str | os.PathLike, lines: list[str]) -> None:
-    """Replace `path` with these JSON lines (temp file in the same folder, then rename)."""
-    path = Path(path)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.writelines(line + "\n" for line in lines)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append one row and flush it to disk."""
-    with open(path, "a", encoding="utf-8") as stream:
-        stream.write(line + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
 
 
 def peak_memory_bytes(device: torch.device) -> int:

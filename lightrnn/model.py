@@ -61,6 +61,8 @@ class LightRNN(LanguageModel):
     state_dict and travels with checkpoints.
     """
 
+    options = ("table", "word_counts", "initial_table", "table_seed")
+
     def __init__(
         self,
         vocab_size: int,

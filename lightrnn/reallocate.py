@@ -365,7 +365,7 @@ def reallocate_model(
             current = model.table
             allocation = distributed.run_on_main(
                 lambda: solve(row_loss, col_loss, method=method, init=current, **solver_options))
-            del row_loss, col_loss
+            row_loss = col_loss = None  # free V x (R + C) floats before training resumes
             table = WordTable(allocation.rows, allocation.cols, current.num_rows, current.num_cols)
             moved = float(np.mean((table.rows != current.rows) | (table.cols != current.cols)))
             model.set_table(table)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from lightrnn.fileio import save_npy
 
 
 class WordTable:
@@ -120,17 +121,7 @@ class WordTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the table as `.npy` atomically (temp file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, self.to_array())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        return path
+        return save_npy(path, self.to_array())
 
     @classmethod
     def load(cls, path: str | os.PathLike, vocab_size: int | None = None) -> "WordTable":

@@ -27,9 +27,7 @@ process: nothing is all-reduced).
 
 from __future__ import annotations
 
-import inspect
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -40,20 +38,15 @@ import torch
 
 from lightrnn import distributed
 from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches, shard_stream
-from lightrnn.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from lightrnn.checkpoint import Progress, resume_training, rng_state, save_training
 from lightrnn.config import TrainConfig
-from lightrnn.evaluate import autocast_context, evaluate_distributed
-from lightrnn.lm import LanguageModel, detach_state
-from lightrnn.metrics import (
-    REALLOC_FIELDS, append_line, git_rev, make_row, param_stats, peak_memory_bytes, row_to_line,
-    write_lines_atomic,
-)
-from lightrnn.models import model_class
-from lightrnn.optim import Optimizers, clip_grad_norm
-
-
-class TrainingDiverged(FloatingPointError):
-    """A NaN or inf training loss; the message names the epoch and step."""
+from lightrnn.evaluate import evaluate_distributed
+from lightrnn.fileio import append_line, write_lines
+from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, row_to_line
+from lightrnn.models import build_from_config
+from lightrnn.optim import Optimizers
+from lightrnn.runtime import peak_memory_bytes, reset_peak_memory, resolve_device, seed_everything
+from lightrnn.step import TrainingDiverged, train_step
 
 
 class PlateauDecay:
@@ -88,31 +81,6 @@ class PlateauDecay:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; an explicit cuda device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"config key device: {name!r} asked for but CUDA is not available; use device=cpu or auto")
-    return device
-
-
-def build_model(config: TrainConfig, vocab_size: int, word_counts: np.ndarray) -> LanguageModel:
-    """The configured model from the registry; table options go only to models that take them."""
-    cls = model_class(config.model)
-    options: dict[str, Any] = dict(config.model_options)
-    accepted = inspect.signature(cls.__init__).parameters
-    if "initial_table" in accepted:
-        options.setdefault("initial_table", config.initial_table)
-    if "table_seed" in accepted:
-        options.setdefault("table_seed", config.seed)
-    return cls(
-        vocab_size, embed_dim=config.embed_dim, hidden_dim=config.hidden_dim, num_layers=config.num_layers,
-        dropout=config.dropout, word_counts=word_counts, **options,
-    )
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> Optimizers:
@@ -160,46 +128,24 @@ def _train(
     checkpoint_path = out_dir / "checkpoint.pt"
     metrics_path = out_dir / "metrics.jsonl"
 
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    model = build_model(config, vocab_size, word_counts).to(device)  # the same weights on every rank
+    seed_everything(config.seed)
+    model = build_from_config(config, vocab_size, word_counts).to(device)  # the same weights on every rank
     if rank > 0:
         # Independent dropout masks per rank (rank 0 keeps the single-process stream).
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     optimizer = make_optimizer(config, model)
     scheduler = PlateauDecay(optimizer, config.lr_decay, config.lr_patience)
     params, param_bytes = param_stats(model)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
 
     events = _schedule(config.rounds)
-    next_event, step, prior_wall, best_valid = 0, 0, 0.0, math.inf
-    rows: list[str] = []
+    progress = Progress()
     if checkpoint_path.exists():
-        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
-        saved = TrainConfig.from_dict(checkpoint["config"], source=str(checkpoint_path))
-        if saved.config_hash != config.config_hash:
-            raise ValueError(
-                f"{checkpoint_path} belongs to a run with another config (hash {saved.config_hash[:12]} vs "
-                f"{config.config_hash[:12]}); use a new --out dir or delete the old one"
-            )
-        saved_world = int(checkpoint.get("world_size", 1))
-        if saved_world != world:
-            raise ValueError(
-                f"{checkpoint_path} was written by a run on {saved_world} process(es), this one has {world}; the "
-                f"shards and the global batch depend on it: resume with torchrun --nproc_per_node {saved_world} "
-                "(1: plain lightrnn train) or use a new --out dir"
-            )
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_state(checkpoint["rng_ranks"][rank] if world > 1 else checkpoint["rng"])
-        next_event, step = int(checkpoint["next_event"]), int(checkpoint["step"])
-        prior_wall, best_valid = float(checkpoint["wall_s"]), float(checkpoint["best_valid"])
-        rows = list(checkpoint["metrics_rows"])
+        progress = resume_training(checkpoint_path, config, model, optimizer, scheduler, rank, world)
+    next_event, step, prior_wall, best_valid = progress.next_event, progress.step, progress.wall_s, progress.best_valid
+    rows: list[str] = progress.rows
     if main:
-        write_lines_atomic(metrics_path, rows)  # drop a row written after the last checkpoint
+        write_lines(metrics_path, rows)  # drop a row written after the last checkpoint
         config.to_yaml(out_dir / "config.yaml")
     ddp_model = distributed.wrap_ddp(model, device)  # trains; `model` evaluates, reallocates, saves
     allreduce_bytes = distributed.gradient_bytes(model) if world > 1 else 0
@@ -221,16 +167,11 @@ def _train(
         rng_ranks = distributed.all_gather_objects(rng_state())
         if not main:
             return
-        payload = {
-            "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": rng_ranks[0], "next_event": event_index, "step": step,
-            "wall_s": prior_wall + time.perf_counter() - session_start, "best_valid": best_valid,
-            "metrics_rows": rows, "world_size": world,
-        }
-        if world > 1:
-            payload["rng_ranks"] = rng_ranks
-        save_checkpoint(path, payload)
+        progress = Progress(
+            next_event=event_index, step=step, wall_s=prior_wall + time.perf_counter() - session_start,
+            best_valid=best_valid, rows=rows,
+        )
+        save_training(path, config, dataset, vocab_size, model, optimizer, scheduler, progress, rng_ranks)
 
     def record(row: dict[str, Any], event_index: int) -> None:
         """best.pt, then the checkpoint (holding the row), then append: a kill in between loses nothing.
@@ -323,23 +264,16 @@ def _train_epoch(
     for batch_index, batch in enumerate(
         lm_batches(stream, config.batch_size, config.bptt, max_batches=config.max_steps_per_epoch, device=device)
     ):
-        with autocast_context(device, config.bf16):
-            output = model(batch.tokens, batch.targets, state)
-        loss = output.nll.float().mean()
-        if not torch.isfinite(loss):
+        try:
+            nll, state = train_step(model, optimizer, batch.tokens, batch.targets, state, config.clip, config.bf16)
+        except TrainingDiverged as error:
             raise TrainingDiverged(
-                f"training loss is {loss.item()} at epoch {epoch}, step {step + 1} (batch {batch_index + 1} of the "
+                f"{error} at epoch {epoch}, step {step + 1} (batch {batch_index + 1} of the "
                 f"epoch); the last good checkpoint is kept; lower lr or clip and resume from a new --out"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip > 0:
-            clip_grad_norm(model.parameters(), config.clip)
-        optimizer.step()
-        state = detach_state(output.state)
+            ) from None
         step += 1
         tokens += batch.tokens.numel()
-        nll_sum += output.nll.detach().double().sum()
+        nll_sum += nll.double().sum()
         if progress is not None:
             progress.update(1)
             if batch_index % 10 == 0:

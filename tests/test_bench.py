@@ -18,11 +18,12 @@ from lightrnn.benchmark.report import performance_markdown, replace_section, wri
 from lightrnn.benchmark.scaling import model_sizes
 from lightrnn.benchmark.suite import run_suite
 from lightrnn.benchmark.throughput import (
-    ThroughputSettings, build_for_bench, clip_grad_norm, make_optimizers, paired_ratio, run_throughput,
+    ThroughputSettings, build_for_bench, make_optimizers, paired_ratio, run_throughput,
     stream_windows, zipf_probs, zipf_stream,
 )
 from lightrnn.cli import main
 from lightrnn.models import build, model_class, names
+from lightrnn.optim import clip_grad_norm
 
 TINY = dict(vocab_sizes=(50, 120), embed_dim=8, hidden_dim=16, num_layers=1, batch_size=2, bptt=4,
             warmup_steps=1, timed_steps=1, min_seconds=0.0, repeats=2, threads=1)

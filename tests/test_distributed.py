@@ -27,7 +27,7 @@ from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.markov import generate_markov_corpus
 from lightrnn.evaluate import evaluate
-from lightrnn.metrics import read_metrics
+from lightrnn.fileio import read_jsonl as read_metrics
 from lightrnn.model import LightRNN
 from lightrnn.models import names
 from lightrnn.reallocate import reallocate_model

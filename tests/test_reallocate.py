@@ -318,7 +318,7 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
 def test_three_rounds_with_lightrnn(tmp_path) -> None:
     from lightrnn.config import TrainConfig
     from lightrnn.data.markov import generate_markov_corpus
-    from lightrnn.metrics import read_metrics
+    from lightrnn.fileio import read_jsonl as read_metrics
     from lightrnn.train import train
 
     previous_threads = torch.get_num_threads()

@@ -21,7 +21,8 @@ from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.markov import entropy_rate, generate_markov_corpus
 from lightrnn.evaluate import evaluate
-from lightrnn.metrics import FIELDS, read_metrics
+from lightrnn.fileio import read_jsonl as read_metrics
+from lightrnn.metrics import FIELDS
 from lightrnn.model import LightRNN
 from lightrnn.table import WordTable
 from lightrnn.train import TrainingDiverged, train

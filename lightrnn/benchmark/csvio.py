@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-
-def readable_mode(path: str | os.PathLike) -> None:
-    """Give a file written through `tempfile.mkstemp` (mode 0600) the mode a plain `open` would (0666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+from lightrnn.fileio import atomic_open
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
@@ -24,20 +18,11 @@ def write_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        readable_mode(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:

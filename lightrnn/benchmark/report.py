@@ -8,12 +8,11 @@ throughput.csv (+ throughput-repeats.csv, realloc.csv, sizes.csv when present).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from lightrnn.benchmark.csvio import read_csv, readable_mode
+from lightrnn.benchmark.csvio import read_csv
+from lightrnn.fileio import atomic_path
 from lightrnn.benchmark.throughput import paired_ratio
 from lightrnn.report.readme import read_readme, replace_section, wrap_prose, write_readme
 
@@ -56,12 +55,8 @@ def plot_throughput(rows: list[dict[str, Any]], out_png: str | Path) -> list[Pat
     )
     written = []
     for path in (out_png, out_png.with_suffix(".pdf")):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-        os.close(handle)
-        figure.savefig(temp, dpi=150)
-        readable_mode(temp)
-        os.replace(temp, path)
+        with atomic_path(path) as temp:
+            figure.savefig(temp, dpi=150, format=path.suffix.lstrip("."))
         written.append(path)
     plt.close(figure)
     return written

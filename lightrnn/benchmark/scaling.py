@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from lightrnn.benchmark.machine import reset_peak_rss
 from lightrnn.metrics import git_rev
-from lightrnn.models import model_class, names
+from lightrnn.models import names, param_count
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REALLOC_SCRIPT = REPO_ROOT / "benchmarks" / "bench_realloc.py"
@@ -78,8 +78,7 @@ def model_sizes(
     rows = []
     for config_name, dataset, vocab_size, embed_dim, hidden_dim, num_layers in configs:
         counts = {
-            name: model_class(name).param_count(vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim,
-                                                num_layers=num_layers)
+            name: param_count(name, vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers)
             for name in models
         }
         reference = counts.get("lightrnn")

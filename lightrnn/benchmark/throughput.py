@@ -12,8 +12,8 @@ On a shared, noisy machine only ratios measured close together in time mean anyt
 - the square-GEMM peak is re-measured before every repeat, so utilisation compares a model with
   the machine as it was at that moment; summaries are medians over repeats.
 
-A training step is the training loop's (`lightrnn.train._train_epoch`): forward, mean NLL,
-backward, global gradient-norm clipping, optimizer step, state carried and detached. The
+A training step is the training loop's own function (`lightrnn.step.train_step`): forward, mean
+NLL, finite check, backward, global gradient-norm clipping, optimizer step, state detached. The
 optimizer is Adam; where a model offers sparse embedding gradients (`sparse_embedding`, the
 baselines' V x E table) the bench turns them on and gives those parameters SparseAdam, so the
 baselines do not pay a dense V x E Adam update per step: what a careful engineer would do.
@@ -22,12 +22,11 @@ baselines do not pay a dense V x E Adam update per step: what a careful engineer
 from __future__ import annotations
 
 import gc
-import inspect
 import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -37,10 +36,10 @@ from lightrnn.benchmark.flops import flops_per_token
 from lightrnn.benchmark.machine import (
     PeakMemory, gemm_size, load_average, machine_info, matmul_flops_per_s, synchronize, torch_threads,
 )
-from lightrnn.evaluate import autocast_context
-from lightrnn.lm import detach_state
-from lightrnn.models import model_class, names
-from lightrnn.optim import Optimizers, clip_grad_norm
+from lightrnn.models import accepts, build, model_class, names
+from lightrnn.optim import Optimizers
+from lightrnn.runtime import autocast_context
+from lightrnn.step import train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -126,13 +125,12 @@ def stream_windows(stream: np.ndarray, batch_size: int, bptt: int, device: torch
 
 def build_for_bench(name: str, vocab_size: int, settings: ThroughputSettings) -> torch.nn.Module:
     """The registry's model at the bench sizes; sparse embedding gradients wherever the model offers them."""
-    cls = model_class(name)
     options = dict(settings.model_options.get(name, {}))
-    if settings.sparse_embedding and "sparse_embedding" in inspect.signature(cls.__init__).parameters:
+    if settings.sparse_embedding and accepts(name, "sparse_embedding"):
         options.setdefault("sparse_embedding", True)
-    return cls(
-        vocab_size, embed_dim=settings.embed_dim, hidden_dim=settings.hidden_dim, num_layers=settings.num_layers,
-        dropout=settings.dropout, **options,
+    return build(
+        name, vocab_size, embed_dim=settings.embed_dim, hidden_dim=settings.hidden_dim,
+        num_layers=settings.num_layers, dropout=settings.dropout, **options,
     )
 
 
@@ -142,18 +140,10 @@ def make_optimizers(model: torch.nn.Module, lr: float) -> Optimizers:
 
 
 def _train_steps(model, optimizers, windows, state, settings: ThroughputSettings, device: torch.device):
-    """Training steps over `windows`, exactly as the training loop takes them; returns the carried state."""
+    """Training steps over `windows` through the training loop's `train_step`; returns the carried state."""
     model.train()
-    parameters = [p for p in model.parameters() if p.requires_grad]
     for tokens, targets in windows:
-        with autocast_context(device, settings.dtype == "bf16"):
-            output = model(tokens, targets, state)
-        loss = output.nll.float().mean()
-        optimizers.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grad_norm(parameters, settings.clip)
-        optimizers.step()
-        state = detach_state(output.state)
+        _, state = train_step(model, optimizers, tokens, targets, state, settings.clip, settings.dtype == "bf16")
     return state
 
 

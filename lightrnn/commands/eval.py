@@ -23,14 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lightrnn.evaluate import evaluate_checkpoint
-    from lightrnn.metrics import write_lines_atomic
+    from lightrnn.fileio import write_text
 
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device, batch_size=args.batch_size)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        from pathlib import Path
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_lines_atomic(args.out, [text])
+        write_text(args.out, text + "\n")
     return 0

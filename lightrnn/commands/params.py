@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    from lightrnn.models import model_class
+    from lightrnn.models import build, param_count
 
     options = {}
     for option in args.options:
@@ -38,12 +38,11 @@ def run(args: argparse.Namespace) -> int:
         if not separator:
             raise ValueError(f"--option {option!r}: expected key=value")
         options[key] = yaml.safe_load(value)
-    cls = model_class(args.model)
     sizes = dict(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, num_layers=args.num_layers)
     with torch.device("meta"):
-        model = cls(args.vocab_size, dropout=0.0, **sizes, **options)
+        model = build(args.model, args.vocab_size, **sizes, **options)
     counted = sum(p.numel() for p in model.parameters())
-    closed_form = cls.param_count(args.vocab_size, **sizes, **options)
+    closed_form = param_count(args.model, args.vocab_size, **sizes, **options)
     result = {
         "model": args.model, "vocab_size": args.vocab_size, **sizes, **options,
         "params": counted, "params_closed_form": closed_form, "param_bytes_fp32": 4 * counted,

@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightrnn.cli import UsageError
+    from lightrnn.errors import UsageError
 
     missing = [option for option, value in (("--results", args.results), ("--out", args.out)) if value is None]
     if missing:

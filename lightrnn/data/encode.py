@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
+from lightrnn.fileio import write_json, write_text
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
 GENERIC_RULE = VocabRule(min_count=1, unk="<unk>", eos="<eos>")
@@ -94,25 +95,7 @@ def build_vocab(counts: Counter, sentences: int, rule: VocabRule) -> list[tuple[
 
 def write_vocab(entries: list[tuple[str, int]], path: Path) -> None:
     """Write `word<TAB>count` lines atomically."""
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        for word, count in entries:
-            handle.write(f"{word}\t{count}\n")
-    os.replace(tmp, path)
-
-
-def read_vocab(path: Path) -> tuple[list[str], np.ndarray]:
-    """(words in id order, counts int64 [V]) from a `vocab.tsv`."""
-    words: list[str] = []
-    counts: list[int] = []
-    with open(path, encoding="utf-8", newline="\n") as handle:
-        for line_number, line in enumerate(handle, 1):
-            word, sep, count = line.rstrip("\n").partition("\t")
-            if not sep or not count.isdigit():
-                raise ValueError(f"{path}:{line_number}: expected 'word<TAB>count', got {line!r}")
-            words.append(word)
-            counts.append(int(count))
-    return words, np.asarray(counts, dtype=np.int64)
+    write_text(path, "".join(f"{word}\t{count}\n" for word, count in entries))
 
 
 def encode_file(path: Path, out_path: Path, word_to_id: dict[str, int], unk_id: int, eos_id: int,
@@ -220,9 +203,7 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
         # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
         # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
         meta["oov_rate"][split] = oov / tokens if tokens else 0.0
-    tmp = out_dir / ".meta.json.part"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / "meta.json")
+    write_json(out_dir / "meta.json", meta)
     return meta
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lightrnn import __version__
 from lightrnn.data.corpora import Checksum, Corpus, expected_checksum, get_corpus, lock_file_path
+from lightrnn.fileio import write_text
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def _pin(entry: Corpus, target: Path, source: str, lock_file: Path | None) -> No
     raw = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     raw[entry.name] = {"sha256": digest, "size_bytes": target.stat().st_size, "url": source}
     try:
-        _atomic_write_text(path, json.dumps(raw, indent=2, sort_keys=True) + "\n")
+        write_text(path, json.dumps(raw, indent=2, sort_keys=True) + "\n")
     except OSError as error:
         raise ValueError(
             f"downloaded {target} (sha256 {digest}) but could not pin it in {path} ({error}); "
@@ -142,12 +143,6 @@ def _pin(entry: Corpus, target: Path, source: str, lock_file: Path | None) -> No
     log.warning(
         "corpus %s has no published checksum: pinned sha256 %s in %s (commit that file)", entry.name, digest, path
     )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _describe(error: BaseException) -> str:

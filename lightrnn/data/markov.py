@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from lightrnn.fileio import save_npy, write_json, write_text
 
 EOS = "</s>"
 
@@ -69,17 +69,6 @@ def _oracle_ppl(stream: np.ndarray, table: np.ndarray, probabilities: np.ndarray
     return float(math.exp(-np.log(probabilities[rank]).mean()))
 
 
-def _save_atomic(path: Path, write) -> None:
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def generate_markov_corpus(
     out_dir: str | Path,
     vocab_size: int = 200,
@@ -121,9 +110,9 @@ def generate_markov_corpus(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab_text = "".join(f"{name}\t{counts[original]}\n" for name, original in zip(names, order))
-    _save_atomic(out_dir / "vocab.tsv", lambda stream: stream.write(vocab_text.encode()))
+    write_text(out_dir / "vocab.tsv", vocab_text)
     for split, stream in raw.items():
-        _save_atomic(out_dir / f"{split}.npy", lambda handle, s=stream: np.save(handle, new_id[s].astype(np.int32)))
+        save_npy(out_dir / f"{split}.npy", new_id[stream].astype(np.int32))
 
     rate = entropy_rate(successors, zipf_exponent)
     meta: dict[str, object] = {
@@ -138,7 +127,7 @@ def generate_markov_corpus(
         "ppl_floor": math.exp(rate),
         "oracle_ppl": {split: _oracle_ppl(stream, table, probabilities) for split, stream in raw.items()},
     }
-    _save_atomic(out_dir / "meta.json", lambda stream: stream.write(json.dumps(meta, indent=2).encode()))
+    write_json(out_dir / "meta.json", meta)
     return meta
 
 

@@ -18,7 +18,6 @@ import bz2
 import gzip
 import hashlib
 import io
-import os
 import tarfile
 import zipfile
 import zlib
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lightrnn.data.corpora import CORPORA, get_corpus
+from lightrnn.fileio import write_bytes
 
 FIXED_MTIME = 1_262_304_000  # 2010-01-01T00:00:00Z, for every tar member
 ZIP_DATE = (2016, 9, 26, 0, 0, 0)  # zip stores local date-time fields, no time zone
@@ -224,10 +224,7 @@ def write_archive(path: Path, archive_format: str, members: list[Member], sort: 
                   compresslevel: int = 9) -> str:
     """Write an archive atomically; return its sha256."""
     data = pack(archive_format, members, sort=sort, compresslevel=compresslevel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 from typing import Iterable
 
+from lightrnn.fileio import write_text
 from lightrnn.report.layout import dataset_family, planned_outputs
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
 from lightrnn.report.results import load_evals, load_metrics
@@ -15,13 +15,6 @@ from lightrnn.report.tables import BUILDERS, RENDERERS
 
 def today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def write_report(
@@ -55,7 +48,7 @@ def write_report(
         table = builder(rows, evals, date)
         for fmt, render in RENDERERS.items():
             path = out_dir / "tables" / f"{table.name}.{fmt}"
-            _write_text(path, render(table))
+            write_text(path, render(table))
             written.append(path)
     plots = out_dir / "plots"
     if aclw_plot_dataset in datasets and "lightrnn" in models:

@@ -12,10 +12,10 @@ Every figure carries a provenance footer (git revision, device, date).
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from lightrnn.fileio import atomic_path
 from lightrnn.report.layout import PLOT_FORMATS, dataset_label, model_label, model_sort_key
 from lightrnn.report.results import Row, RunSummary, epoch_axis, group_runs, summarize
 from lightrnn.report.tables import format_count
@@ -52,17 +52,15 @@ def _provenance_line(rows: list[Row], date: str) -> str:
 
 
 def save_figure(figure: Any, stem: Path | str) -> list[Path]:
-    """Write STEM.png and STEM.pdf atomically (temp file in the same folder, then os.replace)."""
+    """Write STEM.png and STEM.pdf atomically (`lightrnn.fileio.atomic_path`)."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in PLOT_FORMATS:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        partial = target.with_name(f".{target.name}.partial")
         # Fixed metadata keeps reruns byte-comparable (no creation dates in the files).
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
-        figure.savefig(partial, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
-        os.replace(partial, target)
+        with atomic_path(target) as temp:
+            figure.savefig(temp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
         written.append(target)
     return written
 

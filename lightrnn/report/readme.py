@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import tempfile
 import textwrap
 from pathlib import Path
+
+from lightrnn.fileio import write_bytes
 
 WORKFLOW_SECTION = "workflow"
 TABLES = ("aclw", "reallocation")  # the tables the block shows, in that order
@@ -63,20 +63,6 @@ def replace_section(text: str, name: str, body: str, kind: str = "section") -> s
     return f"{head}{start}\n{body.strip()}\n{end}{tail}"
 
 
-def _atomic_write_bytes(data: bytes, target: Path, mode_from: Path | None = None) -> None:
-    """Write `target` through a temporary file in its folder, so a crash never leaves half a file."""
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        if mode_from is not None:
-            shutil.copymode(mode_from, temp)  # keep the README's permissions
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def read_readme(readme: str | Path) -> str:
     """The README's text, or a FileNotFoundError that names the --readme option."""
     readme = Path(readme)
@@ -88,7 +74,7 @@ def read_readme(readme: str | Path) -> str:
 def write_readme(readme: str | Path, text: str) -> Path:
     """Replace the README with `text` atomically, keeping its permissions; returns its path."""
     readme = Path(readme)
-    _atomic_write_bytes(text.encode("utf-8"), readme, mode_from=readme)
+    write_bytes(readme, text.encode("utf-8"), mode_from=readme)  # keep the README's permissions
     return readme
 
 
@@ -185,6 +171,6 @@ def write_smoke_block(
     text = replace_block_in_section(read_readme(readme), WORKFLOW_SECTION, block, body)
     docs.mkdir(parents=True, exist_ok=True)
     for source, target in copies.items():
-        _atomic_write_bytes(source.read_bytes(), target)
+        write_bytes(target, source.read_bytes())
     write_readme(readme, text)
     return [*copies.values(), readme]

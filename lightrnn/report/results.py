@@ -13,27 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from lightrnn.fileio import read_jsonl
+
 Row = dict[str, Any]
-
-
-def read_jsonl(path: Path | str) -> list[Row]:
-    """All rows of one metrics.jsonl file; a bad line raises ValueError naming file and line."""
-    path = Path(path)
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"{path}:{number}: not a JSON object ({error.msg}); rerun the training job that wrote it"
-                ) from error
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
 
 
 def load_metrics(paths: Iterable[Path | str]) -> list[Row]:
