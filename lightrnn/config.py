@@ -1,6 +1,6 @@
 """Training configuration: a small YAML file (plus `key=value` overrides) validated into a frozen dataclass.
 
-Defaults follow the official CNTK code (PAPER.md: embed 512, hidden 512, 2 layers, dropout 0.2,
+Defaults follow the official CNTK code (docs/PAPER.md: embed 512, hidden 512, 2 layers, dropout 0.2,
 Adam, sequence length 32, batch 20) except where its setting does not carry over to PyTorch:
 `lr` (the official 0.15 is CNTK's per-minibatch Adam with a momentum time constant; 1e-3 is
 PyTorch Adam's usual rate) and `clip` (the official code does not clip; 5.0 guards the loss
