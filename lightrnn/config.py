@@ -138,10 +138,14 @@ class TrainConfig:
     # ----- validation -----------------------------------------------------------------------
 
     def _validate(self) -> None:
-        from lightrnn.models import names
+        from lightrnn.models import check_options, names
 
         if self.model not in names():
             raise ValueError(f"config key model: unknown model {self.model!r}; allowed values: {', '.join(names())}")
+        try:
+            check_options(self.model, self.model_options)
+        except ValueError as error:
+            raise ValueError(f"config key model_options: {error}") from None
         for key in ("embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"config key {key}: must be an integer >= 1, got {getattr(self, key)}")

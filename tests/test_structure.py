@@ -156,6 +156,9 @@ def test_every_model_declares_its_options() -> None:
         assert isinstance(options, tuple) and options, name
         with pytest.raises(ValueError, match=f"model {name} got unknown option"):
             check_options(name, {"no_such_option": 1})
+        # A config with a bad model option fails when it is read, before any work starts.
+        with pytest.raises(ValueError, match="config key model_options: .*no_such_option"):
+            TrainConfig(model=name, model_options={"no_such_option": 1})
 
 
 # ----- references -----------------------------------------------------------------------------------
