@@ -220,7 +220,7 @@ ACLW_FR_CURVE = Curve(
     baseline=Published(190, "figure", approximate=True),
 )
 
-CURVE_NOTE = "read from the published figure (approximate)"
+CURVE_NOTE = "read from the published figure, approximate"
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ def _comparison_group(
     table: str,
     group: str,
     label: str,
-    paper: dict[str, Result],
+    published: dict[str, Result],
     ours: dict[tuple[str, str], RunSummary],
     date: str,
 ) -> tuple[list[list[str]], list[dict[str, Any]], list[int]]:
@@ -201,16 +201,16 @@ def _comparison_group(
     and the indices (within the group) of the rows holding one of our perplexities."""
     cells, records, measured = [], [], []
     datasets = sorted({dataset for dataset, _ in ours}, key=dataset_label)
-    for model in sorted({model for _, model in ours} | {m for m in SAME_MODEL if m in paper}, key=model_sort_key):
+    for model in sorted({model for _, model in ours} | {m for m in SAME_MODEL if m in published}, key=model_sort_key):
         paper_model = SAME_MODEL.get(model)
-        result = paper.get(paper_model) if paper_model else None
+        result = published.get(paper_model) if paper_model else None
         runs = [ours[(dataset, model)] for dataset in datasets if (dataset, model) in ours] or [None]
         for summary in runs:
             if summary is not None:
                 measured.append(len(cells))
             cells.append([label, model_label(model), *_comparison_line(result, summary, _data_label(summary))])
             records.append(_comparison_record(table, group, paper_model if result else None, result, summary, date))
-    for paper_model, result in paper.items():
+    for paper_model, result in published.items():
         if paper_model in SAME_MODEL.values():
             continue
         cells.append([label, PAPER_MODELS[paper_model], *_comparison_line(result, None, "")])
@@ -232,8 +232,8 @@ def _comparison_table(
     name: str, title: str, first: str, groups: list[tuple[str, str, dict[str, Result], dict]], date: str, note: str
 ) -> Table:
     cells, records, bold = [], [], set()
-    for group, label, paper, ours in groups:
-        group_cells, group_records, measured = _comparison_group(name, group, label, paper, ours, date)
+    for group, label, published, ours in groups:
+        group_cells, group_records, measured = _comparison_group(name, group, label, published, ours, date)
         ppls = [group_records[i]["test_ppl"] for i in measured]
         best = _argmin(ppls)
         if best is not None:
