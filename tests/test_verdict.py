@@ -178,3 +178,21 @@ def test_every_published_number_names_a_known_source():
     assert len(paper.ACLW_FR_CURVE.valid) == len(paper.ACLW_FR_CURVE.test) == len(paper.ACLW_FR_CURVE.epochs)
     with pytest.raises(ValueError, match="unknown source"):
         paper.Published(1.0, "a blog")
+
+
+def test_speed_table_shows_ours_only_for_a_run_of_the_published_size(loaded):
+    from lightrnn.report.tables import billion_word_speed_table
+
+    rows, evals = loaded
+    table = billion_word_speed_table(rows, evals, DATE)
+    column = {title: index for index, title in enumerate(table.header)}
+    assert [line[column["Our tokens/s"]] for line in table.cells] == ["not run"] * len(paper.SPEED)
+    assert table.cells[-1][column["Paper tokens/s"]] == "7,250" and table.cells[-1][column["Paper params"]] == "41M"
+    # A LightRNN run with exactly the closed-form count of 1500/1500 at V = 793,471 fills both 1500 rows.
+    count = models.param_count("lightrnn", 793_471, 1500, 1500, 2)
+    resized = [{**row, "params": count} if row["dataset"] == "billionw" else row for row in rows]
+    resized_evals = [{**e, "params": count} if e["dataset"] == "billionw" else e for e in evals]
+    table = billion_word_speed_table(resized, resized_evals, DATE)
+    filled = [line for line in table.cells if line[column["Our tokens/s"]] != "not run"]
+    assert [line[0] for line in filled] == ["1500/1500", "1500/1500"]
+    assert filled[0][column["Closed-form params"]] == "41.4M" and "H200" in filled[0][column["Our device"]]

@@ -54,7 +54,7 @@ def write_report(
     write_table(verdict_table(rows, evals, date, bench_dir, run or out_dir.resolve().name))
     families = {dataset_family(dataset) for dataset in datasets}
     for name, builder in BUILDERS.items():
-        if name in ("aclw", "billionw", "benchmarks") and name not in families:
+        if name.split("-")[0] in ("aclw", "billionw", "benchmarks") and name.split("-")[0] not in families:
             continue
         if name == "reallocation" and "lightrnn" not in models:
             continue

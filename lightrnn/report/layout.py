@@ -34,7 +34,9 @@ DATASET_LABELS: dict[str, str] = {
 _ACLW = re.compile(r"^aclw-(?:(?P<size>large|small)-)?(?P<lang>[a-z]{2})$")
 
 # The verdict comes first: the report opens with "does the paper hold?".
-TABLES: tuple[str, ...] = ("verdict", "aclw", "billionw", "benchmarks", "size-speed", "reallocation")
+TABLES: tuple[str, ...] = (
+    "verdict", "aclw", "billionw", "billionw-speed", "benchmarks", "size-speed", "reallocation"
+)
 TABLE_FORMATS: tuple[str, ...] = ("md", "tex", "csv")
 PLOT_FORMATS: tuple[str, ...] = ("png", "pdf")
 
@@ -98,6 +100,8 @@ def planned_outputs(datasets: list[str], models: list[str], aclw_plot_dataset: s
     aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     families = {dataset_family(dataset) for dataset in datasets}
     tables = ["verdict"] + [name for name in ("aclw", "billionw", "benchmarks") if name in families]
+    if "billionw" in families:
+        tables.insert(tables.index("billionw") + 1, "billionw-speed")
     tables.append("size-speed")
     if "lightrnn" in models:
         tables.append("reallocation")

@@ -47,7 +47,7 @@ def _draw_published_curve(axes: Any) -> list[float]:
     axes.plot(xs, curve.test, linestyle="none", marker="o", markersize=4, markerfacecolor="none",
               color=PUBLISHED_COLOR, label=PUBLISHED_LABELS["test"], zorder=2)
     for index, x in enumerate(curve.realloc_after):
-        axes.axvline(x, color=PUBLISHED_COLOR, linestyle="-.", linewidth=0.9, zorder=1,
+        axes.axvline(x, color=PUBLISHED_COLOR, linestyle="-.", linewidth=0.9, zorder=2,  # above the grid
                      label="published word reallocation" if index == 0 else None)
     axes.axhline(curve.baseline.value, color=PUBLISHED_COLOR, linestyle=(0, (2, 2)), linewidth=1.1, zorder=1,
                  label=PUBLISHED_LABELS["baseline"].format(value=curve.baseline.value))

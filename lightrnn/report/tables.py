@@ -311,6 +311,68 @@ def _per_model_table(
     return Table(name, title, header, cells, records, frozenset(bold), "Lowest perplexity in bold.")
 
 
+def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+    """The official example's One Billion Word speed table beside ours.
+
+    Parameters: the published count beside `param_count` at V = 793,471 (exact, nothing trained).
+    Tokens/s and memory: a LightRNN run of this report on One Billion Word whose parameter count
+    is that closed form (the same vocabulary and sizes), else "not run".
+    """
+    from lightrnn import models
+
+    summaries = summarize(rows, evals)
+    runs = [s for (d, m), s in summaries.items() if dataset_family(d) == "billionw" and m == "lightrnn"]
+    vocab = paper.BILLIONW_VOCAB
+    cells, records = [], []
+    for row in paper.SPEED:
+        count = models.param_count("lightrnn", vocab, row.embed_dim, row.hidden_dim, 2)
+        ours = next((s for s in runs if s.params == count), None)
+        speed = ours.train_tokens_per_s if ours else None
+        cells.append([
+            f"{row.embed_dim}/{row.hidden_dim}",
+            str(row.batch_size),
+            format_count(row.params.value),
+            format_count(count),
+            format_delta(count, row.params.value)[1],
+            format_float(row.tokens_per_s_1gpu.value, 0),
+            format_float(speed, 0) if ours else NOT_RUN,
+            format_delta(speed, row.tokens_per_s_1gpu.value)[1],
+            format_float(row.gpu_memory_mb.value, 0),
+            format_megabytes(ours.peak_memory_bytes) if ours else NOT_RUN,
+            (ours.device or "–") if ours else NOT_RUN,
+        ])
+        records.append({
+            "table": "billionw-speed",
+            "embed_dim": row.embed_dim,
+            "hidden_dim": row.hidden_dim,
+            "paper_batch_size": row.batch_size,
+            "paper_params": row.params.value,
+            "params_closed_form": count,
+            "paper_tokens_per_s_1gpu": row.tokens_per_s_1gpu.value,
+            "paper_tokens_per_s_2gpu": row.tokens_per_s_2gpu.value,
+            "paper_gpu_memory_mb": row.gpu_memory_mb.value,
+            "paper_hours_per_epoch_1gpu": row.hours_per_epoch_1gpu.value,
+            "paper_source": row.params.source,
+            "dataset": ours.dataset if ours else None,
+            "train_tokens_per_s": speed,
+            "peak_memory_bytes": ours.peak_memory_bytes if ours else None,
+            **(_provenance(ours, date) if ours else {"git_rev": None, "device": None, "date": date,
+                                                      "config_hash": None}),
+        })
+    return Table(
+        name="billionw-speed",
+        title="One Billion Word, LightRNN speed: the official example's table beside this run",
+        header=["E/H", "Paper batch", "Paper params", "Closed-form params", "Δ params %", "Paper tokens/s",
+                "Our tokens/s", "Δ tokens/s %", "Paper GPU MB", "Our peak MB", "Our device"],
+        cells=cells,
+        records=records,
+        note=f"Paper: {paper.SOURCES['cntk-readme']}, 2 layers, one {paper.SPEED_GPU}. Closed-form params: "
+        f"lightrnn.models.param_count at V = {vocab:,}. Ours: a LightRNN run of this report with exactly that "
+        "parameter count, at its own batch size and device (median training tokens/s over epochs).",
+        left=2,
+    )
+
+
 def benchmark_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     """PTB and WikiText (not in the paper; the standard small benchmarks): model, ppl, params."""
     summaries = {
@@ -469,6 +531,7 @@ def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
 BUILDERS = {
     "aclw": aclw_table,
     "billionw": billion_word_table,
+    "billionw-speed": billion_word_speed_table,
     "benchmarks": benchmark_table,
     "size-speed": size_speed_table,
     "reallocation": reallocation_table,

@@ -179,7 +179,8 @@ def _scale(run: str, summary: RunSummary, published: float | None) -> str:
     size = f"LightRNN {format_count(summary.params)} params"
     if published:
         size += f" (the paper's: {format_count(published)})"
-    return f"run {run}, device {summary.device or '?'}, {summary.epochs} epochs, {size}"
+    revision = f", git {summary.git_rev[:7]}" if summary.git_rev else ""
+    return f"run {run}{revision}, device {summary.device or '?'}, {summary.epochs} epochs, {size}"
 
 
 def _paper_lightrnn(dataset: str) -> float | None:

@@ -142,6 +142,7 @@ CAPTIONS = {
     "verdict": "verdict.rst",
     "aclw": "aclw.rst",
     "billionw": "billionw.rst",
+    "billionw-speed": "billionw-speed.rst",
     "benchmarks": "benchmarks.rst",
     "size-speed": "size-speed.rst",
     "reallocation": "reallocation.rst",
