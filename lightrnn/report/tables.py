@@ -577,11 +577,20 @@ _LATEX_ESCAPES = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "–": "--",
+    "Δ": r"$\Delta$",
+    "→": r"$\to$",
 }
 
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def _latex_columns(table: Table) -> str:
+    """l for labels, r for numbers; a table of prose only (the verdict) gets wrapping p columns."""
+    if table.left >= len(table.header):
+        return "".join([rf"p{{{0.95 / len(table.header):.3f}\linewidth}}"] * len(table.header))
+    return "l" * table.left + "r" * (len(table.header) - table.left)
 
 
 def to_latex(table: Table) -> str:
@@ -602,7 +611,7 @@ def to_latex(table: Table) -> str:
         r"  \centering",
         f"  \\caption{{{latex_escape(caption)}}}",
         f"  \\label{{tab:{table.name}}}",
-        r"  \begin{tabular}{" + "l" * table.left + "r" * (len(table.header) - table.left) + "}",
+        r"  \begin{tabular}{" + _latex_columns(table) + "}",
         r"    \toprule",
         "    " + " & ".join(latex_escape(title) for title in table.header) + r" \\",
         r"    \midrule",

@@ -157,7 +157,10 @@ def report_output(path):
     if folder == "tables" and fmt == "csv" and stem == "verdict":
         # Its own category, which sorts first in the HTML report: the answer before the evidence.
         return report(
-            target, caption="../report/verdict.rst", category="Does the paper hold", labels={"table": stem}
+            target,
+            caption="../report/verdict.rst",
+            category="Does the paper hold",
+            labels={"table": stem},
         )
     if folder == "tables" and fmt == "csv":
         return report(
