@@ -196,3 +196,16 @@ def test_speed_table_shows_ours_only_for_a_run_of_the_published_size(loaded):
     filled = [line for line in table.cells if line[column["Our tokens/s"]] != "not run"]
     assert [line[0] for line in filled] == ["1500/1500", "1500/1500"]
     assert filled[0][column["Closed-form params"]] == "41.4M" and "H200" in filled[0][column["Our device"]]
+
+
+def test_the_figure_dataset_is_the_large_french_set_when_the_run_has_it():
+    from lightrnn.report import layout
+
+    both = layout.planned_outputs(["aclw-fr", "aclw-large-fr", "billionw"], ["lightrnn"], "auto")
+    assert "plots/aclw-large-fr-perplexity.png" in both and "plots/aclw-fr-perplexity.png" not in both
+    small = layout.planned_outputs(["aclw-fr"], ["lightrnn"], "auto")
+    assert "plots/aclw-fr-perplexity.png" in small
+    assert not any("perplexity.png" in path for path in layout.planned_outputs(["ptb"], ["lightrnn"], "auto"))
+    # The verdict opens every report; the speed table comes with One Billion Word.
+    assert both[0] == "tables/verdict.md" and "tables/billionw-speed.csv" in both
+    assert "tables/billionw-speed.csv" not in small
