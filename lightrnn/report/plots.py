@@ -3,7 +3,8 @@
 - `perplexity_plot(..., style="paper")`: the ACLW-French figure of the paper / official code:
   LightRNN valid and test perplexity per epoch, each word reallocation marked and annotated with
   its effect, the baselines on the same axes (their validation curves, and a dashed line at the
-  best baseline's test perplexity).
+  best baseline's test perplexity); on an ACLW French set also the published curve of the official
+  example (markers, read from the published figure), its reallocations and its baseline line.
 - `perplexity_plot(..., style="curves")`: every model's valid (solid) and test (dashed) curves.
 - `size_speed_chart`: parameters and training tokens/s per dataset and model.
 Every figure carries a provenance footer (git revision, device, date).
@@ -17,7 +18,13 @@ from typing import Any
 
 from lightrnn.fileio import atomic_path
 from lightrnn.report import paper
-from lightrnn.report.layout import PLOT_FORMATS, aclw_language, dataset_label, model_label, model_sort_key
+from lightrnn.report.layout import (
+    PLOT_FORMATS,
+    aclw_language,
+    dataset_label,
+    model_label,
+    model_sort_key,
+)
 from lightrnn.report.results import Row, RunSummary, epoch_axis, group_runs, summarize
 from lightrnn.report.tables import format_count
 

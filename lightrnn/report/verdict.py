@@ -11,6 +11,7 @@ perplexity; every row says at which scale its numbers were measured.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,7 +266,7 @@ def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummar
             ends.append(float(last))
         total += 1
         first_run = first_run or summaries.get((dataset, model))
-        falling += all(b < a for a, b in zip(ends, ends[1:]))
+        falling += all(b < a for a, b in itertools.pairwise(ends))
         if len(examples) < 2:
             examples.append(f"{dataset_label(dataset)} " + " → ".join(f"{value:.1f}" for value in ends))
     if not total:
