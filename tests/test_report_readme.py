@@ -25,6 +25,10 @@ GIT_REV = "fix1234"
 DEVICE = "cpu (fixture)"
 BEFORE = """# Project
 
+<!-- section:verdict -->
+Old verdict.
+<!-- /section:verdict -->
+
 <!-- section:intro -->
 Intro text with <!-- a comment --> kept as is.
 <!-- /section:intro -->
@@ -129,13 +133,23 @@ def test_block_is_replaced_and_everything_else_kept(site):
     assert readme.read_text(encoding="utf-8") == text
 
 
-def test_cli_readme_subcommand_prints_what_it_wrote(site, capsys):
+def test_cli_readme_subcommand_prints_what_it_wrote(site, tmp_path: Path, capsys):
+    from test_verdict import write_bench
+
     results, readme, docs = site
-    code = cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs)])
+    bench = write_bench(tmp_path / "bench")
+    code = cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs),
+                     "--bench-dir", str(bench)])
     assert code == 0
     assert capsys.readouterr().out.split() == [str(docs / "smoke-aclw-fr-perplexity.png"),
                                                str(docs / "smoke-size-speed.png"), str(readme)]
-    assert "**ACLW: test perplexity" in readme.read_text(encoding="utf-8")
+    text = readme.read_text(encoding="utf-8")
+    assert "**ACLW: test perplexity" in text
+    # The verdict section is regenerated too, from the run's metrics and the bench folder.
+    verdict = readme_mod.marked_body(text, "verdict")
+    assert "Old verdict" not in verdict and "## Does the paper hold?" in verdict
+    assert f"`{results.as_posix()}/` (perplexity and reallocation" in " ".join(verdict.split())
+    assert "| 2x faster training |" in verdict
 
 
 def test_a_missing_marker_is_named_and_nothing_is_written(site):

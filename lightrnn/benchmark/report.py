@@ -15,6 +15,7 @@ from lightrnn.benchmark.csvio import read_csv
 from lightrnn.fileio import atomic_path
 from lightrnn.benchmark.throughput import paired_ratio
 from lightrnn.report.readme import read_readme, replace_section, wrap_prose, write_readme
+from lightrnn.report.tables import markdown_table
 
 SECTION = "performance"
 REFERENCE = "lightrnn"  # the model whose ratios the section states (the paper's claim)
@@ -76,11 +77,6 @@ def _ratio(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.3g}x"
 
 
-def _table(header: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
-
-
 def performance_markdown(bench_dir: str | Path) -> str:
     """The body of the README `performance` section from the CSV files in `bench_dir`."""
     bench_dir = Path(bench_dir)
@@ -134,8 +130,8 @@ def performance_markdown(bench_dir: str | Path) -> str:
                 f"{row['peak_memory_bytes'] / 2**20:,.0f}", _si(row["flops_per_token_train"]),
                 f"{100 * row['utilisation']:.1f}%", _ratio(speed),
             ])
-        out += _table(["model", "params", "train tokens/s", "eval tokens/s", "peak MiB", "train FLOPs/token",
-                       "utilisation", f"{REFERENCE} train speed over it"], body)
+        out += markdown_table(["model", "params", "train tokens/s", "eval tokens/s", "peak MiB", "train FLOPs/token",
+                       "utilisation", f"{REFERENCE} train speed over it"], body, left=None)
         out.append("")
     out += ["![tokens/s and memory against V](" + (bench_dir / "throughput.png").as_posix() + ")", ""]
 
@@ -152,7 +148,7 @@ def performance_markdown(bench_dir: str | Path) -> str:
                         + [f"{_si(cells[m]['params'])} ({cells[m]['params_over_lightrnn']:.3g}x)" for m in size_models])
         out += ["Model size at the paper's configurations (closed-form `param_count`, no allocation; "
                 f"in brackets: times {REFERENCE}'s parameters):", ""]
-        out += _table(["configuration", "V", "E/H"] + size_models, body)
+        out += markdown_table(["configuration", "V", "E/H"] + size_models, body, left=None)
         out.append("")
 
     realloc_path = bench_dir / "realloc.csv"
@@ -162,7 +158,7 @@ def performance_markdown(bench_dir: str | Path) -> str:
                  f"{100 * r['gap']:.2f}%", f"{r['peak_rss_mb']:,.0f}"] for r in realloc_rows]
         out += ["Word reallocation on synthetic losses (`benchmarks/bench_realloc.py`); gap = objective over "
                 "the capacity-aware lower bound - 1:", ""]
-        out += _table(["V", "method", "seconds", "CPU s", "gap", "peak RSS MiB"], body)
+        out += markdown_table(["V", "method", "seconds", "CPU s", "gap", "peak RSS MiB"], body, left=None)
         out.append("")
 
     out += [

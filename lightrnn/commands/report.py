@@ -12,11 +12,13 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        usage="%(prog)s --results RESULTS --out OUT [--aclw-plot-dataset DATASET] [--date DATE]\n"
-        "       %(prog)s readme --results RESULTS [--readme README] [--docs DOCS] [--aclw-plot-dataset DATASET]",
+        usage="%(prog)s --results RESULTS --out OUT [--bench-dir DIR] [--aclw-plot-dataset DATASET] [--date DATE]\n"
+        "       %(prog)s readme --results RESULTS [--readme README] [--docs DOCS] [--bench-dir DIR] "
+        "[--aclw-plot-dataset DATASET]",
         help="render paper-style tables and plots from metrics files (or the README block from them)",
         description="Read RESULTS/<dataset>/<model>/{metrics.jsonl,eval.json} and write "
-        "OUT/tables/*.{md,tex,csv} and OUT/plots/*.{png,pdf}. "
+        "OUT/tables/*.{md,tex,csv} (the verdict table first: the paper's claims beside what was measured) "
+        "and OUT/plots/*.{png,pdf}. "
         "`lightrnn report readme ...` rewrites the README's smoke-run block from such a folder.",
     )
     # Not required=True at the parser level: `lightrnn report readme ...` does not take --out;
@@ -25,8 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="where tables/ and plots/ go, e.g. results/smoke (required)")
     parser.add_argument(
         "--aclw-plot-dataset",
-        default="aclw-fr",
-        help="dataset of the paper-style perplexity figure (default: aclw-fr; skipped if absent)",
+        default="auto",
+        help="dataset of the paper-style perplexity figure (default: auto = aclw-large-fr if the run has it, "
+        "else aclw-fr; skipped if absent)",
+    )
+    parser.add_argument(
+        "--bench-dir",
+        default=None,
+        help="a `lightrnn bench` folder for the verdict's speed row (default: RESULTS/bench when present)",
     )
     parser.add_argument("--date", default=None, help="ISO date written as provenance (default: today, UTC)")
     parser.set_defaults(func=run)
@@ -35,17 +43,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     readme = commands.add_parser(
         "readme",
         prog=f"{parser.prog} readme",  # else argparse builds it from the two-line usage above
-        help="copy a run's figures into DOCS and rewrite the README's generated:<run> block",
+        help="rewrite the README's verdict section, copy a run's figures into DOCS and rewrite its generated:<run> block",
         description="From RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/"
         "{<dataset>-perplexity,size-speed}.png (written by `lightrnn report` / `make smoke`): copy the PNGs "
         "to DOCS/<run>-*.png and rewrite the block between <!-- generated:<run> --> and "
-        "<!-- /generated:<run> --> inside the README's workflow section; <run> is RESULTS's folder name.",
+        "<!-- /generated:<run> --> inside the README's workflow section; <run> is RESULTS's folder name. "
+        "Also rewrites the README's verdict section (<!-- section:verdict -->) from BENCH_DIR, RESULTS's "
+        "metrics and the closed-form parameter counts.",
     )
     readme.add_argument("--results", required=True, help="a rendered run folder, e.g. results/smoke")
     readme.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
     readme.add_argument("--docs", default="docs", help="folder for the PNG copies (default: docs)")
     readme.add_argument("--aclw-plot-dataset", default="aclw-fr",
                         help="dataset of the perplexity figure to show (default: aclw-fr)")
+    readme.add_argument("--bench-dir", default="results/paper/bench-cpu",
+                        help="the committed `lightrnn bench` folder the verdict's speed row reads "
+                        "(default: results/paper/bench-cpu)")
     readme.set_defaults(func=run_readme)
 
 
@@ -60,15 +73,31 @@ def run(args: argparse.Namespace) -> int:
     from lightrnn.report.build import write_report
     from lightrnn.report.results import find_results
 
+    from pathlib import Path
+
     metrics_paths, eval_paths = find_results(args.results)
-    for path in write_report(metrics_paths, eval_paths, args.out, args.aclw_plot_dataset, args.date):
+    bench_dir = args.bench_dir
+    if bench_dir is None and (Path(args.results) / "bench" / "throughput-repeats.csv").is_file():
+        bench_dir = Path(args.results) / "bench"
+    elif bench_dir is not None and not (Path(bench_dir) / "throughput-repeats.csv").is_file():
+        raise UsageError(f"--bench-dir {bench_dir}: no throughput-repeats.csv there; give a `lightrnn bench all` folder")
+    for path in write_report(metrics_paths, eval_paths, args.out, args.aclw_plot_dataset, args.date, bench_dir,
+                             run=Path(args.results).resolve().name):
         print(path)
     return 0
 
 
 def run_readme(args: argparse.Namespace) -> int:
-    from lightrnn.report.readme import write_smoke_block
+    from lightrnn.report.readme import marked_body, read_readme, replace_section, write_readme, write_smoke_block
+    from lightrnn.report.verdict import README_SECTION, readme_section
 
-    for path in write_smoke_block(args.results, args.readme, args.docs, args.aclw_plot_dataset):
+    command = (f"lightrnn report readme --results {args.results} --readme {args.readme} --docs {args.docs} "
+               f"--bench-dir {args.bench_dir}")
+    # Everything is built and checked before the first write.
+    verdict = readme_section(args.results, args.bench_dir, command)
+    marked_body(read_readme(args.readme), README_SECTION)
+    written = write_smoke_block(args.results, args.readme, args.docs, args.aclw_plot_dataset, command)
+    write_readme(args.readme, replace_section(read_readme(args.readme), README_SECTION, verdict))
+    for path in written:
         print(path)
     return 0

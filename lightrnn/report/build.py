@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Iterable
 
 from lightrnn.fileio import write_text
-from lightrnn.report.layout import dataset_family, planned_outputs
+from lightrnn.report.layout import dataset_family, planned_outputs, resolve_aclw_plot_dataset
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
 from lightrnn.report.results import load_evals, load_metrics
-from lightrnn.report.tables import BUILDERS, RENDERERS
+from lightrnn.report.tables import BUILDERS, RENDERERS, Table
+from lightrnn.report.verdict import verdict_table
 
 
 def today() -> str:
@@ -21,14 +22,18 @@ def write_report(
     metrics_paths: Iterable[Path | str],
     eval_paths: Iterable[Path | str],
     out_dir: Path | str,
-    aclw_plot_dataset: str | None = "aclw-fr",
+    aclw_plot_dataset: str | None = "auto",
     date: str | None = None,
+    bench_dir: Path | str | None = None,
+    run: str | None = None,
 ) -> list[Path]:
     """Render tables (OUT/tables/*.{md,tex,csv}) and plots (OUT/plots/*.{png,pdf}).
 
     Writes exactly `layout.planned_outputs(datasets, models, aclw_plot_dataset)` for the
     datasets and models found in the rows, and returns those paths. `date` (ISO, default today
     in UTC) goes into every CSV row and figure footer with the rows' git revision and device.
+    The verdict table (tables/verdict.*) reads the speed claim from `bench_dir` (a `lightrnn
+    bench` folder; "not run here" without one) and names the run `run` (default: OUT's name).
     """
     rows = load_metrics(metrics_paths)
     evals = load_evals(eval_paths)
@@ -39,17 +44,22 @@ def write_report(
     datasets = sorted({row["dataset"] for row in rows})
     models = sorted({row["model"] for row in rows})
     written: list[Path] = []
-    families = {dataset_family(dataset) for dataset in datasets}
-    for name, builder in BUILDERS.items():
-        if name in ("aclw", "billionw", "benchmarks") and name not in families:
-            continue
-        if name == "reallocation" and "lightrnn" not in models:
-            continue
-        table = builder(rows, evals, date)
+
+    def write_table(table: Table) -> None:
         for fmt, render in RENDERERS.items():
             path = out_dir / "tables" / f"{table.name}.{fmt}"
             write_text(path, render(table))
             written.append(path)
+
+    write_table(verdict_table(rows, evals, date, bench_dir, run or out_dir.resolve().name))
+    families = {dataset_family(dataset) for dataset in datasets}
+    for name, builder in BUILDERS.items():
+        if name.split("-")[0] in ("aclw", "billionw", "benchmarks") and name.split("-")[0] not in families:
+            continue
+        if name == "reallocation" and "lightrnn" not in models:
+            continue
+        write_table(builder(rows, evals, date))
+    aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     plots = out_dir / "plots"
     if aclw_plot_dataset in datasets and "lightrnn" in models:
         written += perplexity_plot(rows, evals, aclw_plot_dataset, plots / f"{aclw_plot_dataset}-perplexity", date)

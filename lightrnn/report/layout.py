@@ -35,7 +35,10 @@ DATASET_LABELS: dict[str, str] = {
 # aclw-fr (the small Botha & Blunsom set) or aclw-large-fr (the paper's large set).
 _ACLW = re.compile(r"^aclw-(?:(?P<size>large|small)-)?(?P<lang>[a-z]{2})$")
 
-TABLES: tuple[str, ...] = ("aclw", "billionw", "benchmarks", "size-speed", "reallocation")
+# The verdict comes first: the report opens with "does the paper hold?".
+TABLES: tuple[str, ...] = (
+    "verdict", "aclw", "billionw", "billionw-speed", "benchmarks", "size-speed", "reallocation"
+)
 TABLE_FORMATS: tuple[str, ...] = ("md", "tex", "csv")
 PLOT_FORMATS: tuple[str, ...] = ("png", "pdf")
 
@@ -74,16 +77,33 @@ def dataset_family(dataset: str) -> str:
     return "benchmarks"
 
 
+AUTO = "auto"
+# The paper's figure is on the large French set; the small one stands in when the run lacks it.
+ACLW_PLOT_CHOICES: tuple[str, ...] = ("aclw-large-fr", "aclw-fr")
+
+
+def resolve_aclw_plot_dataset(choice: str | None, datasets: list[str]) -> str | None:
+    """The dataset of the paper-style figure: `choice`, or for "auto" the large French ACLW set when
+    the run has it, else the small one, else None (no figure)."""
+    if choice != AUTO:
+        return choice
+    return next((dataset for dataset in ACLW_PLOT_CHOICES if dataset in datasets), None)
+
+
 def planned_outputs(datasets: list[str], models: list[str], aclw_plot_dataset: str | None) -> list[str]:
     """Paths, relative to the report folder, that `write_report` writes for this run matrix.
 
     A table or plot is planned only when the run holds the rows it needs, so the list is a
-    pure function of the configuration, known before any training.
+    pure function of the configuration, known before any training. The verdict table is always
+    planned: a claim this run cannot check reads "not run here".
     """
     if not datasets or not models:
         raise ValueError("planned_outputs: the run needs at least one dataset and one model")
+    aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     families = {dataset_family(dataset) for dataset in datasets}
-    tables = [name for name in ("aclw", "billionw", "benchmarks") if name in families]
+    tables = ["verdict"] + [name for name in ("aclw", "billionw", "benchmarks") if name in families]
+    if "billionw" in families:
+        tables.insert(tables.index("billionw") + 1, "billionw-speed")
     tables.append("size-speed")
     if "lightrnn" in models:
         tables.append("reallocation")

@@ -3,7 +3,8 @@
 - `perplexity_plot(..., style="paper")`: the ACLW-French figure of the paper / official code:
   LightRNN valid and test perplexity per epoch, each word reallocation marked and annotated with
   its effect, the baselines on the same axes (their validation curves, and a dashed line at the
-  best baseline's test perplexity).
+  best baseline's test perplexity); on an ACLW French set also the published curve of the official
+  example (markers, read from the published figure), its reallocations and its baseline line.
 - `perplexity_plot(..., style="curves")`: every model's valid (solid) and test (dashed) curves.
 - `size_speed_chart`: parameters and training tokens/s per dataset and model.
 Every figure carries a provenance footer (git revision, device, date).
@@ -16,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from lightrnn.fileio import atomic_path
-from lightrnn.report.layout import PLOT_FORMATS, dataset_label, model_label, model_sort_key
+from lightrnn.report import paper
+from lightrnn.report.layout import (
+    PLOT_FORMATS,
+    aclw_language,
+    dataset_label,
+    model_label,
+    model_sort_key,
+)
 from lightrnn.report.results import Row, RunSummary, epoch_axis, group_runs, summarize
 from lightrnn.report.tables import format_count
 
@@ -28,6 +36,45 @@ MODEL_COLORS = {
     "adaptive_softmax": "#CC79A7",
 }
 _FALLBACK_COLORS = ("#E69F00", "#56B4E9", "#F0E442", "#000000")
+PUBLISHED_COLOR = "0.35"  # the published curve: grey markers, never a line (points read by eye)
+PUBLISHED_LABELS = {
+    "valid": f"published LightRNN valid, {paper.CURVE_NOTE}",
+    "test": f"published LightRNN test, {paper.CURVE_NOTE}",
+    "baseline": "published best baseline (~{value:g})",
+}
+
+
+def _draw_published_curve(axes: Any) -> list[float]:
+    """The official example's ACLW-French curve on `axes`: valid and test markers, its reallocations
+    (dash-dot lines) and its best-baseline line; returns the plotted perplexities."""
+    curve = paper.ACLW_FR_CURVE
+    xs = curve.epochs_completed()
+    axes.plot(xs, curve.valid, linestyle="none", marker="x", markersize=5, color=PUBLISHED_COLOR,
+              label=PUBLISHED_LABELS["valid"], zorder=2)
+    axes.plot(xs, curve.test, linestyle="none", marker="o", markersize=4, markerfacecolor="none",
+              color=PUBLISHED_COLOR, label=PUBLISHED_LABELS["test"], zorder=2)
+    for index, x in enumerate(curve.realloc_after):
+        axes.axvline(x, color=PUBLISHED_COLOR, linestyle="-.", linewidth=0.9, zorder=2,  # above the grid
+                     label="published word reallocation" if index == 0 else None)
+    axes.axhline(curve.baseline.value, color=PUBLISHED_COLOR, linestyle=(0, (2, 2)), linewidth=1.1, zorder=1,
+                 label=PUBLISHED_LABELS["baseline"].format(value=curve.baseline.value))
+    return [*curve.valid, *curve.test, curve.baseline.value]
+
+
+def published_curve_applies(dataset: str) -> bool:
+    """The published ACLW-French curve belongs on the figure of an ACLW French set (small or large)."""
+    language = aclw_language(dataset)
+    return language is not None and language[0] == "French"
+
+
+def data_note(dataset: str) -> str:
+    """Which ACLW set our curves come from, said on the figure (the published curve is on the large set)."""
+    language = aclw_language(dataset)
+    if language is None:
+        return ""
+    if language[1] == "large":
+        return "Ours: the paper's large set."
+    return "Ours: the small Botha & Blunsom set (~1M tokens), not the paper's large set (~56M)."
 
 
 def model_color(model: str) -> str:
@@ -81,10 +128,21 @@ def _test_label(model: str, summary: RunSummary | None) -> str:
 def perplexity_plot(
     rows: list[Row], evals: list[Row], dataset: str, stem: Path | str, date: str, style: str = "paper"
 ) -> list[Path]:
-    """Perplexity against epoch for one dataset; writes STEM.{png,pdf} and returns the paths.
+    """Perplexity against epoch for one dataset; writes STEM.{png,pdf} and returns the paths."""
+    plt = _pyplot()
+    figure = perplexity_figure(rows, evals, dataset, date, style)
+    try:
+        return save_figure(figure, stem)
+    finally:
+        plt.close(figure)
+
+
+def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str, style: str = "paper") -> Any:
+    """The matplotlib Figure of `perplexity_plot` (the caller closes it).
 
     x = epochs completed (1, 2, ... across rounds); a reallocation sits at the epoch it followed,
-    its marker at the validation perplexity measured right after the words moved.
+    its marker at the validation perplexity measured right after the words moved. The paper style
+    of an ACLW French dataset also shows the published curve (`paper.ACLW_FR_CURVE`).
     """
     if style not in ("paper", "curves"):
         raise ValueError(f"perplexity_plot: style must be 'paper' or 'curves', got {style!r}")
@@ -146,6 +204,9 @@ def perplexity_plot(
             if style == "paper":
                 change = f"\n{previous_valid:.1f} → {after:.1f}" if previous_valid is not None else ""
                 notes.append((x, float(after), f"word reallocation {count}{change}"))
+    published = style == "paper" and published_curve_applies(dataset)
+    if published:
+        plotted += _draw_published_curve(axes)
     if style == "paper":
         baselines = [
             summary for (_, model), summary in summaries.items() if model != "lightrnn" and summary.test_ppl is not None
@@ -189,10 +250,14 @@ def perplexity_plot(
         0.0, 1.01, _provenance_line(sum(runs.values(), []), date), transform=axes.transAxes, ha="left",
         va="bottom", fontsize=6, color="0.5",
     )
-    try:
-        return save_figure(figure, stem)
-    finally:
-        plt.close(figure)
+    if published:
+        # Says where the grey points come from and which data ours are on, under the legend.
+        axes.text(
+            0.0, -0.42, f"Grey: official LightRNN example, {paper.CURVE_NOTE}; published epoch e drawn at e + 1 "
+            f"epochs completed. {data_note(dataset)}", transform=axes.transAxes, ha="left", va="top",
+            fontsize=7, color="0.3", wrap=True,
+        )
+    return figure
 
 
 def size_speed_chart(rows: list[Row], evals: list[Row], stem: Path | str, date: str) -> list[Path]:

@@ -13,13 +13,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightrnn.report import paper
 from lightrnn.report.layout import (
+    LANGUAGES,
     aclw_language,
     dataset_family,
     dataset_label,
     model_label,
     model_sort_key,
 )
+from lightrnn.report.paper import PAPER_MODELS, SAME_MODEL, Published, Result
 from lightrnn.report.results import Row, RunSummary, group_runs, summarize
 
 REFERENCE_MODEL = "full_softmax"
@@ -31,6 +34,7 @@ class Table:
 
     header: column titles; cells: display strings, one list per row (len == len(header));
     bold: (row, column) cells to emphasise (the best perplexity of a group);
+    left: how many leading columns hold labels (left-aligned; the others are numbers);
     records: CSV rows (dicts of raw values, provenance included), not necessarily one per cell row.
     """
 
@@ -41,6 +45,7 @@ class Table:
     records: list[dict[str, Any]]
     bold: frozenset[tuple[int, int]] = field(default_factory=frozenset)
     note: str = ""
+    left: int = 1  # leading columns aligned left (labels); the rest right (numbers)
 
 
 # ----------------------------------------------------------------------------- number formats
@@ -112,39 +117,174 @@ def _ppl_record(table: str, summary: RunSummary, date: str, **extra: Any) -> dic
 
 
 # ----------------------------------------------------------------------------- builders
+# ----------------------------------------------------------------------------- paper beside ours
+NOT_RUN = "not run"  # the paper has it, this run does not: never a blank that reads as a result
+NOT_IN_PAPER = "not in paper"
+
+
+def format_delta(ours: float | None, paper: float | None, digits: int = 1) -> tuple[str, str]:
+    """('+12.3', '+7.5%'): ours minus the paper's, absolute and relative to the paper's; '–' when either is missing."""
+    if ours is None or paper is None or not math.isfinite(ours):
+        return "–", "–"
+    difference = ours - paper
+    return f"{difference:+,.{digits}f}", f"{100 * difference / paper:+.1f}%"
+
+
+def _published_cell(value: Published | None, format_value) -> str:
+    if value is None:
+        return "–"
+    text = format_value(value.value)  # the paper's own precision: 176, not 176.0
+    return f"{text} ({value.flag})" if value.flag else text
+
+
+def _comparison_line(paper: Result | None, summary: RunSummary | None, run_label: str) -> list[str]:
+    """[our data, paper ppl, our ppl, Δ, Δ%, paper params, our params, Δ params %]."""
+    paper_ppl = paper.ppl if paper else None
+    paper_params = paper.params if paper else None
+    ours_ppl = summary.test_ppl if summary else None
+    ours_params = summary.params if summary else None
+    ppl_delta = format_delta(ours_ppl, paper_ppl.value if paper_ppl else None)
+    params_delta = format_delta(ours_params, paper_params.value if paper_params else None)
+    missing_paper = "–" if paper else NOT_IN_PAPER
+    return [
+        run_label if summary else NOT_RUN,
+        _published_cell(paper_ppl, "{:g}".format) if paper else missing_paper,
+        format_ppl(ours_ppl) if summary else NOT_RUN,
+        *ppl_delta,
+        _published_cell(paper_params, format_count) if paper else missing_paper,
+        format_count(ours_params) if summary else NOT_RUN,
+        params_delta[1],
+    ]
+
+
+def _comparison_record(
+    table: str, group: str, paper_model: str | None, paper: Result | None, summary: RunSummary | None, date: str
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "table": table,
+        "group": group,
+        "dataset": summary.dataset if summary else None,
+        "model": summary.model if summary else None,
+        "paper_model": paper_model,
+        "paper_ppl": paper.ppl.value if paper else None,
+        "paper_ppl_source": paper.ppl.source if paper else None,
+        "paper_ppl_recalled": paper.ppl.recalled if paper else None,
+        "paper_params": paper.params.value if paper and paper.params else None,
+        "test_ppl": summary.test_ppl if summary else None,
+        "ppl_source": summary.ppl_source if summary else None,
+        "best_valid_ppl": summary.best_valid_ppl if summary else None,
+        "params": summary.params if summary else None,
+        "epochs": summary.epochs if summary else None,
+    }
+    if summary is not None:
+        record.update(_provenance(summary, date))
+    else:
+        record.update({"git_rev": None, "device": None, "date": date, "config_hash": None})
+    return record
+
+
+_COMPARISON_HEADER = [
+    "Model", "Our data", "Paper ppl", "Our ppl", "Δ ppl", "Δ ppl %", "Paper params", "Our params", "Δ params %",
+]
+
+
+def _comparison_group(
+    table: str,
+    group: str,
+    label: str,
+    published: dict[str, Result],
+    ours: dict[tuple[str, str], RunSummary],
+    date: str,
+) -> tuple[list[list[str]], list[dict[str, Any]], list[int]]:
+    """Rows of one dataset group (a language, One Billion Word): LightRNN paper beside ours, then the
+    paper's baselines (ours "not run"), then our baselines ("not in paper"). Returns cells, records
+    and the indices (within the group) of the rows holding one of our perplexities."""
+    cells, records, measured = [], [], []
+    datasets = sorted({dataset for dataset, _ in ours}, key=dataset_label)
+    for model in sorted({model for _, model in ours} | {m for m in SAME_MODEL if m in published}, key=model_sort_key):
+        paper_model = SAME_MODEL.get(model)
+        result = published.get(paper_model) if paper_model else None
+        runs = [ours[(dataset, model)] for dataset in datasets if (dataset, model) in ours] or [None]
+        for summary in runs:
+            if summary is not None:
+                measured.append(len(cells))
+            cells.append([label, model_label(model), *_comparison_line(result, summary, _data_label(summary))])
+            records.append(_comparison_record(table, group, paper_model if result else None, result, summary, date))
+    for paper_model, result in published.items():
+        if paper_model in SAME_MODEL.values():
+            continue
+        cells.append([label, PAPER_MODELS[paper_model], *_comparison_line(result, None, "")])
+        records.append(_comparison_record(table, group, paper_model, result, None, date))
+    return cells, records, measured
+
+
+def _data_label(summary: RunSummary | None) -> str:
+    """Which data our number comes from: the ACLW set size, else the dataset's name."""
+    if summary is None:
+        return NOT_RUN
+    language = aclw_language(summary.dataset)
+    if language is not None:
+        return "large set" if language[1] == "large" else "small set"
+    return summary.dataset
+
+
+def _comparison_table(
+    name: str, title: str, first: str, groups: list[tuple[str, str, dict[str, Result], dict]], date: str, note: str
+) -> Table:
+    cells, records, bold = [], [], set()
+    for group, label, published, ours in groups:
+        group_cells, group_records, measured = _comparison_group(name, group, label, published, ours, date)
+        ppls = [group_records[i]["test_ppl"] for i in measured]
+        best = _argmin(ppls)
+        if best is not None:
+            bold.add((len(cells) + measured[best], 4))
+        cells += group_cells
+        records += group_records
+    return Table(name, title, [first] + _COMPARISON_HEADER, cells, records, frozenset(bold), note, left=3)
+
+
 def aclw_table(rows: list[Row], evals: list[Row], date: str) -> Table:
-    """ACLW: one row per language, one column per model, cells "perplexity (parameters)"."""
+    """ACLW: per language, the paper's perplexity and parameters beside ours, with the differences.
+
+    Every language and model of the paper's table is listed; what this run lacks reads "not run",
+    what the paper lacks (our baselines) "not in paper".
+    """
     summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "aclw"}
     if not summaries:
         raise ValueError("aclw_table: no ACLW rows (datasets named aclw-<lang> or aclw-large-<lang>)")
-    models = _ordered_models(summaries)
-    datasets = sorted({dataset for dataset, _ in summaries}, key=dataset_label)
-    cells, records, bold = [], [], set()
-    for row_index, dataset in enumerate(datasets):
-        language, size = aclw_language(dataset)  # type: ignore[misc]
-        line = [language + (" (large)" if size == "large" else "")]
-        ppls = []
-        for model in models:
-            summary = summaries.get((dataset, model))
-            if summary is None:
-                line.append("–")
-                ppls.append(None)
-                continue
-            line.append(f"{format_ppl(summary.test_ppl)} ({format_count(summary.params)})")
-            ppls.append(summary.test_ppl)
-            records.append(_ppl_record("aclw", summary, date, language=language, size=size))
-        best = _argmin(ppls)
-        if best is not None:
-            bold.add((row_index, best + 1))
-        cells.append(line)
-    return Table(
-        name="aclw",
-        title="ACLW: test perplexity (parameters) per language and model",
-        header=["Language"] + [model_label(model) for model in models],
-        cells=cells,
-        records=records,
-        bold=frozenset(bold),
-        note="Lowest perplexity per language in bold.",
+    codes = {code: LANGUAGES.get(code, code) for code in paper.ACLW}
+    for dataset, _ in summaries:
+        code = dataset.rsplit("-", 1)[1]
+        codes.setdefault(code, LANGUAGES.get(code, code))
+    groups = []
+    for code, language in sorted(codes.items(), key=lambda item: item[1]):
+        ours = {key: value for key, value in summaries.items() if key[0].rsplit("-", 1)[1] == code}
+        groups.append((code, language, paper.ACLW.get(code, {}), ours))
+    return _comparison_table(
+        "aclw",
+        "ACLW: test perplexity and parameters, the paper's beside this run's",
+        "Language",
+        groups,
+        date,
+        "Paper: the large ACLW sets (" + paper.SOURCES["paper"] + "); KN-5 recalled, not checked against "
+        "the paper's text. Ours: this run; \"small set\" is Botha & Blunsom's ~1M-token set, not the paper's "
+        "data. Δ = ours - paper. Lowest perplexity of ours per language in bold.",
+    )
+
+
+def billion_word_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+    """One Billion Word: the paper's perplexity and parameters beside ours, with the differences."""
+    summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "billionw"}
+    if not summaries:
+        raise ValueError("billion_word_table: no rows with dataset 'billionw'")
+    return _comparison_table(
+        "billionw",
+        "One Billion Word: test perplexity and parameters, the paper's beside this run's",
+        "Dataset",
+        [("billionw", "One Billion Word", paper.BILLIONW, summaries)],
+        date,
+        "Paper: " + paper.SOURCES["paper"] + "; KN-5 recalled. Ours: this run (its data and model sizes "
+        "are in the size table). Δ = ours - paper. Lowest perplexity of ours in bold.",
     )
 
 
@@ -171,13 +311,66 @@ def _per_model_table(
     return Table(name, title, header, cells, records, frozenset(bold), "Lowest perplexity in bold.")
 
 
-def billion_word_table(rows: list[Row], evals: list[Row], date: str) -> Table:
-    """One Billion Word: model, test perplexity, parameters (the paper's layout)."""
-    summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "billionw"}
-    if not summaries:
-        raise ValueError("billion_word_table: no rows with dataset 'billionw'")
-    many = len({dataset for dataset, _ in summaries}) > 1
-    return _per_model_table("billionw", "One Billion Word: test perplexity and parameters", summaries, date, many)
+def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+    """The official example's One Billion Word speed table beside ours.
+
+    Parameters: the published count beside `param_count` at V = 793,471 (exact, nothing trained).
+    Tokens/s and memory: a LightRNN run of this report on One Billion Word whose parameter count
+    is that closed form (the same vocabulary and sizes), else "not run".
+    """
+    from lightrnn import models
+
+    summaries = summarize(rows, evals)
+    runs = [s for (d, m), s in summaries.items() if dataset_family(d) == "billionw" and m == "lightrnn"]
+    vocab = paper.BILLIONW_VOCAB
+    cells, records = [], []
+    for row in paper.SPEED:
+        count = models.param_count("lightrnn", vocab, row.embed_dim, row.hidden_dim, 2)
+        ours = next((s for s in runs if s.params == count), None)
+        speed = ours.train_tokens_per_s if ours else None
+        cells.append([
+            f"{row.embed_dim}/{row.hidden_dim}",
+            str(row.batch_size),
+            format_count(row.params.value),
+            format_count(count),
+            format_delta(count, row.params.value)[1],
+            format_float(row.tokens_per_s_1gpu.value, 0),
+            format_float(speed, 0) if ours else NOT_RUN,
+            format_delta(speed, row.tokens_per_s_1gpu.value)[1],
+            format_float(row.gpu_memory_mb.value, 0),
+            format_megabytes(ours.peak_memory_bytes) if ours else NOT_RUN,
+            (ours.device or "–") if ours else NOT_RUN,
+        ])
+        records.append({
+            "table": "billionw-speed",
+            "embed_dim": row.embed_dim,
+            "hidden_dim": row.hidden_dim,
+            "paper_batch_size": row.batch_size,
+            "paper_params": row.params.value,
+            "params_closed_form": count,
+            "paper_tokens_per_s_1gpu": row.tokens_per_s_1gpu.value,
+            "paper_tokens_per_s_2gpu": row.tokens_per_s_2gpu.value,
+            "paper_gpu_memory_mb": row.gpu_memory_mb.value,
+            "paper_hours_per_epoch_1gpu": row.hours_per_epoch_1gpu.value,
+            "paper_source": row.params.source,
+            "dataset": ours.dataset if ours else None,
+            "train_tokens_per_s": speed,
+            "peak_memory_bytes": ours.peak_memory_bytes if ours else None,
+            **(_provenance(ours, date) if ours else {"git_rev": None, "device": None, "date": date,
+                                                      "config_hash": None}),
+        })
+    return Table(
+        name="billionw-speed",
+        title="One Billion Word, LightRNN speed: the official example's table beside this run",
+        header=["E/H", "Paper batch", "Paper params", "Closed-form params", "Δ params %", "Paper tokens/s",
+                "Our tokens/s", "Δ tokens/s %", "Paper GPU MB", "Our peak MB", "Our device"],
+        cells=cells,
+        records=records,
+        note=f"Paper: {paper.SOURCES['cntk-readme']}, 2 layers, one {paper.SPEED_GPU}. Closed-form params: "
+        f"lightrnn.models.param_count at V = {vocab:,}. Ours: a LightRNN run of this report with exactly that "
+        "parameter count, at its own batch size and device (median training tokens/s over epochs).",
+        left=2,
+    )
 
 
 def benchmark_table(rows: list[Row], evals: list[Row], date: str) -> Table:
@@ -338,6 +531,7 @@ def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
 BUILDERS = {
     "aclw": aclw_table,
     "billionw": billion_word_table,
+    "billionw-speed": billion_word_speed_table,
     "benchmarks": benchmark_table,
     "size-speed": size_speed_table,
     "reallocation": reallocation_table,
@@ -352,13 +546,20 @@ def _emphasised(table: Table, markup: str) -> list[list[str]]:
     ]
 
 
+def markdown_table(header: list[str], cells: list[list[str]], left: int | None = 1) -> list[str]:
+    """Lines of a GitHub Markdown table: `left` leading columns left-aligned, the rest right-aligned;
+    `left=None` leaves the alignment to the renderer (plain `---`)."""
+    if left is None:
+        rule = "|" + "---|" * len(header)
+    else:
+        rule = "|" + "|".join([":---"] * left + ["---:"] * (len(header) - left)) + "|"
+    return ["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(line) + " |" for line in cells]
+
+
 def to_markdown(table: Table) -> str:
     """GitHub Markdown: a bold title line, the table (numbers right-aligned), the note."""
     lines = [f"**{table.title}**", ""]
-    lines.append("| " + " | ".join(table.header) + " |")
-    lines.append("|" + "|".join([":---"] + ["---:"] * (len(table.header) - 1)) + "|")
-    for line in _emphasised(table, "**{}**"):
-        lines.append("| " + " | ".join(line) + " |")
+    lines += markdown_table(table.header, _emphasised(table, "**{}**"), table.left)
     if table.note:
         lines += ["", table.note]
     return "\n".join(lines) + "\n"
@@ -376,11 +577,20 @@ _LATEX_ESCAPES = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "–": "--",
+    "Δ": r"$\Delta$",
+    "→": r"$\to$",
 }
 
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def _latex_columns(table: Table) -> str:
+    """l for labels, r for numbers; a table of prose only (the verdict) gets wrapping p columns."""
+    if table.left >= len(table.header):
+        return "".join([rf"p{{{0.95 / len(table.header):.3f}\linewidth}}"] * len(table.header))
+    return "l" * table.left + "r" * (len(table.header) - table.left)
 
 
 def to_latex(table: Table) -> str:
@@ -393,6 +603,7 @@ def to_latex(table: Table) -> str:
         table.records,
         table.bold,
         table.note,
+        table.left,
     )
     caption = f"{table.title}. {table.note}" if table.note else table.title
     lines = [
@@ -400,7 +611,7 @@ def to_latex(table: Table) -> str:
         r"  \centering",
         f"  \\caption{{{latex_escape(caption)}}}",
         f"  \\label{{tab:{table.name}}}",
-        r"  \begin{tabular}{l" + "r" * (len(table.header) - 1) + "}",
+        r"  \begin{tabular}{" + _latex_columns(table) + "}",
         r"    \toprule",
         "    " + " & ".join(latex_escape(title) for title in table.header) + r" \\",
         r"    \midrule",

@@ -12,5 +12,7 @@ written = write_report(
     snakemake.input.evals,  # noqa: F821
     snakemake.params.out_dir,  # noqa: F821
     aclw_plot_dataset=snakemake.params.aclw_plot_dataset,  # noqa: F821
+    bench_dir=snakemake.params.bench_dir,  # noqa: F821
+    run=snakemake.params.run,  # noqa: F821
 )
 logging.info("wrote %d files: %s", len(written), ", ".join(map(str, written)))

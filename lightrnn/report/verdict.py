@@ -1,0 +1,378 @@
+"""The replication verdict: one row per claim of the paper, what it says, what this suite measured.
+
+Sources of the measured side, each named in its row:
+- sizes: closed-form parameter counts (`lightrnn.models.param_count`) at the paper's configurations,
+  exact without training;
+- speed: a `lightrnn bench` folder (throughput-repeats.csv: ratios paired within a repeat);
+- perplexity and reallocation: a run folder's metrics (`RunSummary`), at whatever scale it was run.
+A run far smaller than the paper's gives a ratio between models, not the paper's absolute
+perplexity; every row says at which scale its numbers were measured.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightrnn import models
+from lightrnn.report import paper
+from lightrnn.report.layout import dataset_family, dataset_label, model_label
+from lightrnn.report.results import Row, RunSummary, group_runs, summarize
+from lightrnn.report.tables import Table, format_count
+
+CONFIRMED, NOT_CONFIRMED, NOT_RUN = "confirmed", "not confirmed", "not run here"
+SIMILAR = 1.05  # "similar or better": LightRNN's perplexity at most 5% above the best baseline's
+SPEEDUP = 2.0
+SIZE_RANGE = (40.0, 100.0)
+BASELINES = ("full_softmax", "class_softmax", "adaptive_softmax")  # this suite's, in report order
+# The official example's One Billion Word sizes (embedding = hidden, 2 layers).
+BILLIONW_SIZES = (1500, 1000, 500)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim's verdict: the words of each column and the raw numbers behind them."""
+
+    claim: paper.Claim
+    measured: str
+    source: str
+    verdict: str
+    numbers: dict[str, Any]
+
+    @property
+    def verdict_word(self) -> str:
+        """confirmed / not confirmed / partly / not run here (the first words of `verdict`)."""
+        for word in (NOT_CONFIRMED, CONFIRMED, NOT_RUN, "partly"):
+            if self.verdict.startswith(word):
+                return word
+        raise ValueError(f"verdict {self.verdict!r} does not start with a verdict word")
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.3g}x"
+
+
+def _within_published_precision(ours: float, published: float) -> bool:
+    """True when `ours` rounds to the published figure: within one unit of its last digit (41M, 17M)."""
+    digits = len(f"{published / 1e6:g}".split(".")[1]) if "." in f"{published / 1e6:g}" else 0
+    return abs(ours - published) < 10 ** (6 - digits)
+
+
+# ----------------------------------------------------------------------------- closed form
+def size_rows() -> list[Verdict]:
+    """The 40-100x size claim and the 41M / 17M sizes, from `param_count` at the paper's settings."""
+    V = paper.BILLIONW_VOCAB
+    ratios: dict[int, dict[str, float]] = {}
+    light: dict[int, int] = {}
+    for size in BILLIONW_SIZES:
+        light[size] = models.param_count("lightrnn", V, size, size, 2)
+        ratios[size] = {
+            name: models.param_count(name, V, size, size, 2) / light[size] for name in BASELINES
+        }
+    at = paper.BILLIONW_LIGHTRNN.hidden_dim
+    full = ratios[at]["full_softmax"]
+    adaptive = ratios[at]["adaptive_softmax"]
+    measured = (
+        f"V = {V:,}, 2 layers, embedding = hidden: full softmax / LightRNN = "
+        + ", ".join(f"{_ratio(ratios[s]['full_softmax'])} ({s}/{s})" for s in BILLIONW_SIZES)
+        + f"; class softmax {_ratio(ratios[at]['class_softmax'])}, adaptive softmax (not in the paper) "
+        f"{_ratio(adaptive)} at {at}/{at}"
+    )
+    low, high = SIZE_RANGE
+    if low <= full <= high:
+        verdict = f"{CONFIRMED}: {_ratio(full)} against a full-vocabulary softmax at the paper's 41M model"
+        if adaptive < low:
+            verdict += f"; only {_ratio(adaptive)} against the adaptive softmax, a later baseline"
+    elif full > high:
+        verdict = f"{CONFIRMED}: even more ({_ratio(full)}) than claimed at the paper's 41M model"
+    else:
+        verdict = f"{NOT_CONFIRMED}: {_ratio(full)} at the paper's 41M model"
+    source = "closed form (`lightrnn.models.param_count`), no training: exact at any scale"
+    claims = {claim.key: claim for claim in paper.CLAIMS}
+    size_row = Verdict(claims["size-ratio"], measured, source, verdict,
+                    {f"full_over_lightrnn_{s}": ratios[s]["full_softmax"] for s in BILLIONW_SIZES}
+                    | {f"adaptive_over_lightrnn_{s}": ratios[s]["adaptive_softmax"] for s in BILLIONW_SIZES})
+
+    checks = []
+    for name, setting, published in (
+        ("One Billion Word", paper.BILLIONW_LIGHTRNN, paper.BILLIONW["lightrnn"].params),
+        ("ACLW-French", paper.ACLW_FR_LIGHTRNN, paper.ACLW["fr"]["lightrnn"].params),
+    ):
+        assert published is not None
+        count = models.param_count(
+            "lightrnn", setting.vocab_size, setting.embed_dim, setting.hidden_dim, setting.num_layers
+        )
+        checks.append((name, setting, published.value, count))
+    measured = "; ".join(
+        f"{name}: {count / 1e6:.2f}M (V = {s.vocab_size:,}, {s.embed_dim}/{s.hidden_dim}, {s.num_layers} layers)"
+        for name, s, _, count in checks
+    )
+    if all(_within_published_precision(count, value) for _, _, value, count in checks):
+        verdict = f"{CONFIRMED}: both round to the published sizes"
+    else:
+        verdict = f"{NOT_CONFIRMED}: " + ", ".join(
+            f"{name} {count / 1e6:.2f}M vs {value / 1e6:g}M" for name, _, value, count in checks
+            if not _within_published_precision(count, value)
+        )
+    sizes_row = Verdict(claims["sizes"], measured, source, verdict,
+                     {f"params_{name}": count for name, _, _, count in checks})
+    return [size_row, sizes_row]
+
+
+# ----------------------------------------------------------------------------- benchmark
+def speed_row(bench_dir: Path | str | None) -> Verdict:
+    """The 2x training-speed claim from a `lightrnn bench` folder's paired throughput ratios."""
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "speed")
+    repeats = Path(bench_dir) / "throughput-repeats.csv" if bench_dir else None
+    if repeats is None or not repeats.is_file():
+        return Verdict(claim, "no `lightrnn bench` results given", "–", f"{NOT_RUN}: run `lightrnn bench`", {})
+    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.benchmark.throughput import paired_ratio
+
+    raw = read_csv(repeats)
+    summary = read_csv(Path(bench_dir) / "throughput.csv")  # type: ignore[arg-type]
+    sizes = sorted({int(row["vocab_size"]) for row in raw})
+    present = [name for name in BASELINES if any(row["model"] == name for row in raw)]
+    if not sizes or not present or not any(row["model"] == "lightrnn" for row in raw):
+        return Verdict(claim, f"{repeats}: no LightRNN and baseline rows", str(repeats), f"{NOT_RUN}", {})
+    ratios = {(V, name): paired_ratio(raw, V, "lightrnn", name) for V in sizes for name in present}
+    largest = sizes[-1]
+    parts = []
+    for V in (largest, *[v for v in sizes[:-1]][::-1]):
+        parts.append(f"V = {V:,}: " + ", ".join(f"{_ratio(ratios[(V, name)])} {model_label(name).lower()}"
+                                               for name in present))
+    measured = "LightRNN training tokens/s over each baseline's (median of paired repeats); " + "; ".join(parts)
+    first = summary[0] if summary else raw[0]
+    device = str(first.get("device", "?"))
+    setting = (
+        f"E = H = {first.get('embed_dim')}, {first.get('num_layers')} layers, batch {first.get('batch_size')} x "
+        f"{first.get('bptt')}, {first.get('dtype')}"
+    )
+    source = (
+        f"`lightrnn bench` in {Path(bench_dir).as_posix()} ({first.get('cpu_model', '?')}, device {device}, "  # type: ignore[arg-type]
+        f"{first.get('threads', '?')} thread(s); {setting}; synthetic Zipfian stream; git "
+        f"{str(first.get('git_rev', '?'))[:7]}, {first.get('date', '?')})"
+    )
+    at_largest = [ratios[(largest, name)] for name in present]
+    slower = [name for name in present if ratios[(sizes[0], name)] < SPEEDUP]
+    if min(at_largest) >= SPEEDUP:
+        if device.startswith("cpu"):
+            verdict = (f"partly: {_ratio(min(at_largest))} or more against every baseline at V = {largest:,}, "
+                       f"on CPU at {setting.split(',')[0]}; the paper's GPU setting is not measured here")
+        else:
+            verdict = f"{CONFIRMED}: {_ratio(min(at_largest))} or more against every baseline at V = {largest:,}"
+        if slower and sizes[0] != largest:
+            verdict += (f"; below 2x at V = {sizes[0]:,} against "
+                        + ", ".join(model_label(name).lower() for name in slower))
+    elif max(at_largest) >= SPEEDUP:
+        verdict = (f"partly: 2x or more at V = {largest:,} only against "
+                   + ", ".join(model_label(n).lower() for n in present if ratios[(largest, n)] >= SPEEDUP))
+    else:
+        verdict = f"{NOT_CONFIRMED}: below 2x against every baseline at V = {largest:,} ({device})"
+    return Verdict(claim, measured, source, verdict, {f"speedup_{V}_{name}": ratios[(V, name)] for V, name in ratios})
+
+
+# ----------------------------------------------------------------------------- a run's metrics
+def _scale(run: str, summary: RunSummary, published: float | None) -> str:
+    """'run smoke, cpu, 6 epochs, LightRNN 3.96K params (the paper: 17M)'."""
+    size = f"LightRNN {format_count(summary.params)} params"
+    if published:
+        size += f" (the paper's: {format_count(published)})"
+    revision = f", git {summary.git_rev[:7]}" if summary.git_rev else ""
+    return f"run {run}{revision}, device {summary.device or '?'}, {summary.epochs} epochs, {size}"
+
+
+def _paper_lightrnn(dataset: str) -> float | None:
+    """The paper's LightRNN parameter count for this dataset (large ACLW set or One Billion Word)."""
+    if dataset_family(dataset) == "billionw":
+        params = paper.BILLIONW["lightrnn"].params
+    else:
+        result = paper.ACLW.get(dataset.rsplit("-", 1)[1], {}).get("lightrnn")
+        params = result.params if result else None
+    return params.value if params else None
+
+
+def _small(summary: RunSummary, published: float | None) -> bool:
+    """A run well below the paper's model size: its perplexities compare models, not the paper's numbers."""
+    return published is None or summary.params is None or summary.params < 0.5 * published
+
+
+def perplexity_row(summaries: dict[tuple[str, str], RunSummary], run: str) -> Verdict:
+    """LightRNN's test perplexity over the best baseline's, per ACLW / One Billion Word dataset of the run."""
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "perplexity")
+    datasets = sorted(
+        {d for d, m in summaries if m == "lightrnn" and dataset_family(d) in ("aclw", "billionw")}, key=dataset_label
+    )
+    compared = []
+    for dataset in datasets:
+        light = summaries[(dataset, "lightrnn")]
+        baselines = [s for (d, m), s in summaries.items() if d == dataset and m != "lightrnn" and s.test_ppl]
+        if light.test_ppl is None or not baselines:
+            continue
+        best = min(baselines, key=lambda s: s.test_ppl)  # type: ignore[arg-type,return-value]
+        compared.append((dataset, light, best, light.test_ppl / best.test_ppl))  # type: ignore[operator]
+    if not compared:
+        return Verdict(claim, "no ACLW or One Billion Word run with LightRNN and a baseline", "–",
+                    f"{NOT_RUN}: train LightRNN and a baseline on ACLW / One Billion Word", {})
+    measured = "LightRNN / best baseline test perplexity: " + "; ".join(
+        f"{dataset_label(d)} {light.test_ppl:.1f} / {best.test_ppl:.1f} ({model_label(best.model).lower()}) "
+        f"= {ratio:.2f}" for d, light, best, ratio in compared
+    )
+    small = [d for d, light, _, _ in compared if _small(light, _paper_lightrnn(d))]
+    first = compared[0][1]
+    source = _scale(run, first, _paper_lightrnn(first.dataset))
+    if small:
+        source += "; far below the paper's scale: a ratio between models, not the paper's perplexity"
+    families = {dataset_family(d) for d, *_ in compared}
+    held = [d for d, _, _, ratio in compared if ratio <= SIMILAR]
+    scale_words = "at this run's small scale" if small else "at the paper's scale"
+    missing = {"aclw": "ACLW", "billionw": "One Billion Word"}
+    not_run = [label for family, label in missing.items() if family not in families]
+    if len(held) == len(compared):
+        verdict = f"{CONFIRMED} {scale_words}" if not small and not not_run else (
+            f"partly: holds on every dataset run {scale_words}")
+    elif held:
+        verdict = f"partly: holds on {', '.join(map(dataset_label, held))} only ({scale_words})"
+    else:
+        verdict = f"{NOT_CONFIRMED} {scale_words}" + (
+            " (says nothing about the paper's scale)" if small else "")
+    if not_run:
+        verdict += f"; {', '.join(not_run)} not run here"
+    return Verdict(claim, measured, source, verdict, {f"ratio_{d}": ratio for d, _, _, ratio in compared})
+
+
+def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummary], run: str) -> Verdict:
+    """End-of-round validation perplexity of every LightRNN run with reallocations, round by round."""
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "reallocation")
+    falling, total, examples, better_table, reallocations = 0, 0, [], 0, 0
+    first_run: RunSummary | None = None
+    for (dataset, model), run_rows in sorted(group_runs(rows).items(), key=lambda item: dataset_label(item[0][0])):
+        if model != "lightrnn" or not any(row.get("kind") == "realloc" for row in run_rows):
+            continue
+        ends: list[float] = []
+        last: float | None = None
+        for row in run_rows:
+            if row.get("kind", "epoch") == "epoch":
+                last = row.get("valid_ppl", last)
+            elif row.get("kind") == "realloc":
+                reallocations += 1
+                before, after = row.get("realloc_nll_before"), row.get("realloc_nll_after")
+                better_table += before is not None and after is not None and after < before
+                if last is not None:
+                    ends.append(float(last))
+        if last is not None:
+            ends.append(float(last))
+        total += 1
+        first_run = first_run or summaries.get((dataset, model))
+        falling += all(b < a for a, b in itertools.pairwise(ends))
+        if len(examples) < 2:
+            examples.append(f"{dataset_label(dataset)} " + " → ".join(f"{value:.1f}" for value in ends))
+    if not total:
+        return Verdict(claim, "no LightRNN run with a word reallocation", "–",
+                    f"{NOT_RUN}: train LightRNN with more than one round", {})
+    measured = (
+        f"end-of-round validation perplexity fell every round in {falling}/{total} runs ({'; '.join(examples)}); "
+        f"the new table's training loss was below the old one's in {better_table}/{reallocations} reallocations"
+    )
+    source = _scale(run, first_run, _paper_lightrnn(first_run.dataset)) if first_run else f"run {run}"
+    if falling == total:
+        verdict = ("partly: perplexity fell round after round in every run, but no fixed-table control was "
+                   "run, so the part due to reallocation is not separated from further training")
+    elif falling:
+        verdict = f"partly: fell round after round in {falling} of {total} runs"
+    else:
+        verdict = f"{NOT_CONFIRMED}: in no run did perplexity fall every round"
+    return Verdict(claim, measured, source, verdict, {"runs_falling": falling, "runs": total})
+
+
+# ----------------------------------------------------------------------------- the table
+def verdict_rows(
+    rows: list[Row], evals: list[Row], bench_dir: Path | str | None, run: str
+) -> list[Verdict]:
+    """One verdict per claim of `paper.CLAIMS`, in that order."""
+    summaries = summarize(rows, evals) if rows else {}
+    by_key = {row.claim.key: row for row in size_rows()}
+    by_key["speed"] = speed_row(bench_dir)
+    by_key["perplexity"] = perplexity_row(summaries, run)
+    by_key["reallocation"] = reallocation_row(rows, summaries, run)
+    return [by_key[claim.key] for claim in paper.CLAIMS]
+
+
+def verdict_table(
+    rows: list[Row], evals: list[Row], date: str, bench_dir: Path | str | None = None, run: str = "this run"
+) -> Table:
+    """The verdict as a `Table` (rendered like every other table: Markdown, LaTeX, CSV)."""
+    verdicts = verdict_rows(rows, evals, bench_dir, run)
+    revisions = sorted({str(row["git_rev"]) for row in rows if row.get("git_rev")})
+    devices = sorted({str(row["device"]) for row in rows if row.get("device")})
+    cells, records = [], []
+    for item in verdicts:
+        says = f"{item.claim.paper_says} ({paper.SHORT_SOURCES[item.claim.source]})"
+        cells.append([item.claim.claim, says, item.measured, item.source, item.verdict])
+        records.append({
+            "table": "verdict",
+            "claim": item.claim.key,
+            "paper_says": item.claim.paper_says,
+            "paper_source": item.claim.source,
+            "measured": item.measured,
+            "measured_from": item.source,
+            "verdict": item.verdict_word,
+            "verdict_detail": item.verdict,
+            **{key: value for key, value in item.numbers.items()},
+            "git_rev": ", ".join(revisions) or None,
+            "device": ", ".join(devices) or None,
+            "date": date,
+        })
+    return Table(
+        name="verdict",
+        title="Does the paper hold? One row per claim, the paper's numbers beside this suite's",
+        header=["Claim", "The paper says", "Measured here", "From (run, device, scale)", "Verdict"],
+        cells=cells,
+        records=records,
+        note="Verdicts: confirmed / not confirmed / partly (how) / not run here. A run far smaller than "
+        "the paper's compares models with each other; it does not reproduce the paper's absolute perplexity.",
+        left=5,
+    )
+
+
+# ----------------------------------------------------------------------------- README section
+README_SECTION = "verdict"
+
+
+def readme_section(results: Path | str | None, bench_dir: Path | str | None, command: str) -> str:
+    """The README's `verdict` section: heading, provenance sentence, the verdict table, its note.
+
+    Perplexity and reallocation come from RESULTS's metrics files when the folder has any (else
+    those rows read "not run here"); speed from BENCH_DIR; sizes from the closed form.
+    """
+    from lightrnn.report.readme import wrap_prose
+    from lightrnn.report.results import find_results, load_evals, load_metrics
+    from lightrnn.report.tables import markdown_table
+
+    rows: list[Row] = []
+    evals: list[Row] = []
+    run = "none"
+    if results is not None and Path(results).is_dir() and any(Path(results).glob("*/*/metrics.jsonl")):
+        metrics_paths, eval_paths = find_results(results)
+        rows, evals = load_metrics(metrics_paths), load_evals(eval_paths)
+        run = Path(results).resolve().name
+    if bench_dir is not None and not (Path(bench_dir) / "throughput-repeats.csv").is_file():
+        raise FileNotFoundError(f"--bench-dir {bench_dir}: no throughput-repeats.csv; run `lightrnn bench all "
+                                f"--out {bench_dir}` first")
+    table = verdict_table(rows, evals, date="", bench_dir=bench_dir, run=run)
+    used = [f"`{Path(bench_dir).as_posix()}/` (speed)"] if bench_dir else []
+    if rows:
+        used.append(f"`{Path(results).as_posix()}/` (perplexity and reallocation: the {run} run's metrics)")  # type: ignore[arg-type]
+    else:
+        used.append("no training run (perplexity and reallocation rows: not run here)")
+    sentence = (
+        f"Generated by `{command}` from the closed-form parameter counts (sizes), {' and '.join(used)}, and the "
+        "published numbers in `lightrnn/report/paper.py` (each with its source; recalled ones marked); do not "
+        "edit by hand. The same table opens every report (`tables/verdict.md`)."
+    )
+    lines = ["## Does the paper hold?", "", *wrap_prose([sentence]), ""]
+    lines += markdown_table(table.header, table.cells, table.left)
+    lines += ["", *wrap_prose([table.note])]
+    return "\n".join(lines)
