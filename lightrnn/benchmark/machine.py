@@ -21,6 +21,7 @@ from typing import Iterator
 import torch
 
 from lightrnn.metrics import git_rev
+from lightrnn.runtime import tf32_enabled
 
 
 def cpu_model() -> str:
@@ -52,6 +53,8 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "python_version": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git_rev": git_rev() or "unknown",
+        # Whether float32 GEMMs/LSTMs may use TF32 on this run (off: `lightrnn.runtime.use_fp32_matmul`).
+        "tf32": tf32_enabled(),
     }
 
 
@@ -69,11 +72,33 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# One timing covers at least this much GEMM work: on a GPU one 1024^3 product takes microseconds,
+# less than the launch and synchronize around it, so timing products one by one underestimates
+# the peak several-fold (and a model's utilisation could then exceed 100%).
+MIN_BATCH_SECONDS = 0.01
+MAX_BATCH_PRODUCTS = 1 << 16
+
+
+def products_per_timing(seconds_per_product: float, min_batch_seconds: float = MIN_BATCH_SECONDS) -> int:
+    """How many back-to-back products one timing runs so that it lasts >= `min_batch_seconds`.
+
+    `seconds_per_product` is an estimate (upper bound: it includes launch and sync overhead),
+    so the batch may come out longer than asked, never shorter by more than that overhead.
+    """
+    if seconds_per_product <= 0:
+        return MAX_BATCH_PRODUCTS
+    return int(min(MAX_BATCH_PRODUCTS, max(1, -(-min_batch_seconds // seconds_per_product))))
+
+
 def matmul_flops_per_s(
-    size: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", min_seconds: float = 0.2
+    size: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", min_seconds: float = 0.2,
+    min_batch_seconds: float = MIN_BATCH_SECONDS,
 ) -> float:
     """FLOP/s of a [size, size] x [size, size] GEMM: 2 * size**3 per product, best of >= 3 timings.
 
+    Each timing runs n products back to back and synchronizes once, with n chosen so that one
+    timing lasts >= `min_batch_seconds` (`products_per_timing`, calibrated on a first batch);
+    n is 1 for a CPU GEMM of this size that already takes that long.
     Best rather than median: the peak is what the hardware can do on this thread count; the
     models' medians are then compared against it (the stricter choice for utilisation).
     """
@@ -84,16 +109,27 @@ def matmul_flops_per_s(
     left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     out = torch.empty(size, size, device=device, dtype=dtype)
-    torch.mm(left, right, out=out)  # warm-up: library initialisation, page faults
-    synchronize(device)
-    best = float("inf")
-    spent, timings = 0.0, 0
-    while timings < 3 or spent < min_seconds:
-        start = time.perf_counter()
-        torch.mm(left, right, out=out)
+
+    def timed(products: int) -> float:
         synchronize(device)
-        elapsed = time.perf_counter() - start
-        best, spent, timings = min(best, elapsed), spent + elapsed, timings + 1
+        start = time.perf_counter()
+        for _ in range(products):
+            torch.mm(left, right, out=out)
+        synchronize(device)
+        return time.perf_counter() - start
+
+    timed(1)  # warm-up: library initialisation, page faults
+    products = 1
+    while True:  # calibrate: grow the batch until one timing holds >= min_batch_seconds of work
+        elapsed = timed(products)
+        if elapsed >= min_batch_seconds or products >= MAX_BATCH_PRODUCTS:
+            break
+        products = max(products * 2, products_per_timing(elapsed / products, min_batch_seconds))
+    best = elapsed / products
+    spent, timings = elapsed, 1
+    while timings < 3 or spent < min_seconds:
+        elapsed = timed(products)
+        best, spent, timings = min(best, elapsed / products), spent + elapsed, timings + 1
     return 2.0 * size**3 / best
 
 
