@@ -1,10 +1,8 @@
 # The LightRNN replication DAG: corpora -> encoded data -> trained models -> exact test
-# perplexity -> paper-style tables and figures. Layout and data flow: DESIGN.md.
+# perplexity -> paper-style tables and figures. Layout and data flow: docs/DESIGN.md.
 #   snakemake --cores all                                  the paper run (config/config.yaml)
 #   snakemake --cores all --configfile config/smoke.yaml   tiny corpora, minutes on a CPU
 #   snakemake --report results/<run>/report.html           the HTML report, after a run
-from pathlib import Path
-
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -30,9 +28,4 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-
-
-# Stages added later (benchmarks) plug in as workflow/rules/bench.smk without editing this file.
-if Path(workflow.basedir, "workflow/rules/bench.smk").exists():
-
-    include: "workflow/rules/bench.smk"
+include: "workflow/rules/bench.smk"

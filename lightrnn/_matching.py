@@ -1,6 +1,6 @@
 """Internals of `lightrnn.reallocate`: the greedy heuristic, the lower bound and the local search.
 
-Notation (PAPER.md, step 4): V words, an R x C grid of slots, `row_loss` [V, R] and `col_loss`
+Notation (docs/PAPER.md, step 4): V words, an R x C grid of slots, `row_loss` [V, R] and `col_loss`
 [V, C] (float32 or float64, never copied whole: every pass over them goes in chunks of words so
 that the 793,471 x 891 matrices of One Billion Word fit next to the solver), rows/cols [V] int64.
 A slot is the flat index `row * C + col`; `owner` [R * C] holds the word in each slot, -1 if empty.

@@ -1,6 +1,6 @@
 """Training configuration: a small YAML file (plus `key=value` overrides) validated into a frozen dataclass.
 
-Defaults follow the official CNTK code (PAPER.md: embed 512, hidden 512, 2 layers, dropout 0.2,
+Defaults follow the official CNTK code (docs/PAPER.md: embed 512, hidden 512, 2 layers, dropout 0.2,
 Adam, sequence length 32, batch 20) except where its setting does not carry over to PyTorch:
 `lr` (the official 0.15 is CNTK's per-minibatch Adam with a momentum time constant; 1e-3 is
 PyTorch Adam's usual rate) and `clip` (the official code does not clip; 5.0 guards the loss
@@ -138,10 +138,14 @@ class TrainConfig:
     # ----- validation -----------------------------------------------------------------------
 
     def _validate(self) -> None:
-        from lightrnn.models import names
+        from lightrnn.models import check_options, names
 
         if self.model not in names():
             raise ValueError(f"config key model: unknown model {self.model!r}; allowed values: {', '.join(names())}")
+        try:
+            check_options(self.model, self.model_options)
+        except ValueError as error:
+            raise ValueError(f"config key model_options: {error}") from None
         for key in ("embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"config key {key}: must be an integer >= 1, got {getattr(self, key)}")

@@ -21,7 +21,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 
 T = TypeVar("T")
 # Rank 0 solves the reallocation (minutes at V = 793k) while the other ranks wait in a
@@ -148,13 +148,6 @@ def is_main() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
-
-
-def all_reduce_sum_(tensor: Tensor) -> Tensor:
-    """Sum `tensor` over all ranks in place (any shape); returns it."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
 
 
 def sum_scalars(*values: float) -> tuple[float, ...]:

@@ -1,6 +1,6 @@
 """metrics.jsonl: one JSON object per evaluation point; tables and plots read only these rows.
 
-Row schema (DESIGN.md plus kind, lr, train_ppl and the reallocation extras):
+Row schema (docs/DESIGN.md plus kind, lr, train_ppl and the reallocation extras):
 kind ("epoch" | "realloc"), dataset, model, seed, round, epoch, step, lr, train_ppl, valid_ppl,
 test_ppl, train_tokens_per_s, eval_tokens_per_s, params, param_bytes, peak_memory_bytes,
 wall_s, device, realloc_objective, realloc_lower_bound, realloc_s, realloc_nll_before,

@@ -6,7 +6,7 @@ half-steps, and two output heads (hidden -> R rows, hidden -> C columns, with bi
 
     P(w_{t+1} | w_0..w_t) = P_r(r(w_{t+1}) | h) * P_c(c(w_{t+1}) | h, r(w_{t+1}))
 
-The input sequence is x_r(w_0), x_c(w_0), x_r(w_1), x_c(w_1), ... (PAPER.md): the state after
+The input sequence is x_r(w_0), x_c(w_0), x_r(w_1), x_c(w_1), ... (docs/PAPER.md): the state after
 the row of w_t predicts the column of w_t, the state after the column of w_t predicts the row of
 w_{t+1}. With an LM batch (tokens[:, t] = w_t, targets[:, t] = w_{t+1}) this module feeds
 
@@ -36,7 +36,6 @@ from lightrnn.lm import LanguageModel, LMOutput, State, lstm_param_count
 from lightrnn.runtime import run_lstm
 from lightrnn.table import WordTable
 
-INITIAL_TABLES = ("random", "frequency")
 # log_prob runs the candidate column steps of at most this many (position, row) pairs per LSTM
 # call (at least one position's B * R): ~1 GB of temporaries at H = 1500, L = 2, C = 891.
 LOG_PROB_CANDIDATES = 1 << 14
@@ -288,7 +287,7 @@ class LightRNN(LanguageModel):
         return embeddings + lstm_param_count(embed_dim, hidden_dim, num_layers) + heads
 
     def between_rounds(self, batches, **options) -> dict[str, float]:
-        """Bootstrap word reallocation (PAPER.md): see `lightrnn.reallocate.reallocate_model`."""
+        """Bootstrap word reallocation (docs/PAPER.md): see `lightrnn.reallocate.reallocate_model`."""
         from lightrnn.reallocate import reallocate_model
 
         return reallocate_model(self, batches, **options)

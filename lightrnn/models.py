@@ -11,12 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # light at import time: the Snakefile and the report read `names()` without torch
+    import numpy as np
 
-from lightrnn.lm import LanguageModel
-
-if TYPE_CHECKING:
     from lightrnn.config import TrainConfig
+    from lightrnn.lm import LanguageModel
 
 # name -> "module:Class". Strings, so that importing the registry imports no model code.
 REGISTRY: dict[str, str] = {
@@ -35,7 +34,7 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
-def model_class(name: str) -> type[LanguageModel]:
+def model_class(name: str) -> "type[LanguageModel]":
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}")
     module_name, class_name = REGISTRY[name].split(":")
@@ -60,7 +59,7 @@ def check_options(name: str, options: dict[str, Any]) -> None:
 def build(
     name: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int, dropout: float = 0.0,
     **options: Any,
-) -> LanguageModel:
+) -> "LanguageModel":
     """Build a registered model: `build("lightrnn", 10000, 512, 512, 2, dropout=0.2, table_seed=0)`.
 
     Works under `with torch.device("meta"):` (no memory) to count parameters.
@@ -71,7 +70,9 @@ def build(
     )
 
 
-def build_from_config(config: "TrainConfig", vocab_size: int, word_counts: np.ndarray | None = None) -> LanguageModel:
+def build_from_config(
+    config: "TrainConfig", vocab_size: int, word_counts: "np.ndarray | None" = None
+) -> "LanguageModel":
     """The model a training config describes, over `vocab_size` words with these counts.
 
     `config.model_options` go to the model as they are; the run-level keys of `CONFIG_OPTIONS`

@@ -1,4 +1,4 @@
-"""Bootstrap word reallocation (PAPER.md, steps 3-5): accumulate losses, solve, apply.
+"""Bootstrap word reallocation (docs/PAPER.md, steps 3-5): accumulate losses, solve, apply.
 
 After a training round the frozen model scores every row and every column for every word:
 row_loss[w, r] = sum over the positions t where w is the target of -log P_row(r | h_t), and

@@ -1,6 +1,6 @@
 """The LightRNN word table: every word id sits at one (row, column) slot of an R x C grid.
 
-R = C = ceil(sqrt(V)) (PAPER.md). The table is a bijection between the V words and a subset of
+R = C = ceil(sqrt(V)) (docs/PAPER.md). The table is a bijection between the V words and a subset of
 the R * C slots; when V < R * C some slots stay empty. It is stored as one `.npy` file holding a
 [V, 2] int64 array of (row, col) per word id, plus the grid size in a [1, 2] header row, so a
 saved table is self-describing: row 0 is (R, C), rows 1..V are the words.

@@ -20,12 +20,12 @@ def test_defaults_follow_the_official_code() -> None:
 
 def test_yaml_and_overrides_are_typed(tmp_path) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("embed_dim: 64\nrounds: [2, 3]\nlr: 1e-3\nmodel_options: {foo: 1}\n")
+    path.write_text("embed_dim: 64\nrounds: [2, 3]\nlr: 1e-3\nmodel_options: {initial_table: frequency}\n")
     config = TrainConfig.from_yaml(path, ["hidden_dim=32", "dropout=0", "bf16=false", "rounds=[4,4,4]", "device=cuda:1"])
     assert config.embed_dim == 64 and config.hidden_dim == 32
     assert config.rounds == (4, 4, 4)
     assert config.lr == 1e-3 and isinstance(config.dropout, float)
-    assert config.model_options == {"foo": 1} and config.device == "cuda:1"
+    assert config.model_options == {"initial_table": "frequency"} and config.device == "cuda:1"
 
 
 def test_config_hash_is_stable_and_sensitive(tmp_path) -> None:

@@ -136,7 +136,7 @@ def test_param_count_matches_the_allocated_model(vocab_size, embed_dim, hidden_d
 
 @pytest.mark.parametrize(
     "vocab_size, size, paper_millions",
-    [(793471, 1500, 41), (136912, 1000, 17)],  # One Billion Word, ACLW-French (PAPER.md)
+    [(793471, 1500, 41), (136912, 1000, 17)],  # One Billion Word, ACLW-French (docs/PAPER.md)
 )
 def test_paper_sizes_on_meta_device(vocab_size: int, size: int, paper_millions: int) -> None:
     with torch.device("meta"):

@@ -22,7 +22,7 @@ from lightrnn.models import names, param_count
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REALLOC_SCRIPT = REPO_ROOT / "benchmarks" / "bench_realloc.py"
 
-# The paper's configurations (PAPER.md): (name, dataset, V, embed, hidden, layers).
+# The paper's configurations (docs/PAPER.md): (name, dataset, V, embed, hidden, layers).
 PAPER_CONFIGS: tuple[tuple[str, str, int, int, int, int], ...] = (
     ("ptb-1000", "ptb", 10_000, 1000, 1000, 2),
     ("aclw-fr-1000", "aclw-fr", 136_912, 1000, 1000, 2),

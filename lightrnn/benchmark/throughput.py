@@ -218,7 +218,7 @@ def measure_once(name: str, vocab_size: int, stream: np.ndarray, settings: Throu
         "flops_forward": flops.forward,
         "flops_train": flops.train,
     }
-    del model, optimizers, state
+    model = optimizers = state = None  # free before the next model is built
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

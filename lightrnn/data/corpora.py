@@ -262,14 +262,6 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in _DATASET_LIST}
 # Look-ups
 
 
-def corpus_names() -> list[str]:
-    return list(CORPORA)
-
-
-def dataset_names() -> list[str]:
-    return list(DATASETS)
-
-
 def get_dataset(name: str) -> Dataset:
     """The dataset called `name`; ValueError listing the known names otherwise."""
     if name not in DATASETS:

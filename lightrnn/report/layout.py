@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 
-# Display order and names of the models in every table and legend.
-MODEL_ORDER: tuple[str, ...] = ("lightrnn", "full_softmax", "class_softmax", "adaptive_softmax")
+from lightrnn.models import names
+
+# Display order (the registry's) and names of the models in every table and legend.
+MODEL_ORDER: tuple[str, ...] = tuple(names())
 MODEL_LABELS: dict[str, str] = {
     "lightrnn": "LightRNN",
     "full_softmax": "Full softmax",

@@ -1,4 +1,4 @@
-# Corpora: (tiny archive ->) fetch -> prepare -> encode. DESIGN.md "Data flow".
+# Corpora: (tiny archive ->) fetch -> prepare -> encode. docs/DESIGN.md "Data flow".
 
 
 rule tiny_archive:

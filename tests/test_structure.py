@@ -1,0 +1,215 @@
+"""The structure holds: no import cycle, one source for model names and training keys,
+every file reference points at a file in the repository, `ruff check` is clean."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightrnn.config import TrainConfig
+from lightrnn.models import names
+from lightrnn.report.layout import MODEL_LABELS, MODEL_ORDER
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("lightrnn", "baselines")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """Project modules `path` imports anywhere (functions included), outside `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(child) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
+               for child in ast.walk(node)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            candidates = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in candidates if name in modules)
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    files = {_module_name(path): path for package in PACKAGES for path in (REPO / package).rglob("*.py")}
+    modules = set(files)
+    # A package's __init__ is imported on the way to any of its modules; it is not an edge of interest.
+    return {name: {m for m in _imports(path, modules) if not name.startswith(m + ".")} - {name}
+            for name, path in files.items()}
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_no_import_cycle_in_the_packages() -> None:
+    graph = _import_graph()
+    assert "lightrnn.train" in graph and "lightrnn.evaluate" in graph
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_layers_point_downwards() -> None:
+    """The contract, the models and the runtime never import the loop, the commands or the report."""
+    graph = _import_graph()
+    upper = ("lightrnn.train", "lightrnn.commands", "lightrnn.cli", "lightrnn.report", "lightrnn.benchmark")
+    for lower in ("lightrnn.lm", "lightrnn.models", "lightrnn.runtime", "lightrnn.fileio", "lightrnn.model",
+                  "lightrnn.step", "lightrnn.evaluate", "lightrnn.checkpoint"):
+        reached = _reachable(graph, lower)
+        assert not [m for m in reached if m.startswith(upper)], f"{lower} reaches {sorted(reached)}"
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+# ----- one source for the model names and the training keys ---------------------------------------
+
+def _yaml(path: str) -> dict:
+    return yaml.safe_load((REPO / path).read_text(encoding="utf-8"))
+
+
+def test_model_names_agree_everywhere() -> None:
+    registry = names()
+    schema = _yaml("workflow/schemas/config.schema.yaml")
+    assert schema["$defs"]["model"]["enum"] == registry, "workflow/schemas/config.schema.yaml $defs.model.enum"
+    assert list(MODEL_ORDER) == registry and sorted(MODEL_LABELS) == sorted(registry), "lightrnn/report/layout.py"
+    for config_file in ("config/config.yaml", "config/smoke.yaml"):
+        config = _yaml(config_file)
+        assert set(config["models_to_run"]) <= set(registry), f"{config_file} models_to_run"
+        if "models" in config:
+            assert sorted(config["models"]) == sorted(registry), f"{config_file} models"
+        if "bench" in config and "models" in config["bench"]:
+            assert set(config["bench"]["models"]) <= set(registry), f"{config_file} bench.models"
+
+
+def test_training_keys_agree_everywhere() -> None:
+    keys = set(TrainConfig.keys()) - {"model"}  # the workflow sets `model` from the run matrix
+    schema_keys = set(_yaml("workflow/schemas/config.schema.yaml")["$defs"]["train_keys"]["properties"])
+    assert schema_keys == keys, f"schema train_keys differ from TrainConfig: {sorted(schema_keys ^ keys)}"
+    written = set(_yaml("config/config.yaml")["train"])
+    assert written == keys, f"config/config.yaml train: differs from TrainConfig: {sorted(written ^ keys)}"
+
+
+def test_every_model_declares_its_options() -> None:
+    from lightrnn.models import check_options, model_class
+
+    for name in names():
+        options = model_class(name).options
+        assert isinstance(options, tuple) and options, name
+        with pytest.raises(ValueError, match=f"model {name} got unknown option"):
+            check_options(name, {"no_such_option": 1})
+        # A config with a bad model option fails when it is read, before any work starts.
+        with pytest.raises(ValueError, match="config key model_options: .*no_such_option"):
+            TrainConfig(model=name, model_options={"no_such_option": 1})
+
+
+# ----- references -----------------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"(?<![\w/.<-])((?:[\w-]+/)*[\w-]+\.md)\b")
+_SCANNED = ("*.py", "*.smk", "*.yaml", "*.yml", "*.md", "*.rst", "Snakefile", "Makefile", "*.toml")
+# Folders the DAG and the commands write (a table named tables/aclw.md), and placeholders.
+_OUTPUT_OR_PLACEHOLDER = re.compile(r"^(tables|plots|results|path|[A-Z_]+)/")
+
+
+def _tracked_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [REPO / line for line in listed.stdout.splitlines() if line and (REPO / line).is_file()]
+
+
+def test_documents_the_code_names_exist() -> None:
+    """Documents named in code, configs and docs (docs/DESIGN.md, config/README.md) are in the repository."""
+    files = _tracked_files()
+    known = {path.relative_to(REPO).as_posix() for path in files}
+    scanned = [path for path in files if any(path.match(pattern) for pattern in _SCANNED)
+               and not path.relative_to(REPO).as_posix().startswith(("results/", "tests/"))]
+    missing = []
+    for path in scanned:
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for reference in _REFERENCE.findall(line):
+                if _OUTPUT_OR_PLACEHOLDER.match(reference):
+                    continue
+                relative = (path.parent.relative_to(REPO) / reference).as_posix()
+                if reference not in known and relative not in known:
+                    missing.append(f"{path.relative_to(REPO)}:{number}: {reference}")
+    assert not missing, "references to files that are not in the repository:\n" + "\n".join(missing)
+
+
+def test_design_document_exists_and_is_referenced() -> None:
+    design = REPO / "docs" / "DESIGN.md"
+    assert design.is_file()
+    text = design.read_text(encoding="utf-8")
+    for heading in ("Layers", "Data flow", "To add a model", "To add a dataset", "To add a metric"):
+        assert heading in text, heading
+    assert "docs/DESIGN.md" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+# ----- lint ---------------------------------------------------------------------------------------
+
+def test_ruff_check_is_clean() -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.fail("ruff is not installed: pip install -e .[test]")
+    result = subprocess.run([ruff, "check", "lightrnn", "baselines", "benchmarks", "workflow/scripts", "tests"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
