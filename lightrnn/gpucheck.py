@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
               f"CUDA {info['cuda_version']}, tf32 {info['tf32']}; {len(summary.rows)} checks, {summary.failed} failed, "
               f"{time.perf_counter() - start:.0f} s\n\n")
     table = header + summary.markdown()
-    write_text(out / "summary.md", table)
-    write_csv(summary.rows, out / "summary.csv")
+    summary_path = out / "summary"  # .md (the printed table) and .csv beside it
+    write_text(summary_path.with_suffix(".md"), table)
+    write_csv(summary.rows, summary_path.with_suffix(".csv"))
     write_json(out / "provenance.json", info)
     print("\n" + table)
     print(f"written to {out}")
