@@ -59,7 +59,7 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 # ----- precision ---------------------------------------------------------------------------------
-# Decision (issue 17): every float32 product on a GPU is true IEEE float32. PyTorch lets cuDNN
+# Decision: every float32 product on a GPU is true IEEE float32. PyTorch lets cuDNN
 # (the LSTM) use TF32 by default; that would make "fp32" rows 10-bit-mantissa LSTMs and overstate
 # fp32 utilisation against a true-fp32 GEMM peak. `use_fp32_matmul` turns TF32 off for cuBLAS and
 # cuDNN; every metrics and benchmark row records the setting in effect as `tf32`.
@@ -77,21 +77,28 @@ def tf32_enabled() -> bool:
 
 
 def run_lstm(lstm: torch.nn.LSTM, inputs: torch.Tensor, state=None):
-    """`lstm(inputs, state)` in float32 with autocast off; returns (output, (h, c)), all float32.
+    """`lstm(inputs, state)`; under autocast in float32 with autocast off, returning float32 output and state.
 
-    Decision (issue 17): under bf16 autocast the LSTM stays float32 and only the output layers
+    Decision: under bf16 autocast the LSTM stays float32 and only the output layers
     (the large V- or sqrt(V)-wide GEMMs) run in bf16. CUDA autocast casts the cuDNN RNN to
     float16 whatever `dtype=` asks for, so a "bf16" LSTM would really be an fp16 LSTM trained
     without a GradScaler (its small gradients underflow). float32 there is numerically safe,
     needs no loss scaling, and keeps the carried state float32 across windows.
     """
-    device_type = inputs.device.type
-    if not torch.is_autocast_enabled(device_type):
+    if not _autocast_enabled(inputs.device.type):
         return lstm(inputs, state)
+    device_type = inputs.device.type
     with torch.autocast(device_type, enabled=False):
         if state is not None:
             state = tuple(part.float() for part in state)
         return lstm(inputs.float(), state)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument, CUDA's flag only
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
 
 
 class PhasePeaks:

@@ -1,4 +1,4 @@
-"""The CUDA-only code paths, checked on CPU (issue 17): each test emulates what a GPU changes.
+"""The CUDA-only code paths, checked on CPU: each test emulates what a GPU changes.
 
 - a checkpoint loaded for a GPU run: `torch.load` patched to put every tensor that is not asked
   for on the CPU on the meta device (which, like CUDA, cannot become a numpy array);
