@@ -15,8 +15,9 @@ import os
 import platform
 import resource
 import time
+import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -98,7 +99,9 @@ def matmul_flops_per_s(
 
     Each timing runs n products back to back and synchronizes once, with n chosen so that one
     timing lasts >= `min_batch_seconds` (`products_per_timing`, calibrated on a first batch);
-    n is 1 for a CPU GEMM of this size that already takes that long.
+    n is 1 for a CPU GEMM of this size that already takes that long. On CUDA the n products are
+    replayed as one CUDA graph (`_as_cuda_graph`); `min_batch_seconds=0` times one eager product
+    per synchronize (the naive method, for comparison).
     Best rather than median: the peak is what the hardware can do on this thread count; the
     models' medians are then compared against it (the stricter choice for utilisation).
     """
@@ -110,27 +113,56 @@ def matmul_flops_per_s(
     right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     out = torch.empty(size, size, device=device, dtype=dtype)
 
-    def timed(products: int) -> float:
+    def batch(products: int) -> Callable[[], None]:
+        def eager() -> None:
+            for _ in range(products):
+                torch.mm(left, right, out=out)
+
+        return _as_cuda_graph(eager, device) if device.type == "cuda" and products > 1 else eager
+
+    def timed(run: Callable[[], None]) -> float:
         synchronize(device)
         start = time.perf_counter()
-        for _ in range(products):
-            torch.mm(left, right, out=out)
+        run()
         synchronize(device)
         return time.perf_counter() - start
 
-    timed(1)  # warm-up: library initialisation, page faults
+    timed(batch(1))  # warm-up: library initialisation, page faults
     products = 1
     while True:  # calibrate: grow the batch until one timing holds >= min_batch_seconds of work
-        elapsed = timed(products)
+        run = batch(products)
+        elapsed = timed(run)
         if elapsed >= min_batch_seconds or products >= MAX_BATCH_PRODUCTS:
             break
         products = max(products * 2, products_per_timing(elapsed / products, min_batch_seconds))
     best = elapsed / products
     spent, timings = elapsed, 1
     while timings < 3 or spent < min_seconds:
-        elapsed = timed(products)
+        elapsed = timed(run)
         best, spent, timings = min(best, elapsed / products), spent + elapsed, timings + 1
     return 2.0 * size**3 / best
+
+
+def _as_cuda_graph(run: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """`run` captured once as a CUDA graph, whose replay launches its kernels back to back.
+
+    Python launches a GEMM in a few microseconds, longer than a 1024^3 bf16 product takes on a
+    recent GPU: timed eagerly, the batch would measure the launch rate, not the GPU. Falls back
+    to `run` itself (with a warning) where capture fails.
+    """
+    try:
+        side = torch.cuda.Stream(device=device)  # warm-up off the capture stream, as PyTorch advises
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            torch.mm(torch.zeros(8, 8, device=device), torch.zeros(8, 8, device=device))
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+    except RuntimeError as error:
+        warnings.warn(f"matmul peak: CUDA graph capture failed ({error}); timing eager launches", stacklevel=2)
+        return run
+    return graph.replay
 
 
 def gemm_size(hidden_dim: int) -> int:
