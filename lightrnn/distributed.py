@@ -261,7 +261,7 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 
 def refuse_sparse_gradients(model: nn.Module, device: torch.device) -> None:
     """A clear error for sparse embedding gradients on CUDA: NCCL cannot all-reduce sparse tensors,
-    so DDP would die at the first backward. (gloo on CPU can, and is tested.)"""
+    so DDP would die at the first backward (gloo, on CPU, all-reduces them)."""
     if device.type != "cuda":
         return
     sparse = [name for name, module in model.named_modules() if isinstance(module, nn.Embedding) and module.sparse]
