@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: venv smoke docs test test-fast bench clean-smoke
+.PHONY: venv smoke docs test test-fast bench clean-smoke gpu-check
 
 $(BIN)/lightrnn: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,8 @@ BENCH_RUN ?= paper-run
 bench: venv
 	$(BIN)/snakemake --cores $(CORES) bench
 	$(BIN)/lightrnn bench readme --bench-dir results/$(BENCH_RUN)/bench --readme README.md
+
+# Every CUDA path on this machine's GPU (README: GPU); plain python, no venv, no Snakemake, no network.
+# Exits 2 with a one-line message where there is no CUDA device.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) -m lightrnn.gpucheck $(if $(OUT),--out $(OUT))

@@ -15,6 +15,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from lightrnn.lm import State, lstm_param_count
+from lightrnn.runtime import run_lstm
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -104,7 +105,8 @@ class LSTMTrunk(nn.Module):
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens [B, T] -> (hidden [B, T, H] after output dropout, state)."""
         embedded = self.input_dropout(self.embedding(tokens))  # [B, T, E]
-        hidden, state = self.lstm(embedded, state)  # [B, T, H]
+        # float32 with autocast off even under bf16 autocast: see `lightrnn.runtime.run_lstm`.
+        hidden, state = run_lstm(self.lstm, embedded, state)  # [B, T, H]
         return self.output_dropout(hidden), state
 
     @staticmethod

@@ -8,9 +8,11 @@ decreasing frequency order, which is the project's vocabulary convention (id 0 m
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from baselines._common import (
@@ -40,6 +42,14 @@ def mass_cutoffs(word_counts: np.ndarray, cutoff_mass: Sequence[float]) -> list[
     covered = np.cumsum(word_counts) / word_counts.sum()  # [V]
     cutoffs = np.searchsorted(covered, np.asarray(cutoff_mass), side="left") + 1
     return sorted({int(c) for c in np.clip(cutoffs, 1, vocab_size - 1)})
+
+
+def _float32(hidden: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off around the adaptive softmax: it allocates its output in its input's dtype and
+    `index_copy_`s each cluster's log-softmax into it, which autocast computes in float32 (on CUDA a
+    bf16 output then raises "expected the same dtype" at the first tail-cluster target). Its GEMMs
+    are the small shortlist and projected clusters, so float32 costs little."""
+    return torch.autocast(hidden.device.type, enabled=False)
 
 
 class AdaptiveSoftmaxLM(LanguageModel):
@@ -150,14 +160,16 @@ class AdaptiveSoftmaxLM(LanguageModel):
         """Per-token NLL [B, T] in nats; each token evaluates the head and its own cluster only."""
         check_targets(tokens, targets)
         hidden, state = self.trunk(tokens, state)  # [B, T, H]
-        target_logp = self.decoder(hidden.flatten(0, 1), targets.flatten()).output  # [N]
+        with _float32(hidden):
+            target_logp = self.decoder(hidden.flatten(0, 1).float(), targets.flatten()).output  # [N]
         return LMOutput(-target_logp.float().view_as(targets), state)
 
     def log_prob(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Exact next-word log-probabilities [B, T, V]."""
         check_tokens(tokens)
         hidden, state = self.trunk(tokens, state)
-        log_probs = self.decoder.log_prob(hidden.flatten(0, 1)).float()  # [N, V]
+        with _float32(hidden):
+            log_probs = self.decoder.log_prob(hidden.flatten(0, 1).float()).float()  # [N, V]
         return log_probs.view(*tokens.shape, self.vocab_size), state
 
     @classmethod

@@ -139,34 +139,34 @@ class ClassSoftmaxLM(LanguageModel):
         class_logp = F.log_softmax(self.class_decoder(hidden).float(), dim=-1)  # [N, K]
         class_nll = -class_logp.gather(1, target_class[:, None]).squeeze(1)  # [N]
 
-        # The target's own score, for all tokens at once.
-        target_row = self.word_row[target]  # [N]
-        target_score = (hidden * self.word_decoder.weight[target_row]).sum(-1).float()
-        target_score = target_score + self.word_decoder.bias[target_row].float()  # [N]
-
-        # Normaliser of the target's class: tokens sorted by class, one matmul per class present
-        # in the batch (at most K, never a loop per token), each over a contiguous weight block.
-        # `split` (not one slice per class) so that backward assembles the weight gradient once,
-        # instead of one zero-filled [V, H] gradient per class.
+        # The target's score and its class's normaliser, both from the same [n_k, |k|] score block
+        # in the same dtype: under autocast the block is bf16, and a target score taken elsewhere
+        # in float32 could exceed the bf16 log-sum-exp, giving a (slightly) negative nll. Tokens
+        # are sorted by class, one matmul per class present in the batch (at most K, never a loop
+        # per token), each over a contiguous weight block. `split` (not one slice per class) so
+        # that backward assembles the weight gradient once, not one zero-filled [V, H] per class.
         by_class = torch.argsort(target_class)
         tokens_per_class = torch.bincount(target_class, minlength=self.num_classes).tolist()
         words_per_class = self.class_start.diff().tolist()
+        # The target's column inside its class block: its row minus the block's first row.
+        target_column = (self.word_row[target] - self.class_start[target_class])[by_class]  # [N] class order
         blocks = zip(
             hidden[by_class].split(tokens_per_class),  # [n_k, H] each
+            target_column.split(tokens_per_class),  # [n_k] each
             self.word_decoder.weight.split(words_per_class),  # [|k|, H] each
             self.word_decoder.bias.split(words_per_class),  # [|k|] each
         )
-        log_normalisers = []
-        for hidden_k, weight_k, bias_k in blocks:
+        within = []
+        for hidden_k, column_k, weight_k, bias_k in blocks:
             if hidden_k.shape[0] == 0:
                 continue
-            scores = F.linear(hidden_k, weight_k, bias_k)  # [n_k, |k|]
-            log_normalisers.append(torch.logsumexp(scores.float(), dim=-1))  # [n_k]
-        sorted_normaliser = torch.cat(log_normalisers)  # [N] in class order
-        log_normaliser = sorted_normaliser.new_empty(target.shape[0])
-        log_normaliser = log_normaliser.index_copy(0, by_class, sorted_normaliser)  # [N]
+            scores = F.linear(hidden_k, weight_k, bias_k).float()  # [n_k, |k|]
+            # logsumexp >= max >= the target's score exactly, so this term is never negative.
+            within.append(torch.logsumexp(scores, dim=-1) - scores.gather(1, column_k[:, None]).squeeze(1))
+        sorted_within = torch.cat(within)  # [N] in class order
+        within_nll = sorted_within.new_empty(target.shape[0]).index_copy(0, by_class, sorted_within)  # [N]
 
-        nll = class_nll + log_normaliser - target_score
+        nll = class_nll + within_nll
         return LMOutput(nll.view_as(targets), state)
 
     def log_prob(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:

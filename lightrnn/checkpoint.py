@@ -3,7 +3,7 @@
 The one place a training checkpoint is assembled, written, read and checked. Contents: format,
 config (dict), dataset, vocab_size, model state_dict (LightRNN's table is in it as the buffers
 word_row/word_col), optimizer and scheduler state, RNG states of python, numpy and torch (CPU
-and CUDA) of every rank, the position in the round schedule (`Progress`: next event, step,
+and the current CUDA device) of every rank, the position in the round schedule (`Progress`: next event, step,
 accumulated wall time, best valid ppl, the metrics rows written so far as JSON lines) and the
 number of processes of the run.
 """
@@ -123,7 +123,9 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # The current device's generator only (the one this rank draws from): saving every visible
+        # GPU's would make a resume with fewer visible GPUs fail.
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -135,4 +137,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        saved = state["cuda"]
+        if isinstance(saved, (list, tuple)):  # an older checkpoint held every visible GPU's state
+            index = torch.cuda.current_device()
+            saved = saved[index] if index < len(saved) else None
+        if saved is not None:
+            torch.cuda.set_rng_state(saved.cpu())

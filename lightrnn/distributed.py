@@ -25,8 +25,14 @@ from torch import nn
 
 T = TypeVar("T")
 # Rank 0 solves the reallocation (minutes at V = 793k) while the other ranks wait in a
-# broadcast; the default collective timeout (10 min for NCCL) would kill them first.
+# broadcast; the default collective timeout (10 min for NCCL) would kill them first. That wait
+# runs on its own gloo group with this long timeout (LIGHTRNN_DIST_TIMEOUT_S) ...
 DEFAULT_TIMEOUT_S = 4 * 3600
+# ... while every other collective (DDP's gradient all-reduce, the finite-loss flag, evaluation
+# sums) keeps a short one (LIGHTRNN_COLLECTIVE_TIMEOUT_S), so a rank that died or hung is
+# reported in minutes, not hours. It covers rank 0 writing a checkpoint while the others wait.
+COLLECTIVE_TIMEOUT_S = 30 * 60
+_wait_group: Any = None  # the long-timeout gloo group of `run_on_main`, made by `setup`
 # numpy arrays are reduced in slices of this many elements (512 MiB of float64) so the
 # transport never needs a second copy of a [V, R] loss matrix.
 _CHUNK_ELEMENTS = 1 << 26
@@ -90,17 +96,35 @@ def setup(device: torch.device) -> Context:
             )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    global _wait_group
     if owns:
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
-        timeout = timedelta(seconds=_env_int("LIGHTRNN_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+        timeout = timedelta(seconds=_env_int("LIGHTRNN_COLLECTIVE_TIMEOUT_S", COLLECTIVE_TIMEOUT_S))
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
+        wait_timeout = timedelta(seconds=_env_int("LIGHTRNN_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+        _wait_group = dist.new_group(backend="gloo", timeout=wait_timeout)  # every rank must create it
     return Context(rank, world, local_rank, device, owns)
 
 
 def teardown(context: Context) -> None:
     """Destroy the process group if `setup` created it."""
+    global _wait_group
     if context.owns_group and dist.is_initialized():
+        _wait_group = None
         dist.destroy_process_group()
+
+
+def ranks_where(flag: bool) -> list[int]:
+    """The ranks on which `flag` is true, known to every rank (one tiny all-reduce when distributed).
+
+    Used for the finite-loss check: all ranks agree before any raises, none is left waiting.
+    """
+    if not is_distributed():
+        return [0] if flag else []
+    flags = torch.zeros(world_size(), dtype=torch.float32, device=_collective_device())
+    flags[rank()] = float(flag)
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    return [index for index, value in enumerate(flags.tolist()) if value > 0]
 
 
 def is_distributed() -> bool:
@@ -177,7 +201,11 @@ def run_on_main(function: Callable[[], T]) -> T:
         except BaseException as caught:  # noqa: BLE001 (re-raised below after telling the others)
             error = caught
             payload[0] = ("error", f"{type(caught).__name__}: {caught}")
-    dist.broadcast_object_list(payload, src=0, device=_collective_device())
+    # The others wait here while rank 0 solves: the long-timeout gloo group when `setup` made one.
+    if _wait_group is not None:
+        dist.broadcast_object_list(payload, src=0, group=_wait_group, device=torch.device("cpu"))
+    else:
+        dist.broadcast_object_list(payload, src=0, device=_collective_device())
     if error is not None:
         raise error
     status, value = payload[0]
@@ -222,12 +250,26 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """
     if not is_distributed():
         return model
+    refuse_sparse_gradients(model, device)
     options: dict[str, Any] = {"find_unused_parameters": True}
     accepted = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
     options["forward_sync_buffers" if "forward_sync_buffers" in accepted else "broadcast_buffers"] = False
     if device.type == "cuda":
         options["device_ids"] = [device.index]
     return nn.parallel.DistributedDataParallel(model, **options)
+
+
+def refuse_sparse_gradients(model: nn.Module, device: torch.device) -> None:
+    """A clear error for sparse embedding gradients on CUDA: NCCL cannot all-reduce sparse tensors,
+    so DDP would die at the first backward (gloo, on CPU, all-reduces them)."""
+    if device.type != "cuda":
+        return
+    sparse = [name for name, module in model.named_modules() if isinstance(module, nn.Embedding) and module.sparse]
+    if sparse:
+        raise ValueError(
+            f"config key model_options.sparse_embedding: sparse embedding gradients ({', '.join(sparse)}) cannot "
+            "be all-reduced by NCCL in a multi-GPU run; set sparse_embedding=false (or train on one GPU)"
+        )
 
 
 def unwrap(model: nn.Module) -> nn.Module:

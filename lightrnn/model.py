@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightrnn.lm import LanguageModel, LMOutput, State, lstm_param_count
+from lightrnn.runtime import run_lstm
 from lightrnn.table import WordTable
+
+# log_prob runs the candidate column steps of at most this many (position, row) pairs per LSTM
+# call (at least one position's B * R): ~1 GB of temporaries at H = 1500, L = 2, C = 891.
+LOG_PROB_CANDIDATES = 1 << 14
+
 
 def _full_precision(logits: Tensor) -> Tensor:
     """Softmaxes in at least float32: bf16/fp16 logits (autocast) are upcast, float64 kept."""
@@ -179,10 +185,10 @@ class LightRNN(LanguageModel):
         col_in = self.col_embedding(self.word_col[tokens])  # [B, T, E]
         # Interleave to x_r(w_0), x_c(w_0), x_r(w_1), ...: [B, T, 2, E] -> [B, 2T, E].
         inputs = torch.stack((row_in, col_in), dim=2).reshape(batch_size, 2 * steps, -1)
-        outputs, state = self.lstm(self.drop(inputs), state)  # [B, 2T, H]
+        outputs, state = run_lstm(self.lstm, self.drop(inputs), state)  # [B, 2T, H], float32 even under autocast
         # The last target's row, fed from the carried state; the next batch feeds it again.
         last_row_in = self.row_embedding(self.word_row[targets[:, -1:]])  # [B, 1, E]
-        last_output, _ = self.lstm(self.drop(last_row_in), state)  # [B, 1, H]
+        last_output, _ = run_lstm(self.lstm, self.drop(last_row_in), state)  # [B, 1, H]
         row_hidden = outputs[:, 1::2]  # after x_c(tokens[:, t]): [B, T, H]
         col_hidden = torch.cat((outputs[:, 2::2], last_output), dim=1)  # after x_r(targets[:, t]): [B, T, H]
         return self.drop(row_hidden), self.drop(col_hidden), state
@@ -211,17 +217,25 @@ class LightRNN(LanguageModel):
         return LMOutput(row_nll + col_nll, state)  # [B, T]
 
     @torch.no_grad()
-    def log_prob(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def log_prob(
+        self, tokens: Tensor, state: State | None = None, max_candidates: int = LOG_PROB_CANDIDATES
+    ) -> tuple[Tensor, State]:
         """The exact next-word distribution at every position: log P [B, T, V] and the state.
 
         For every position the column step is run from the true state for all R candidate rows
-        at once (one LSTM call over a batch of B * T * R single steps), so
-        log P(w) = row_logp[r(w)] + col_logp[r(w), c(w)]. Sums to 1 over V when every slot holds
-        a word, to less when slots are empty (that mass is lost, never redistributed). The state
-        returned is the one `forward` returns for the same tokens. Memory: B * T * R * (H + C).
+        at once, so log P(w) = row_logp[r(w)] + col_logp[r(w), c(w)]. Sums to 1 over V when every
+        slot holds a word, to less when slots are empty (that mass is lost, never redistributed).
+        The state returned is the one `forward` returns for the same tokens.
+
+        Memory: the float32 output (4 * B * T * V bytes) plus, per chunk of t positions (t * B * R
+        <= max_candidates, at least one position), about 4 * t * B * (R * ((4L + 1) H + 2C) + 3V)
+        bytes of temporaries (the candidates' LSTM states and gates, column logits and
+        log-softmax, the gathered [B, t, V] terms); chunking changes no value.
         """
         if tokens.dim() != 2:
             raise ValueError(f"LightRNN.log_prob: tokens must be [B, T], got {tuple(tokens.shape)}")
+        if max_candidates < 1:
+            raise ValueError(f"LightRNN.log_prob: max_candidates must be >= 1, got {max_candidates}")
         batch_size, steps = tokens.shape
         if state is None:
             state = self.init_state(batch_size)
@@ -233,27 +247,31 @@ class LightRNN(LanguageModel):
         hidden_after_col, cell_after_col, row_outputs = [], [], []
         for t in range(steps):
             pair = torch.stack((row_in[:, t], col_in[:, t]), dim=1)  # [B, 2, E]
-            output, state = self.lstm(self.drop(pair), state)
+            output, state = run_lstm(self.lstm, self.drop(pair), state)
             row_outputs.append(output[:, 1])  # [B, H]
             hidden_after_col.append(state[0])  # [L, B, H]
             cell_after_col.append(state[1])
         row_logp = F.log_softmax(_full_precision(self.row_head(self.drop(torch.stack(row_outputs, dim=1)))), dim=-1)  # [B, T, R]
 
         rows = self._num_rows
-        # Candidate states: [L, B, T, H] -> [L, B * T * R, H], every position repeated R times.
-        h = torch.stack(hidden_after_col, dim=2).unsqueeze(3).expand(-1, -1, -1, rows, -1)
-        c = torch.stack(cell_after_col, dim=2).unsqueeze(3).expand(-1, -1, -1, rows, -1)
-        h = h.reshape(self.num_layers, -1, self.hidden_dim).contiguous()
-        c = c.reshape(self.num_layers, -1, self.hidden_dim).contiguous()
-        candidates = self.row_embedding.weight.unsqueeze(0).expand(batch_size * steps, -1, -1)  # [B*T, R, E]
-        candidates = candidates.reshape(-1, 1, self.embed_dim)  # [B*T*R, 1, E]
-        col_output, _ = self.lstm(self.drop(candidates), (h, c))  # [B*T*R, 1, H]
-        col_logp = F.log_softmax(_full_precision(self.col_head(self.drop(col_output[:, 0]))), dim=-1)
-        col_logp = col_logp.reshape(batch_size, steps, rows, self._num_cols)  # [B, T, R, C]
-
-        # log P(w) for every word id: gather (r(w)) from row_logp and (r(w), c(w)) from col_logp.
         word_slot = self.word_row * self._num_cols + self.word_col  # [V]
-        word_logp = row_logp[:, :, self.word_row] + col_logp.reshape(batch_size, steps, -1)[:, :, word_slot]
+        word_logp = row_logp.new_empty(batch_size, steps, self.vocab_size)  # [B, T, V]
+        chunk = max(1, max_candidates // (batch_size * rows))  # positions per candidate LSTM call
+        for start in range(0, steps, chunk):
+            stop = min(steps, start + chunk)
+            width = stop - start
+            # Candidate states: [L, B, t, H] -> [L, B * t * R, H], every position repeated R times.
+            h = torch.stack(hidden_after_col[start:stop], dim=2).unsqueeze(3).expand(-1, -1, -1, rows, -1)
+            c = torch.stack(cell_after_col[start:stop], dim=2).unsqueeze(3).expand(-1, -1, -1, rows, -1)
+            h = h.reshape(self.num_layers, -1, self.hidden_dim).contiguous()
+            c = c.reshape(self.num_layers, -1, self.hidden_dim).contiguous()
+            candidates = self.row_embedding.weight.unsqueeze(0).expand(batch_size * width, -1, -1)  # [B*t, R, E]
+            candidates = candidates.reshape(-1, 1, self.embed_dim)  # [B*t*R, 1, E]
+            col_output, _ = run_lstm(self.lstm, self.drop(candidates), (h, c))  # [B*t*R, 1, H]
+            col_logp = F.log_softmax(_full_precision(self.col_head(self.drop(col_output[:, 0]))), dim=-1)
+            col_logp = col_logp.reshape(batch_size, width, rows * self._num_cols)  # [B, t, R*C]
+            # log P(w) for every word id: (r(w)) from row_logp, (r(w), c(w)) from col_logp.
+            word_logp[:, start:stop] = row_logp[:, start:stop, self.word_row] + col_logp[:, :, word_slot]
         return word_logp, state  # [B, T, V]
 
     # ----- size ----------------------------------------------------------------------------

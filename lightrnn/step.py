@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lightrnn import distributed
 from lightrnn.lm import State, detach_state
 from lightrnn.optim import Optimizers, clip_grad_norm
 from lightrnn.runtime import autocast_context
@@ -35,8 +36,12 @@ def train_step(
     with autocast_context(tokens.device, bf16):
         output = model(tokens, targets, state)
     loss = output.nll.float().mean()
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"training loss is {loss.item()}")
+    # Every rank learns whether any rank diverged before anyone raises: a rank that raised alone
+    # would leave the others waiting in backward's all-reduce until the collective timeout.
+    diverged = distributed.ranks_where(not bool(torch.isfinite(loss)))
+    if diverged:
+        where = f" on rank(s) {', '.join(map(str, diverged))}" if distributed.is_distributed() else ""
+        raise TrainingDiverged(f"training loss is {loss.item() if not torch.isfinite(loss) else 'non-finite'}{where}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip > 0:

@@ -45,7 +45,7 @@ from lightrnn.fileio import append_line, write_lines
 from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, row_to_line
 from lightrnn.models import build_from_config
 from lightrnn.optim import Optimizers
-from lightrnn.runtime import peak_memory_bytes, reset_peak_memory, resolve_device, seed_everything
+from lightrnn.runtime import PhasePeaks, resolve_device, seed_everything, tf32_enabled, use_fp32_matmul
 from lightrnn.step import TrainingDiverged, train_step
 
 
@@ -108,6 +108,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
     device = resolve_device(config.device)
     if config.bf16 and device.type != "cuda":
         raise ValueError(f"config key bf16: bf16 autocast needs a CUDA device, the run is on {device}; set bf16=false")
+    use_fp32_matmul()  # float32 is IEEE float32 on a GPU too (no TF32); rows record it as `tf32`
     context = distributed.setup(device)
     try:
         return _train(config, Path(data_dir), Path(out_dir), dataset, context)
@@ -136,7 +137,7 @@ def _train(
     optimizer = make_optimizer(config, model)
     scheduler = PlateauDecay(optimizer, config.lr_decay, config.lr_patience)
     params, param_bytes = param_stats(model)
-    reset_peak_memory(device)
+    peaks = PhasePeaks(device)  # CUDA peak per phase (train, eval, realloc), reset at each
 
     events = _schedule(config.rounds)
     progress = Progress()
@@ -154,13 +155,14 @@ def _train(
     common = {
         "dataset": dataset, "model": config.model, "seed": config.seed, "params": params,
         "param_bytes": param_bytes, "device": str(device), "git_rev": git_rev(), "config_hash": config.config_hash,
-        "world_size": world,
+        "world_size": world, "tf32": tf32_enabled(),
     }
     global_epoch = sum(1 for kind, _, _ in events[:next_event] if kind == "epoch")
 
     def evaluate_split(split: str) -> dict[str, float]:
         # bf16 trains faster; reported perplexities stay float32 arithmetic.
-        return evaluate_distributed(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=False)
+        with peaks.phase("eval"):
+            return evaluate_distributed(model, streams[split], config.eval_batch_size, config.bptt, device, bf16=False)
 
     def save(path: Path, event_index: int) -> None:
         """Every rank calls this (it gathers the RNG states); rank 0 writes."""
@@ -201,12 +203,11 @@ def _train(
                 train_stream, config.batch_size, config.bptt,
                 max_batches=config.max_steps_per_epoch, device=device,
             )
-            realloc = model.between_rounds(
-                batches,
-                method=config.realloc_method,
-                fraction=config.realloc_fraction,
-                time_limit=config.realloc_time_limit or None,
-            )
+            with peaks.phase("realloc"):
+                realloc = model.between_rounds(
+                    batches, method=config.realloc_method, fraction=config.realloc_fraction,
+                    time_limit=config.realloc_time_limit or None,
+                )
             distributed.check_replicas_equal(model, f"after the reallocation before round {round_index}")
             if realloc:
                 scheduler.new_round()
@@ -214,8 +215,7 @@ def _train(
                 row = make_row(
                     kind="realloc", round=round_index, epoch=global_epoch, step=step, lr=scheduler.lr,
                     valid_ppl=valid["ppl"], eval_tokens_per_s=valid["tokens_per_s"],
-                    peak_memory_bytes=peak_memory_bytes(device),
-                    wall_s=prior_wall + time.perf_counter() - session_start,
+                    **peaks.row_fields(), wall_s=prior_wall + time.perf_counter() - session_start,
                     **common, **{key: realloc.get(key) for key in REALLOC_FIELDS},
                     **{key: value for key, value in realloc.items() if key not in REALLOC_FIELDS},
                 )
@@ -225,7 +225,8 @@ def _train(
             continue
 
         global_epoch += 1
-        train_stats = _train_epoch(ddp_model, optimizer, config, train_stream, device, global_epoch, step, main)
+        with peaks.phase("train"):
+            train_stats = _train_epoch(ddp_model, optimizer, config, train_stream, device, global_epoch, step, main)
         step = train_stats["step"]
         valid = evaluate_split("valid")
         end_of_round = epoch_in_round + 1 == config.rounds[round_index]
@@ -236,8 +237,7 @@ def _train(
             kind="epoch", round=round_index, epoch=global_epoch, step=step, lr=lr_used,
             train_ppl=train_stats["ppl"], valid_ppl=valid["ppl"], test_ppl=test["ppl"] if test else None,
             train_tokens_per_s=train_stats["tokens_per_s"], eval_tokens_per_s=valid["tokens_per_s"],
-            peak_memory_bytes=peak_memory_bytes(device),
-            wall_s=prior_wall + time.perf_counter() - session_start, **common,
+            **peaks.row_fields(), wall_s=prior_wall + time.perf_counter() - session_start, **common,
             allreduce_bytes_per_step=allreduce_bytes,
         )
         record(row, event_index + 1)

@@ -15,12 +15,14 @@ import os
 import platform
 import resource
 import time
+import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
 from lightrnn.metrics import git_rev
+from lightrnn.runtime import tf32_enabled
 
 
 def cpu_model() -> str:
@@ -52,6 +54,8 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "python_version": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git_rev": git_rev() or "unknown",
+        # Whether float32 GEMMs/LSTMs may use TF32 on this run (off: `lightrnn.runtime.use_fp32_matmul`).
+        "tf32": tf32_enabled(),
     }
 
 
@@ -69,11 +73,35 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# One timing covers at least this much GEMM work: on a GPU one 1024^3 product takes microseconds,
+# less than the launch and synchronize around it, so timing products one by one underestimates
+# the peak several-fold (and a model's utilisation could then exceed 100%).
+MIN_BATCH_SECONDS = 0.01
+MAX_BATCH_PRODUCTS = 1 << 16
+
+
+def products_per_timing(seconds_per_product: float, min_batch_seconds: float = MIN_BATCH_SECONDS) -> int:
+    """How many back-to-back products one timing runs so that it lasts >= `min_batch_seconds`.
+
+    `seconds_per_product` is an estimate (upper bound: it includes launch and sync overhead),
+    so the batch may come out longer than asked, never shorter by more than that overhead.
+    """
+    if seconds_per_product <= 0:
+        return MAX_BATCH_PRODUCTS
+    return int(min(MAX_BATCH_PRODUCTS, max(1, -(-min_batch_seconds // seconds_per_product))))
+
+
 def matmul_flops_per_s(
-    size: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", min_seconds: float = 0.2
+    size: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", min_seconds: float = 0.2,
+    min_batch_seconds: float = MIN_BATCH_SECONDS,
 ) -> float:
     """FLOP/s of a [size, size] x [size, size] GEMM: 2 * size**3 per product, best of >= 3 timings.
 
+    Each timing runs n products back to back and synchronizes once, with n chosen so that one
+    timing lasts >= `min_batch_seconds` (`products_per_timing`, calibrated on a first batch);
+    n is 1 for a CPU GEMM of this size that already takes that long. On CUDA the n products are
+    replayed as one CUDA graph (`_as_cuda_graph`); `min_batch_seconds=0` times one eager product
+    per synchronize (the naive method, for comparison).
     Best rather than median: the peak is what the hardware can do on this thread count; the
     models' medians are then compared against it (the stricter choice for utilisation).
     """
@@ -84,17 +112,57 @@ def matmul_flops_per_s(
     left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     out = torch.empty(size, size, device=device, dtype=dtype)
-    torch.mm(left, right, out=out)  # warm-up: library initialisation, page faults
-    synchronize(device)
-    best = float("inf")
-    spent, timings = 0.0, 0
-    while timings < 3 or spent < min_seconds:
-        start = time.perf_counter()
-        torch.mm(left, right, out=out)
+
+    def batch(products: int) -> Callable[[], None]:
+        def eager() -> None:
+            for _ in range(products):
+                torch.mm(left, right, out=out)
+
+        return _as_cuda_graph(eager, device) if device.type == "cuda" and products > 1 else eager
+
+    def timed(run: Callable[[], None]) -> float:
         synchronize(device)
-        elapsed = time.perf_counter() - start
-        best, spent, timings = min(best, elapsed), spent + elapsed, timings + 1
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    timed(batch(1))  # warm-up: library initialisation, page faults
+    products = 1
+    while True:  # calibrate: grow the batch until one timing holds >= min_batch_seconds of work
+        run = batch(products)
+        elapsed = timed(run)
+        if elapsed >= min_batch_seconds or products >= MAX_BATCH_PRODUCTS:
+            break
+        products = max(products * 2, products_per_timing(elapsed / products, min_batch_seconds))
+    best = elapsed / products
+    spent, timings = elapsed, 1
+    while timings < 3 or spent < min_seconds:
+        elapsed = timed(run)
+        best, spent, timings = min(best, elapsed / products), spent + elapsed, timings + 1
     return 2.0 * size**3 / best
+
+
+def _as_cuda_graph(run: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """`run` captured once as a CUDA graph, whose replay launches its kernels back to back.
+
+    Python launches a GEMM in a few microseconds, longer than a 1024^3 bf16 product takes on a
+    recent GPU: timed eagerly, the batch would measure the launch rate, not the GPU. Falls back
+    to `run` itself (with a warning) where capture fails.
+    """
+    try:
+        side = torch.cuda.Stream(device=device)  # warm-up off the capture stream, as PyTorch advises
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            torch.mm(torch.zeros(8, 8, device=device), torch.zeros(8, 8, device=device))
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+    except RuntimeError as error:
+        warnings.warn(f"matmul peak: CUDA graph capture failed ({error}); timing eager launches", stacklevel=2)
+        return run
+    return graph.replay
 
 
 def gemm_size(hidden_dim: int) -> int:

@@ -38,7 +38,7 @@ from lightrnn.benchmark.machine import (
 )
 from lightrnn.models import accepts, build, model_class, names
 from lightrnn.optim import Optimizers
-from lightrnn.runtime import autocast_context
+from lightrnn.runtime import autocast_context, use_fp32_matmul
 from lightrnn.step import train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -236,6 +236,7 @@ def run_throughput(
     per token / peak (and the same for evaluation), load averages at start and end.
     """
     device = torch.device(settings.device)
+    use_fp32_matmul()  # fp32 means IEEE fp32 here as in training (no TF32): the `tf32` column says so
     config = {k: v for k, v in asdict(settings).items() if k not in ("vocab_sizes", "models", "model_options")}
     raw: list[dict[str, Any]] = []
     peaks: list[float] = []
