@@ -15,7 +15,7 @@ from lightrnn.batches import lm_batches, load_split, load_vocab, shard_stream
 from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.lm import detach_state
-from lightrnn.metrics import git_rev, param_stats
+from lightrnn.metrics import git_rev, param_stats, perplexity
 from lightrnn.models import build_from_config
 from lightrnn.runtime import autocast_context, resolve_device
 
@@ -61,12 +61,16 @@ def evaluate(
         model.train(was_training)
     seconds = time.perf_counter() - start
     total = float(nll_sum)
-    if not math.isfinite(total):
-        raise FloatingPointError(f"evaluation gave a non-finite total nll ({total}); the model has diverged")
+    ppl = perplexity(total, tokens) if tokens else math.nan
+    if not math.isfinite(ppl):
+        raise FloatingPointError(
+            f"evaluation gave a mean nll of {total / max(tokens, 1):.4g} nats per token (perplexity {ppl}): "
+            f"the model has diverged; train again with a lower lr or with clip > 0"
+        )
     return {
         "nll_sum": total,
         "tokens": tokens,
-        "ppl": math.exp(total / tokens),
+        "ppl": ppl,
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 
@@ -101,7 +105,7 @@ def evaluate_distributed(
     return {
         "nll_sum": nll_sum,
         "tokens": int(tokens),
-        "ppl": math.exp(nll_sum / tokens),
+        "ppl": perplexity(nll_sum, tokens),
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 

@@ -42,7 +42,7 @@ from lightrnn.checkpoint import Progress, resume_training, rng_state, save_train
 from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate_distributed
 from lightrnn.fileio import append_line, write_lines
-from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, row_to_line
+from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, perplexity, row_to_line
 from lightrnn.models import build_from_config
 from lightrnn.optim import Optimizers
 from lightrnn.runtime import peak_memory_bytes, reset_peak_memory, resolve_device, seed_everything
@@ -111,6 +111,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
     context = distributed.setup(device)
     try:
         return _train(config, Path(data_dir), Path(out_dir), dataset, context)
+    except FloatingPointError as error:  # a NaN/inf loss in a step, or an evaluation that overflowed
+        kept = Path(out_dir) / "checkpoint.pt"
+        note = f"{kept} (the last good state) is kept" if kept.is_file() else "no checkpoint was written yet"
+        raise TrainingDiverged(f"{error}; {note}") from None
     finally:
         distributed.teardown(context)
 
@@ -269,7 +273,7 @@ def _train_epoch(
         except TrainingDiverged as error:
             raise TrainingDiverged(
                 f"{error} at epoch {epoch}, step {step + 1} (batch {batch_index + 1} of the "
-                f"epoch); the last good checkpoint is kept; lower lr or clip and resume from a new --out"
+                f"epoch); lower lr or clip and resume from a new --out"
             ) from None
         step += 1
         tokens += batch.tokens.numel()
@@ -278,7 +282,7 @@ def _train_epoch(
             progress.update(1)
             if batch_index % 10 == 0:
                 elapsed = max(time.perf_counter() - start, 1e-9)
-                progress.set_postfix(ppl=f"{math.exp(float(nll_sum) / tokens):.1f}", tok_s=f"{tokens / elapsed:.0f}")
+                progress.set_postfix(ppl=f"{perplexity(float(nll_sum), tokens):.1f}", tok_s=f"{tokens / elapsed:.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     total_nll, tokens = distributed.sum_scalars(float(nll_sum), tokens)
@@ -287,7 +291,7 @@ def _train_epoch(
         progress.close()
     return {
         "step": step,
-        "ppl": math.exp(total_nll / tokens),
+        "ppl": perplexity(total_nll, tokens),
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 
