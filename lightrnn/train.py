@@ -41,10 +41,11 @@ from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num
 from lightrnn.checkpoint import Progress, resume_training, rng_state, save_training
 from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate_distributed
-from lightrnn.fileio import append_line, write_lines
+from lightrnn.fileio import append_line, remove_stale_temps, write_lines
 from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, perplexity, row_to_line
 from lightrnn.models import build_from_config
 from lightrnn.optim import Optimizers
+from lightrnn.preflight import check_fits
 from lightrnn.runtime import peak_memory_bytes, reset_peak_memory, resolve_device, seed_everything
 from lightrnn.step import TrainingDiverged, train_step
 
@@ -128,7 +129,10 @@ def _train(
     vocab_size = len(words)
     streams = {split: load_split(data_dir, split, vocab_size) for split in ("train", "valid", "test")}
     train_stream = shard_stream(streams["train"], config.batch_size, rank, world)  # [N / W] ids, a view
+    check_fits(config, vocab_size, word_counts, device, train_tokens=int(train_stream.shape[0]))  # before allocating
     out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(out_dir)  # a checkpoint temp a kill -9 left (gigabytes at paper scale)
     checkpoint_path = out_dir / "checkpoint.pt"
     metrics_path = out_dir / "metrics.jsonl"
 
