@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         if explained is None or os.environ.get("LIGHTRNN_DEBUG"):
             raise
         message, status = explained
-        print(f"lightrnn {args.command}: error: {message}", file=sys.stderr)
+        steps = [value for key, value in sorted(vars(args).items()) if key.endswith("_command") and value]
+        print(f"lightrnn {' '.join([args.command, *steps])}: error: {message}", file=sys.stderr)
         return status
 
 

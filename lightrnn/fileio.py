@@ -272,7 +272,7 @@ def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", fix: str = "r
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, EOFError, SyntaxError) as error:
         text = str(error)
-        if "pickle" in text:
+        if "pickle" in text or "Python objects" in text:
             # Never load it with allow_pickle=True: a pickle can run code.
             reason = "not a plain .npy array (it looks like a pickle or another format)"
         elif "mmap length" in text or "reshape" in text or isinstance(error, EOFError) or "EOF" in text:

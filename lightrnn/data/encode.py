@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
-from lightrnn.errors import DataError, DiskFull, disk_full
+from lightrnn.errors import DataError, disk_full, is_disk_full
 from lightrnn.fileio import atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
@@ -241,7 +241,9 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
                 # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
                 meta["oov_rate"][split] = oov / tokens if tokens else 0.0
             write_json(staging / "meta.json", meta)
-    except DiskFull as error:
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
         # Name the output folder, not the hidden staging file the disk filled on.
         raise disk_full(out_dir, error) from error
     return meta

@@ -120,7 +120,8 @@ def fetch(
             break
         except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
             failures.append(f"{redact_url(candidate)}: {_describe(error)}")
-            log.warning("download failed: %s", failures[-1])
+            if candidate != urls[-1]:  # the final error lists every failure; this says a mirror comes next
+                log.warning("download failed: %s; trying the next URL", failures[-1])
     else:
         kept = f"; {part.stat().st_size} bytes are kept in {part} and the next fetch resumes" if part.exists() else ""
         raise ValueError(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
 
 from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
-from lightrnn.errors import DiskFull, disk_full
+from lightrnn.errors import disk_full, is_disk_full
 from lightrnn.fileio import staged_dir, write_json
 
 BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
@@ -75,7 +75,9 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
                     )
             summary = {"dataset": spec.name, "corpus": corpus.name, "source": str(source), "splits": stats}
             write_json(staging / "prepare.json", summary)
-    except DiskFull as error:
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
         # Name the output folder, not the hidden staging file the disk filled on.
         raise disk_full(out_dir, error) from error
     return summary
