@@ -256,6 +256,17 @@ def test_credentials_never_reach_logs_or_the_lock_file(archive_server, tmp_path,
     assert fetch_module.redact_url("https://u:p@h.org:8443/a/b.tgz?sig=1#f") == "https://h.org:8443/a/b.tgz?..."
 
 
+def test_a_foreign_file_already_in_place_is_not_pinned(tmp_path, capsys, monkeypatch) -> None:
+    lock = tmp_path / "lock.json"
+    monkeypatch.setenv("LIGHTRNN_CHECKSUM_LOCK", str(lock))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "icml14-data.tar.bz2").write_text("<html>error</html>")
+    status, stderr = run(capsys, "data", "fetch", "aclw", "--dest", tmp_path / "raw")
+    assert status == 2
+    one_line(stderr, str(tmp_path / "raw" / "icml14-data.tar.bz2"), "nothing was pinned", "delete it")
+    assert not lock.exists()
+
+
 # ----- 3. fetch: a refused connection or an unknown host is an error at once ---------------------
 
 def test_connection_refused_is_not_retried(tmp_path, capsys, caplog) -> None:
@@ -554,3 +565,4 @@ def test_checkpoints_and_metrics_get_umask_modes(corpus, tmp_path, capsys) -> No
     for name in ("checkpoint.pt", "best.pt", "metrics.jsonl", "config.yaml", "table-0.npy"):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o640, name
     assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o640
+

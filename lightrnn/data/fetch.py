@@ -108,7 +108,10 @@ def fetch(
     if target.exists():
         _verify_existing(target, expected, entry)
         if expected is None:
-            _check_archive(entry, target, f"{target} is not")
+            try:
+                _check_archive(entry, target, f"{target} is not")
+            except DataError as error:
+                raise DataError(f"{error}; nothing was pinned: delete it and fetch again") from None
             _pin(entry, target, url or str(target), lock_file)
         return target
 
