@@ -88,8 +88,8 @@ def _for_target(error: BaseException, path: Path) -> BaseException:
         isinstance(error, RuntimeError) and any(text in str(error) for text in _TORCH_WRITE_FAILURES)
     ):
         return disk_full(path, error)
-    if isinstance(error, OSError) and error.errno is not None and type(error) is not OSError:
-        # PermissionError, IsADirectoryError ...: name the target, not the hidden temp file.
+    if isinstance(error, OSError) and error.errno is not None and error.strerror is not None:
+        # PermissionError, a read-only file system ...: name the target, not the hidden temp file.
         return type(error)(error.errno, error.strerror, str(path))
     return error
 

@@ -267,6 +267,20 @@ def test_a_foreign_file_already_in_place_is_not_pinned(tmp_path, capsys, monkeyp
     assert not lock.exists()
 
 
+def test_fetch_on_a_full_disk_keeps_the_part_and_says_so(tmp_path, monkeypatch, capsys) -> None:
+    source, sha256 = make_tiny_archive("ptb", tmp_path / "cache")
+
+    def copy_stream(reader, writer, offset, total, label):
+        writer.write(reader.read(100))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fetch_module, "_copy_stream", copy_stream)
+    status, stderr = run(capsys, "data", "fetch", "ptb", "--dest", tmp_path / "raw", "--url", source.as_uri(),
+                         "--sha256", sha256)
+    assert status == 1
+    one_line(stderr, str(tmp_path / "raw" / "simple-examples.tgz.part"), "100 bytes so far are kept", "free space")
+
+
 # ----- 3. fetch: a refused connection or an unknown host is an error at once ---------------------
 
 def test_connection_refused_is_not_retried(tmp_path, capsys, caplog) -> None:
@@ -407,7 +421,7 @@ def test_torch_save_on_a_full_disk_names_the_checkpoint(tmp_path, monkeypatch) -
 
 def test_malformed_prepare_json_names_the_file(tmp_path, capsys) -> None:
     text = write_text_dir(tmp_path / "t", "a b\n")
-    for content in ('["ptb"]', '{"dataset": 3}', "{not json", "\xff\xfe"):
+    for content in ('["ptb"]', '{"dataset": 3}', '{"dataset": "nope"}', "{not json", "\xff\xfe"):
         (text / "prepare.json").write_bytes(content.encode("latin-1"))
         status, stderr = run(capsys, "data", "encode", "--text", text, "--out", tmp_path / "o")
         assert status == 2
@@ -565,4 +579,5 @@ def test_checkpoints_and_metrics_get_umask_modes(corpus, tmp_path, capsys) -> No
     for name in ("checkpoint.pt", "best.pt", "metrics.jsonl", "config.yaml", "table-0.npy"):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o640, name
     assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o640
+
 

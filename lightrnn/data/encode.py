@@ -173,6 +173,11 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
             dataset = read_json_object(manifest, fix).get("dataset")
             if dataset is not None and not isinstance(dataset, str):
                 raise DataError(f"{manifest}: \"dataset\" must be a dataset name, got {dataset!r}; {fix}")
+            if dataset is not None:
+                try:
+                    get_dataset(dataset)
+                except ValueError as error:
+                    raise DataError(f"{manifest}: {error}; {fix}") from None
     rule = get_dataset(dataset).vocab if dataset else GENERIC_RULE
     name = dataset or text_dir.name
     if min_count is not None:

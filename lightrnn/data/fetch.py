@@ -21,6 +21,7 @@ hours on the 1.8 GB One Billion Word archive over a slow link. This fetcher is p
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import http.client
 import json
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from lightrnn import __version__
 from lightrnn.data.corpora import LOCK_ENV, Checksum, Corpus, expected_checksum, get_corpus, lock_file_path, read_lock
-from lightrnn.errors import DataError
+from lightrnn.errors import DataError, DiskFull, is_disk_full
 from lightrnn.fileio import write_text
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def fetch(
             _download(candidate, part, retries=retries, timeout_s=timeout_s, backoff_s=backoff_s)
             break
         except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
+            _raise_if_local(error, part)
             failures.append(f"{redact_url(candidate)}: {_describe(error)}")
             if candidate != urls[-1]:  # the final error lists every failure; this says a mirror comes next
                 log.warning("download failed: %s; trying the next URL", failures[-1])
@@ -157,6 +159,19 @@ def fetch(
         _pin(entry, target, candidate, lock_file)
     log.info("fetched %s -> %s", entry.name, target)
     return target
+
+
+def _raise_if_local(error: BaseException, part: Path) -> None:
+    """A failure on this machine's side (full disk, permissions) is not the server's: no mirror helps."""
+    if is_disk_full(error):
+        have = part.stat().st_size if part.exists() else 0
+        raise DiskFull(
+            errno.ENOSPC,
+            f"no space left to write {part}; the {have} bytes so far are kept and the next fetch resumes: "
+            f"free space on that disk and run it again",
+        ) from error
+    if isinstance(error, (PermissionError, IsADirectoryError, NotADirectoryError)) and error.filename is not None:
+        raise error
 
 
 def _check_archive(entry: Corpus, path: Path, subject: str) -> None:
