@@ -2,9 +2,9 @@
 
 Without them `hidden_dim=10**7` or `batch_size=10**9` die in the allocator (a Linux OOM kill
 has no message at all). The model is built on the meta device (no memory, as `lightrnn params`
-does) and counted; the estimate is a lower bound: fp32 weights, plus gradients and the
-optimizer's state when training (Adam: two moments), the batch arrays, and the LSTM's saved
-gates. It is compared with what the device has available now: CUDA's free memory
+does) and counted; the estimate is a lower bound: fp32 weights, plus the optimizer's state
+when training (Adam: two moments per weight; gradients are not counted, as sparse embedding
+gradients are small), the batch arrays, and the LSTM's saved gates. It is compared with what the device has available now: CUDA's free memory
 (`torch.cuda.mem_get_info`), or on the CPU MemAvailable from /proc/meminfo, capped by the
 address-space limit (`ulimit -v`) when one is set.
 """
@@ -22,8 +22,8 @@ from lightrnn.errors import NotEnoughMemory
 
 FLOAT_BYTES = 4
 ID_BYTES = 8  # batches are int64 ids
-# Per parameter, beside its own fp32 weight: gradient + Adam's two moments, or gradient only (SGD).
-OPTIMIZER_FLOATS = {"adam": 3, "sgd": 1}
+# Per parameter, beside its own fp32 weight: Adam's two moments (SparseAdam's too); plain SGD keeps none.
+OPTIMIZER_FLOATS = {"adam": 2, "sgd": 0}
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -83,8 +83,8 @@ def count_parameters(config, vocab_size: int, word_counts: np.ndarray | None = N
 
 
 def estimate_bytes(config, params: int, batch_size: int, training: bool) -> int:
-    """A lower bound of the run's memory: weights (+ gradients and optimizer state), batches, saved gates."""
-    floats_per_param = 1 + (OPTIMIZER_FLOATS.get(config.optimizer, 1) if training else 0)
+    """A lower bound of the run's memory: weights (+ optimizer state), batches, saved gates."""
+    floats_per_param = 1 + (OPTIMIZER_FLOATS.get(config.optimizer, 0) if training else 0)
     batch = batch_size * (config.bptt + 1) * ID_BYTES * 2  # the numpy window and its tensor
     positions = batch_size * config.bptt
     activations = positions * (config.embed_dim + 4 * config.hidden_dim * config.num_layers) * FLOAT_BYTES
@@ -109,7 +109,7 @@ def check_fits(
     needed = estimate_bytes(config, params, batch_size, training)
     available = available_memory(device)
     if available is not None and needed > available:
-        what = f"weights, gradients and {config.optimizer} state" if training else "weights"
+        what = f"weights and {config.optimizer} state" if training and config.optimizer == "adam" else "weights"
         raise NotEnoughMemory(
             f"model {config.model} has {params:,} parameters: its {what} and batches of {batch_size} rows need "
             f"at least {_gib(needed)} but {device} has {_gib(available)} available; lower hidden_dim, embed_dim, "

@@ -503,6 +503,16 @@ def test_huge_batch_is_refused_before_allocating(corpus, tmp_path, capsys) -> No
     one_line(stderr, "need at least", "batch size")
 
 
+def test_the_size_check_counts_the_model_exactly_and_fits_a_normal_run() -> None:
+    from lightrnn import models
+    from lightrnn.config import TrainConfig
+    from lightrnn.preflight import check_fits, count_parameters
+
+    config = TrainConfig(model="lightrnn", device="cpu")
+    assert count_parameters(config, 10_000) == models.param_count("lightrnn", 10_000, 512, 512, 2)
+    assert 0 < check_fits(config, 10_000, None, torch.device("cpu"), train_tokens=100_000) < 2**30
+
+
 # ----- 8. stale temp files of a killed run are swept --------------------------------------------
 
 def test_train_start_removes_stale_checkpoint_temps(corpus, tmp_path, capsys) -> None:
