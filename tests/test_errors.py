@@ -186,6 +186,12 @@ def test_prepare_disk_full_keeps_the_old_splits(tmp_path, monkeypatch, capsys) -
     assert status == 1
     one_line(stderr, str(tmp_path / "text"), "no space left")
     assert snapshot(tmp_path / "text") == before and leftovers(tmp_path / "text") == []
+    # A prepare killed between its renames: no prepare.json and its staging folder; encode refuses.
+    (tmp_path / "text" / "prepare.json").unlink()
+    (tmp_path / "text" / ".staging.x1.tmp").mkdir()
+    status, stderr = run(capsys, "data", "encode", "--text", tmp_path / "text", "--out", tmp_path / "data")
+    assert status == 2
+    one_line(stderr, "a prepare was interrupted", "lightrnn data prepare")
 
 
 def test_staged_dir_commits_the_manifest_last_and_rolls_back(tmp_path, monkeypatch) -> None:

@@ -34,7 +34,9 @@ import numpy as np
 
 from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
 from lightrnn.errors import DataError, disk_full, is_disk_full
-from lightrnn.fileio import atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text
+from lightrnn.fileio import (
+    STAGING_PREFIX, TEMP_SUFFIX, atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text,
+)
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
 GENERIC_RULE = VocabRule(min_count=1, unk="<unk>", eos="<eos>")
@@ -201,6 +203,11 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
     the meta dict.
     """
     text_dir, out_dir = Path(text_dir), Path(out_dir)
+    if not (text_dir / "prepare.json").exists() and any(text_dir.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}")):
+        raise DataError(
+            f"{text_dir}: a prepare was interrupted while replacing its files (no prepare.json, a staging folder "
+            f"left); run `lightrnn data prepare` again into it"
+        )
     name, rule = _rule_for(text_dir, dataset, min_count, max_vocab)
     paths = {split: _split_file(text_dir, split) for split in SPLITS}
     counts, train_sentences, train_tokens = count_words(paths["train"])
