@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 import lightrnn.commands
-from lightrnn.errors import UsageError
+from lightrnn.errors import explain
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         # `lightrnn data list | head`: the reader left; that is not an error.
         sys.stderr.close()
         return 0
-    except (UsageError, ValueError, FileNotFoundError) as error:
-        # Expected failures (bad input, bad option) get one clear line, not a traceback;
-        # LIGHTRNN_DEBUG=1 shows the traceback.
-        if os.environ.get("LIGHTRNN_DEBUG"):
+    except Exception as error:
+        # Expected failures (bad input, bad option, a full disk, too little memory) get one line
+        # naming the file and what to do, exit 2 (usage/data) or 1 (environment); anything else
+        # is a bug and keeps its traceback. LIGHTRNN_DEBUG=1 shows the traceback in every case.
+        explained = explain(error)
+        if explained is None or os.environ.get("LIGHTRNN_DEBUG"):
             raise
-        print(f"lightrnn {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        message, status = explained
+        steps = [value for key, value in sorted(vars(args).items()) if key.endswith("_command") and value]
+        print(f"lightrnn {' '.join([args.command, *steps])}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

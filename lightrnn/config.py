@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -93,9 +94,14 @@ class TrainConfig:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"config file {path} does not exist")
             try:
-                loaded = yaml.safe_load(Path(path).read_text())
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"config file {path} is not UTF-8 text (byte {error.start}); pass a YAML file of config keys"
+                ) from None
             except yaml.YAMLError as error:
-                raise ValueError(f"config file {path} is not valid YAML: {error}") from error
+                detail = " ".join(str(error).split())  # one line: YAML's message spans several
+                raise ValueError(f"config file {path} is not valid YAML: {detail}") from None
             if loaded is None:
                 loaded = {}
             if not isinstance(loaded, dict):
@@ -111,7 +117,8 @@ class TrainConfig:
             try:
                 values[key] = yaml.safe_load(text) if text.strip() else ""
             except yaml.YAMLError as error:
-                raise ValueError(f"--set {override!r}: the value is not valid YAML: {error}") from error
+                detail = " ".join(str(error).split())
+                raise ValueError(f"--set {override!r}: the value is not valid YAML: {detail}") from None
             if not source.endswith("--set"):
                 source = "--set" if path is None else f"{path} + --set"
         return cls.from_dict(values, source=source)
@@ -154,6 +161,10 @@ class TrainConfig:
                 raise ValueError(f"config key {key}: must be an integer >= 0, got {getattr(self, key)}")
         if not self.rounds or any(epochs < 1 for epochs in self.rounds):
             raise ValueError(f"config key rounds: must be a non-empty list of epochs per round, each >= 1, got {list(self.rounds)}")
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.type == "float" and not math.isfinite(value):
+                raise ValueError(f"config key {item.name}: must be a finite number, got {value}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config key dropout: must be in [0, 1), got {self.dropout}")
         if not self.lr > 0.0:

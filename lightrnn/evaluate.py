@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,8 +15,9 @@ from lightrnn.batches import lm_batches, load_split, load_vocab, shard_stream
 from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.lm import detach_state
-from lightrnn.metrics import git_rev, param_stats
+from lightrnn.metrics import git_rev, param_stats, perplexity
 from lightrnn.models import build_from_config
+from lightrnn.preflight import check_fits
 from lightrnn.runtime import autocast_context, resolve_device
 
 
@@ -61,12 +62,16 @@ def evaluate(
         model.train(was_training)
     seconds = time.perf_counter() - start
     total = float(nll_sum)
-    if not math.isfinite(total):
-        raise FloatingPointError(f"evaluation gave a non-finite total nll ({total}); the model has diverged")
+    ppl = perplexity(total, tokens) if tokens else math.nan
+    if not math.isfinite(ppl):
+        raise FloatingPointError(
+            f"evaluation gave a mean nll of {total / max(tokens, 1):.4g} nats per token (perplexity {ppl}): "
+            f"the model has diverged; train again with a lower lr or with clip > 0"
+        )
     return {
         "nll_sum": total,
         "tokens": tokens,
-        "ppl": math.exp(total / tokens),
+        "ppl": ppl,
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 
@@ -101,7 +106,7 @@ def evaluate_distributed(
     return {
         "nll_sum": nll_sum,
         "tokens": int(tokens),
-        "ppl": math.exp(nll_sum / tokens),
+        "ppl": perplexity(nll_sum, tokens),
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 
@@ -111,26 +116,43 @@ def evaluate_checkpoint(
 ) -> dict[str, object]:
     """Rebuild the model of a training checkpoint and evaluate it exactly on `split`.
 
-    Returns eval.json's fields: dataset, model, split, ppl, nll_sum, tokens, tokens_per_s,
-    params, device, git_rev, checkpoint.
+    Returns eval.json's fields: dataset (the name of `data_dir`, the data evaluated, as training
+    names it), data (`data_dir`), trained_on (the checkpoint's dataset), model, split, ppl,
+    nll_sum, tokens, tokens_per_s, params, device, git_rev, checkpoint.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     torch_device = resolve_device(device)
     payload = load_checkpoint(checkpoint, map_location="cpu")  # load_state_dict moves the weights
-    config = TrainConfig.from_dict(payload["config"], source=str(checkpoint))
+    # The table (if any) is in the state_dict: the initial_table file the run started from may be
+    # gone, and is not needed. "random" builds a placeholder table that the state_dict replaces.
+    values = dict(payload["config"]) if isinstance(payload["config"], dict) else payload["config"]
+    if isinstance(values, dict) and "initial_table" in values:
+        values["initial_table"] = "random"
+    config = TrainConfig.from_dict(values, source=str(checkpoint))
     words, counts = load_vocab(data_dir)
     if len(words) != payload["vocab_size"]:
         raise ValueError(
             f"--data {data_dir} has {len(words)} words but checkpoint {checkpoint} was trained on "
             f"{payload['vocab_size']}; pass the data dir the model was trained on"
         )
-    # The table (if any) comes from the state_dict; start from "random" so no table file is needed.
-    model = build_from_config(dataclasses.replace(config, initial_table="random"), len(words), counts).to(torch_device)
-    model.load_state_dict(payload["model"])
+    batch_size = config.eval_batch_size if batch_size is None else batch_size
+    check_fits(config, len(words), counts, torch_device, training=False, batch_size=batch_size)
+    model = build_from_config(config, len(words), counts).to(torch_device)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:  # size mismatch, missing keys: another model or version
+        detail = " ".join(str(error).split())[:300]
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit the model its config describes ({detail}); pass a checkpoint "
+            f"written by lightrnn train with this version"
+        ) from None
     stream = load_split(data_dir, split, len(words))
     # Reported perplexities are float32 arithmetic even for a model trained under bf16 autocast.
-    result = evaluate(model, stream, batch_size or config.eval_batch_size, config.bptt, torch_device, bf16=False)
+    result = evaluate(model, stream, batch_size, config.bptt, torch_device, bf16=False)
     return {
-        "dataset": payload.get("dataset"), "model": config.model, "split": split, "ppl": result["ppl"],
+        "dataset": Path(data_dir).resolve().name, "data": str(data_dir), "trained_on": payload.get("dataset"),
+        "model": config.model, "split": split, "ppl": result["ppl"],
         "nll_sum": result["nll_sum"], "tokens": result["tokens"], "tokens_per_s": result["tokens_per_s"],
         "params": param_stats(model)[0], "device": str(torch_device), "git_rev": git_rev(),
         "checkpoint": str(checkpoint),

@@ -6,20 +6,33 @@ full disk leaves either the old file or the new one, never half of one; a failed
 its temp file. Temp files are named `.NAME.<random>.tmp`, so `remove_stale_temps` can sweep the
 ones a `kill -9` left behind. Finished files get the mode a plain `open` would give them
 (0666 & ~umask), not `mkstemp`'s 0600: on a shared cluster colleagues can read the results.
+
+A set of files that belong together (encode's vocab.tsv, streams and meta.json; prepare's
+splits and prepare.json) is written into a hidden staging folder and swapped in at the end
+(`staged_dir`), manifest last, so a failure leaves the old set whole. Write failures become
+one-line errors naming the target file (`lightrnn.errors`): a full disk is `DiskFull`, whatever
+the writer (torch.save reports it as a RuntimeError without an errno).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
 
+from lightrnn.errors import DataError, DiskFull, disk_full, is_disk_full
+
 TEMP_SUFFIX = ".tmp"
+STAGING_PREFIX = ".staging."
+# torch.save's messages for a failed write (it raises RuntimeError without an errno).
+_TORCH_WRITE_FAILURES = ("iostream error", "PytorchStreamWriter failed", "file write failed", "unexpected pos")
 
 
 def _umask_mode() -> int:
@@ -38,11 +51,18 @@ def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = N
     """Yield a temp path beside `path`; when the block ends without error it replaces `path`.
 
     For writers that want a file name (`torch.save`, `savefig`, `np.save`). `mode_from`: copy
-    that file's permissions instead of the umask default (rewriting a user's README).
+    that file's permissions instead of the umask default (rewriting a user's README). Any error
+    removes the temp file; a full disk, a permission or a folder in the way is reported for
+    `path` (not the temp name).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    ensure_dir(path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    try:
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as error:
+        raise _for_target(error, path) from error
     os.close(handle)
     temp = Path(temp_name)
     try:
@@ -52,9 +72,137 @@ def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = N
         else:
             readable_mode(temp)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         temp.unlink(missing_ok=True)
+        converted = _for_target(error, path)
+        if converted is error:
+            raise
+        raise converted from error
+
+
+def _for_target(error: BaseException, path: Path) -> BaseException:
+    """The error to report for a failed write of `path`: the target named, a full disk recognised."""
+    if isinstance(error, DiskFull):
+        return error
+    if is_disk_full(error) or (
+        isinstance(error, RuntimeError) and any(text in str(error) for text in _TORCH_WRITE_FAILURES)
+    ):
+        return disk_full(path, error)
+    if isinstance(error, OSError) and error.errno is not None and error.strerror is not None:
+        # PermissionError, a read-only file system ...: name the target, not the hidden temp file.
+        return type(error)(error.errno, error.strerror, str(path))
+    return error
+
+
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """`mkdir -p folder`; a file in the way raises FileExistsError/NotADirectoryError naming it."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise FileExistsError(errno.EEXIST, "is a file, not a folder", str(folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise NotADirectoryError(errno.ENOTDIR, "a part of the path is a file", str(error.filename or folder)) from None
+    return folder
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Free bytes on the disk holding `folder` (or its nearest existing parent)."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def check_free_space(folder: str | os.PathLike, needed_bytes: int, what: str) -> None:
+    """DiskFull before writing when `folder`'s disk has less than `needed_bytes` plus a margin free.
+
+    The margin (5%, at least 16 MiB) leaves room for the file system's own blocks and for what
+    other programs write meanwhile; a full disk in the middle of a write is reported anyway.
+    """
+    needed = int(needed_bytes) + max(int(needed_bytes) // 20, 16 << 20)
+    free = free_bytes(folder)
+    if free < needed:
+        raise DiskFull(
+            errno.ENOSPC,
+            f"{what} needs about {_size(needed)} in {folder} but only {_size(free)} is free there; "
+            f"free some space or write to another disk",
+        )
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | os.PathLike, last: str | None = None) -> Iterator[Path]:
+    """Yield an empty hidden folder in `out_dir`; what the block writes there replaces `out_dir`'s files.
+
+    When the block ends without error, every file in the staging folder is moved over the file
+    of the same name in `out_dir` (other files of `out_dir`, e.g. training runs, are left
+    alone), `last` (the set's manifest, e.g. meta.json) last: the old manifest is moved away
+    first, so from the first rename to the last the set has no manifest and is visibly
+    incomplete, never a mixed set that looks whole. The renames do not write data, so they do
+    not fail on a full disk. On any error the staging folder is deleted and `out_dir` keeps
+    its old files. Staging folders a killed process left are deleted on entry: only one
+    process may write a given `out_dir` at a time.
+    """
+    out_dir = ensure_dir(out_dir)
+    _remove_stale_staging(out_dir)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX, suffix=TEMP_SUFFIX))
+    except OSError as error:
+        raise _for_target(error, out_dir) from error
+    try:
+        yield staging
+        _commit_staging(staging, out_dir, last)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _commit_staging(staging: Path, out_dir: Path, last: str | None) -> None:
+    names = sorted(entry.name for entry in staging.iterdir() if entry.is_file() and not entry.name.startswith("."))
+    for name in names:
+        if (out_dir / name).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder; move it away to write this output", str(out_dir / name))
+    if last in names:
+        names = [name for name in names if name != last] + [last]
+    backup = staging / ".old"
+    backup.mkdir()
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in ([last] if last in names else []) + [name for name in names if name != last]:
+            if (out_dir / name).exists():
+                os.replace(out_dir / name, backup / name)
+                moved_out.append(name)
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+            moved_in.append(name)
+    except BaseException:
+        # Put the old set back: renames within one folder tree do not need space.
+        for name in moved_in:
+            with contextlib.suppress(OSError):
+                os.replace(out_dir / name, staging / name)
+        for name in moved_out:
+            with contextlib.suppress(OSError):
+                os.replace(backup / name, out_dir / name)
         raise
+
+
+def _remove_stale_staging(folder: Path) -> list[Path]:
+    removed = []
+    for stale in folder.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
 
 
 @contextlib.contextmanager
@@ -101,15 +249,59 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append one line and flush it to disk (JSON-lines logs: a kill loses at most this line)."""
-    with open(path, "a", encoding="utf-8") as stream:
-        stream.write(line + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
+    """Append one line and flush it to disk (JSON-lines logs: a kill loses at most this line).
+
+    A new file gets the umask mode (plain `open`). A full disk raises DiskFull naming `path`.
+    """
+    try:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(line + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as error:
+        converted = _for_target(error, Path(path))
+        if converted is error:
+            raise
+        raise converted from error
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", fix: str = "re-run lightrnn data encode") -> np.ndarray:
+    """`np.load` without pickles; a damaged, truncated or foreign file raises DataError naming it and `fix`."""
+    path = Path(path)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError, SyntaxError) as error:
+        text = str(error)
+        if "pickle" in text or "Python objects" in text:
+            # Never load it with allow_pickle=True: a pickle can run code.
+            reason = "not a plain .npy array (it looks like a pickle or another format)"
+        elif "mmap length" in text or "reshape" in text or isinstance(error, EOFError) or "EOF" in text:
+            reason = f"truncated ({path.stat().st_size} bytes, shorter than its header says)"
+        else:
+            reason = f"not a valid .npy file ({text.strip().splitlines()[0] if text.strip() else type(error).__name__})"
+        raise DataError(f"{path}: {reason}; {fix}") from None
+
+
+def read_json_object(path: str | os.PathLike, fix: str) -> dict[str, Any]:
+    """A JSON file holding one object; DataError naming the file and `fix` otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); {fix}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg}); {fix}") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}; {fix}")
+    return value
 
 
 def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Delete the temp files an interrupted atomic write left in `folder` (of `name` only, if given).
+
+Without `name`, staging folders of an interrupted `staged_dir` go too.
 
     Only call it where no other process writes into `folder` at the same time (the training
     loop holds a lock on its out dir).
@@ -118,7 +310,7 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
     if not folder.is_dir():
         return []
     pattern = f".{name}.*{TEMP_SUFFIX}" if name else f".*{TEMP_SUFFIX}"
-    removed = []
+    removed = [] if name else _remove_stale_staging(folder)
     for temp in folder.glob(pattern):
         if temp.is_file():
             temp.unlink(missing_ok=True)

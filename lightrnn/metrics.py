@@ -47,6 +47,17 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def perplexity(nll_sum: float, tokens: int) -> float:
+    """exp(nll_sum / tokens): inf, not OverflowError, when the mean nll exceeds ~709.78 nats.
+
+    A mean that large means the model has diverged; callers raise the divergence error on inf.
+    """
+    try:
+        return math.exp(nll_sum / tokens)
+    except OverflowError:
+        return math.inf
+
+
 def row_to_line(row: dict[str, Any]) -> str:
     return json.dumps(row, sort_keys=False, allow_nan=False)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightrnn.fileio import save_npy
+from lightrnn.fileio import load_npy, save_npy
 
 
 class WordTable:
@@ -129,10 +129,7 @@ class WordTable:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"word table {path} does not exist; pass a .npy written by WordTable.save")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as error:
-            raise ValueError(f"word table {path} is not a readable .npy file: {error}") from error
+        array = load_npy(path, mmap_mode=None, fix="pass a word table .npy written by WordTable.save")
         if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(
                 f"word table {path}: expected an integer array of shape [V + 1, 2] "

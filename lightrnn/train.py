@@ -41,10 +41,11 @@ from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num
 from lightrnn.checkpoint import Progress, resume_training, rng_state, save_training
 from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate_distributed
-from lightrnn.fileio import append_line, write_lines
-from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, row_to_line
+from lightrnn.fileio import append_line, remove_stale_temps, write_lines
+from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, perplexity, row_to_line
 from lightrnn.models import build_from_config
 from lightrnn.optim import Optimizers
+from lightrnn.preflight import check_fits
 from lightrnn.runtime import PhasePeaks, resolve_device, seed_everything, tf32_enabled, use_fp32_matmul
 from lightrnn.step import TrainingDiverged, train_step
 
@@ -112,6 +113,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, datase
     context = distributed.setup(device)
     try:
         return _train(config, Path(data_dir), Path(out_dir), dataset, context)
+    except FloatingPointError as error:  # a NaN/inf loss in a step, or an evaluation that overflowed
+        kept = Path(out_dir) / "checkpoint.pt"
+        note = f"{kept} (the last good state) is kept" if kept.is_file() else "no checkpoint was written yet"
+        raise TrainingDiverged(f"{error}; {note}") from None
     finally:
         distributed.teardown(context)
 
@@ -125,7 +130,10 @@ def _train(
     vocab_size = len(words)
     streams = {split: load_split(data_dir, split, vocab_size) for split in ("train", "valid", "test")}
     train_stream = shard_stream(streams["train"], config.batch_size, rank, world)  # [N / W] ids, a view
+    check_fits(config, vocab_size, word_counts, device, train_tokens=int(train_stream.shape[0]))  # before allocating
     out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(out_dir)  # a checkpoint temp a kill -9 left (gigabytes at paper scale)
     checkpoint_path = out_dir / "checkpoint.pt"
     metrics_path = out_dir / "metrics.jsonl"
 
@@ -269,7 +277,7 @@ def _train_epoch(
         except TrainingDiverged as error:
             raise TrainingDiverged(
                 f"{error} at epoch {epoch}, step {step + 1} (batch {batch_index + 1} of the "
-                f"epoch); the last good checkpoint is kept; lower lr or clip and resume from a new --out"
+                f"epoch); lower lr or clip and resume from a new --out"
             ) from None
         step += 1
         tokens += batch.tokens.numel()
@@ -278,7 +286,7 @@ def _train_epoch(
             progress.update(1)
             if batch_index % 10 == 0:
                 elapsed = max(time.perf_counter() - start, 1e-9)
-                progress.set_postfix(ppl=f"{math.exp(float(nll_sum) / tokens):.1f}", tok_s=f"{tokens / elapsed:.0f}")
+                progress.set_postfix(ppl=f"{perplexity(float(nll_sum), tokens):.1f}", tok_s=f"{tokens / elapsed:.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     total_nll, tokens = distributed.sum_scalars(float(nll_sum), tokens)
@@ -287,7 +295,7 @@ def _train_epoch(
         progress.close()
     return {
         "step": step,
-        "ppl": math.exp(total_nll / tokens),
+        "ppl": perplexity(total_nll, tokens),
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 

@@ -39,10 +39,11 @@ class ArchiveServer:
                 return
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                name = self.path.lstrip("/")
+                name = self.path.lstrip("/").split("?", 1)[0]  # a signed URL's query is not part of the name
                 agent = self.headers.get("User-Agent", "")
                 range_header = self.headers.get("Range")
-                state.requests.append({"path": name, "range": range_header, "agent": agent})
+                state.requests.append({"path": name, "range": range_header, "agent": agent,
+                                       "authorization": self.headers.get("Authorization")})
                 if state.reject_python_agent and agent.startswith("Python-urllib"):
                     self.send_error(403, "Forbidden")
                     return

@@ -98,7 +98,7 @@ def test_errors_name_the_file(tmp_path):
     assert not (tmp_path / "out").exists()
     _write_text(tmp_path / "latin", "a b\n")
     (tmp_path / "latin" / "test.txt").write_bytes(b"ok\ncaf\xe9\n")
-    with pytest.raises(ValueError, match=r"test\.txt: bytes after line 0 are not valid UTF-8"):
+    with pytest.raises(ValueError, match=r"test\.txt: line 2 is not valid UTF-8"):
         encode(tmp_path / "latin", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()  # every split is read before anything is written
     with pytest.raises(FileNotFoundError, match=r"train\.txt not found: run `lightrnn data prepare"):

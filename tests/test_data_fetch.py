@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,8 +104,14 @@ def test_unpublished_checksum_is_pinned_then_enforced(tmp_path):
         fetch("aclw", tmp_path / "raw2", url=other.as_uri(), lock_file=lock)
 
 
-def test_shipped_lock_file_is_valid_json():
-    assert isinstance(json.loads(fetch_module.lock_file_path().read_text()), dict)
+def test_lock_file_lives_outside_the_checkout(tmp_path, monkeypatch):
+    # Pinning must not touch tracked files (a run's git_rev would turn +dirty).
+    monkeypatch.delenv("LIGHTRNN_CHECKSUM_LOCK", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert fetch_module.lock_file_path() == tmp_path / "config" / "lightrnn" / "checksums.lock.json"
+    monkeypatch.setenv("LIGHTRNN_CHECKSUM_LOCK", str(tmp_path / "mine.json"))
+    assert fetch_module.lock_file_path() == tmp_path / "mine.json"
+    assert not list(Path(fetch_module.__file__).parent.glob("*.lock.json"))
 
 
 def test_unknown_names_and_manual_corpora_are_explained(tmp_path):

@@ -11,15 +11,16 @@ Names: `CORPORA` and `DATASETS` are the dicts the workflow's config schema enume
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
-# Pinned checksums of corpora whose publisher gives none (ACLW); see `pinned_checksum`.
-LOCK_FILE = Path(__file__).with_name("checksums.lock.json")
+# Pinned checksums of corpora whose publisher gives none (ACLW); see `lock_file_path`. A user
+# file, not a tracked one: pinning must not change the checkout (and so the runs' git_rev).
+LOCK_ENV = "LIGHTRNN_CHECKSUM_LOCK"
+LOCK_NAME = "checksums.lock.json"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Corpus:
     urls: tuple[str, ...]  # primary first, then mirrors; empty for a manual corpus
     archive_format: str  # "tar.gz" | "tar.bz2" | "zip" | "manual"
     size_bytes: int | None  # None where no trustworthy figure is known
-    checksum: Checksum | None  # None: pinned on first download in LOCK_FILE (see fetch)
+    checksum: Checksum | None  # None: pinned on first download in the lock file (see fetch)
     description: str
     note: str = ""  # unverified facts and manual instructions
 
@@ -146,8 +147,9 @@ _ACLW = Corpus(
     size_bytes=None,
     checksum=None,
     description="ACLW small (~1M-token) sets of Botha & Blunsom (2014): cs, de, es, fr, ru",
-    note="No published checksum: the sha256 is pinned in lightrnn/data/checksums.lock.json on the first "
-    "download and verified afterwards. Layout (seen in public scripts that use it): icml14-data.readme "
+    note="No published checksum: the sha256 is pinned in the checksum lock file (~/.config/lightrnn/"
+    "checksums.lock.json or $LIGHTRNN_CHECKSUM_LOCK) on the first download and verified afterwards. "
+    "Layout (seen in public scripts that use it): icml14-data.readme "
     "and en-XX/1m-mono/{train.in,test.in,finaltest.in,vocab}; test.in is validation, finaltest.in test.",
 )
 
@@ -281,20 +283,29 @@ def get_corpus(name: str) -> Corpus:
 
 
 def lock_file_path() -> Path:
-    """The checksum lock file: $LIGHTRNN_CHECKSUM_LOCK if set, else the one shipped in the package."""
-    return Path(os.environ.get("LIGHTRNN_CHECKSUM_LOCK", LOCK_FILE))
+    """The checksum lock file: $LIGHTRNN_CHECKSUM_LOCK if set, else $XDG_CONFIG_HOME/lightrnn/checksums.lock.json
+    ($XDG_CONFIG_HOME defaults to ~/.config)."""
+    if os.environ.get(LOCK_ENV):
+        return Path(os.environ[LOCK_ENV]).expanduser()
+    config_home = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config_home) / "lightrnn" / LOCK_NAME
 
 
 def read_lock(path: Path | None = None) -> dict[str, dict]:
     """corpus name -> {"sha256": hex, "size_bytes": int, "url": str}; {} when there is no lock file."""
+    from lightrnn.fileio import read_json_object
+
     path = path or lock_file_path()
     if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"checksum lock file {path} is not valid JSON ({error}): fix or delete it") from error
-    return {name: entry for name, entry in data.items() if not name.startswith("_")}
+    data = read_json_object(path, f"fix or delete it (or point ${LOCK_ENV} at another file)")
+    entries = {name: entry for name, entry in data.items() if not name.startswith("_")}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256", ""), str):
+            from lightrnn.errors import DataError
+
+            raise DataError(f"checksum lock file {path}: the entry {name!r} is not {{\"sha256\": hex, ...}}; fix or delete it")
+    return entries
 
 
 def pinned_checksum(corpus: str, path: Path | None = None) -> Checksum | None:

@@ -6,18 +6,24 @@
   with their training counts (eos: one per sentence; unk: the corpus's own unk tokens plus every
   word the rule drops).
 - `{split}.npy`: int32, shape [N], one flat stream: each sentence's ids followed by the eos id.
-  Words outside the vocabulary map to the unk id.
+  Words outside the vocabulary map to the unk id. Blank (whitespace-only) lines are not
+  sentences: they add no eos and do not count.
 - `meta.json`: dataset, vocabulary rule, unk/eos tokens and ids, vocabulary size, and per split
   the sentence and token counts (eos included) and the OOV rate.
 
 Streaming, for One Billion Word (~800M training tokens): pass 1 counts the training split in
 batches of lines (memory: the word counts, ~2.4M distinct words); pass 2 writes every split
-batch by batch into a preallocated `np.lib.format.open_memmap` file. Nothing is held whole.
+batch by batch, sequentially (a memory map of a sparse file would die of SIGBUS, with no
+message, when the disk fills). Nothing is held whole.
+
+Crash safety: the free space is checked before anything is written; every output goes into a
+hidden staging folder in OUT and the whole set is swapped in at the end, meta.json last
+(`lightrnn.fileio.staged_dir`). A failure (full disk, kill, bad bytes) leaves OUT's old set
+whole and no temp files behind.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from itertools import chain, repeat
@@ -27,28 +33,46 @@ from typing import Iterator
 import numpy as np
 
 from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
-from lightrnn.fileio import write_json, write_text
+from lightrnn.errors import DataError, disk_full, is_disk_full
+from lightrnn.fileio import (
+    STAGING_PREFIX, TEMP_SUFFIX, atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text,
+)
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
 GENERIC_RULE = VocabRule(min_count=1, unk="<unk>", eos="<eos>")
 
 
 def _batches(path: Path) -> Iterator[list[str]]:
-    """Batches of lines of a UTF-8 text file; ValueError naming the file on undecodable bytes."""
-    lines_read = 0
+    """Batches of lines of a UTF-8 text file; ValueError naming the file and line on undecodable bytes."""
     try:
         with open(path, encoding="utf-8", newline="\n") as handle:
             while True:
                 batch = handle.readlines(LINES_PER_READ_HINT)
                 if not batch:
                     return
-                lines_read += len(batch)
                 yield batch
     except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: bytes after line {lines_read} are not valid UTF-8 ({error.reason}); "
+        line, reason = _first_bad_line(path)
+        raise DataError(
+            f"{path}: line {line} is not valid UTF-8 ({reason or error.reason}); "
             f"run `lightrnn data prepare` again to rewrite it"
-        ) from error
+        ) from None
+
+
+def _first_bad_line(path: Path) -> tuple[int, str]:
+    """(line number from 1, reason) of the first line that is not UTF-8 (read again on the error path only)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return number, f"{error.reason}, bytes {raw[error.start:error.start + 4]!r}"
+    return 0, ""
+
+
+def _sentences(batch: list[str]) -> list[list[str]]:
+    """The words of each line that has any: a blank or whitespace-only line is not a sentence."""
+    return [words for words in map(str.split, batch) if words]
 
 
 def _split_file(text_dir: Path, split: str) -> Path:
@@ -63,10 +87,11 @@ def count_words(path: Path) -> tuple[Counter, int, int]:
     counts: Counter = Counter()
     sentences = tokens = 0
     for batch in _batches(path):
-        words = "".join(batch).split()
-        counts.update(words)
-        sentences += len(batch)
-        tokens += len(words)
+        lines = _sentences(batch)
+        for words in lines:
+            counts.update(words)
+            tokens += len(words)
+        sentences += len(lines)
     return counts, sentences, tokens
 
 
@@ -102,37 +127,42 @@ def encode_file(path: Path, out_path: Path, word_to_id: dict[str, int], unk_id: 
                 sentences: int, tokens: int) -> int:
     """Encode a text file into an int32 .npy of length tokens + sentences; return the OOV count.
 
-    Written into a preallocated memmap at a hidden `.part` path, then moved into place.
+    Written sequentially (header, then batch after batch) to a temp file beside `out_path`,
+    flushed to disk and renamed into place (`atomic_path`); `encode` calls it inside a staging
+    folder.
     """
-    tmp = out_path.with_name(f".{out_path.name}.part")
-    stream = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(tokens + sentences,))  # [N]
+    length = tokens + sentences
     position = oov = 0
     lookup = word_to_id.get
-    for batch in _batches(path):
-        split_lines = [line.split() for line in batch]
-        lengths = np.fromiter(map(len, split_lines), dtype=np.int64, count=len(split_lines))  # [L]
-        words = int(lengths.sum())
-        # Map in C (map over dict.get), -1 marks OOV so it can be counted before becoming unk.
-        ids = np.fromiter(map(lookup, chain.from_iterable(split_lines), repeat(-1)), dtype=np.int32, count=words)
-        missing = ids < 0
-        oov += int(missing.sum())
-        ids[missing] = unk_id
-        size = words + len(split_lines)
-        eos_positions = np.cumsum(lengths + 1) - 1  # [L] each sentence's last slot
-        chunk = np.empty(size, dtype=np.int32)  # [words + L]
-        is_word = np.ones(size, dtype=bool)
-        is_word[eos_positions] = False
-        chunk[eos_positions] = eos_id
-        chunk[is_word] = ids
-        if position + size > stream.shape[0]:
-            raise ValueError(f"{path} changed while being encoded: run `lightrnn data encode` again")
-        stream[position:position + size] = chunk
-        position += size
-    if position != stream.shape[0]:
-        raise ValueError(f"{path} changed while being encoded: run `lightrnn data encode` again")
-    stream.flush()
-    del stream
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as temp, open(temp, "wb") as handle:
+        header = {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (length,)}
+        np.lib.format.write_array_header_1_0(handle, header)
+        for batch in _batches(path):
+            split_lines = _sentences(batch)
+            if not split_lines:
+                continue
+            lengths = np.fromiter(map(len, split_lines), dtype=np.int64, count=len(split_lines))  # [L]
+            words = int(lengths.sum())
+            # Map in C (map over dict.get), -1 marks OOV so it can be counted before becoming unk.
+            ids = np.fromiter(map(lookup, chain.from_iterable(split_lines), repeat(-1)), dtype=np.int32, count=words)
+            missing = ids < 0
+            oov += int(missing.sum())
+            ids[missing] = unk_id
+            size = words + len(split_lines)
+            eos_positions = np.cumsum(lengths + 1) - 1  # [L] each sentence's last slot
+            chunk = np.empty(size, dtype="<i4")  # [words + L]
+            is_word = np.ones(size, dtype=bool)
+            is_word[eos_positions] = False
+            chunk[eos_positions] = eos_id
+            chunk[is_word] = ids
+            if position + size > length:
+                raise DataError(f"{path} changed while being encoded: run `lightrnn data encode` again")
+            handle.write(chunk.data)
+            position += size
+        if position != length:
+            raise DataError(f"{path} changed while being encoded: run `lightrnn data encode` again")
+        handle.flush()
+        os.fsync(handle.fileno())
     return oov
 
 
@@ -141,7 +171,15 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
     if dataset is None:
         manifest = text_dir / "prepare.json"
         if manifest.is_file():
-            dataset = json.loads(manifest.read_text(encoding="utf-8")).get("dataset")
+            fix = "run `lightrnn data prepare` again, or pass --dataset NAME"
+            dataset = read_json_object(manifest, fix).get("dataset")
+            if dataset is not None and not isinstance(dataset, str):
+                raise DataError(f"{manifest}: \"dataset\" must be a dataset name, got {dataset!r}; {fix}")
+            if dataset is not None:
+                try:
+                    get_dataset(dataset)
+                except ValueError as error:
+                    raise DataError(f"{manifest}: {error}; {fix}") from None
     rule = get_dataset(dataset).vocab if dataset else GENERIC_RULE
     name = dataset or text_dir.name
     if min_count is not None:
@@ -165,6 +203,11 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
     the meta dict.
     """
     text_dir, out_dir = Path(text_dir), Path(out_dir)
+    if not (text_dir / "prepare.json").exists() and any(text_dir.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}")):
+        raise DataError(
+            f"{text_dir}: a prepare was interrupted while replacing its files (no prepare.json, a staging folder "
+            f"left); run `lightrnn data prepare` again into it"
+        )
     name, rule = _rule_for(text_dir, dataset, min_count, max_vocab)
     paths = {split: _split_file(text_dir, split) for split in SPLITS}
     counts, train_sentences, train_tokens = count_words(paths["train"])
@@ -173,15 +216,18 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
         sizes[split] = _count_lines_tokens(paths[split])  # to preallocate the .npy
     for split, (sentences, _) in sizes.items():
         if sentences == 0:
-            raise ValueError(f"{paths[split]} is empty: split {split!r} needs at least one sentence; "
+            raise DataError(f"{paths[split]} is empty: split {split!r} needs at least one sentence (blank lines "
+                            f"do not count); "
                              f"check the corpus and run `lightrnn data prepare` again")
     entries = build_vocab(counts, train_sentences, rule)
     del counts
     word_to_id = {word: index for index, (word, _) in enumerate(entries)}
     unk_id, eos_id = word_to_id[rule.unk], word_to_id[rule.eos]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_vocab(entries, out_dir / "vocab.tsv")
+    # The old set stays until the new one is complete, so the new one needs its full size free.
+    needed = sum(4 * (tokens + sentences) + 128 for sentences, tokens in sizes.values())
+    needed += sum(len(word.encode("utf-8")) + 22 for word, _ in entries)
+    check_free_space(out_dir, needed, f"encoding {text_dir} into {out_dir}")
     meta: dict = {
         "dataset": name,
         "vocab_rule": rule.to_dict(),
@@ -195,21 +241,30 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
         "oov_rate": {},
         "text_dir": str(text_dir),
     }
-    for split in SPLITS:
-        sentences, tokens = sizes[split]
-        oov = encode_file(paths[split], out_dir / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens)
-        meta["sentences"][split] = sentences
-        meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
-        # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
-        # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
-        meta["oov_rate"][split] = oov / tokens if tokens else 0.0
-    write_json(out_dir / "meta.json", meta)
+    try:
+        with staged_dir(out_dir, last="meta.json") as staging:
+            write_vocab(entries, staging / "vocab.tsv")
+            for split in SPLITS:
+                sentences, tokens = sizes[split]
+                oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens)
+                meta["sentences"][split] = sentences
+                meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
+                # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
+                # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
+                meta["oov_rate"][split] = oov / tokens if tokens else 0.0
+            write_json(staging / "meta.json", meta)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        # Name the output folder, not the hidden staging file the disk filled on.
+        raise disk_full(out_dir, error) from error
     return meta
 
 
 def _count_lines_tokens(path: Path) -> tuple[int, int]:
     sentences = tokens = 0
     for batch in _batches(path):
-        sentences += len(batch)
-        tokens += sum(len(line.split()) for line in batch)
+        lines = _sentences(batch)
+        sentences += len(lines)
+        tokens += sum(map(len, lines))
     return sentences, tokens

@@ -8,11 +8,20 @@ hours on the 1.8 GB One Billion Word archive over a slow link. This fetcher is p
 - the checksum (md5 or sha256, per registry entry) is checked before `os.replace` puts the
   file in place; a mismatch deletes the partial file and says what to do;
 - `file://` URLs work (offline caches, the smoke configuration's generated archives);
-- a tqdm progress bar only when stderr is a terminal (logs stay clean under Snakemake).
+- a tqdm progress bar only when stderr is a terminal (logs stay clean under Snakemake);
+- only a dropped transfer is resumed: a refused connection, an unknown host or a TLS failure
+  is an error at once (the `.part` bytes are kept for the next fetch);
+- credentials never leave the request: a `user:password@` in the URL is sent as an
+  Authorization header, and every URL that is logged, printed or written to the lock file has
+  its user info, query string and fragment removed (signed URLs carry secrets there);
+- a corpus without a published checksum (ACLW) is pinned only once the file opens as the
+  expected archive with every member its datasets need: an HTML error page is never pinned.
 """
 
 from __future__ import annotations
 
+import base64
+import errno
 import hashlib
 import http.client
 import json
@@ -27,7 +36,8 @@ import urllib.request
 from pathlib import Path
 
 from lightrnn import __version__
-from lightrnn.data.corpora import Checksum, Corpus, expected_checksum, get_corpus, lock_file_path
+from lightrnn.data.corpora import LOCK_ENV, Checksum, Corpus, expected_checksum, get_corpus, lock_file_path, read_lock
+from lightrnn.errors import DataError, DiskFull, is_disk_full
 from lightrnn.fileio import write_text
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,25 @@ CHUNK_BYTES = 1 << 20
 
 class IncompleteDownload(OSError):
     """The connection ended before Content-Length bytes arrived; resumable."""
+
+
+# A transfer that started and broke off: resumed with a Range request. Anything else (refused,
+# unknown host, TLS, HTTP errors) will not get better by asking again a second later.
+_DROPPED = (IncompleteDownload, http.client.IncompleteRead, ConnectionResetError, ConnectionAbortedError,
+            BrokenPipeError, socket.timeout, TimeoutError)
+
+
+def redact_url(url: str) -> str:
+    """`url` without user info, query string and fragment: safe to log, print and write to a file."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    hidden = "?..." if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")) + hidden
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -80,6 +109,10 @@ def fetch(
     if target.exists():
         _verify_existing(target, expected, entry)
         if expected is None:
+            try:
+                _check_archive(entry, target, f"{target} is not")
+            except DataError as error:
+                raise DataError(f"{error}; nothing was pinned: delete it and fetch again") from None
             _pin(entry, target, url or str(target), lock_file)
         return target
 
@@ -90,30 +123,68 @@ def fetch(
             _download(candidate, part, retries=retries, timeout_s=timeout_s, backoff_s=backoff_s)
             break
         except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
-            failures.append(f"{candidate}: {_describe(error)}")
-            log.warning("download failed: %s", failures[-1])
+            _raise_if_local(error, part)
+            failures.append(f"{redact_url(candidate)}: {_describe(error)}")
+            if candidate != urls[-1]:  # the final error lists every failure; this says a mirror comes next
+                log.warning("download failed: %s; trying the next URL", failures[-1])
     else:
         kept = f"; {part.stat().st_size} bytes are kept in {part} and the next fetch resumes" if part.exists() else ""
         raise ValueError(
             f"could not download corpus {entry.name!r} ({'; '.join(failures)}){kept}. "
             f"Retry, or pass --url MIRROR (https://, http:// or file://) with the same file."
         )
+    source = redact_url(candidate)
 
     if expected is not None:
         actual = file_digest(part, expected.algorithm)
         if actual != expected.hexdigest:
             part.unlink()
             raise ValueError(
-                f"checksum mismatch for {target.name} from {urls[-1] if len(urls) == 1 else 'the registry URLs'}: "
+                f"checksum mismatch for {target.name} from {source}: "
                 f"expected {expected}, got {expected.algorithm}:{actual}; the partial file was removed. "
                 f"If the publisher changed the file and you trust it, pass --sha256 <its sha256>; "
                 f"otherwise fetch from a mirror with --url URL."
             )
+    else:
+        try:
+            _check_archive(entry, part, f"the file downloaded from {source} is not")
+        except DataError as error:
+            part.unlink()
+            raise DataError(
+                f"{error}; it was removed and nothing was pinned: check the URL (a login or error page?) "
+                f"or pass --url MIRROR"
+            ) from None
     os.replace(part, target)
     if expected is None:
-        _pin(entry, target, urls[0], lock_file)
+        _pin(entry, target, candidate, lock_file)
     log.info("fetched %s -> %s", entry.name, target)
     return target
+
+
+def _raise_if_local(error: BaseException, part: Path) -> None:
+    """A failure on this machine's side (full disk, permissions) is not the server's: no mirror helps."""
+    if is_disk_full(error):
+        have = part.stat().st_size if part.exists() else 0
+        raise DiskFull(
+            errno.ENOSPC,
+            f"no space left to write {part}; the {have} bytes so far are kept and the next fetch resumes: "
+            f"free space on that disk and run it again",
+        ) from error
+    if isinstance(error, (PermissionError, IsADirectoryError, NotADirectoryError)) and error.filename is not None:
+        raise error
+
+
+def _check_archive(entry: Corpus, path: Path, subject: str) -> None:
+    """DataError unless `path` opens as `entry`'s archive with every member its datasets read."""
+    from lightrnn.data.prepare import missing_members
+
+    try:
+        missing = missing_members(entry, path)
+    except ValueError as error:
+        raise DataError(f"{subject} the {entry.name} {entry.archive_format} archive: {error}") from None
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise DataError(f"{subject} the {entry.name} archive: it lacks {shown}")
 
 
 def _verify_existing(target: Path, expected: Checksum | None, entry: Corpus) -> None:
@@ -131,18 +202,16 @@ def _pin(entry: Corpus, target: Path, source: str, lock_file: Path | None) -> No
     """Record the sha256 of a corpus that has no published checksum, so later fetches verify it."""
     path = lock_file or lock_file_path()
     digest = file_digest(target, "sha256")
-    raw = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    raw[entry.name] = {"sha256": digest, "size_bytes": target.stat().st_size, "url": source}
+    raw = dict(read_lock(path))
+    raw[entry.name] = {"sha256": digest, "size_bytes": target.stat().st_size, "url": redact_url(source)}
     try:
         write_text(path, json.dumps(raw, indent=2, sort_keys=True) + "\n")
     except OSError as error:
         raise ValueError(
-            f"downloaded {target} (sha256 {digest}) but could not pin it in {path} ({error}); "
-            f"set LIGHTRNN_CHECKSUM_LOCK to a writable file, or pass --sha256 {digest} from now on."
+            f"downloaded {target} (sha256 {digest}) but could not pin it in {path} ({error.strerror or error}); "
+            f"set {LOCK_ENV} to a writable file, or pass --sha256 {digest} from now on."
         ) from error
-    log.warning(
-        "corpus %s has no published checksum: pinned sha256 %s in %s (commit that file)", entry.name, digest, path
-    )
+    log.warning("corpus %s has no published checksum: pinned sha256 %s in %s", entry.name, digest, path)
 
 
 def _describe(error: BaseException) -> str:
@@ -155,10 +224,10 @@ def _describe(error: BaseException) -> str:
 
 
 def _download(url: str, part: Path, *, retries: int, timeout_s: float, backoff_s: float) -> None:
-    """Append the bytes of `url` to `part` from its current size; resume after dropped connections."""
-    scheme = urllib.parse.urlparse(url).scheme
+    """Append the bytes of `url` to `part` from its current size; resume after dropped transfers only."""
+    scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https", "file"):
-        raise ValueError(f"--url {url!r}: use an http://, https:// or file:// URL")
+        raise ValueError(f"--url {redact_url(url)!r}: use an http://, https:// or file:// URL")
     for attempt in range(retries + 1):
         try:
             if scheme == "file":
@@ -166,14 +235,13 @@ def _download(url: str, part: Path, *, retries: int, timeout_s: float, backoff_s
             else:
                 _download_http(url, part, timeout_s)
             return
-        except urllib.error.HTTPError:
-            raise  # 403/404 will not improve by retrying; the caller tries the next mirror
-        except (IncompleteDownload, http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError,
-                urllib.error.URLError) as error:
+        except urllib.error.URLError:
+            raise  # HTTP errors, refused connections, unknown hosts, TLS: the caller tries the next mirror
+        except _DROPPED as error:
             if attempt == retries:
                 raise
             have = part.stat().st_size if part.exists() else 0
-            log.warning("%s: %s at byte %d; resuming (attempt %d of %d)", url, _describe(error), have,
+            log.warning("%s: %s at byte %d; resuming (attempt %d of %d)", redact_url(url), _describe(error), have,
                         attempt + 1, retries)
             time.sleep(backoff_s * (2**attempt))
 
@@ -181,7 +249,7 @@ def _download(url: str, part: Path, *, retries: int, timeout_s: float, backoff_s
 def _copy_local(url: str, part: Path) -> None:
     source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
     if not source.is_file():
-        raise FileNotFoundError(f"{url}: no such file {source}")
+        raise FileNotFoundError(f"{redact_url(url)}: no such file {source}")
     offset = part.stat().st_size if part.exists() else 0
     total = source.stat().st_size
     if offset > total:
@@ -198,6 +266,13 @@ def _download_http(url: str, part: Path, timeout_s: float) -> None:
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:
+        # user:password@ goes in a header: urllib would take it for part of the host name.
+        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(login.encode("utf-8")).decode("ascii")
+        host = parts.hostname + (f":{parts.port}" if parts.port is not None else "")
+        url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout_s)

@@ -8,13 +8,14 @@ vocabulary rule's business (`lightrnn.data.encode`), not this stage's.
 Archives are read as a stream (tar: one sequential pass, members in archive order; zip: by
 member), so One Billion Word's 1.8 GB archive never needs unpacking to disk and memory stays
 bounded. The output files appear only when every split is complete and non-empty: they are
-written as hidden `.part` files and moved into place with `os.replace` at the end.
+written into a hidden staging folder in OUT and the set is swapped in at the end, prepare.json
+last (`lightrnn.fileio.staged_dir`); a failure (full disk, damaged archive, kill) leaves OUT's
+old files whole and no temp files behind.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import shutil
 import tarfile
@@ -23,7 +24,9 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
 
-from lightrnn.data.corpora import CORPORA, SPLITS, Corpus, Dataset, get_dataset
+from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
+from lightrnn.errors import disk_full, is_disk_full
+from lightrnn.fileio import staged_dir, write_json
 
 BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
 
@@ -47,51 +50,57 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
     spec = get_dataset(dataset)
     corpus = CORPORA[spec.corpus]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parts = {split: out_dir / f".{split}.txt.part" for split in SPLITS}
+    source = Path(raw_dir) if corpus.archive_format == "manual" else archive_path(corpus, raw_dir)
+    if corpus.archive_format != "manual" and not source.exists():
+        raise FileNotFoundError(
+            f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
+        )
     stats = {split: {"lines": 0, "tokens": 0, "members": list(spec.splits[split])} for split in SPLITS}
-    writers = {split: open(parts[split], "w", encoding="utf-8", newline="\n") for split in SPLITS}
     try:
-        if corpus.archive_format == "manual":
-            source = _read_manual(spec, corpus, Path(raw_dir), writers, stats)
-        else:
-            source = archive_path(corpus, raw_dir)
-            if not source.exists():
-                raise FileNotFoundError(
-                    f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
-                )
+        with staged_dir(out_dir, last="prepare.json") as staging:
+            writers = {split: open(staging / f"{split}.txt", "w", encoding="utf-8", newline="\n") for split in SPLITS}
             try:
-                if corpus.archive_format == "zip":
-                    _read_zip(spec, source, writers, stats)
-                else:
-                    _read_tar(spec, corpus, source, out_dir, writers, stats)
-            except _ARCHIVE_ERRORS + (OSError,) as error:
-                if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
-                    raise  # a real I/O error (disk full, permissions), not a damaged archive
-                raise ValueError(
-                    f"{source}: corrupt or truncated {corpus.archive_format} archive ({error}); delete it and run "
-                    f"`lightrnn data fetch {corpus.name} --dest {source.parent}` again"
-                ) from error
-        for writer in writers.values():
-            writer.close()
-        for split in SPLITS:
-            if stats[split]["lines"] == 0:
-                raise ValueError(
-                    f"split {split!r} of dataset {dataset!r} is empty: member(s) {', '.join(spec.splits[split])} "
-                    f"of {source} hold no tokens; the file is damaged or not this corpus: fetch it again"
-                )
-        summary = {"dataset": spec.name, "corpus": corpus.name, "source": str(source), "splits": stats}
-        manifest = out_dir / ".prepare.json.part"
-        manifest.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        for split in SPLITS:
-            os.replace(parts[split], out_dir / f"{split}.txt")
-        os.replace(manifest, out_dir / "prepare.json")
-        return summary
-    finally:
-        for writer in writers.values():
-            writer.close()
-        for leftover in list(out_dir.glob(".*.part")):
-            leftover.unlink()
+                _read_source(spec, corpus, source, staging, writers, stats)
+                for writer in writers.values():
+                    writer.flush()
+                    os.fsync(writer.fileno())
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            for split in SPLITS:
+                if stats[split]["lines"] == 0:
+                    raise ValueError(
+                        f"split {split!r} of dataset {dataset!r} is empty: member(s) {', '.join(spec.splits[split])} "
+                        f"of {source} hold no tokens; the file is damaged or not this corpus: fetch it again"
+                    )
+            summary = {"dataset": spec.name, "corpus": corpus.name, "source": str(source), "splits": stats}
+            write_json(staging / "prepare.json", summary)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        # Name the output folder, not the hidden staging file the disk filled on.
+        raise disk_full(out_dir, error) from error
+    return summary
+
+
+def _read_source(spec: Dataset, corpus: Corpus, source: Path, staging: Path, writers: dict[str, TextIO],
+                 stats: dict) -> None:
+    """Every member of every split into its writer; a damaged archive raises ValueError naming it."""
+    if corpus.archive_format == "manual":
+        _read_manual(spec, corpus, source, writers, stats)
+        return
+    try:
+        if corpus.archive_format == "zip":
+            _read_zip(spec, source, writers, stats)
+        else:
+            _read_tar(spec, corpus, source, staging, writers, stats)
+    except _ARCHIVE_ERRORS + (OSError,) as error:
+        if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
+            raise  # a real I/O error (disk full, permissions), not a damaged archive
+        raise ValueError(
+            f"{source}: corrupt or truncated {corpus.archive_format} archive ({error}); delete it and run "
+            f"`lightrnn data fetch {corpus.name} --dest {source.parent}` again"
+        ) from error
 
 
 def convert_lines(binary: BinaryIO, writer: TextIO, label: str) -> tuple[int, int]:
@@ -265,3 +274,34 @@ def _read_manual(spec: Dataset, corpus: Corpus, raw_dir: Path, writers: dict[str
             stats[split]["lines"] += sentences
             stats[split]["tokens"] += tokens
     return raw_dir
+
+
+def missing_members(corpus: Corpus, path: Path) -> list[str]:
+    """Registry members of every dataset of `corpus` that the archive at `path` lacks ([] = all there).
+
+    Reads only the archive's index (tar: one pass over the headers). Raises ValueError when
+    the file does not open as `corpus.archive_format` (an HTML error page, a truncated file).
+    """
+    datasets = [spec for spec in DATASETS.values() if spec.corpus == corpus.name]
+    wanted = [_member_index(spec) for spec in datasets]
+    needed = {path_ for spec in datasets for split in SPLITS for path_ in spec.splits[split]}
+    found: set[str] = set()
+    try:
+        if corpus.archive_format == "zip":
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        else:
+            mode = {"tar.gz": "r:gz", "tar.bz2": "r:bz2"}[corpus.archive_format]
+            with tarfile.open(path, mode=mode) as archive:
+                names = archive.getnames()
+    except _ARCHIVE_ERRORS + (OSError,) as error:
+        if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
+            raise
+        raise ValueError(f"it does not open as a {corpus.archive_format} archive ({error})") from None
+    for name in names:
+        for index in wanted:
+            hit = _lookup(name, index)
+            if hit is not None:
+                found.add(hit[0])
+    return sorted(needed - found)
+
