@@ -15,6 +15,6 @@ rule render_report:
     params:
         # the run folder: outputs are <run>/tables/... and <run>/plots/...
         out_dir=lambda wildcards, output: str(Path(output[0]).parents[1]),
-        aclw_plot_dataset=config["report"]["aclw_plot_dataset"],
+        aclw_plot_dataset=ACLW_PLOT_DATASET,
     script:
         "../scripts/render_report.py"
