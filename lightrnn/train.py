@@ -63,6 +63,7 @@ from lightrnn.checkpoint import (
     Progress,
     RunMismatch,
     data_identity,
+    load_checkpoint,
     resume_training,
     rng_state,
     save_training,
@@ -174,6 +175,12 @@ def move_aside(out_dir: Path, old_hash: str) -> Path:
     for entry in sorted(out_dir.iterdir()):
         if entry.name != LOCK_NAME:
             entry.rename(target / entry.name)
+    # A workflow manager deletes a job's declared outputs before rerunning it: the kept run gets
+    # its metrics.jsonl back from the rows its checkpoint holds, and best.pt from its kept copy.
+    if (target / "checkpoint.pt").exists() and not (target / "metrics.jsonl").exists():
+        write_lines(target / "metrics.jsonl", load_checkpoint(target / "checkpoint.pt")["metrics_rows"])
+    if (target / "checkpoint-best.pt").exists():
+        _ensure_best(target)
     return target
 
 

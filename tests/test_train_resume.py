@@ -113,6 +113,8 @@ def test_another_config_is_refused_by_default_and_moved_aside_on_request(corpus,
     with pytest.raises(RunMismatch, match=r"another config .*changed: lr"):
         train(new, corpus, out)
 
+    (out / "metrics.jsonl").unlink()  # Snakemake deletes a job's outputs before rerunning it
+    (out / "best.pt").unlink()
     train(new, corpus, out, on_config_change="move-aside")
     kept = tmp_path / f"lightrnn.old-{old.config_hash[:12]}"
     assert read_jsonl(kept / "metrics.jsonl") == old_rows

@@ -44,11 +44,11 @@ for _scope in ("train", "train_override"):
             f"{_scope}.model: the model comes from models_to_run, remove this key"
         )
 
-for _rule in ("train", "evaluate"):
-    _res = config["resources"][_rule]
+for _job in ("train", "evaluate"):
+    _res = config["resources"][_job]
     if _res["gpu"] > 1 and _res["threads"] % _res["gpu"]:
         _config_error(
-            f"resources.{_rule}: threads ({_res['threads']}) must be a multiple of gpu ({_res['gpu']}): "
+            f"resources.{_job}: threads ({_res['threads']}) must be a multiple of gpu ({_res['gpu']}): "
             "each of the job's processes uses threads / gpu CPU threads"
         )
 
@@ -60,19 +60,22 @@ RUN_MODELS = config["models_to_run"]
 
 def aclw_plot_dataset(configured, datasets):
     """The configured figure dataset when it runs, else the other size of its language that does
-    (aclw-large-fr <-> aclw-fr): the paper's large set when placed, the downloadable one otherwise."""
+    (aclw-large-fr <-> aclw-fr): the paper's large set when placed, the downloadable one otherwise.
+    """
     if configured is None or configured in datasets:
         return configured
     if configured.startswith("aclw-large-"):
-        other = "aclw-" + configured[len("aclw-large-") :]
+        other = configured.replace("aclw-large-", "aclw-", 1)
     elif configured.startswith("aclw-"):
-        other = "aclw-large-" + configured[len("aclw-") :]
+        other = configured.replace("aclw-", "aclw-large-", 1)
     else:
         return configured
     return other if other in datasets else configured
 
 
-ACLW_PLOT_DATASET = aclw_plot_dataset(config["report"]["aclw_plot_dataset"], RUN_DATASETS)
+ACLW_PLOT_DATASET = aclw_plot_dataset(
+    config["report"]["aclw_plot_dataset"], RUN_DATASETS
+)
 REPORT_OUTPUTS = planned_outputs(RUN_DATASETS, RUN_MODELS, ACLW_PLOT_DATASET)
 SPLITS = ["train", "valid", "test"]
 
@@ -155,7 +158,8 @@ def encoded(dataset):
 
 def cpus_per_gpu(rule):
     """SLURM's --cpus-per-gpu for a GPU job: the torch threads each of its processes uses
-    (workflow/scripts/train.py gives each of N processes threads / N); 0 = not a GPU job."""
+    (workflow/scripts/train.py gives each of N processes threads / N); 0 = not a GPU job.
+    """
     res = config["resources"][rule]
     return res["threads"] // res["gpu"] if res["gpu"] > 0 else 0
 
