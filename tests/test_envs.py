@@ -137,7 +137,7 @@ def rules_with_envs() -> list[tuple[str, Path, Path]]:
     """(rule, script, conda env) for every rule of workflow/rules/*.smk that has both."""
     found = []
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.MULTILINE)[1:]:
             rule = block.split(":", 1)[0].strip()
             conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
             script = re.search(r"script:\s*\n\s*\"([^\"]+)\"", block)

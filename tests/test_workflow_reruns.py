@@ -108,3 +108,31 @@ def test_train_jobs_survive_reruns_and_refuse_a_gpu_they_cannot_see(clean_copy: 
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "asked for 1 GPU(s)" in output and "sees 0 CUDA device(s)" in output and "Fix:" in output
+
+
+def test_gpu_jobs_ask_slurm_for_the_cpus_each_process_uses(clean_copy: Path, tmp_path: Path):
+    two = {"resources": {"train": {"gpu": 2, "threads": 8, "mem_mb": 1000, "runtime": 10}}}
+    target = "results/paper-run/ptb/lightrnn/best.pt"
+    # --resources gpu=2: the default profile's one-GPU limit would scale the job down to gpu=1.
+    result = snakemake(target, "-n", "--resources", "gpu=2", "--configfile", _write(tmp_path / "two.yaml", two),
+                       cwd=clean_copy)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    train_job = output[output.index("rule train:") :]
+    assert "gpu=2" in train_job and "cpus_per_gpu=4" in train_job
+    # workflow/scripts/train.py gives each process cpus_per_gpu threads
+    assert 'snakemake.resources.get("cpus_per_gpu", 0)' in (REPO / "workflow" / "scripts" / "train.py").read_text()
+    odd = {"resources": {"train": {"gpu": 3, "threads": 8, "mem_mb": 1000, "runtime": 10}}}
+    result = snakemake("-n", "--configfile", _write(tmp_path / "odd.yaml", odd), cwd=clean_copy)
+    assert result.returncode != 0 and "threads (8) must be a multiple of gpu (3)" in result.stdout + result.stderr
+
+
+def test_slurm_profile_keeps_downloads_local_and_the_benchmark_on_cpus():
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    per_rule = profile["set-resources"]
+    cpu_partition = per_rule["prepare"]["slurm_partition"]
+    assert per_rule["bench"]["slurm_partition"] == cpu_partition != profile["default-resources"]["slurm_partition"]
+    snakefile = (REPO / "Snakefile").read_text()
+    local = snakefile[snakefile.index("localrules:") :].split("\n\n")[0]
+    for rule in ("fetch", "render_report", "tiny_archive"):
+        assert f"{rule}," in local and rule not in per_rule  # run on the submit host, never submitted
