@@ -51,14 +51,7 @@ import numpy as np
 import torch
 
 from lightrnn import distributed
-from lightrnn.batches import (
-    TrainPairs,
-    lm_batches,
-    load_split,
-    load_vocab,
-    num_batches,
-    shard_stream,
-)
+from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches, shard_stream
 from lightrnn.checkpoint import (
     Progress,
     RunMismatch,
@@ -75,12 +68,7 @@ from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, row
 from lightrnn.models import build_from_config
 from lightrnn.optim import Optimizers
 from lightrnn.runlock import LOCK_NAME, out_dir_lock
-from lightrnn.runtime import (
-    peak_memory_bytes,
-    reset_peak_memory,
-    resolve_device,
-    seed_everything,
-)
+from lightrnn.runtime import peak_memory_bytes, reset_peak_memory, resolve_device, seed_everything
 from lightrnn.step import TrainingDiverged, train_step
 
 
@@ -185,16 +173,20 @@ def move_aside(out_dir: Path, old_hash: str) -> Path:
 
 
 def _link_best(out_dir: Path) -> None:
-    """best.pt <- checkpoint-best.pt as a hard link (a copy where links are not supported), atomically."""
-    kept, best = out_dir / "checkpoint-best.pt", out_dir / "best.pt"
-    temp = out_dir / f".best.pt.{os.getpid()}.tmp"
+    """best.pt <- checkpoint-best.pt (no second copy on disk, and Snakemake deleting best.pt leaves the kept one)."""
+    _link_or_copy(out_dir / "checkpoint-best.pt", out_dir / "best.pt")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` becomes a hard link to `source` (a copy where links are not supported), atomically."""
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         temp.unlink()
     try:
-        os.link(kept, temp)
+        os.link(source, temp)
     except OSError:
-        shutil.copyfile(kept, temp)
-    os.replace(temp, best)
+        shutil.copyfile(source, temp)
+    os.replace(temp, target)
 
 
 def _train(
@@ -238,6 +230,8 @@ def _train(
             moved = move_aside(out_dir, mismatch.old_hash)
             print(f"lightrnn train: {mismatch}\nmoved that run to {moved}; starting afresh", file=sys.stderr, flush=True)
         distributed.all_gather_objects(None)
+    if main and (out_dir / "best.pt").exists() and not (out_dir / "checkpoint-best.pt").exists():
+        _link_or_copy(out_dir / "best.pt", out_dir / "checkpoint-best.pt")  # a run from before kept copies
     next_event, step, prior_wall, best_valid = progress.next_event, progress.step, progress.wall_s, progress.best_valid
     rows: list[str] = progress.rows
     if main:
