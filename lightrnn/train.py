@@ -62,6 +62,7 @@ from lightrnn.checkpoint import (
     save_training,
 )
 from lightrnn.config import TrainConfig
+from lightrnn.errors import UsageError
 from lightrnn.evaluate import evaluate_distributed
 from lightrnn.fileio import append_line, write_lines
 from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, row_to_line
@@ -122,6 +123,22 @@ def _schedule(rounds: tuple[int, ...]) -> list[tuple[str, int, int]]:
 
 
 ON_CONFIG_CHANGE = ("refuse", "move-aside")
+
+
+def require_gpus(count: int, job: str) -> None:
+    """Fail at once (UsageError naming the environment and the fix) when a job that asked for
+    `count` GPUs runs where torch sees fewer, instead of training for days on the CPU."""
+    seen = torch.cuda.device_count()
+    if count <= seen:
+        return
+    raise UsageError(
+        f"{job}: the job asked for {count} GPU(s) but torch {torch.__version__} in the environment {sys.prefix} "
+        f"sees {seen} CUDA device(s) (CUDA build: {torch.version.cuda or 'none, a CPU-only torch'}; "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Fix: run the job on a GPU node "
+        "with a CUDA build of torch in that environment (with --use-conda, create the envs on a GPU node: "
+        "snakemake --use-conda --conda-create-envs-only), or train on the CPU with resources.train.gpu: 0 "
+        "(snakemake --set-resources train:gpu=0)"
+    )
 
 
 def train(

@@ -18,9 +18,10 @@ from lightrnn import cli
 from lightrnn.checkpoint import RunMismatch, load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.markov import generate_markov_corpus
+from lightrnn.errors import UsageError
 from lightrnn.fileio import read_jsonl
 from lightrnn.runlock import LOCK_NAME, OutDirLocked
-from lightrnn.train import train
+from lightrnn.train import require_gpus, train
 
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12",
         "lr=0.01", "eval_batch_size=4", "device=cpu"]
@@ -181,3 +182,11 @@ def test_runtime_keys_do_not_change_the_config_hash():
     with pytest.raises(ValueError, match="checkpoint_every_s"):
         _config("checkpoint_every_s=-1")
     assert np.isfinite(base.log_every_s)
+
+
+def test_a_job_that_asked_for_gpus_fails_at_once_where_torch_sees_none(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    require_gpus(0, "rule train (ptb, lightrnn)")  # a CPU job: nothing to check
+    with pytest.raises(UsageError, match=r"rule train \(ptb, lightrnn\): the job asked for 2 GPU\(s\) .* sees 0") as error:
+        require_gpus(2, "rule train (ptb, lightrnn)")
+    assert sys.prefix in str(error.value) and "Fix: " in str(error.value)

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 
 from lightrnn.config import TrainConfig  # noqa: E402
 from lightrnn.distributed import launch_command  # noqa: E402
-from lightrnn.train import train  # noqa: E402
+from lightrnn.errors import UsageError  # noqa: E402
+from lightrnn.train import require_gpus, train  # noqa: E402
 
 config = TrainConfig.from_dict(snakemake.params.config, source=f"config for rule train {snakemake.wildcards}")  # noqa: F821
 out_dir = Path(snakemake.output.metrics).parent  # noqa: F821
@@ -31,16 +32,10 @@ gpus = int(snakemake.resources.get("gpu", 0))  # noqa: F821
 # GPU, config threads / gpu), else the job's threads.
 threads = int(snakemake.resources.get("cpus_per_gpu", 0)) if gpus > 0 else 0  # noqa: F821
 threads = threads or snakemake.threads  # noqa: F821
-if gpus > 0 and torch.cuda.device_count() < gpus:
-    raise SystemExit(
-        f"rule train ({snakemake.wildcards.dataset}, {snakemake.wildcards.model}): the job asked for {gpus} GPU(s) "  # noqa: F821
-        f"(resources gpu={gpus}) but torch {torch.__version__} in the environment {sys.prefix} sees "
-        f"{torch.cuda.device_count()} CUDA device(s) (CUDA build: {torch.version.cuda or 'none, a CPU-only torch'}; "
-        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Fix: run the job on a GPU node "
-        "with a CUDA build of torch in that environment (with --use-conda, create the envs on a GPU node: "
-        "snakemake --use-conda --conda-create-envs-only), or train on CPU with resources.train.gpu: 0 and "
-        "train.device: cpu in your config"
-    )
+try:
+    require_gpus(gpus, f"rule train ({snakemake.wildcards.dataset}, {snakemake.wildcards.model}), resources gpu={gpus}")  # noqa: F821
+except UsageError as error:
+    raise SystemExit(str(error)) from None
 if gpus > 1:
     arguments = [
         "train", "--data", str(snakemake.params.data_dir), "--model", config.model, "--out", str(out_dir),  # noqa: F821
