@@ -374,6 +374,9 @@ def _train(
             )
     if main:
         _ensure_best(out_dir)
+        # A restored best.pt keeps its old mtime; a workflow manager comparing it with inputs
+        # re-made since (same data, nothing left to train) would rerun the job on every invocation.
+        os.utime(out_dir / "best.pt")
     return metrics_path
 
 
