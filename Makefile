@@ -36,6 +36,11 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
 
+# Everything the smoke run wrote (results/smoke, its generated archives, corpora and downloads);
+# the next `make smoke` starts from scratch. The paper run's results are not touched.
+clean-smoke:
+	rm -rf results/smoke resources/smoke
+
 # Every model side by side on this machine, then the README performance section from the CSVs.
 BENCH_RUN ?= paper-run
 bench: venv

@@ -180,13 +180,14 @@ def lm_batches(
     exact: bool = False,
     max_batches: int = 0,
     device: torch.device | str = "cpu",
+    start: int = 0,
 ) -> Iterator[Batch]:
     """Truncated-BPTT batches over `stream` (a 1-D int array, memmap welcome).
 
     exact=False (training): B equal segments, the last (N - 1) mod B predictions dropped, no mask.
     exact=True (evaluation): every one of the N - 1 targets appears exactly once; rows that run
     out early are padded with id 0 and masked out.
-    max_batches > 0 stops after that many batches.
+    max_batches > 0 stops after that many batches; start > 0 skips the first `start` (a resumed epoch).
     Yields Batch(tokens [B, T], targets [B, T], mask [B, T] or None); T = bptt except at the end.
     """
     if batch_size < 1 or bptt < 1:
@@ -201,6 +202,8 @@ def lm_batches(
     for index, offset in enumerate(range(0, longest, bptt)):
         if max_batches and index >= max_batches:
             return
+        if index < start:
+            continue
         steps = min(bptt, longest - offset)
         window = np.zeros((batch_size, steps + 1), dtype=np.int64)  # [B, T + 1]
         valid = np.clip(lengths - offset, 0, steps)  # real predictions per row in this window

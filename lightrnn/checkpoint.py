@@ -4,12 +4,16 @@ The one place a training checkpoint is assembled, written, read and checked. Con
 config (dict), dataset, vocab_size, model state_dict (LightRNN's table is in it as the buffers
 word_row/word_col), optimizer and scheduler state, RNG states of python, numpy and torch (CPU
 and the current CUDA device) of every rank, the position in the round schedule (`Progress`: next event, step,
-accumulated wall time, best valid ppl, the metrics rows written so far as JSON lines) and the
-number of processes of the run.
+accumulated wall time, best valid ppl, the metrics rows written so far as JSON lines; inside an
+epoch also the batches done, the epoch's running NLL and token count and every rank's carried LSTM
+state), the number of processes of the run, and the identity of the data it trains on (`data`:
+vocab.tsv's sha256, the vocabulary size and each split's token count), so that resuming on
+re-encoded data is refused instead of mixing two datasets in one metrics file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightrnn.config import TrainConfig
+from lightrnn.config import RUNTIME_KEYS, TrainConfig
 from lightrnn.fileio import atomic_path
 
 FORMAT = 1
@@ -35,13 +39,47 @@ class Progress:
     wall_s: float = 0.0
     best_valid: float = math.inf
     rows: list[str] = field(default_factory=list)
+    # Inside an epoch (a mid-epoch checkpoint; next_event is then the epoch's own event): batches
+    # of the epoch already trained (0 = the epoch starts afresh), its training seconds so far, and
+    # per rank what the rest of the epoch continues from: {"state": the LSTM state carried into
+    # the next batch (CPU tensors), "nll": the epoch's summed NLL so far, "tokens": its tokens}.
+    epoch_batch: int = 0
+    epoch_seconds: float = 0.0
+    carried: list[dict[str, Any]] | None = None
+
+
+class RunMismatch(ValueError):
+    """The checkpoint in OUT belongs to another config or other data (the message names both)."""
+
+    def __init__(self, message: str, old_hash: str) -> None:
+        super().__init__(message)
+        self.old_hash = old_hash  # the config hash of the run found in OUT
+
+
+def data_identity(data_dir: str | os.PathLike, vocab_size: int, split_tokens: dict[str, int]) -> dict[str, Any]:
+    """What a run trains on: vocab.tsv's sha256, its size in words, and each split's token count."""
+    digest = hashlib.sha256()
+    with open(Path(data_dir) / "vocab.tsv", "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return {
+        "vocab_sha256": digest.hexdigest(), "vocab_words": int(vocab_size),
+        "split_tokens": {split: int(count) for split, count in sorted(split_tokens.items())},
+    }
+
+
+def _describe(identity: dict[str, Any]) -> str:
+    sizes = ", ".join(f"{split} {count:,}" for split, count in identity["split_tokens"].items())
+    return f"vocab sha256 {identity['vocab_sha256'][:12]} ({identity['vocab_words']:,} words), tokens {sizes}"
 
 
 def save_training(
     path: str | os.PathLike, config: TrainConfig, dataset: str, vocab_size: int, model: torch.nn.Module,
     optimizer: Any, scheduler: Any, progress: Progress, rng_ranks: list[dict[str, Any]],
+    data: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a resumable checkpoint of a training run (`rng_ranks`: every rank's `rng_state()`)."""
+    """Write a resumable checkpoint of a training run (`rng_ranks`: every rank's `rng_state()`,
+    `data`: `data_identity` of the encoded data dir)."""
     payload = {
         "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -49,6 +87,10 @@ def save_training(
         "wall_s": progress.wall_s, "best_valid": progress.best_valid,
         "metrics_rows": list(progress.rows), "world_size": len(rng_ranks),
     }
+    if data is not None:
+        payload["data"] = data
+    if progress.epoch_batch:
+        payload["epoch"] = {"batch": progress.epoch_batch, "seconds": progress.epoch_seconds, "carried": progress.carried}
     if len(rng_ranks) > 1:
         payload["rng_ranks"] = rng_ranks
     return save_checkpoint(path, payload)
@@ -56,22 +98,18 @@ def save_training(
 
 def resume_training(
     path: str | os.PathLike, config: TrainConfig, model: torch.nn.Module, optimizer: Any, scheduler: Any,
-    rank: int = 0, world_size: int = 1,
+    rank: int = 0, world_size: int = 1, data: dict[str, Any] | None = None,
 ) -> Progress:
     """Restore model, optimizer, scheduler and this rank's RNG from `path`; return where the run stands.
 
-    Refuses a checkpoint of another config or another number of processes, naming both.
+    Refuses (RunMismatch) a checkpoint of another config or of other data (`data`: this run's
+    `data_identity`), and (ValueError) one of another number of processes, naming both sides.
     """
     path = Path(path)
     # On CPU: load_state_dict moves each tensor where its parameter lives; RNG keys and Adam's step
     # counters must stay on the host (a CUDA numpy key cannot be converted, a CUDA step syncs).
     checkpoint = load_checkpoint(path, map_location="cpu")
-    saved = TrainConfig.from_dict(checkpoint["config"], source=str(path))
-    if saved.config_hash != config.config_hash:
-        raise ValueError(
-            f"{path} belongs to a run with another config (hash {saved.config_hash[:12]} vs "
-            f"{config.config_hash[:12]}); use a new --out dir or delete the old one"
-        )
+    check_same_run(path, checkpoint, config, data)
     saved_world = int(checkpoint.get("world_size", 1))
     if saved_world != world_size:
         raise ValueError(
@@ -83,10 +121,49 @@ def resume_training(
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     set_rng_state(checkpoint["rng_ranks"][rank] if world_size > 1 else checkpoint["rng"])
+    epoch = checkpoint.get("epoch") or {}
     return Progress(
         next_event=int(checkpoint["next_event"]), step=int(checkpoint["step"]), wall_s=float(checkpoint["wall_s"]),
         best_valid=float(checkpoint["best_valid"]), rows=list(checkpoint["metrics_rows"]),
+        epoch_batch=int(epoch.get("batch", 0)), epoch_seconds=float(epoch.get("seconds", 0.0)),
+        carried=epoch.get("carried"),
     )
+
+
+def check_same_run(
+    path: Path, checkpoint: dict[str, Any], config: TrainConfig, data: dict[str, Any] | None
+) -> None:
+    """RunMismatch when the checkpoint was written for another config or other data."""
+    saved = TrainConfig.from_dict(checkpoint["config"], source=str(path))
+    if saved.config_hash != config.config_hash:
+        changed = sorted(
+            key for key, value in config.to_dict().items()
+            if key not in RUNTIME_KEYS and saved.to_dict().get(key) != value
+        )
+        raise RunMismatch(
+            f"{path} belongs to a run with another config (hash {saved.config_hash[:12]} vs "
+            f"{config.config_hash[:12]}; changed: {', '.join(changed) or 'none'}); use a new --out dir, "
+            "delete the old one, or pass --on-config-change move-aside to keep it beside OUT and start afresh",
+            saved.config_hash,
+        )
+    saved_data = checkpoint.get("data")
+    if data is None:
+        return
+    if saved_data is None:  # a checkpoint from before data identities: the vocabulary size at least
+        if int(checkpoint.get("vocab_size", -1)) != data["vocab_words"]:
+            raise RunMismatch(
+                f"{path} was trained with a vocabulary of {checkpoint.get('vocab_size')} words, the data has "
+                f"{data['vocab_words']}; use a new --out dir or pass --on-config-change move-aside",
+                saved.config_hash,
+            )
+        return
+    if saved_data != data:
+        raise RunMismatch(
+            f"{path} was trained on other data ({_describe(saved_data)}) than this run's ({_describe(data)}): "
+            "the dataset was re-encoded; use a new --out dir or pass --on-config-change move-aside to keep "
+            "the old run beside OUT and start afresh",
+            saved.config_hash,
+        )
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

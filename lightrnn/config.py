@@ -27,6 +27,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
     "realloc_method": ("auto", "exact", "greedy", "refine"),
 }
+# Keys that change how a run reports and checkpoints, not what it computes.
+RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -60,6 +62,11 @@ class TrainConfig:
     test_every_epoch: bool = False
     max_steps_per_epoch: int = 0  # 0 = the whole training split every epoch
     model_options: dict[str, Any] = field(default_factory=dict)
+    # Reporting only (not in config_hash: changing them never invalidates a run): a progress line
+    # on stderr every log_every_s seconds when stderr is not a terminal, and a mid-epoch
+    # checkpoint every checkpoint_every_s seconds (0 = off), so a kill loses minutes, not an epoch.
+    log_every_s: float = 600.0
+    checkpoint_every_s: float = 1800.0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -135,7 +142,8 @@ class TrainConfig:
     @property
     def config_hash(self) -> str:
         """sha256 of the resolved config's canonical JSON (sorted keys, no spaces)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        values = {key: value for key, value in self.to_dict().items() if key not in RUNTIME_KEYS}
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
@@ -177,6 +185,9 @@ class TrainConfig:
             raise ValueError(
                 f"config key realloc_time_limit: must be >= 0 seconds (0 = no limit), got {self.realloc_time_limit}"
             )
+        for key in RUNTIME_KEYS:
+            if not getattr(self, key) >= 0.0:
+                raise ValueError(f"config key {key}: must be >= 0 seconds (0 = off), got {getattr(self, key)}")
         if not 0.0 < self.realloc_fraction <= 1.0:
             raise ValueError(f"config key realloc_fraction: must be in (0, 1], got {self.realloc_fraction}")
         for key, allowed in CHOICES.items():

@@ -22,6 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="override one config key (repeatable), e.g. --set rounds=[2,2] --set lr=0.002",
     )
     parser.add_argument("--dataset", default=None, help="dataset name in metrics rows (default: the data dir's name)")
+    parser.add_argument(
+        "--on-config-change", choices=("refuse", "move-aside"), default="refuse",
+        help="OUT holds a run of another config or other data: refuse (default, an error naming both) or "
+        "move it to OUT/../<name>.old-<hash12>/ (kept) and start afresh (what the workflow uses)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_yaml(args.config, [*args.overrides, f"model={args.model}"])
     try:
-        metrics_path = train(config, args.data, args.out, dataset=args.dataset)
+        metrics_path = train(config, args.data, args.out, dataset=args.dataset, on_config_change=args.on_config_change)
     except TrainingDiverged as error:
         print(f"lightrnn train: error: {error}", file=sys.stderr)
         return 1

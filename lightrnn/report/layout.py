@@ -83,10 +83,15 @@ ACLW_PLOT_CHOICES: tuple[str, ...] = ("aclw-large-fr", "aclw-fr")
 
 
 def resolve_aclw_plot_dataset(choice: str | None, datasets: list[str]) -> str | None:
-    """The dataset of the paper-style figure: `choice`, or for "auto" the large French ACLW set when
-    the run has it, else the small one, else None (no figure)."""
+    """The dataset of the paper-style figure: for "auto" the large French ACLW set when the run has
+    it, else the small one, else None (no figure). A named ACLW set the run lacks falls back to the
+    other size of its language when the run has that one (aclw-large-fr <-> aclw-fr)."""
     if choice != AUTO:
-        return choice
+        if choice is None or choice in datasets or not choice.startswith("aclw-"):
+            return choice
+        large = choice.startswith("aclw-large-")
+        other = choice.replace("aclw-large-", "aclw-", 1) if large else choice.replace("aclw-", "aclw-large-", 1)
+        return other if other in datasets else choice
     return next((dataset for dataset in ACLW_PLOT_CHOICES if dataset in datasets), None)
 
 

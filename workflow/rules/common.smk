@@ -10,7 +10,7 @@ from snakemake.utils import validate
 # This checkout's lightrnn package, whichever environment runs Snakemake.
 sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
 from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
-from lightrnn.report.layout import planned_outputs  # noqa: E402
+from lightrnn.report.layout import planned_outputs, resolve_aclw_plot_dataset  # noqa: E402
 
 # Before any job: the schema (types, required keys, no unknown keys), then the cross-references
 # the schema cannot express. Each error names the key and what to do.
@@ -44,13 +44,22 @@ for _scope in ("train", "train_override"):
             f"{_scope}.model: the model comes from models_to_run, remove this key"
         )
 
+for _job in ("train", "evaluate"):
+    _res = config["resources"][_job]
+    if _res["gpu"] > 1 and _res["threads"] % _res["gpu"]:
+        _config_error(
+            f"resources.{_job}: threads ({_res['threads']}) must be a multiple of gpu ({_res['gpu']}): "
+            "each of the job's processes uses threads / gpu CPU threads"
+        )
+
 RESULTS = f"{config['results_dir']}/{config['run']}"
 RES = config["resources_dir"]
 RUN_DATASETS = config["datasets_to_run"]
 RUN_MODELS = config["models_to_run"]
-REPORT_OUTPUTS = planned_outputs(
-    RUN_DATASETS, RUN_MODELS, config["report"]["aclw_plot_dataset"]
-)
+
+
+ACLW_PLOT_DATASET = resolve_aclw_plot_dataset(config["report"]["aclw_plot_dataset"], RUN_DATASETS)
+REPORT_OUTPUTS = planned_outputs(RUN_DATASETS, RUN_MODELS, ACLW_PLOT_DATASET)
 SPLITS = ["train", "valid", "test"]
 
 
@@ -128,6 +137,14 @@ def encoded(dataset):
     return [f"{RESULTS}/{dataset}/vocab.tsv"] + [
         f"{RESULTS}/{dataset}/{split}.npy" for split in SPLITS
     ]
+
+
+def cpus_per_gpu(rule):
+    """SLURM's --cpus-per-gpu for a GPU job: the torch threads each of its processes uses
+    (workflow/scripts/train.py gives each of N processes threads / N); 0 = not a GPU job.
+    """
+    res = config["resources"][rule]
+    return res["threads"] // res["gpu"] if res["gpu"] > 0 else 0
 
 
 def run_files(name):

@@ -17,6 +17,7 @@ rule evaluate:
         gpu=config["resources"]["evaluate"]["gpu"],
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
+        cpus_per_gpu=cpus_per_gpu("evaluate"),
     params:
         data_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
         device=lambda wildcards: train_config(wildcards)["device"],

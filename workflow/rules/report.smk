@@ -15,7 +15,7 @@ rule render_report:
     params:
         # the run folder: outputs are <run>/tables/... and <run>/plots/...
         out_dir=lambda wildcards, output: str(Path(output[0]).parents[1]),
-        aclw_plot_dataset=config["report"]["aclw_plot_dataset"],
+        aclw_plot_dataset=ACLW_PLOT_DATASET,
         # `bench` is not part of `all`: the verdict's speed row uses its folder when it exists.
         bench_dir=f"{RESULTS}/bench",
         run=config["run"],

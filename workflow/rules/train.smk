@@ -20,6 +20,7 @@ rule train:
         gpu=config["resources"]["train"]["gpu"],
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
+        cpus_per_gpu=cpus_per_gpu("train"),
     params:
         config=train_config,
         data_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",

@@ -1,0 +1,91 @@
+"""One training process per output folder: OUT/.lock holds the owner's PID and host.
+
+Created with O_CREAT | O_EXCL (atomic on local file systems and NFSv3+), so two processes
+started on one --out cannot both train into it and duplicate every metrics row. A lock left by a
+process that died (same host, PID gone) is taken over; on another host liveness cannot be
+checked, so the error says how to remove it by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from lightrnn.errors import UsageError
+
+LOCK_NAME = ".lock"
+
+
+class OutDirLocked(UsageError):
+    """Another live process holds the output folder's lock."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _read(path: Path) -> tuple[int | None, str]:
+    try:
+        fields = path.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return None, ""
+    pid = int(fields[0]) if fields and fields[0].isdigit() else None
+    return pid, fields[1] if len(fields) > 1 else ""
+
+
+@contextlib.contextmanager
+def out_dir_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold OUT/.lock for the duration of the block; raise OutDirLocked naming the holder's PID."""
+    path = Path(out_dir) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    for _attempt in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid, owner_host = _read(path)
+            if pid is None and time.time() - _mtime(path) < 5:
+                time.sleep(0.1)  # just created, PID not written yet
+                continue
+            if pid is not None and pid != os.getpid() and (owner_host != host or _alive(pid)):
+                raise OutDirLocked(
+                    f"{out_dir} is in use by lightrnn train process {pid} on {owner_host or 'an unknown host'} "
+                    f"(lock file {path}); wait for it to finish or stop it, or if that process is gone delete {path}"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # stale: its process is dead (or the lock is our own leftover)
+            continue
+        try:
+            os.write(fd, f"{os.getpid()} {host}\n".encode())
+        finally:
+            os.close(fd)
+        break
+    else:
+        raise OutDirLocked(f"could not take the lock {path}; another process keeps recreating it")
+    try:
+        yield path
+    finally:
+        pid, _ = _read(path)
+        if pid == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return 0.0
+        raise
