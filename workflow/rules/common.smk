@@ -10,7 +10,10 @@ from snakemake.utils import validate
 # This checkout's lightrnn package, whichever environment runs Snakemake.
 sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
 from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
-from lightrnn.report.layout import planned_outputs, resolve_aclw_plot_dataset  # noqa: E402
+from lightrnn.report.layout import (
+    planned_outputs,
+    resolve_aclw_plot_dataset,
+)  # noqa: E402
 
 # Before any job: the schema (types, required keys, no unknown keys), then the cross-references
 # the schema cannot express. Each error names the key and what to do.
@@ -58,7 +61,9 @@ RUN_DATASETS = config["datasets_to_run"]
 RUN_MODELS = config["models_to_run"]
 
 
-ACLW_PLOT_DATASET = resolve_aclw_plot_dataset(config["report"]["aclw_plot_dataset"], RUN_DATASETS)
+ACLW_PLOT_DATASET = resolve_aclw_plot_dataset(
+    config["report"]["aclw_plot_dataset"], RUN_DATASETS
+)
 REPORT_OUTPUTS = planned_outputs(RUN_DATASETS, RUN_MODELS, ACLW_PLOT_DATASET)
 SPLITS = ["train", "valid", "test"]
 
