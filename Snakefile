@@ -24,17 +24,23 @@ localrules:
     tiny_archive,
     fetch,
     render_report,
+    render_study,
 
 
 rule all:
     default_target: True
     input:
         run_files("eval.json"),
-        [f"{RESULTS}/{path}" for path in REPORT_OUTPUTS],
+        (
+            [f"{RESULTS}/{path}" for path in STUDY_OUTPUTS]
+            if config["study"]
+            else [f"{RESULTS}/{path}" for path in REPORT_OUTPUTS]
+        ),
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/study.smk"
 include: "workflow/rules/bench.smk"

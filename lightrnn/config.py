@@ -57,7 +57,13 @@ class TrainConfig:
     # Seconds for refine's local search (0 = until it converges): bounds a reallocation's wall
     # time at One Billion Word scale on a slow or shared machine.
     realloc_time_limit: float = 0.0
-    initial_table: str = "random"  # random | frequency | path to a .npy (models with a table)
+    # Nats per occurrence a word gains by keeping its row, and again its column, at a reallocation:
+    # it moves only when the matching finds it more than that better off elsewhere (0: the paper's
+    # reallocation). A moved word reads another row and column vector, which the objective ignores.
+    realloc_keep_bonus: float = 0.0
+    # random | frequency | context (words with similar previous words share a row: lightrnn.initial_table)
+    # | path to a .npy (models with a table)
+    initial_table: str = "random"
     eval_batch_size: int = 10
     test_every_epoch: bool = False
     max_steps_per_epoch: int = 0  # 0 = the whole training split every epoch
@@ -188,6 +194,8 @@ class TrainConfig:
         for key in RUNTIME_KEYS:
             if not getattr(self, key) >= 0.0:
                 raise ValueError(f"config key {key}: must be >= 0 seconds (0 = off), got {getattr(self, key)}")
+        if not self.realloc_keep_bonus >= 0.0:
+            raise ValueError(f"config key realloc_keep_bonus: must be >= 0 nats (0 = none), got {self.realloc_keep_bonus}")
         if not 0.0 < self.realloc_fraction <= 1.0:
             raise ValueError(f"config key realloc_fraction: must be in (0, 1], got {self.realloc_fraction}")
         for key, allowed in CHOICES.items():
@@ -195,11 +203,11 @@ class TrainConfig:
                 raise ValueError(f"config key {key}: got {getattr(self, key)!r}; allowed values: {', '.join(allowed)}")
         if not _DEVICE_PATTERN.match(self.device):
             raise ValueError(f"config key device: got {self.device!r}; allowed values: auto, cpu, cuda, cuda:N")
-        if self.initial_table not in ("random", "frequency"):
+        if self.initial_table not in ("random", "frequency", "context"):
             if not self.initial_table.endswith(".npy"):
                 raise ValueError(
                     f"config key initial_table: got {self.initial_table!r}; allowed values: random, frequency, "
-                    "or a path to a .npy table written by WordTable.save"
+                    "context, or a path to a .npy table written by WordTable.save"
                 )
             if not Path(self.initial_table).is_file():
                 raise ValueError(f"config key initial_table: the table file {self.initial_table} does not exist")

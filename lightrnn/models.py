@@ -71,17 +71,26 @@ def build(
 
 
 def build_from_config(
-    config: "TrainConfig", vocab_size: int, word_counts: "np.ndarray | None" = None
+    config: "TrainConfig", vocab_size: int, word_counts: "np.ndarray | None" = None,
+    train_stream: "np.ndarray | None" = None,
 ) -> "LanguageModel":
     """The model a training config describes, over `vocab_size` words with these counts.
 
     `config.model_options` go to the model as they are; the run-level keys of `CONFIG_OPTIONS`
-    go only to models that take them (a baseline has no word table).
+    go only to models that take them (a baseline has no word table). `initial_table: context`
+    builds the table from `train_stream` (`lightrnn.initial_table`); without a stream (counting
+    parameters, rebuilding a checkpoint whose table is in its state_dict) a random one stands in.
     """
     options: dict[str, Any] = dict(config.model_options)
     for key, option in CONFIG_OPTIONS.items():
         if accepts(config.model, option):
             options.setdefault(option, getattr(config, key))
+    if options.get("initial_table") == "context":
+        options["initial_table"] = "random"
+        if train_stream is not None:
+            from lightrnn.initial_table import context_table
+
+            options.setdefault("table", context_table(train_stream, vocab_size, seed=config.seed))
     if word_counts is not None and accepts(config.model, "word_counts"):
         options.setdefault("word_counts", word_counts)
     return build(

@@ -331,11 +331,32 @@ def refine(
 # ----- between rounds ----------------------------------------------------------------------------
 
 
+def _target_counts(batches: Iterable[tuple[Tensor, Tensor]], vocab_size: int) -> np.ndarray:
+    """[V] float64: how often each word is a target in `batches` (summed over the ranks)."""
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for _, targets in batches:
+        counts += np.bincount(targets.reshape(-1).cpu().numpy(), minlength=vocab_size)
+    return distributed.sum_array_to_main(counts)
+
+
+def apply_keep_bonus(row_loss: np.ndarray, col_loss: np.ndarray, table: WordTable, bonus: np.ndarray) -> None:
+    """Lower every word's loss at its current row and at its current column by `bonus` [V] (in place).
+
+    The matching then moves a word only when another slot beats its own by more than the bonus on
+    that side: what the model learned for it (the row and column vectors it reads) is kept unless
+    the gain is large. The bonus is per occurrence (times the word's count), like the losses.
+    """
+    words = np.arange(table.vocab_size)
+    row_loss[words, table.rows] -= bonus
+    col_loss[words, table.cols] -= bonus
+
+
 def reallocate_model(
     model: Any,
     batches: Iterable[tuple[Tensor, Tensor]],
     method: str = "auto",
     fraction: float = 1.0,
+    keep_bonus: float = 0.0,
     **solver_options: Any,
 ) -> dict[str, float | str]:
     """Accumulate, solve, apply: one bootstrap reallocation of a LightRNN's words.
@@ -346,8 +367,11 @@ def reallocate_model(
     scored under the old table). realloc_s covers accumulation, solving and applying, not the
     measurement pass after.
 
-    Returns realloc_objective, realloc_lower_bound, realloc_s, realloc_method,
-    realloc_nll_before, realloc_nll_after, realloc_moved (fraction of words whose slot changed).
+    Returns realloc_objective, realloc_lower_bound (of the problem solved: with `keep_bonus`, the
+    losses less the bonus), realloc_s, realloc_method, realloc_nll_before, realloc_nll_after,
+    realloc_moved (fraction of words whose slot changed), realloc_tokens (targets read) and
+    realloc_nll_predicted (the frozen model's NLL per token at the new slots, as the objective
+    scores them: what nll_after would be if moving a word cost nothing on the input side).
     """
     start = time.perf_counter()
     was_training = bool(getattr(model, "training", False))
@@ -363,11 +387,19 @@ def reallocate_model(
             row_loss, col_loss = distributed.sum_array_to_main(row_loss), distributed.sum_array_to_main(col_loss)
             nll_before = distributed.mean_over_ranks(nll_before)
             current = model.table
+            tokens = _target_counts(used, current.vocab_size)
+            # A word the batches never show has no preference: with a bonus it stays where it is.
+            bonus = keep_bonus * np.maximum(tokens, 1e-6) if keep_bonus > 0 else np.zeros_like(tokens)
+            if keep_bonus > 0:
+                apply_keep_bonus(row_loss, col_loss, current, bonus)
             allocation = distributed.run_on_main(
                 lambda: solve(row_loss, col_loss, method=method, init=current, **solver_options))
             row_loss = col_loss = None  # free V x (R + C) floats before training resumes
             table = WordTable(allocation.rows, allocation.cols, current.num_rows, current.num_cols)
             moved = float(np.mean((table.rows != current.rows) | (table.cols != current.cols)))
+            # The frozen model's NLL per token under the new slots, as the matching saw it (bonus removed).
+            kept = bonus[table.rows == current.rows].sum() + bonus[table.cols == current.cols].sum()
+            predicted = (allocation.objective + kept) / max(tokens.sum(), 1.0)
             model.set_table(table)
             seconds = time.perf_counter() - start
             nll_after = distributed.mean_over_ranks(_mean_nll(model, used))
@@ -386,4 +418,7 @@ def reallocate_model(
         "realloc_nll_before": nll_before,
         "realloc_nll_after": nll_after,
         "realloc_moved": moved,
+        "realloc_tokens": int(tokens.sum()),
+        "realloc_nll_predicted": float(predicted),
+        "realloc_keep_bonus": keep_bonus,
     }

@@ -230,7 +230,8 @@ def _train(
     metrics_path = out_dir / "metrics.jsonl"
 
     seed_everything(config.seed)
-    model = build_from_config(config, vocab_size, word_counts).to(device)  # the same weights on every rank
+    # The same weights on every rank (a `context` table is computed from the whole training split).
+    model = build_from_config(config, vocab_size, word_counts, train_stream=streams["train"]).to(device)
     if rank > 0:
         # Independent dropout masks per rank (rank 0 keeps the single-process stream).
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
@@ -331,7 +332,7 @@ def _train(
             with peaks.phase("realloc"):
                 realloc = model.between_rounds(
                     batches, method=config.realloc_method, fraction=config.realloc_fraction,
-                    time_limit=config.realloc_time_limit or None,
+                    time_limit=config.realloc_time_limit or None, keep_bonus=config.realloc_keep_bonus,
                 )
             distributed.check_replicas_equal(model, f"after the reallocation before round {round_index}")
             if realloc:

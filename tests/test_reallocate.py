@@ -295,7 +295,8 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
     assert model.training
     assert set(metrics) == {
         "realloc_objective", "realloc_lower_bound", "realloc_s", "realloc_method",
-        "realloc_nll_before", "realloc_nll_after", "realloc_moved",
+        "realloc_nll_before", "realloc_nll_after", "realloc_moved", "realloc_tokens", "realloc_nll_predicted",
+        "realloc_keep_bonus",
     }
     assert metrics["realloc_method"] == "exact"
     assert metrics["realloc_lower_bound"] <= metrics["realloc_objective"] < before

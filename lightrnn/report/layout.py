@@ -40,6 +40,11 @@ TABLES: tuple[str, ...] = (
     "verdict", "aclw", "billionw", "billionw-speed", "benchmarks", "size-speed", "reallocation"
 )
 TABLE_FORMATS: tuple[str, ...] = ("md", "tex", "csv")
+# What an ablation study run renders (lightrnn.report.study.write_study), below the run folder.
+STUDY_OUTPUTS: tuple[str, ...] = (
+    "tables/ablation.md", "tables/ablation.csv", "tables/study-realloc.md", "tables/study-realloc.csv",
+    "plots/ablation.png", "plots/ablation.pdf",
+)
 PLOT_FORMATS: tuple[str, ...] = ("png", "pdf")
 
 

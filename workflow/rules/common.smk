@@ -10,7 +10,9 @@ from snakemake.utils import validate
 # This checkout's lightrnn package, whichever environment runs Snakemake.
 sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
 from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
+from lightrnn.models import names as model_names  # noqa: E402  (light: no torch)
 from lightrnn.report.layout import (
+    STUDY_OUTPUTS,
     planned_outputs,
     resolve_aclw_plot_dataset,
 )  # noqa: E402
@@ -18,6 +20,9 @@ from lightrnn.report.layout import (
 # Before any job: the schema (types, required keys, no unknown keys), then the cross-references
 # the schema cannot express. Each error names the key and what to do.
 validate(config, "../schemas/config.schema.yaml")
+
+
+MODEL_NAMES = model_names()
 
 
 def _config_error(message):
@@ -40,6 +45,13 @@ for _name in config["corpora"]:
         ]
         _config_error(
             f"corpora: {_name!r} is not a downloadable corpus; choose from {', '.join(_downloadable)}"
+        )
+for _name in config["models_to_run"]:
+    _entry = config["models"].get(_name, {})
+    if _entry.get("model", _name) not in MODEL_NAMES:
+        _config_error(
+            f"models_to_run: {_name!r} is neither a registered model ({', '.join(MODEL_NAMES)}) "
+            f"nor a variant under `models:` with `model: <one of them>`"
         )
 for _scope in ("train", "train_override"):
     if "model" in config[_scope]:
@@ -135,7 +147,12 @@ def train_config(wildcards):
         config["train_override"],
     ):
         resolved = _merge(resolved, layer)
-    return {"model": wildcards.model, **resolved}
+    return {"model": registered_model(wildcards.model), **resolved}
+
+
+def registered_model(run_name):
+    """The registered model a run (a model name or a variant under `models:`) trains."""
+    return config["models"].get(run_name, {}).get("model", run_name)
 
 
 def encoded(dataset):

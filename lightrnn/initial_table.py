@@ -1,0 +1,86 @@
+"""A word table informed by the data, for `initial_table: context`.
+
+Why: a random table puts unrelated words in every row, so the row softmax at first predicts
+sets of words that share nothing, and the first reallocation has to move almost every word.
+Words that follow the same words are predicted in the same contexts; placing them in the same
+row lets the row head learn one class per row from the first step (the classic class-based
+softmax idea, here learned from counts, not frequencies).
+
+How: every word gets a vector from its previous-word distribution (counts of the preceding
+word among the K most frequent words, Hellinger-transformed, projected on the top singular
+vectors); k-means on two halves of those dimensions gives R row centres and C column centres;
+the cost of word w in row r is count(w) * |v_w - row_centre_r|^2 (likewise for columns), and
+the reallocation solver finds the table minimising the total cost, capacities respected.
+Deterministic for a given stream and seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightrnn.table import WordTable
+
+
+def context_vectors(stream: np.ndarray, vocab_size: int, contexts: int = 1000, dims: int = 16) -> np.ndarray:
+    """[V, dims] float64: each word's previous-word distribution, projected on its top singular vectors."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import svds
+
+    stream = np.asarray(stream, dtype=np.int64)
+    counts = np.bincount(stream, minlength=vocab_size)
+    top = np.argsort(-counts, kind="stable")[: min(contexts, vocab_size)]
+    column_of = np.full(vocab_size, -1, dtype=np.int64)
+    column_of[top] = np.arange(top.size)
+    previous, current = stream[:-1], stream[1:]
+    keep = column_of[previous] >= 0
+    pairs = coo_matrix(
+        (np.ones(int(keep.sum())), (current[keep], column_of[previous[keep]])), shape=(vocab_size, top.size)
+    ).tocsr()  # [V, K] counts of (word, previous word)
+    totals = np.asarray(pairs.sum(axis=1)).ravel()
+    pairs = pairs.multiply(1.0 / np.maximum(totals, 1.0)[:, None]).sqrt().tocsr()  # Hellinger: sqrt of P(prev | w)
+    k = max(1, min(dims, min(pairs.shape) - 1))
+    if pairs.shape[0] * pairs.shape[1] <= 50_000_000:  # dense SVD: exact and deterministic (PTB: ~1 s)
+        left, values, _ = np.linalg.svd(pairs.toarray(), full_matrices=False)
+        return left[:, :k] * values[:k]
+    start = np.full(min(pairs.shape), 1.0 / np.sqrt(min(pairs.shape)))  # a fixed start: deterministic
+    left, values, _ = svds(pairs, k=k, v0=start)
+    order = np.argsort(-values)
+    return left[:, order] * values[order]
+
+
+def _kmeans(points: np.ndarray, weights: np.ndarray, clusters: int, seed: int, iterations: int = 20) -> np.ndarray:
+    """[clusters, d] weighted k-means centres (k-means++ start, Lloyd iterations)."""
+    rng = np.random.default_rng(seed)
+    probabilities = weights / weights.sum()
+    centres = [points[rng.choice(len(points), p=probabilities)]]
+    for _ in range(1, clusters):
+        distance = np.min(((points[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
+        mass = distance * weights
+        pick = rng.choice(len(points), p=mass / mass.sum()) if mass.sum() > 0 else rng.integers(len(points))
+        centres.append(points[pick])
+    centres = np.asarray(centres)
+    for _ in range(iterations):
+        nearest = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        for cluster in range(clusters):
+            members = nearest == cluster
+            if members.any():
+                centres[cluster] = np.average(points[members], axis=0, weights=weights[members])
+    return centres
+
+
+def context_table(stream: np.ndarray, vocab_size: int, seed: int = 0, method: str = "auto") -> WordTable:
+    """The table of `initial_table: context` for a training stream of word ids."""
+    from lightrnn.reallocate import solve
+
+    side = WordTable.square_size(vocab_size)
+    vectors = context_vectors(stream, vocab_size)
+    counts = np.bincount(np.asarray(stream, dtype=np.int64), minlength=vocab_size).astype(np.float64) + 1.0
+    half = max(1, vectors.shape[1] // 2)
+    row_points, col_points = vectors[:, :half], vectors[:, half:] if vectors.shape[1] > 1 else vectors
+    row_centres = _kmeans(row_points, counts, side, seed)
+    col_centres = _kmeans(col_points, counts, side, seed + 1)
+    row_loss = counts[:, None] * ((row_points[:, None, :] - row_centres[None]) ** 2).sum(-1)  # [V, R]
+    col_loss = counts[:, None] * ((col_points[:, None, :] - col_centres[None]) ** 2).sum(-1)  # [V, C]
+    start = WordTable.frequency_ordered(vocab_size)
+    allocation = solve(row_loss, col_loss, method=method, init=start)
+    return WordTable(allocation.rows, allocation.cols, side, side)

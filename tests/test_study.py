@@ -1,0 +1,183 @@
+"""The ablation study: its tables and figure from variant folders, the informed initial table,
+and the study config planned by the DAG from a clean copy."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_workflow import _copy_repo, job_counts, snakemake
+
+from lightrnn.config import TrainConfig
+from lightrnn.fileio import write_lines
+from lightrnn.initial_table import context_table
+from lightrnn.models import build_from_config
+from lightrnn.report.study import ablation_figure, ablation_table, load_variants, realloc_table, write_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(folder: Path, model: str, seed: int, valids: list[float], test: float, reallocs: dict[int, dict] = None):
+    """A variant folder: epoch rows with these valid ppls, realloc rows after the given epochs, eval.json."""
+    rows = []
+    for epoch, valid in enumerate(valids, start=1):
+        round_index = (epoch - 1) // 2
+        rows.append({"kind": "epoch", "dataset": "ptb", "model": model, "seed": seed, "round": round_index,
+                     "epoch": epoch, "valid_ppl": valid, "test_ppl": valid * 1.01, "params": 1000,
+                     "git_rev": "abc", "device": "cpu"})
+        if reallocs and epoch in reallocs:
+            rows.append({"kind": "realloc", "dataset": "ptb", "model": model, "seed": seed, "round": round_index + 1,
+                         "epoch": epoch, "params": 1000, "git_rev": "abc", "device": "cpu", **reallocs[epoch]})
+    folder.mkdir(parents=True)
+    write_lines(folder / "metrics.jsonl", [json.dumps(row) for row in rows])
+    (folder / "eval.json").write_text(json.dumps({"ppl": test, "dataset": "ptb", "model": model}))
+    return folder
+
+
+@pytest.fixture
+def study(tmp_path: Path):
+    realloc = {2: {"valid_ppl": 900.0, "realloc_moved": 0.99, "realloc_nll_before": 5.0, "realloc_nll_after": 7.0,
+                   "realloc_nll_predicted": 4.0, "realloc_tokens": 1000, "realloc_method": "refine"},
+               4: {"valid_ppl": 300.0, "realloc_moved": 0.5, "realloc_nll_before": 4.5, "realloc_nll_after": 5.0,
+                   "realloc_nll_predicted": 4.2, "realloc_tokens": 1000, "realloc_method": "refine"}}
+    folders = [
+        _run(tmp_path / "full-a", "full_softmax", 0, [200, 150, 120, 110, 105, 100], 100.0),
+        _run(tmp_path / "full-a-s1", "full_softmax", 1, [200, 150, 120, 110, 105, 102], 104.0),
+        _run(tmp_path / "full-b", "full_softmax", 0, [210, 160, 130, 120, 115, 112], 112.0),
+        _run(tmp_path / "lrnn-a", "lightrnn", 0, [250, 180, 140, 125, 118, 108], 110.0, realloc),
+        _run(tmp_path / "lrnn-off", "lightrnn", 0, [250, 180, 160, 150, 145, 140], 139.0),
+    ]
+    specs = {
+        "full-a": {"model": "full_softmax", "group": "recipe", "label": "Adam"},
+        "full-a-s1": {"model": "full_softmax", "group": "recipe", "label": "Adam"},
+        "full-b": {"model": "full_softmax", "group": "recipe", "label": "SGD"},
+        "lrnn-a": {"model": "lightrnn", "group": "recipe", "label": "Adam"},
+        "lrnn-off": {"model": "lightrnn", "group": "reallocation", "label": "no reallocation"},
+    }
+    return folders, specs
+
+
+def test_ablation_table_compares_best_recipes_and_aggregates_seeds(study):
+    folders, specs = study
+    table = ablation_table(load_variants(folders, specs))
+    by_label = {(record["model"], record["label"]): record for record in table.records}
+    adam = by_label[("full_softmax", "Adam")]
+    assert adam["seeds"] == "0 1" and adam["test_ppl_mean"] == pytest.approx(102.0)
+    assert adam["test_ppl_min"] == 100.0 and adam["test_ppl_max"] == 104.0
+    assert adam["best_recipe"] and not by_label[("full_softmax", "SGD")]["best_recipe"]  # chosen on valid
+    lightrnn = by_label[("lightrnn", "Adam")]
+    assert lightrnn["test_over_full_softmax_best"] == pytest.approx(110.0 / 102.0)
+    assert by_label[("lightrnn", "no reallocation")]["test_over_full_softmax_best"] == pytest.approx(139.0 / 102.0)
+    assert lightrnn["realloc_moved_mean"] == pytest.approx(0.745)
+    # The displayed cell shows mean ± half range and the count; the note states best against best.
+    assert any("102.0 ± 2.0 (2)" in cell for line in table.cells for cell in line)
+    assert "Best against best: LightRNN (Adam) 110.0 vs full softmax (Adam) 102.0: +7.8%" in table.note
+
+
+def test_realloc_table_reports_predicted_and_measured_loss_and_the_valid_ppl_around_it(study):
+    folders, specs = study
+    table = realloc_table(load_variants(folders, specs))
+    assert [record["round"] for record in table.records] == [1, 2]
+    first = table.records[0]
+    assert first["nll_predicted"] == pytest.approx(4.0) and first["nll_after"] == 7.0
+    assert first["valid_before"] == 180 and first["valid_right_after"] == 900.0
+    assert first["valid_end_of_next_round"] == 125  # the last epoch of round 1 (epochs 3 and 4)
+
+
+def test_ablation_figure_draws_every_best_recipe_and_every_lightrnn_variant(study):
+    folders, specs = study
+    figure = ablation_figure(load_variants(folders, specs), "2026-12-01")
+    left, right = figure.axes
+    assert {line.get_label() for line in left.get_lines()} == {"Full softmax: Adam", "LightRNN: Adam"}
+    assert {line.get_label() for line in right.get_lines()} == {"recipe: Adam", "reallocation: no reallocation"}
+    adam = next(line for line in right.get_lines() if line.get_label() == "recipe: Adam")
+    assert list(adam.get_ydata()) == [250, 180, 140, 125, 118, 108]
+
+
+def test_write_study_writes_every_output(study, tmp_path):
+    folders, specs = study
+    written = write_study(folders, specs, tmp_path / "out", "2026-12-01")
+    names = sorted(path.relative_to(tmp_path / "out").as_posix() for path in written)
+    assert names == ["plots/ablation.pdf", "plots/ablation.png", "tables/ablation.csv", "tables/ablation.md",
+                     "tables/study-realloc.csv", "tables/study-realloc.md"]
+
+
+def test_context_table_groups_words_that_follow_the_same_words():
+    # Words 0, 1, 2 are each followed by one class of 5 words ({3..7}, {8..12}, {13..17}); a class
+    # shares its previous word, so an informed table gives each class a row of its own (5 slots).
+    rng = np.random.default_rng(0)
+    stream = []
+    for _ in range(6000):
+        first = int(rng.integers(3))
+        stream += [first, 3 + 5 * first + int(rng.integers(5))]
+    table = context_table(np.array(stream), 18, seed=0)
+    assert table.num_rows == 5 and len(set(zip(table.rows.tolist(), table.cols.tolist()))) == 18
+    for first in range(3):
+        members = range(3 + 5 * first, 8 + 5 * first)
+        assert len({int(table.rows[word]) for word in members}) == 1, [table.rows[word] for word in members]
+
+
+def test_context_initial_table_is_built_from_the_training_stream():
+    config = TrainConfig(model="lightrnn", embed_dim=4, hidden_dim=4, num_layers=1, initial_table="context")
+    stream = np.tile(np.arange(30), 20)
+    model = build_from_config(config, 30, np.bincount(stream), train_stream=stream)
+    expected = context_table(stream, 30, seed=0)
+    assert np.array_equal(model.table.rows, expected.rows) and np.array_equal(model.table.cols, expected.cols)
+    # Without a stream (counting parameters, rebuilding a checkpoint) a random table stands in.
+    assert build_from_config(config, 30).vocab_size == 30
+
+
+@pytest.fixture(scope="module")
+def clean_copy():
+    with tempfile.TemporaryDirectory() as folder:
+        yield _copy_repo(Path(folder) / "repo")
+
+
+def test_the_study_config_plans_every_variant_and_the_study_outputs(clean_copy: Path):
+    result = snakemake("-n", "--configfile", "config/study.yaml", cwd=clean_copy)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    study = yaml.safe_load((clean_copy / "config" / "study.yaml").read_text())
+    counts = job_counts(output)
+    assert counts["train"] == len(study["models_to_run"]) and counts["render_study"] == 1
+    assert "render_report" not in counts
+    for variant in study["models_to_run"]:
+        assert f"results/study/ptb/{variant}/metrics.jsonl" in output
+
+
+def test_a_large_keep_bonus_keeps_every_word_and_none_moves_without_gain():
+    from lightrnn.reallocate import apply_keep_bonus, solve
+    from lightrnn.table import WordTable
+
+    rng = np.random.default_rng(1)
+    table = WordTable.random(12, seed=3)
+    row_loss, col_loss = rng.random((12, 4)), rng.random((12, 4))
+    free = solve(row_loss.copy(), col_loss.copy(), method="exact")
+    assert np.any(free.rows != table.rows) or np.any(free.cols != table.cols)  # the losses want moves
+    bonus = np.full(12, 10.0)  # far more than any difference of losses
+    kept_rows, kept_cols = row_loss.copy(), col_loss.copy()
+    apply_keep_bonus(kept_rows, kept_cols, table, bonus)
+    kept = solve(kept_rows, kept_cols, method="exact")
+    assert np.array_equal(kept.rows, table.rows) and np.array_equal(kept.cols, table.cols)
+
+
+def test_reallocation_rows_report_the_predicted_nll_and_the_bonus(tmp_path):
+    import torch
+
+    from lightrnn.models import build
+    from lightrnn.reallocate import reallocate_model
+
+    torch.manual_seed(0)
+    model = build("lightrnn", 30, 8, 8, 1, table_seed=0)
+    tokens = torch.randint(0, 30, (4, 10))
+    batches = [(tokens, torch.roll(tokens, -1, dims=1))]
+    free = reallocate_model(model, batches, method="exact")
+    assert free["realloc_tokens"] == 40 and free["realloc_keep_bonus"] == 0.0
+    assert free["realloc_nll_predicted"] == pytest.approx(free["realloc_objective"] / 40)
+    assert free["realloc_nll_predicted"] <= free["realloc_nll_before"] + 1e-9  # the old table was a candidate
+    kept = reallocate_model(model, batches, method="exact", keep_bonus=100.0)
+    assert kept["realloc_moved"] == 0.0 and kept["realloc_nll_after"] == pytest.approx(kept["realloc_nll_before"])
