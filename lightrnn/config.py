@@ -24,7 +24,7 @@ from lightrnn.fileio import write_text
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
-    "realloc_method": ("auto", "exact", "greedy", "refine"),
+    "realloc_method": ("auto", "exact", "greedy", "sparse", "refine"),
 }
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -54,6 +54,7 @@ class TrainConfig:
     # Seconds for refine's local search (0 = until it converges): bounds a reallocation's wall
     # time at One Billion Word scale on a slow or shared machine.
     realloc_time_limit: float = 0.0
+    realloc_save_losses: bool = False  # also write each reallocation's losses to OUT/losses-<round>.npz
     initial_table: str = "random"  # random | frequency | path to a .npy (models with a table)
     eval_batch_size: int = 10
     test_every_epoch: bool = False
