@@ -480,3 +480,28 @@ def test_synthetic_losses_shape_and_determinism() -> None:
     assert row_loss.shape == col_loss.shape == (50, 8) and row_loss.dtype == np.float32
     assert (row_loss >= 0).all() and np.isfinite(col_loss).all()
     np.testing.assert_array_equal(row_loss, synthetic_losses(50, seed=3)[0])
+
+
+def test_training_saves_the_losses_and_splits_the_time(tmp_path) -> None:
+    from lightrnn.config import TrainConfig
+    from lightrnn.data.markov import generate_markov_corpus
+    from lightrnn.fileio import read_jsonl
+    from lightrnn.train import train
+
+    corpus = tmp_path / "markov"
+    generate_markov_corpus(corpus, vocab_size=20, successors=3, train_tokens=800, valid_tokens=200,
+                           test_tokens=200, seed=4)
+    config = TrainConfig.from_yaml(None, [
+        "embed_dim=8", "hidden_dim=8", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8", "eval_batch_size=4",
+        "device=cpu", "rounds=[1, 1]", "max_steps_per_epoch=3", "realloc_method=sparse", "realloc_save_losses=true",
+    ])
+    rows = read_jsonl(train(config, corpus, tmp_path / "run"))
+    realloc = [row for row in rows if row["kind"] == "realloc"]
+    assert len(realloc) == 1 and realloc[0]["realloc_method"] == "sparse"
+    parts = [realloc[0][f"realloc_{part}_s"] for part in ("accumulate", "solve", "bound")]
+    assert min(parts) >= 0 and sum(parts) <= realloc[0]["realloc_s"]
+    row_loss, col_loss, (rows_, cols_) = load_losses(tmp_path / "run" / "losses-1.npz")
+    assert row_loss.shape == col_loss.shape == (20, 5)
+    assert WordTable(rows_, cols_, 5, 5) == WordTable.load(tmp_path / "run" / "table-0.npy")
+    again = solve(row_loss, col_loss, method="sparse", init=(rows_, cols_))
+    assert again.objective == pytest.approx(realloc[0]["realloc_objective"], rel=1e-5)
