@@ -19,10 +19,11 @@ Methods of `solve`:
             into an empty slot), alternated with exact per-row and per-column assignments.
     auto    exact when affordable, else sparse (while V * (k*k + 1) edges stay under
             `max_sparse_edges`) followed by refine, else refine; from the better of `init` and greedy.
-Every result carries a valid lower bound, the larger of two Lagrangian bounds: prices on rows
-and on columns separately (the transportation bound, which ignores that the words of a row need
-distinct columns), and a price on every slot read off the solved table (`assignment.slot_price_bound`,
-tight when the table is optimal on each word's candidate slots).
+Every result carries a valid lower bound, the largest of three Lagrangian bounds: prices on
+rows and on columns separately (the transportation bound, which ignores that the words of a row
+need distinct columns), a price on every slot raised from those by supergradient steps, and a
+price on every slot read off the solved table (`assignment.slot_price_bound`, nearly tight when
+the table is optimal on each word's candidate slots). See `lower_bound`.
 """
 
 from __future__ import annotations
@@ -220,34 +221,42 @@ def lower_bound(
     cols: np.ndarray | None = None,
     bound_iterations: int = 60,
     bound_candidates: int = 16,
+    bound_slot_iterations: int = 100,
     bound_slot_candidates: int | None = None,
 ) -> float:
     """A valid lower bound on the optimal objective (>= the naive sum of per-word minima).
 
-    The larger of two Lagrangian bounds, both steered by a known table `rows`/`cols` (without
-    one the naive bound is returned):
-    - `transport_bound`: the slot constraints relaxed to "at most C words per row" and "at most
-      R words per column", prices on each side's bins by projected supergradient steps
-      (`bound_iterations`, each word's minimum among its `bound_candidates` best bins);
-    - `slot_price_bound`: a price on every slot, the table's potentials over each word's
+    The largest of three Lagrangian bounds, all steered by a known table `rows`/`cols`
+    (without one the naive bound is returned):
+    - per side (`transport_bound`): the slot constraints relaxed to "at most C words per row"
+      and "at most R words per column", prices on each side's bins by projected supergradient
+      steps (`bound_iterations`, each word's minimum among its `bound_candidates` best bins);
+    - slot prices by supergradient (`slot_subgradient_bound`, `bound_slot_iterations` steps,
+      0 skips it): from those prices, a price on every slot raised where several words want it;
+      it prices in the distinct columns of a row that the first ignores. Valid for any table;
+    - slot prices read off the table (`slot_price_bound`): its potentials over each word's
       SPARSE_CANDIDATES best rows x columns, a cheaper slot looked for among its
-      `bound_slot_candidates` best rows x columns. It sees the distinct-columns constraint
-      inside a row that the first relaxes, and nearly meets the objective when the table is
-      optimal on those candidates (`sparse`'s). Default (None): 16 when the potentials' graph
-      has at most MAX_SPARSE_EDGES edges, else skipped (0 skips it always): past that size the
-      tables come from `refine`, whose potentials are inconsistent and the bound weak.
+      `bound_slot_candidates` best. Nearly meets the objective when the table is optimal on
+      those candidates (`sparse`'s). Default (None): 16 when that graph has at most
+      MAX_SPARSE_EDGES edges, else skipped (0 skips it always): past that size the tables come
+      from `refine`, whose potentials are inconsistent.
     """
     if rows is None or cols is None or bound_iterations <= 0:
         return assignment.naive_bound(row_loss, col_loss)
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
     words = np.arange(num_words)
-    total = 0.0
+    total, prices, upper = 0.0, [], 0.0
     for loss, capacity, assigned in ((row_loss, num_cols, rows), (col_loss, num_rows, cols)):
         width = loss.shape[1]
         values, indices = assignment.smallest_k(loss, bound_candidates + 1)
-        upper = float(loss[words, assigned].sum(dtype=np.float64))
-        total += assignment.transport_bound(values, indices, capacity, width, upper, bound_iterations)
+        side_upper = float(loss[words, assigned].sum(dtype=np.float64))
+        side, side_prices = assignment.transport_bound(values, indices, capacity, width, side_upper, bound_iterations)
+        total, upper = total + side, upper + side_upper
+        prices.append(side_prices)
+    if bound_slot_iterations > 0:
+        total = max(total, assignment.slot_subgradient_bound(row_loss, col_loss, *prices, upper,
+                                                             iterations=bound_slot_iterations))
     graph_k = SPARSE_CANDIDATES
     if bound_slot_candidates is None:
         edges = num_words * (min(graph_k, num_rows) * min(graph_k, num_cols) + 1)
@@ -277,14 +286,14 @@ def solve(
             time_limit (seconds for refine's search, default none), max_rounds (refine
             rounds, default 50), swap_rows / swap_cols (candidate rows/columns per word in a
             swap round, default 4), bound_iterations (default 60), bound_candidates (16),
-            bound_slot_candidates (see `lower_bound`; 0 = per-side bound only).
+            bound_slot_iterations (100), bound_slot_candidates (see `lower_bound`).
 
     Returns: Allocation(rows [V], cols [V], objective, lower_bound, seconds, bound_seconds).
     """
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"solve: method must be one of {', '.join(METHODS)}, got {method!r}")
-    bound_keys = ("bound_iterations", "bound_candidates", "bound_slot_candidates")
+    bound_keys = ("bound_iterations", "bound_candidates", "bound_slot_iterations", "bound_slot_candidates")
     search_keys = ("time_limit", "max_rounds", "swap_rows", "swap_cols")
     known = {"max_exact_cells", "sparse_candidates", "max_sparse_edges", *search_keys, *bound_keys}
     unknown = set(options) - known

@@ -87,7 +87,7 @@ def compare_solvers(
         allocation = reallocate.solve(row_loss, col_loss, method=method, init=init, **options)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         transport = reallocate.lower_bound(row_loss, col_loss, allocation.rows, allocation.cols,
-                                           bound_slot_candidates=0)
+                                           bound_slot_iterations=0, bound_slot_candidates=0)
         rows_out[method] = {
             "method": method, "resolved": resolved, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
             "solve_s": round(allocation.seconds - allocation.bound_seconds, 2),
