@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_realloc import synthetic_losses
+from lightrnn.benchmark.synthetic_losses import synthetic_losses
 from lightrnn.benchmark.throughput import (
     ThroughputSettings, _train_steps, build_for_bench, make_optimizers, stream_windows, zipf_stream,
 )

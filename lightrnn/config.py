@@ -25,7 +25,7 @@ from lightrnn.fileio import write_text
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
-    "realloc_method": ("auto", "exact", "greedy", "refine"),
+    "realloc_method": ("auto", "exact", "greedy", "sparse", "refine"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
 RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s")
@@ -63,6 +63,7 @@ class TrainConfig:
     realloc_keep_bonus: float = 0.0
     # random | frequency | context (words with similar previous words share a row: lightrnn.initial_table)
     # | path to a .npy (models with a table)
+    realloc_save_losses: bool = False  # also write each reallocation's losses to OUT/losses-<round>.npz
     initial_table: str = "random"
     eval_batch_size: int = 10
     test_every_epoch: bool = False

@@ -11,12 +11,19 @@ Methods of `solve`:
             `max_exact_cells` (its cost matrix alone would be 8 * V * R * C bytes).
     greedy  the official CNTK heuristic (rows by a regret-like heap with C words per row, then
             columns inside each row), the peer to beat.
+    sparse  exact matching restricted to each word's `sparse_candidates` (12) best rows x best
+            columns plus its slot in the start table (`init`, else greedy's): scipy's sparse
+            `min_weight_full_bipartite_matching`, never worse than the start.
     refine  local search from a start table (`init`, else greedy's), never worse than it:
             vectorised moves to another row and column at once (swaps with the occupant or
             into an empty slot), alternated with exact per-row and per-column assignments.
-    auto    exact when affordable, else refine from the better of `init` and greedy.
-Every result carries a valid lower bound: the Lagrangian (transportation) bound with prices on
-rows and on columns, which is at least the naive sum of per-word minima.
+    auto    exact when affordable, else sparse (while V * (k*k + 1) edges stay under
+            `max_sparse_edges`) followed by refine, else refine; from the better of `init` and greedy.
+Every result carries a valid lower bound, the largest of three Lagrangian bounds: prices on
+rows and on columns separately (the transportation bound, which ignores that the words of a row
+need distinct columns), a price on every slot raised from those by supergradient steps, and a
+price on every slot read off the solved table (`assignment.slot_price_bound`, nearly tight when
+the table is optimal on each word's candidate slots). See `lower_bound`.
 """
 
 from __future__ import annotations
@@ -24,29 +31,42 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterator
-from typing import Any, Iterable, NamedTuple
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lightrnn import _matching, distributed
+from lightrnn import assignment, distributed
+from lightrnn.fileio import atomic_open
 from lightrnn.table import WordTable
 
-METHODS = ("exact", "greedy", "refine", "auto")
+METHODS = ("exact", "greedy", "sparse", "refine", "auto")
 # Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
 MAX_EXACT_CELLS = 4_000_000
+# Defaults of the sparse matching: candidates per side, and the edge count above which `auto`
+# skips it (scipy's LAPJVsp time grows faster than its edges; see the README's measurements).
+SPARSE_CANDIDATES = 12
+MAX_SPARSE_EDGES = 2_000_000
+# Candidates per side where the slot-price bound looks for a cheaper slot than the priced table's.
+BOUND_SLOT_CANDIDATES = 16
 
 
 class Allocation(NamedTuple):
-    """A solved table: rows, cols [V] int64; objective and lower_bound in the losses' units; seconds of solving."""
+    """A solved table: rows, cols [V] int64; objective and lower_bound in the losses' units.
+
+    seconds: the whole `solve`; bound_seconds: the part of it spent on the lower bound.
+    """
 
     rows: np.ndarray
     cols: np.ndarray
     objective: float
     lower_bound: float
     seconds: float
+    bound_seconds: float = 0.0
 
 
 # ----- loss accumulation -------------------------------------------------------------------------
@@ -57,7 +77,7 @@ def _take_batches(batches: Iterable[tuple[Tensor, Tensor]], fraction: float) -> 
     if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}; pass e.g. fraction=0.1 for a tenth of the batches")
     if hasattr(batches, "__len__") and not isinstance(batches, Iterator):  # a list, a DataLoader, ...
-        count = max(1, int(math.floor(fraction * len(batches))))  # type: ignore[arg-type]
+        count = max(1, math.floor(fraction * len(batches)))  # type: ignore[arg-type]
         if fraction == 1.0:
             return batches
 
@@ -72,7 +92,7 @@ def _take_batches(batches: Iterable[tuple[Tensor, Tensor]], fraction: float) -> 
     taken = list(batches)  # a one-shot iterator: keep what we use so it can be read twice
     if not taken:
         raise ValueError("batches is empty: reallocation needs at least one (tokens, targets) batch")
-    return taken[: max(1, int(math.floor(fraction * len(taken))))]
+    return taken[: max(1, math.floor(fraction * len(taken)))]
 
 
 def _device_of(model: Any) -> torch.device:
@@ -169,7 +189,7 @@ def _check_losses(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarra
     for name, loss in (("row_loss", row_loss), ("col_loss", col_loss)):
         if loss.ndim != 2 or loss.dtype not in (np.float32, np.float64):
             raise ValueError(f"solve: {name} must be a 2-D float32 or float64 array [V, R or C], got {loss.dtype} {loss.shape}")
-        for part in _matching.word_chunks(loss.shape[0], loss.shape[1]):
+        for part in assignment.word_chunks(loss.shape[0], loss.shape[1]):
             if not np.isfinite(loss[part]).all():
                 raise ValueError(f"solve: {name} holds NaN or infinite values (words {part.start}..{part.stop - 1}); "
                                  "check the model's log-probabilities")
@@ -201,25 +221,48 @@ def lower_bound(
     cols: np.ndarray | None = None,
     bound_iterations: int = 60,
     bound_candidates: int = 16,
+    bound_slot_iterations: int = 100,
+    bound_slot_candidates: int | None = None,
 ) -> float:
     """A valid lower bound on the optimal objective (>= the naive sum of per-word minima).
 
-    Lagrangian relaxation of the slot constraints to "at most C words per row" and "at most R
-    words per column", each side bounded by `_matching.transport_bound` with prices on its
-    bins. `rows`/`cols` of a known table steer the price steps (Polyak); without them the naive
-    bound is returned. Each word's minimum is searched among its `bound_candidates` best bins.
+    The largest of three Lagrangian bounds, all steered by a known table `rows`/`cols`
+    (without one the naive bound is returned):
+    - per side (`transport_bound`): the slot constraints relaxed to "at most C words per row"
+      and "at most R words per column", prices on each side's bins by projected supergradient
+      steps (`bound_iterations`, each word's minimum among its `bound_candidates` best bins);
+    - slot prices by supergradient (`slot_subgradient_bound`, `bound_slot_iterations` steps,
+      0 skips it): from those prices, a price on every slot raised where several words want it;
+      it prices in the distinct columns of a row that the first ignores. Valid for any table;
+    - slot prices read off the table (`slot_price_bound`): its potentials over each word's
+      SPARSE_CANDIDATES best rows x columns, a cheaper slot looked for among its
+      `bound_slot_candidates` best. Nearly meets the objective when the table is optimal on
+      those candidates (`sparse`'s). Default (None): 16 when that graph has at most
+      MAX_SPARSE_EDGES edges, else skipped (0 skips it always): past that size the tables come
+      from `refine`, whose potentials are inconsistent.
     """
     if rows is None or cols is None or bound_iterations <= 0:
-        return _matching.naive_bound(row_loss, col_loss)
+        return assignment.naive_bound(row_loss, col_loss)
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
     words = np.arange(num_words)
-    total = 0.0
+    total, prices, upper = 0.0, [], 0.0
     for loss, capacity, assigned in ((row_loss, num_cols, rows), (col_loss, num_rows, cols)):
         width = loss.shape[1]
-        values, indices = _matching.smallest_k(loss, bound_candidates + 1)
-        upper = float(loss[words, assigned].sum(dtype=np.float64))
-        total += _matching.transport_bound(values, indices, capacity, width, upper, bound_iterations)
+        values, indices = assignment.smallest_k(loss, bound_candidates + 1)
+        side_upper = float(loss[words, assigned].sum(dtype=np.float64))
+        side, side_prices = assignment.transport_bound(values, indices, capacity, width, side_upper, bound_iterations)
+        total, upper = total + side, upper + side_upper
+        prices.append(side_prices)
+    if bound_slot_iterations > 0:
+        total = max(total, assignment.slot_subgradient_bound(row_loss, col_loss, *prices, upper,
+                                                             iterations=bound_slot_iterations))
+    graph_k = SPARSE_CANDIDATES
+    if bound_slot_candidates is None:
+        edges = num_words * (min(graph_k, num_rows) * min(graph_k, num_cols) + 1)
+        bound_slot_candidates = BOUND_SLOT_CANDIDATES if edges <= MAX_SPARSE_EDGES else 0
+    if bound_slot_candidates > 0:
+        total = max(total, assignment.slot_price_bound(row_loss, col_loss, rows, cols, bound_slot_candidates, graph_k))
     return total
 
 
@@ -234,58 +277,77 @@ def solve(
 
     Args:
         row_loss: [V, R] float32/float64, col_loss: [V, C]; V <= R * C (empty slots allowed).
-        method: "exact" | "greedy" | "refine" | "auto" (see the module docstring).
-        init: start of `refine` (default: greedy's table); `auto` refines from the better of it
-            and greedy's.
+        method: "exact" | "greedy" | "sparse" | "refine" | "auto" (see the module docstring).
+        init: start of `refine` and `sparse` (default: greedy's table); `auto` starts from the
+            better of it and greedy's.
         options: max_exact_cells (default 4e6: V * R * C above which `exact` refuses),
+            sparse_candidates (k best rows x k best columns per word in `sparse`, default 12),
+            max_sparse_edges (default 2e6: V * (k*k + 1) above which `auto` skips `sparse`),
             time_limit (seconds for refine's search, default none), max_rounds (refine
             rounds, default 50), swap_rows / swap_cols (candidate rows/columns per word in a
-            swap round, default 4), bound_iterations (default 60), bound_candidates (16).
+            swap round, default 4), bound_iterations (default 60), bound_candidates (16),
+            bound_slot_iterations (100), bound_slot_candidates (see `lower_bound`).
 
-    Returns: Allocation(rows [V], cols [V], objective, lower_bound, seconds).
+    Returns: Allocation(rows [V], cols [V], objective, lower_bound, seconds, bound_seconds).
     """
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"solve: method must be one of {', '.join(METHODS)}, got {method!r}")
-    known = {"max_exact_cells", "time_limit", "max_rounds", "swap_rows", "swap_cols", "bound_iterations", "bound_candidates"}
+    bound_keys = ("bound_iterations", "bound_candidates", "bound_slot_iterations", "bound_slot_candidates")
+    search_keys = ("time_limit", "max_rounds", "swap_rows", "swap_cols")
+    known = {"max_exact_cells", "sparse_candidates", "max_sparse_edges", *search_keys, *bound_keys}
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"solve: unknown option(s) {sorted(unknown)}; allowed: {sorted(known)}")
     row_loss, col_loss = _check_losses(row_loss, col_loss)
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
-    bound_options = {key: options[key] for key in ("bound_iterations", "bound_candidates") if key in options}
-    max_cells = int(options.get("max_exact_cells", MAX_EXACT_CELLS))
+    bound_options = {key: options[key] for key in bound_keys if key in options}
+    search_options = {key: options[key] for key in search_keys if key in options}
     start_table = None if init is None else _table_arrays(init, num_words, num_rows, num_cols)
 
-    cells = num_words * num_rows * num_cols
-    if method == "exact" or (method == "auto" and cells <= max_cells):
+    resolved = resolve_method(method, num_words, num_rows, num_cols, **options)
+    if resolved == "exact":
+        cells, max_cells = num_words * num_rows * num_cols, int(options.get("max_exact_cells", MAX_EXACT_CELLS))
         if cells > max_cells:
             raise ValueError(
                 f"solve(method='exact'): V = {num_words} words x R*C = {num_rows * num_cols} slots needs a dense "
-                f"float64 cost matrix of {_matching.exact_bytes(num_words, num_rows * num_cols) / 2**20:,.0f} MiB "
-                f"({cells:,} cells > max_exact_cells = {max_cells:,}); use method='refine' (or 'auto') for this size"
+                f"float64 cost matrix of {assignment.exact_bytes(num_words, num_rows * num_cols) / 2**20:,.0f} MiB "
+                f"({cells:,} cells > max_exact_cells = {max_cells:,}); use method='sparse', 'refine' or 'auto' "
+                "for this size"
             )
-        rows, cols = _matching.exact(row_loss, col_loss)
-        value = _matching.objective(row_loss, col_loss, rows, cols)
+        rows, cols = assignment.exact(row_loss, col_loss)
+        value = assignment.objective(row_loss, col_loss, rows, cols)
         # The matching is optimal, so its own value is the tightest valid bound.
-        return Allocation(rows, cols, value, value, time.perf_counter() - start)
+        return Allocation(rows, cols, value, value, time.perf_counter() - start, 0.0)
 
-    rows, cols = _matching.greedy(row_loss, col_loss)
-    if method == "greedy":
-        value = _matching.objective(row_loss, col_loss, rows, cols)
-        bound = min(value, lower_bound(row_loss, col_loss, rows, cols, **bound_options))
-        return Allocation(rows, cols, value, bound, time.perf_counter() - start)
-
-    if start_table is not None:
-        greedy_value = _matching.objective(row_loss, col_loss, rows, cols)
-        if method == "refine" or _matching.objective(row_loss, col_loss, *start_table) <= greedy_value:
+    rows, cols = assignment.greedy(row_loss, col_loss)
+    if start_table is not None and method != "greedy":
+        greedy_value = assignment.objective(row_loss, col_loss, rows, cols)
+        if method in ("refine", "sparse") or assignment.objective(row_loss, col_loss, *start_table) <= greedy_value:
             rows, cols = start_table
-    rows, cols = refine(row_loss, col_loss, rows, cols, **{k: v for k, v in options.items() if k not in bound_options
-                                                           and k != "max_exact_cells"})
-    value = _matching.objective(row_loss, col_loss, rows, cols)
+    if resolved in ("sparse", "sparse+refine"):
+        rows, cols = assignment.sparse_exact(row_loss, col_loss, rows, cols,
+                                             int(options.get("sparse_candidates", SPARSE_CANDIDATES)))
+    if resolved in ("refine", "sparse+refine"):
+        rows, cols = refine(row_loss, col_loss, rows, cols, **search_options)
+    value = assignment.objective(row_loss, col_loss, rows, cols)
+    bound_start = time.perf_counter()
     bound = min(value, lower_bound(row_loss, col_loss, rows, cols, **bound_options))
-    return Allocation(rows, cols, value, bound, time.perf_counter() - start)
+    end = time.perf_counter()
+    return Allocation(rows, cols, value, bound, end - start, end - bound_start)
+
+
+def resolve_method(method: str, num_words: int, num_rows: int, num_cols: int, **options: Any) -> str:
+    """What `solve(method=...)` runs at this size: exact, greedy, sparse, refine or sparse+refine."""
+    if method != "auto":
+        return method
+    if num_words * num_rows * num_cols <= int(options.get("max_exact_cells", MAX_EXACT_CELLS)):
+        return "exact"
+    k = int(options.get("sparse_candidates", SPARSE_CANDIDATES))
+    if num_words * (min(k, num_rows) * min(k, num_cols) + 1) <= int(options.get("max_sparse_edges", MAX_SPARSE_EDGES)):
+        return "sparse+refine"
+    return "refine"
 
 
 def refine(
@@ -306,7 +368,7 @@ def refine(
     `time_limit` seconds (checked between sub-steps and between lines of a sweep).
     """
     deadline = time.perf_counter() + (math.inf if time_limit is None else float(time_limit))
-    search = _matching.LocalSearch(row_loss, col_loss, rows, cols)
+    search = assignment.LocalSearch(row_loss, col_loss, rows, cols)
     start_value = search.value
     tolerance = 1e-12 * max(1.0, abs(start_value))
     for _ in range(max(0, int(max_rounds))):
@@ -351,12 +413,54 @@ def apply_keep_bonus(row_loss: np.ndarray, col_loss: np.ndarray, table: WordTabl
     col_loss[words, table.cols] -= bonus
 
 
+def save_losses(path: str | Path, row_loss: np.ndarray, col_loss: np.ndarray, table: WordTable) -> Path:
+    """Write one reallocation's losses and start table to `path` (.npz, atomically).
+
+    Arrays: row_loss [V, R] and col_loss [V, C] float32, rows and cols [V] int64 (the table the
+    losses were scored under). `lightrnn bench realloc --losses` reads it back (`load_losses`).
+    """
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, row_loss=np.asarray(row_loss, dtype=np.float32), col_loss=np.asarray(col_loss, dtype=np.float32),
+                 rows=np.asarray(table.rows, dtype=np.int64), cols=np.asarray(table.cols, dtype=np.int64))
+    return path
+
+
+def load_losses(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(row_loss [V, R], col_loss [V, C], (rows, cols) [V]) from a file of `save_losses`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: cannot read a .npz of reallocation losses ({error}); "
+                         "pass a losses-<round>.npz written by training with realloc_save_losses: true") from error
+    missing = {"row_loss", "col_loss", "rows", "cols"} - set(arrays)
+    if missing:
+        raise ValueError(f"{path}: not a reallocation losses file (missing {', '.join(sorted(missing))}); "
+                         "write one with the training key realloc_save_losses: true")
+    row_loss, col_loss = arrays["row_loss"], arrays["col_loss"]
+    rows, cols = arrays["rows"].astype(np.int64), arrays["cols"].astype(np.int64)
+    try:
+        _check_losses(row_loss, col_loss)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if rows.shape != (row_loss.shape[0],) or cols.shape != rows.shape:
+        raise ValueError(f"{path}: rows/cols have shapes {rows.shape}/{cols.shape}, expected ({row_loss.shape[0]},)")
+    try:
+        _table_arrays((rows, cols), row_loss.shape[0], row_loss.shape[1], col_loss.shape[1])
+    except ValueError as error:
+        raise ValueError(f"{path}: the saved table does not fit the losses ({error})") from None
+    return row_loss, col_loss, (rows, cols)
+
+
 def reallocate_model(
     model: Any,
     batches: Iterable[tuple[Tensor, Tensor]],
     method: str = "auto",
     fraction: float = 1.0,
     keep_bonus: float = 0.0,
+    save_losses_to: str | Path | None = None,
     **solver_options: Any,
 ) -> dict[str, float | str]:
     """Accumulate, solve, apply: one bootstrap reallocation of a LightRNN's words.
@@ -365,13 +469,16 @@ def reallocate_model(
     The NLL per token of the same batches is measured before (from the accumulation pass) and
     after applying the new table, because the objective only approximates it (the losses were
     scored under the old table). realloc_s covers accumulation, solving and applying, not the
-    measurement pass after.
+    measurement pass after; realloc_accumulate_s, realloc_solve_s and realloc_bound_s split it
+    (the solve part excludes the bound). `save_losses_to`: also write the summed losses and the
+    old table there (`save_losses`, rank 0 only).
 
     Returns realloc_objective, realloc_lower_bound (of the problem solved: with `keep_bonus`, the
-    losses less the bonus), realloc_s, realloc_method, realloc_nll_before, realloc_nll_after,
-    realloc_moved (fraction of words whose slot changed), realloc_tokens (targets read) and
-    realloc_nll_predicted (the frozen model's NLL per token at the new slots, as the objective
-    scores them: what nll_after would be if moving a word cost nothing on the input side).
+    losses less the bonus), realloc_s, realloc_accumulate_s, realloc_solve_s, realloc_bound_s,
+    realloc_method, realloc_nll_before, realloc_nll_after, realloc_moved (fraction of words whose
+    slot changed), realloc_tokens (targets read) and realloc_nll_predicted (the frozen model's NLL
+    per token at the new slots, as the objective scores them: what nll_after would be if moving a
+    word cost nothing on the input side).
     """
     start = time.perf_counter()
     was_training = bool(getattr(model, "training", False))
@@ -386,7 +493,10 @@ def reallocate_model(
             # rank (the training shards are equal) make the mean of the ranks' means exact.
             row_loss, col_loss = distributed.sum_array_to_main(row_loss), distributed.sum_array_to_main(col_loss)
             nll_before = distributed.mean_over_ranks(nll_before)
+            accumulate_s = time.perf_counter() - start
             current = model.table
+            if save_losses_to is not None and distributed.is_main():
+                save_losses(save_losses_to, row_loss, col_loss, current)
             tokens = _target_counts(used, current.vocab_size)
             # A word the batches never show has no preference: with a bonus it stays where it is.
             bonus = keep_bonus * np.maximum(tokens, 1e-6) if keep_bonus > 0 else np.zeros_like(tokens)
@@ -406,15 +516,14 @@ def reallocate_model(
     finally:
         if hasattr(model, "train"):
             model.train(was_training)
-    cells = current.vocab_size * current.num_rows * current.num_cols
-    max_cells = int(solver_options.get("max_exact_cells", MAX_EXACT_CELLS))
-    resolved = "exact" if method == "exact" or (method == "auto" and cells <= max_cells) else (
-        "refine" if method == "auto" else method)
     return {
         "realloc_objective": allocation.objective,
         "realloc_lower_bound": allocation.lower_bound,
         "realloc_s": seconds,
-        "realloc_method": resolved,
+        "realloc_accumulate_s": accumulate_s,
+        "realloc_solve_s": allocation.seconds - allocation.bound_seconds,
+        "realloc_bound_s": allocation.bound_seconds,
+        "realloc_method": resolve_method(method, current.vocab_size, current.num_rows, current.num_cols, **solver_options),
         "realloc_nll_before": nll_before,
         "realloc_nll_after": nll_after,
         "realloc_moved": moved,

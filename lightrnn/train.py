@@ -333,6 +333,7 @@ def _train(
                 realloc = model.between_rounds(
                     batches, method=config.realloc_method, fraction=config.realloc_fraction,
                     time_limit=config.realloc_time_limit or None, keep_bonus=config.realloc_keep_bonus,
+                    save_losses_to=out_dir / f"losses-{round_index}.npz" if config.realloc_save_losses else None,
                 )
             distributed.check_replicas_equal(model, f"after the reallocation before round {round_index}")
             if realloc:

@@ -41,7 +41,7 @@ def test_config_hash_is_stable_and_sensitive(tmp_path) -> None:
     [
         ("embed_size=3", r"unknown config key 'embed_size'.*allowed keys: model, embed_dim"),
         ("optimizer=rmsprop", r"optimizer: got 'rmsprop'; allowed values: adam, sgd"),
-        ("realloc_method=magic", r"realloc_method.*allowed values: auto, exact, greedy, refine"),
+        ("realloc_method=magic", r"realloc_method.*allowed values: auto, exact, greedy, sparse, refine"),
         ("device=tpu", r"device: got 'tpu'; allowed values: auto, cpu, cuda, cuda:N"),
         ("model=transformer", r"model: unknown model 'transformer'; allowed values: lightrnn"),
         ("rounds=[2, 0]", r"rounds: must be a non-empty list"),

@@ -8,13 +8,23 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from lightrnn import _matching
-from lightrnn.reallocate import Allocation, accumulate_losses, lower_bound, reallocate_model, solve
+from lightrnn import assignment
+from lightrnn.reallocate import (
+    Allocation,
+    accumulate_losses,
+    load_losses,
+    lower_bound,
+    reallocate_model,
+    refine,
+    save_losses,
+    solve,
+)
 from lightrnn.table import WordTable
 
-METHODS = ["exact", "greedy", "refine", "auto"]
+METHODS = ["exact", "greedy", "sparse", "refine", "auto"]
 
 
 def random_losses(num_words: int, num_rows: int, num_cols: int, seed: int, dtype=np.float64):
@@ -45,7 +55,7 @@ def assert_valid(allocation: Allocation, row_loss: np.ndarray, col_loss: np.ndar
     recomputed = sum(float(row_loss[w, rows[w]]) + float(col_loss[w, cols[w]]) for w in range(num_words))
     assert allocation.objective == pytest.approx(recomputed, rel=1e-9, abs=1e-9)
     assert allocation.lower_bound <= allocation.objective + 1e-9
-    assert allocation.lower_bound >= _matching.naive_bound(row_loss, col_loss) - 1e-6 * abs(allocation.objective)
+    assert allocation.lower_bound >= assignment.naive_bound(row_loss, col_loss) - 1e-6 * abs(allocation.objective)
     assert allocation.seconds >= 0
 
 
@@ -81,10 +91,75 @@ def test_every_method_gives_a_valid_table_and_bound(method: str, shape: tuple[in
 
 def test_bound_is_stronger_than_naive_and_valid() -> None:
     row_loss, col_loss = random_losses(60, 8, 8, seed=3)
-    rows, cols = _matching.greedy(row_loss, col_loss)
+    rows, cols = assignment.greedy(row_loss, col_loss)
     bound = lower_bound(row_loss, col_loss, rows, cols, bound_candidates=3)
     optimum = solve(row_loss, col_loss, method="exact").objective
-    assert _matching.naive_bound(row_loss, col_loss) < bound <= optimum + 1e-9
+    assert assignment.naive_bound(row_loss, col_loss) < bound <= optimum + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_exact_equals_the_optimum_when_the_candidates_cover_the_grid(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    num_rows, num_cols = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    num_words = int(rng.integers(1, num_rows * num_cols + 1))
+    row_loss, col_loss = random_losses(num_words, num_rows, num_cols, seed)
+    start = WordTable.random(num_words, seed=seed) if num_rows == num_cols == WordTable.square_size(num_words) else None
+    init = (start.rows, start.cols) if start is not None else assignment.greedy(row_loss, col_loss)
+    rows, cols = assignment.sparse_exact(row_loss, col_loss, *init, k=max(num_rows, num_cols))
+    cost = row_loss[:, np.repeat(np.arange(num_rows), num_cols)] + col_loss[:, np.tile(np.arange(num_cols), num_rows)]
+    optimum = cost[linear_sum_assignment(cost)].sum()
+    assert assignment.objective(row_loss, col_loss, rows, cols) == pytest.approx(optimum, rel=1e-12)
+    WordTable(rows, cols, num_rows, num_cols)  # injective
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_sparse_exact_is_the_optimum_over_its_candidates(k: int) -> None:
+    """Brute force over the tables that keep every word in its k x k box or its start slot."""
+    row_loss, col_loss = random_losses(5, 3, 3, seed=10 + k)
+    start_rows, start_cols = assignment.greedy(row_loss, col_loss)
+    slots, costs, _, _ = assignment.candidate_slots(row_loss, col_loss, start_rows, start_cols, k)
+    allowed = [dict(zip(slots[w].tolist(), costs[w].tolist())) for w in range(5)]
+    best = min(sum(allowed[w][s] for w, s in enumerate(chosen))
+               for chosen in itertools.permutations(range(9), 5)
+               if all(s in allowed[w] for w, s in enumerate(chosen)))
+    rows, cols = assignment.sparse_exact(row_loss, col_loss, start_rows, start_cols, k)
+    assert assignment.objective(row_loss, col_loss, rows, cols) == pytest.approx(best, rel=1e-12)
+    assert best <= assignment.objective(row_loss, col_loss, start_rows, start_cols) + 1e-12
+
+
+@pytest.mark.parametrize("shape", [(36, 6, 6), (30, 6, 6), (100, 10, 10), (90, 9, 11)])
+def test_slot_price_bound_is_valid_and_tighter_than_the_per_side_bound(shape: tuple[int, int, int]) -> None:
+    row_loss, col_loss = random_losses(*shape, seed=shape[0] + 1)
+    optimum = solve(row_loss, col_loss, method="exact").objective
+    per_side = []
+    for method in ("greedy", "refine", "sparse"):
+        allocation = solve(row_loss, col_loss, method=method, bound_slot_iterations=0,
+                           bound_slot_candidates=0)
+        rows, cols = allocation.rows, allocation.cols
+        per_side.append(allocation.lower_bound)
+        for k in (2, 4, 12):
+            assert assignment.slot_price_bound(row_loss, col_loss, rows, cols, k=k, graph_k=3) <= optimum + 1e-9
+        combined = lower_bound(row_loss, col_loss, rows, cols)
+        assert allocation.lower_bound - 1e-9 <= combined <= optimum + 1e-9
+    # On the sparse matching's table (optimal on its candidates) the slot prices close most of the gap.
+    sparse = solve(row_loss, col_loss, method="sparse")
+    assert sparse.lower_bound > max(per_side)
+    assert optimum / sparse.lower_bound - 1 < 0.5 * (optimum / max(per_side) - 1)
+
+
+@pytest.mark.parametrize("num_words", [36, 90, 100])
+def test_slot_subgradient_bound_tightens_the_per_side_bound_for_any_table(num_words: int) -> None:
+    from lightrnn.benchmark.synthetic_losses import synthetic_losses
+
+    row_loss, col_loss = synthetic_losses(num_words, seed=num_words)
+    optimum = solve(row_loss, col_loss, method="exact").objective
+    greedy = assignment.greedy(row_loss, col_loss)
+    for table in (greedy, refine(row_loss, col_loss, *greedy)):
+        per_side = lower_bound(row_loss, col_loss, *table, bound_slot_iterations=0, bound_slot_candidates=0)
+        for iterations in (1, 20, 100):
+            bound = lower_bound(row_loss, col_loss, *table, bound_slot_iterations=iterations, bound_slot_candidates=0)
+            assert per_side - 1e-6 * optimum <= bound <= optimum * (1 + 1e-9)
+        assert optimum / bound - 1 < 0.8 * (optimum / per_side - 1)  # a fifth of the looseness gone at least
 
 
 @pytest.mark.parametrize("start", ["random", "greedy", "frequency"])
@@ -95,8 +170,8 @@ def test_refine_never_worse_than_its_start(start: str) -> None:
     elif start == "frequency":
         table = WordTable.frequency_ordered(200)
     else:
-        table = WordTable(*_matching.greedy(row_loss, col_loss), 15, 15)
-    before = _matching.objective(row_loss, col_loss, table.rows, table.cols)
+        table = WordTable(*assignment.greedy(row_loss, col_loss), 15, 15)
+    before = assignment.objective(row_loss, col_loss, table.rows, table.cols)
     refined = solve(row_loss, col_loss, method="refine", init=table)
     assert_valid(refined, row_loss, col_loss)
     assert refined.objective <= before
@@ -109,7 +184,7 @@ def test_refine_honours_a_zero_time_limit() -> None:
     row_loss, col_loss = random_losses(100, 10, 10, seed=2)
     table = WordTable.random(100, seed=4)
     result = solve(row_loss, col_loss, method="refine", init=(table.rows, table.cols), time_limit=0.0)
-    assert result.objective == pytest.approx(_matching.objective(row_loss, col_loss, table.rows, table.cols))
+    assert result.objective == pytest.approx(assignment.objective(row_loss, col_loss, table.rows, table.cols))
 
 
 def test_solvers_accept_float32() -> None:
@@ -151,12 +226,12 @@ def _official_heap(loss: np.ndarray, words: list[int], capacity: list[int]) -> d
 def _official_greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
-    priority = _matching._first_priority(row_loss)
+    priority = assignment._first_priority(row_loss)
     words = [int(w) for w in np.argsort(-priority, kind="stable")]
     row_of = _official_heap(row_loss, words, [num_cols] * num_rows)
     rows = np.array([row_of[w] for w in range(num_words)])
     cols = np.empty(num_words, dtype=np.int64)
-    col_priority = _matching._first_priority(col_loss)
+    col_priority = assignment._first_priority(col_loss)
     for row in range(num_rows):
         members = [int(w) for w in np.flatnonzero(rows == row)]
         members.sort(key=lambda w: -col_priority[w])
@@ -168,7 +243,7 @@ def _official_greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.nda
 @pytest.mark.parametrize("shape", [(60, 8, 8), (64, 8, 8), (45, 5, 10), (300, 18, 18)])
 def test_greedy_matches_the_official_heap(shape: tuple[int, int, int]) -> None:
     row_loss, col_loss = random_losses(*shape, seed=shape[0])
-    rows, cols = _matching.greedy(row_loss, col_loss)
+    rows, cols = assignment.greedy(row_loss, col_loss)
     expected_rows, expected_cols = _official_greedy(row_loss, col_loss)
     np.testing.assert_array_equal(rows, expected_rows)
     np.testing.assert_array_equal(cols, expected_cols)
@@ -176,7 +251,7 @@ def test_greedy_matches_the_official_heap(shape: tuple[int, int, int]) -> None:
 
 def test_exact_refuses_a_large_instance() -> None:
     row_loss, col_loss = random_losses(400, 20, 20, seed=0)
-    with pytest.raises(ValueError, match=r"V = 400 .*R\*C = 400 .*MiB.*method='refine'"):
+    with pytest.raises(ValueError, match=r"V = 400 .*R\*C = 400 .*MiB.*method='sparse', 'refine'"):
         solve(row_loss, col_loss, method="exact", max_exact_cells=1000)
     assert solve(row_loss, col_loss, method="auto", max_exact_cells=1000).objective > 0
 
@@ -289,7 +364,7 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
     batches = make_batches(model.vocab_size, 6, seed=1)
     row_loss, col_loss, _ = accumulate_losses(model, batches)
     old = model.table
-    before = _matching.objective(row_loss, col_loss, old.rows, old.cols)
+    before = assignment.objective(row_loss, col_loss, old.rows, old.cols)
     model.train()
     metrics = reallocate_model(model, batches)
     assert model.training
@@ -297,12 +372,15 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
         "realloc_objective", "realloc_lower_bound", "realloc_s", "realloc_method",
         "realloc_nll_before", "realloc_nll_after", "realloc_moved", "realloc_tokens", "realloc_nll_predicted",
         "realloc_keep_bonus",
+        "realloc_accumulate_s", "realloc_solve_s", "realloc_bound_s",
     }
     assert metrics["realloc_method"] == "exact"
     assert metrics["realloc_lower_bound"] <= metrics["realloc_objective"] < before
+    parts = [metrics[f"realloc_{part}_s"] for part in ("accumulate", "solve", "bound")]
+    assert min(parts) >= 0 and sum(parts) <= metrics["realloc_s"]
     assert metrics["realloc_nll_before"] == pytest.approx(naive_losses(FakeLightRNN(14, 4, 3), batches)[2], rel=1e-5)
     new = model.table
-    assert metrics["realloc_objective"] == pytest.approx(_matching.objective(row_loss, col_loss, new.rows, new.cols))
+    assert metrics["realloc_objective"] == pytest.approx(assignment.objective(row_loss, col_loss, new.rows, new.cols))
     assert 0 < metrics["realloc_moved"] <= 1
     # Row losses here do not depend on the table, so the row part of the NLL after is exact.
     assert metrics["realloc_nll_after"] == pytest.approx(naive_losses(model, batches)[2], rel=1e-5)
@@ -310,6 +388,41 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
     refined = reallocate_model(model, batches, method="refine", fraction=0.5)
     assert refined["realloc_method"] == "refine"
     assert refined["realloc_lower_bound"] <= refined["realloc_objective"]
+    assert refined["realloc_bound_s"] > 0
+
+
+def test_saved_losses_load_back_and_reproduce_the_reallocation(tmp_path) -> None:
+    model = FakeLightRNN(vocab_size=14, side=4, seed=3)
+    batches = make_batches(model.vocab_size, 6, seed=1)
+    row_loss, col_loss, _ = accumulate_losses(model, batches)
+    old = model.table
+    metrics = reallocate_model(model, batches, save_losses_to=tmp_path / "losses-1.npz")
+    saved_rows, saved_cols, (rows, cols) = load_losses(tmp_path / "losses-1.npz")
+    assert saved_rows.dtype == saved_cols.dtype == np.float32
+    np.testing.assert_allclose(saved_rows, row_loss, rtol=1e-6)
+    np.testing.assert_allclose(saved_cols, col_loss, rtol=1e-6)
+    np.testing.assert_array_equal(rows, old.rows)
+    np.testing.assert_array_equal(cols, old.cols)
+    again = solve(saved_rows, saved_cols, method="exact")
+    assert again.objective == pytest.approx(metrics["realloc_objective"], rel=1e-5)
+    assert not list(tmp_path.glob(".*"))  # no temp file left behind
+
+
+def test_load_losses_names_the_file_on_bad_input(tmp_path) -> None:
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"junk\.npz: cannot read"):
+        load_losses(tmp_path / "junk.npz")
+    np.savez(tmp_path / "partial.npz", row_loss=np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"partial\.npz: not a reallocation losses file \(missing col_loss, cols, rows\)"):
+        load_losses(tmp_path / "partial.npz")
+    table = WordTable.random(4, seed=0)
+    save_losses(tmp_path / "mismatch.npz", np.zeros((4, 2)), np.zeros((4, 2)), table)
+    with np.load(tmp_path / "mismatch.npz") as data:
+        arrays = dict(data)
+    arrays["rows"] = arrays["rows"][:3]
+    np.savez(tmp_path / "mismatch.npz", **arrays)
+    with pytest.raises(ValueError, match=r"mismatch\.npz: rows/cols have shapes"):
+        load_losses(tmp_path / "mismatch.npz")
 
 
 # ----- with the real model and training loop -----------------------------------------------------
@@ -344,3 +457,69 @@ def test_three_rounds_with_lightrnn(tmp_path) -> None:
         assert row["realloc_nll_before"] > 0 and row["realloc_nll_after"] > 0
     tables = [WordTable.load(tmp_path / "run" / f"table-{i}.npy") for i in range(3)]
     assert tables[0] != tables[1]  # words moved
+
+
+# ----- the benchmark ------------------------------------------------------------------------------
+
+
+def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -> None:
+    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.cli import main
+
+    row_loss, col_loss = random_losses(40, 7, 7, seed=11)
+    start = WordTable.random(40, seed=2)
+    save_losses(tmp_path / "losses-1.npz", row_loss, col_loss, start)
+    out = tmp_path / "realloc.csv"
+    assert main(["bench", "realloc", "--out", str(out), "--losses", str(tmp_path / "losses-1.npz"),
+                 "--time-limit", "5"]) == 0
+    rows = read_csv(out)
+    assert [row["method"] for row in rows] == ["exact", "sparse", "greedy", "refine", "auto"]
+    optimum = solve(row_loss, col_loss, method="exact").objective
+    for row in rows:
+        assert row["losses"] == "losses-1.npz" and (row["V"], row["R"], row["C"]) == (40, 7, 7)
+        assert row["exact_objective"] == pytest.approx(optimum, rel=1e-6)
+        assert row["objective"] >= optimum * (1 - 1e-6)
+        assert row["transport_bound"] <= row["lower_bound"] + 1e-6 <= optimum * (1 + 1e-6) + 1e-6
+        assert row["gap_vs_exact"] == pytest.approx(row["objective"] / optimum - 1, abs=1e-6)
+        assert row["bound_looseness"] >= -1e-6 and row["git_rev"]
+    assert rows[-1]["resolved"] == "exact"  # 40 x 49 cells: the default method is exact here
+    # --append keeps those rows and adds the synthetic instance beside them.
+    assert main(["bench", "realloc", "--out", str(out), "--sizes", "30", "--append", "--time-limit", "1"]) == 0
+    both = read_csv(out)
+    assert [row["losses"] for row in both] == ["losses-1.npz"] * 5 + ["synthetic"] * 5
+    assert main(["bench", "realloc", "--out", str(out), "--losses", str(tmp_path / "missing.npz")]) != 0
+    assert "missing.npz: no such file" in capsys.readouterr().err
+
+
+def test_synthetic_losses_shape_and_determinism() -> None:
+    from lightrnn.benchmark.synthetic_losses import synthetic_losses
+
+    row_loss, col_loss = synthetic_losses(50, seed=3)
+    assert row_loss.shape == col_loss.shape == (50, 8) and row_loss.dtype == np.float32
+    assert (row_loss >= 0).all() and np.isfinite(col_loss).all()
+    np.testing.assert_array_equal(row_loss, synthetic_losses(50, seed=3)[0])
+
+
+def test_training_saves_the_losses_and_splits_the_time(tmp_path) -> None:
+    from lightrnn.config import TrainConfig
+    from lightrnn.data.markov import generate_markov_corpus
+    from lightrnn.fileio import read_jsonl
+    from lightrnn.train import train
+
+    corpus = tmp_path / "markov"
+    generate_markov_corpus(corpus, vocab_size=20, successors=3, train_tokens=800, valid_tokens=200,
+                           test_tokens=200, seed=4)
+    config = TrainConfig.from_yaml(None, [
+        "embed_dim=8", "hidden_dim=8", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8", "eval_batch_size=4",
+        "device=cpu", "rounds=[1, 1]", "max_steps_per_epoch=3", "realloc_method=sparse", "realloc_save_losses=true",
+    ])
+    rows = read_jsonl(train(config, corpus, tmp_path / "run"))
+    realloc = [row for row in rows if row["kind"] == "realloc"]
+    assert len(realloc) == 1 and realloc[0]["realloc_method"] == "sparse"
+    parts = [realloc[0][f"realloc_{part}_s"] for part in ("accumulate", "solve", "bound")]
+    assert min(parts) >= 0 and sum(parts) <= realloc[0]["realloc_s"]
+    row_loss, col_loss, (rows_, cols_) = load_losses(tmp_path / "run" / "losses-1.npz")
+    assert row_loss.shape == col_loss.shape == (20, 5)
+    assert WordTable(rows_, cols_, 5, 5) == WordTable.load(tmp_path / "run" / "table-0.npy")
+    again = solve(row_loss, col_loss, method="sparse", init=(rows_, cols_))
+    assert again.objective == pytest.approx(realloc[0]["realloc_objective"], rel=1e-5)

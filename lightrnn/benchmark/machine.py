@@ -205,7 +205,7 @@ def reset_peak_rss() -> bool:
     """Return freed heap to the OS and reset this process's peak RSS to its current RSS (Linux).
 
     Also resets what `resource.getrusage(...).ru_maxrss` reports from then on, so code that
-    measures its own peak RSS that way (benchmarks/bench_realloc.py) sees only what follows.
+    measures its own peak RSS that way (lightrnn.benchmark.scaling) sees only what follows.
     False where the OS cannot (the peak then stays the process's lifetime peak).
     """
     _release_free_heap()

@@ -1,26 +1,29 @@
-"""Scale without training: reallocation time and optimality gap against V, and model sizes.
+"""Scale without training: reallocation time and optimality against V, and model sizes.
 
-Reallocation reuses `benchmarks/bench_realloc.py` (its synthetic loss generator and its timing
-of greedy vs refine, with the capacity-aware lower bound), so there is one definition of that
-benchmark. Model sizes use each model's closed-form `param_count`: nothing is allocated, so
-the full softmax at V = 10M costs no memory.
+Reallocation: every solver of `lightrnn.reallocate.solve` on the same losses, side by side:
+synthetic ones (`lightrnn.benchmark.synthetic_losses`) at the sizes asked, and real ones saved by
+training (`realloc_save_losses: true` -> `losses-<round>.npz`). Model sizes use each model's
+closed-form `param_count`: nothing is allocated, so the full softmax at V = 10M costs no memory.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
+import resource
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
-from lightrnn.benchmark.machine import reset_peak_rss
+import numpy as np
+import torch
+
+from lightrnn import assignment, reallocate
+from lightrnn.benchmark.csvio import read_csv, write_csv
+from lightrnn.benchmark.machine import load_average, machine_info, reset_peak_rss
+from lightrnn.benchmark.synthetic_losses import synthetic_losses
 from lightrnn.metrics import git_rev
 from lightrnn.models import names, param_count
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REALLOC_SCRIPT = REPO_ROOT / "benchmarks" / "bench_realloc.py"
 
 # The paper's configurations (docs/PAPER.md): (name, dataset, V, embed, hidden, layers).
 PAPER_CONFIGS: tuple[tuple[str, str, int, int, int, int], ...] = (
@@ -32,36 +35,134 @@ PAPER_CONFIGS: tuple[tuple[str, str, int, int, int, int], ...] = (
     ("clueweb09-512", "clueweb09", 10_240_000, 512, 512, 2),
 )
 
-
-def _realloc_module() -> ModuleType:
-    if not REALLOC_SCRIPT.is_file():
-        raise FileNotFoundError(
-            f"{REALLOC_SCRIPT} is missing: the reallocation benchmark runs from a source checkout of the repository"
-        )
-    spec = importlib.util.spec_from_file_location("bench_realloc", REALLOC_SCRIPT)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules.setdefault("bench_realloc", module)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+# Benchmark limits: the dense exact matching up to V = 10,000 on 100 x 100 (about a minute, 2.4
+# GB), the sparse one up to 4M edges (V = 27,000 at k = 12; scipy's time grows steeply past it).
+BENCH_MAX_EXACT_CELLS = 100_000_000
+BENCH_MAX_SPARSE_EDGES = 4_000_000
+METHOD_ORDER = ("exact", "sparse", "greedy", "refine", "auto")
 
 
-def realloc_scaling(sizes: Sequence[int], out: str | Path, time_limit: float = 60.0, seed: int = 0) -> list[dict[str, Any]]:
-    """Run `benchmarks/bench_realloc.py` for every V in `sizes`; its rows are written to `out` (CSV).
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-    One row per (V, method in greedy/refine): seconds, cpu_s, objective, lower_bound,
-    gap = objective / lower_bound - 1, gain_vs_greedy, peak RSS (of the process since this call,
-    cumulative over the sizes). `time_limit` caps refine's search per size (seconds).
+
+def compare_solvers(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+    time_limit: float = 60.0,
+    max_exact_cells: int = BENCH_MAX_EXACT_CELLS,
+    max_sparse_edges: int = BENCH_MAX_SPARSE_EDGES,
+    progress=None,
+) -> list[dict[str, Any]]:
+    """Every solver on one instance: a row per method (exact and sparse where within the limits).
+
+    Each solve is timed whole (seconds, cpu_s = CPU seconds of all threads) and split into
+    solve_s and bound_s. After it, untimed: the per-side (transport) bound of the same table.
+    `auto` is the project's default method; where it resolves to a method already run, its row
+    repeats that one. Where the exact optimum is known: gap_vs_exact = objective / exact - 1,
+    bound_looseness = exact / lower_bound - 1 (how much of `gap` is the bound's, not the
+    table's), transport_looseness likewise for the per-side bound alone.
     """
-    if not sizes or any(int(v) < 2 for v in sizes):
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    cells = num_words * num_rows * num_cols
+    k = reallocate.SPARSE_CANDIDATES
+    edges = num_words * (min(k, num_rows) * min(k, num_cols) + 1)
+    exact_options = {"time_limit": time_limit, "max_exact_cells": max_exact_cells}
+    naive = assignment.naive_bound(row_loss, col_loss)
+    rows_out: dict[str, dict[str, Any]] = {}
+    for method in METHOD_ORDER:
+        if method == "exact" and cells > max_exact_cells:
+            continue
+        if method == "sparse" and edges > max_sparse_edges:
+            continue
+        # `auto` runs with the library's defaults: it is what training does.
+        options = {"time_limit": time_limit} if method == "auto" else exact_options
+        resolved = reallocate.resolve_method(method, num_words, num_rows, num_cols, **options)
+        if method == "auto" and resolved in rows_out:
+            rows_out["auto"] = dict(rows_out[resolved], method="auto", resolved=resolved)
+            continue
+        wall, cpu = time.perf_counter(), time.process_time()
+        allocation = reallocate.solve(row_loss, col_loss, method=method, init=init, **options)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        transport = reallocate.lower_bound(row_loss, col_loss, allocation.rows, allocation.cols,
+                                           bound_slot_iterations=0, bound_slot_candidates=0)
+        rows_out[method] = {
+            "method": method, "resolved": resolved, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
+            "solve_s": round(allocation.seconds - allocation.bound_seconds, 2),
+            "bound_s": round(allocation.bound_seconds, 2), "objective": allocation.objective,
+            "lower_bound": allocation.lower_bound, "transport_bound": min(transport, allocation.objective),
+            "naive_bound": naive, "gap": allocation.objective / allocation.lower_bound - 1.0,
+            "peak_rss_mb": round(_peak_rss_mb()),
+        }
+        if progress is not None:
+            progress(f"V={num_words} {method}: {wall:.1f}s objective {allocation.objective:.6g} "
+                     f"bound {allocation.lower_bound:.6g}")
+    rows = [rows_out[m] for m in METHOD_ORDER if m in rows_out]
+    greedy = rows_out["greedy"]["objective"]
+    best_bound = max(row["lower_bound"] for row in rows)
+    exact = rows_out["exact"]["objective"] if "exact" in rows_out else None
+    for row in rows:
+        row["gain_vs_greedy"] = 1.0 - row["objective"] / greedy
+        row["best_lower_bound"] = best_bound
+        row["gap_vs_best_bound"] = row["objective"] / best_bound - 1.0
+        if exact is not None:
+            row["exact_objective"] = exact
+            row["gap_vs_exact"] = row["objective"] / exact - 1.0
+            row["bound_looseness"] = exact / row["lower_bound"] - 1.0
+            row["transport_looseness"] = exact / row["transport_bound"] - 1.0
+    return rows
+
+
+def realloc_scaling(
+    sizes: Sequence[int],
+    out: str | Path,
+    time_limit: float = 60.0,
+    seed: int = 0,
+    losses: Sequence[str | Path] = (),
+    append: bool = False,
+    max_exact_cells: int = BENCH_MAX_EXACT_CELLS,
+    max_sparse_edges: int = BENCH_MAX_SPARSE_EDGES,
+    progress=None,
+) -> list[dict[str, Any]]:
+    """`compare_solvers` on synthetic losses at every V in `sizes` and on every file in `losses`.
+
+    Rows (CSV at `out`, atomically; `append` keeps the rows already there): the instance
+    (losses = "synthetic" or the file's name, V, R, C, seed), the method's numbers (see
+    `compare_solvers`), peak RSS of the process (reset at the start; cumulative over the
+    instances) and provenance (machine, software, date, git revision, load average).
+    `time_limit` caps refine's search per instance (seconds).
+    """
+    if any(int(v) < 2 for v in sizes):
         raise ValueError(f"realloc sizes must be integers >= 2, got {list(sizes)}")
+    if not sizes and not losses:
+        raise ValueError("realloc benchmark: nothing to run; give --sizes V... and/or --losses FILE.npz")
     if time_limit <= 0:
         raise ValueError(f"realloc time_limit must be > 0 seconds, got {time_limit}")
-    module = _realloc_module()
-    # Its peak_rss_mb is the process's ru_maxrss: reset it so an earlier benchmark in this
-    # process (the throughput run's 7 GB full softmax) does not show up as the solver's memory.
+    for path in losses:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--losses {path}: no such file; training writes losses-<round>.npz into its "
+                                    "output folder with the config key realloc_save_losses: true")
+    previous = read_csv(out) if append and Path(out).is_file() else []
+    # peak_rss_mb is the process's ru_maxrss: reset it so an earlier benchmark in this process
+    # (the throughput run's 7 GB full softmax) does not show up as the solver's memory.
     reset_peak_rss()
-    rows = module.run([int(v) for v in sizes], int(seed), float(time_limit), Path(out))
-    return rows
+    instances: list[tuple[dict[str, Any], Any]] = [
+        ({"losses": "synthetic", "seed": int(seed)}, lambda v=int(v): (*synthetic_losses(v, int(seed)), None))
+        for v in sizes
+    ]
+    instances += [({"losses": Path(path).name, "seed": ""}, lambda p=path: reallocate.load_losses(p)) for path in losses]
+    rows_out: list[dict[str, Any]] = []
+    for source, load in instances:
+        row_loss, col_loss, init = load()
+        head = dict(source, V=row_loss.shape[0], R=row_loss.shape[1], C=col_loss.shape[1])
+        head.update(machine_info(torch.device("cpu")), load_average=load_average())
+        for row in compare_solvers(row_loss, col_loss, init, time_limit, max_exact_cells, max_sparse_edges, progress):
+            rows_out.append(dict(head, **row))
+        del row_loss, col_loss
+    write_csv(previous + rows_out, out)
+    return rows_out
 
 
 def model_sizes(

@@ -59,10 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _throughput_options(throughput)
     throughput.set_defaults(func=run_throughput)
 
-    realloc = commands.add_parser("realloc", help="reallocation time and gap against V")
+    realloc = commands.add_parser("realloc", help="every reallocation solver on synthetic and saved real losses")
     realloc.add_argument("--out", type=Path, required=True, help="CSV")
-    realloc.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], metavar="V")
-    realloc.add_argument("--time-limit", type=float, default=60.0, help="seconds of refine's search per size")
+    realloc.add_argument("--sizes", type=int, nargs="*", default=None, metavar="V",
+                         help="V of the synthetic instances (default: 10000 100000, none when --losses is given)")
+    realloc.add_argument("--losses", type=Path, nargs="+", default=[], metavar="FILE.npz",
+                         help="real losses saved by training (realloc_save_losses: true -> losses-<round>.npz)")
+    realloc.add_argument("--append", action="store_true", help="keep the rows already in --out")
+    realloc.add_argument("--time-limit", type=float, default=60.0, help="seconds of refine's search per instance")
     realloc.add_argument("--seed", type=int, default=0)
     realloc.set_defaults(func=run_realloc)
 
@@ -133,7 +137,9 @@ def run_throughput(args: argparse.Namespace) -> int:
 def run_realloc(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.scaling import realloc_scaling
 
-    realloc_scaling(args.sizes, args.out, time_limit=args.time_limit, seed=args.seed)
+    sizes = args.sizes if args.sizes is not None else ([] if args.losses else [10_000, 100_000])
+    realloc_scaling(sizes, args.out, time_limit=args.time_limit, seed=args.seed, losses=args.losses,
+                    append=args.append, progress=_progress)
     print(args.out)
     return 0
 

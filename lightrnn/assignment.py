@@ -1,6 +1,9 @@
-"""Internals of `lightrnn.reallocate`: the greedy heuristic, the lower bound and the local search.
+"""The word-to-slot assignment solvers behind `lightrnn.reallocate`.
 
-Notation (docs/PAPER.md, step 4): V words, an R x C grid of slots, `row_loss` [V, R] and `col_loss`
+The official greedy heuristic, the sparse exact matching on each word's best slots, the local
+search, the dense exact matching and the lower bounds (per-side Lagrangian, slot-price dual).
+
+Notation (docs/PAPER.md, the reallocation step): V words, an R x C grid of slots, `row_loss` [V, R] and `col_loss`
 [V, C] (float32 or float64, never copied whole: every pass over them goes in chunks of words so
 that the 793,471 x 891 matrices of One Billion Word fit next to the solver), rows/cols [V] int64.
 A slot is the flat index `row * C + col`; `owner` [R * C] holds the word in each slot, -1 if empty.
@@ -13,6 +16,8 @@ import time
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 # Elements per chunk when streaming a [V, n] loss matrix: 2^22 float32 = 16 MB of temporaries.
 _CHUNK_ELEMENTS = 1 << 22
@@ -205,8 +210,11 @@ def naive_bound(row_loss: np.ndarray, col_loss: np.ndarray) -> float:
     return total
 
 
-def smallest_k(loss: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each word's k smallest losses and their bins, ascending: ([V, k] float64, [V, k] int64)."""
+def smallest_k(loss: np.ndarray, k: int, prices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each word's k smallest losses (plus `prices` [width] when given) and their bins, ascending.
+
+    Returns ([V, k] float64, [V, k] int64).
+    """
     import torch
 
     num_words, width = loss.shape
@@ -214,7 +222,8 @@ def smallest_k(loss: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.empty((num_words, k), dtype=np.float64)
     indices = np.empty((num_words, k), dtype=np.int64)
     for part in word_chunks(num_words, width):
-        top = torch.topk(torch.from_numpy(np.ascontiguousarray(loss[part])), k, dim=1, largest=False, sorted=True)
+        block = np.ascontiguousarray(loss[part]) if prices is None else loss[part] + prices[None, :]
+        top = torch.topk(torch.from_numpy(block), k, dim=1, largest=False, sorted=True)
         values[part] = top.values.double().numpy()
         indices[part] = top.indices.numpy()
     return values, indices
@@ -227,7 +236,7 @@ def transport_bound(
     width: int,
     upper: float,
     iterations: int,
-) -> float:
+) -> tuple[float, np.ndarray]:
     """Lagrangian bound of one side (rows or columns) with at most `capacity` words per bin.
 
     For prices u >= 0 on the bins, L(u) = sum_w min_b (loss[w, b] + u_b) - capacity * sum_b u_b
@@ -236,7 +245,7 @@ def transport_bound(
     smallest losses and, for the other bins, the (k+1)-th smallest loss + min(u): a value no
     larger than the true minimum, so the bound stays valid with k << width. u = 0 is the naive
     bound; projected supergradient steps with a Polyak step towards `upper` (the side's part of
-    a known table) raise it. Returns the best L(u) seen.
+    a known table) raise it. Returns the best L(u) seen and its prices u [width].
     """
     num_words, k = top_values.shape
     if k < width:
@@ -244,7 +253,7 @@ def transport_bound(
     else:
         values, indices, outside = top_values, top_indices, None
     prices = np.zeros(width, dtype=np.float64)
-    best, theta, stale = -np.inf, 1.0, 0
+    best, best_prices, theta, stale = -np.inf, prices, 1.0, 0
     for _ in range(max(1, iterations)):
         priced = values + prices[indices]  # [V, k]
         pick = priced.argmin(axis=1)
@@ -258,7 +267,7 @@ def transport_bound(
             chosen = np.where(use_outside, cheapest_bin, chosen)
         value = float(cost.sum()) - capacity * float(prices.sum())
         if value > best + 1e-12 * abs(best if np.isfinite(best) else 1.0):
-            best, stale = value, 0
+            best, best_prices, stale = value, prices, 0
         else:
             stale += 1
             if stale >= 4:
@@ -270,6 +279,69 @@ def transport_bound(
         if norm == 0.0 or upper - value <= 0 or theta < 1e-4:
             break
         prices = np.maximum(0.0, prices + theta * (upper - value) / norm * gradient)
+    return best, best_prices
+
+
+def slot_subgradient_bound(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    row_prices: np.ndarray,
+    col_prices: np.ndarray,
+    upper: float,
+    k: int = 4,
+    iterations: int = 100,
+    deadline: float = float("inf"),
+) -> float:
+    """Lagrangian bound with slot prices u_rc = a_r + b_c + d_rc, d >= 0 raised by supergradient steps.
+
+    Starts from the per-side bound's prices (a = `row_prices` [R], b = `col_prices` [C]): with
+    d = 0 it is that bound (at least), since sum_w min_{r,c} (row[w, r] + a_r + col[w, c] + b_c)
+    - C sum a - R sum b is the two sides' bounds added. Raising d_rc on slots wanted by several
+    words prices in what the per-side bound ignores: the words of a row need distinct columns.
+    Each word's minimum is taken over its k best priced rows x k best priced columns, and any
+    other slot is bounded below by its (k+1)-th priced row (column) plus its best column (row),
+    valid because d >= 0, so every value is a valid bound whatever the table. Polyak steps
+    towards `upper` (a known table's objective); returns the best value seen.
+    """
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    k_rows, k_cols = min(k, num_rows), min(k, num_cols)
+    row_values, row_best = smallest_k(row_loss, k_rows + 1, row_prices)
+    col_values, col_best = smallest_k(col_loss, k_cols + 1, col_prices)
+    outside = np.full(num_words, np.inf)
+    if k_rows < num_rows:
+        outside = np.minimum(outside, row_values[:, k_rows] + col_values[:, 0])
+    if k_cols < num_cols:
+        outside = np.minimum(outside, row_values[:, 0] + col_values[:, k_cols])
+    slots = np.repeat(row_best[:, :k_rows], k_cols, axis=1) * num_cols + np.tile(col_best[:, :k_cols], (1, k_rows))
+    values = np.repeat(row_values[:, :k_rows], k_cols, axis=1) + np.tile(col_values[:, :k_cols], (1, k_rows))
+    del row_values, col_values, row_best, col_best
+    constant = -num_cols * float(row_prices.sum()) - num_rows * float(col_prices.sum())
+    words = np.arange(num_words)
+    extra = np.zeros(num_rows * num_cols)
+    best, theta, stale = -np.inf, 1.0, 0
+    for _ in range(max(1, iterations)):
+        priced = values + extra[slots]
+        pick = priced.argmin(axis=1)
+        cost = priced[words, pick]
+        inside = cost <= outside
+        value = float(np.where(inside, cost, outside).sum()) + constant - float(extra.sum())
+        if value > best:
+            best, stale = value, 0
+        else:
+            stale += 1
+            if stale >= 4:
+                theta, stale = theta / 2, 0
+        if time.perf_counter() > deadline or theta < 1e-4 or upper - value <= 0:
+            break
+        # A supergradient: words per slot minus the slot's capacity 1 (words that took the
+        # outside bound are left out: their slot is unknown, and any step keeps the bound valid).
+        gradient = np.bincount(slots[words, pick][inside], minlength=extra.size).astype(np.float64) - 1.0
+        gradient[(extra <= 0) & (gradient < 0)] = 0.0
+        norm = float(gradient @ gradient)
+        if norm == 0.0:
+            break
+        extra = np.maximum(0.0, extra + theta * (upper - value) / norm * gradient)
     return best
 
 
@@ -310,7 +382,7 @@ class LocalSearch:
         Returns the decrease of the objective.
         """
         before = self.value
-        lines, width = (self.num_rows, self.num_cols) if by_row else (self.num_cols, self.num_rows)
+        lines = self.num_rows if by_row else self.num_cols
         grid = self.owner.reshape(self.num_rows, self.num_cols)
         loss = self.col_loss if by_row else self.row_loss
         for line in range(lines):
@@ -424,3 +496,130 @@ def exact_bytes(num_words: int, num_slots: int) -> int:
     """Memory of the dense float64 cost matrix `exact` builds."""
     return 8 * num_words * num_slots
 
+
+
+# ----- the sparse exact matching and the slot-price bound ----------------------------------------
+
+
+def candidate_slots(
+    row_loss: np.ndarray, col_loss: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each word's k best rows x k best columns plus its slot in (rows, cols).
+
+    Returns (slots [V, k*k + 1] int64, costs [V, k*k + 1] float64, the (k+1)-th smallest row
+    loss [V] and column loss [V] (inf when k covers the side)): the last column is the word's
+    own slot, so the table (rows, cols) is always a feasible matching of the candidates.
+    """
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    k_rows, k_cols = min(k, num_rows), min(k, num_cols)
+    row_values, best_rows = smallest_k(row_loss, k_rows + 1)
+    col_values, best_cols = smallest_k(col_loss, k_cols + 1)
+    next_row = row_values[:, k_rows] if k_rows < num_rows else np.full(num_words, np.inf)
+    next_col = col_values[:, k_cols] if k_cols < num_cols else np.full(num_words, np.inf)
+    cand_rows = np.concatenate([np.repeat(best_rows[:, :k_rows], k_cols, axis=1), rows[:, None]], axis=1)
+    cand_cols = np.concatenate([np.tile(best_cols[:, :k_cols], (1, k_rows)), cols[:, None]], axis=1)
+    words = np.arange(num_words)[:, None]
+    costs = row_loss[words, cand_rows].astype(np.float64) + col_loss[words, cand_cols]
+    return cand_rows * num_cols + cand_cols, costs, next_row, next_col
+
+
+def sparse_exact(
+    row_loss: np.ndarray, col_loss: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-weight matching of the words to their candidate slots (`candidate_slots`).
+
+    Optimal among the tables where every word sits in one of its k best rows x k best columns
+    or in its slot of (rows, cols); never worse than (rows, cols). scipy's LAPJVsp on a sparse
+    V x (used slots) graph of V * (k*k + 1) edges: exact far beyond the dense solver's memory.
+    """
+    num_words = rows.size
+    num_cols = col_loss.shape[1]
+    slots, costs, _, _ = candidate_slots(row_loss, col_loss, rows, cols, k)
+    # A per-word constant does not change the optimal matching (each word is matched once);
+    # shifting every word's cheapest edge to 1 keeps the weights positive and well scaled.
+    weights = (costs - costs.min(axis=1, keepdims=True) + 1.0).ravel()
+    words = np.repeat(np.arange(num_words), slots.shape[1])
+    used, column = np.unique(slots.ravel(), return_inverse=True)
+    # A word's own slot may also be among its best: keep one edge per (word, slot).
+    _, first = np.unique(words * used.size + column, return_index=True)
+    graph = csr_matrix((weights[first], (words[first], column[first])), shape=(num_words, used.size))
+    matched_words, matched_columns = min_weight_full_bipartite_matching(graph)
+    new_slots = np.empty(num_words, dtype=np.int64)
+    new_slots[matched_words] = used[matched_columns]
+    return new_slots // num_cols, new_slots % num_cols
+
+
+def _priced_min(loss: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """[V] float64: min_b loss[w, b] + prices[b], in chunks of words."""
+    out = np.empty(loss.shape[0], dtype=np.float64)
+    for part in word_chunks(loss.shape[0], loss.shape[1]):
+        out[part] = (loss[part] + prices[None, :]).min(axis=1)
+    return out
+
+
+def slot_price_bound(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    k: int = 16,
+    graph_k: int = 8,
+    max_rounds: int = 300,
+    deadline: float = float("inf"),
+) -> float:
+    """Lagrangian bound with a price on every slot, the prices read off the table (rows, cols).
+
+    For any prices u >= 0 on the R*C slots, L(u) = sum_w min_s (cost[w, s] + u_s) - sum_s u_s
+    is <= the optimum (weak duality; when V = R*C every slot is filled and u may be any sign).
+    Unlike the per-side bound it sees that the words of a row need distinct columns; its best
+    value is the optimum itself (the assignment LP is integral).
+
+    Prices: the potentials of the table on each word's `graph_k` best rows x columns, i.e. the
+    largest u with cost[w, s(w)] + u_{s(w)} <= cost[w, s] + u_s for those slots (shortest
+    paths from the empty slots, by vectorised relaxation rounds, at most `max_rounds` or until
+    `deadline`). When the table is optimal on that graph (`sparse_exact`'s), every word's own
+    slot is its cheapest priced candidate and L(u) equals the objective except where a slot
+    outside the `k` x `k` candidates evaluated might be cheaper: those are bounded below by the
+    (k+1)-th row (column) loss plus the cheapest priced column (row). Valid for any table.
+    """
+    num_words, num_rows = row_loss.shape
+    num_cols = col_loss.shape[1]
+    slots, costs, _, _ = candidate_slots(row_loss, col_loss, rows, cols, graph_k)
+    own = slots[:, -1]
+    own_cost = costs[:, -1]
+    costs -= own_cost[:, None]  # [V, m]: cost of moving each word to a candidate slot
+    full = num_words == num_rows * num_cols
+    prices = np.zeros(num_rows * num_cols)
+    # With empty slots the prices must be >= 0 (the slot constraints are inequalities) and the
+    # empty ones are 0; a full grid has equalities and free prices (start at 0, go down).
+    if not full:
+        prices[own] = np.inf
+    floor = -np.inf if full else 0.0
+    tolerance = 1e-9 * np.maximum(1.0, np.abs(own_cost))
+    for _ in range(max(1, max_rounds)):
+        if time.perf_counter() > deadline:
+            break
+        new = np.maximum(floor, np.minimum(prices[own], (prices[slots] + costs).min(axis=1)))
+        changed = bool(np.any(new < prices[own] - tolerance))
+        prices[own] = new
+        if not changed:
+            break
+    del slots, costs
+    if not full:
+        # Slots no empty slot reaches through candidate moves: any price >= 0 stays valid.
+        prices[~np.isfinite(prices)] = 0.0
+        prices = np.maximum(prices, 0.0)
+    grid = prices.reshape(num_rows, num_cols)
+    cheapest_in_col, cheapest_in_row = grid.min(axis=0), grid.min(axis=1)
+    total = -float(prices.sum())
+    step = max(1, _CHUNK_ELEMENTS // max(1, min(k, num_rows) * min(k, num_cols) + 1 + num_rows + num_cols))
+    for start in range(0, num_words, step):
+        part = slice(start, min(num_words, start + step))
+        part_slots, part_costs, next_row, next_col = candidate_slots(
+            row_loss[part], col_loss[part], rows[part], cols[part], k)
+        inside = (part_costs + prices[part_slots]).min(axis=1)
+        outside = np.minimum(next_row + _priced_min(col_loss[part], cheapest_in_col),
+                             next_col + _priced_min(row_loss[part], cheapest_in_row))
+        total += float(np.minimum(inside, outside).sum())
+    return total
