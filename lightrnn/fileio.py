@@ -289,19 +289,24 @@ def read_json_object(path: str | os.PathLike, fix: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start}); {fix}") from None
+    return _json_object(text, str(path), fix)
+
+
+def _json_object(text: str, where: str, fix: str) -> dict[str, Any]:
+    """`text` parsed as one JSON object; DataError naming `where` (a file, or file:line) and `fix`."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg}); {fix}") from None
+        raise DataError(f"{where}: not valid JSON ({error.msg}); {fix}") from None
     if not isinstance(value, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}; {fix}")
+        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}; {fix}")
     return value
 
 
 def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Delete the temp files an interrupted atomic write left in `folder` (of `name` only, if given).
 
-Without `name`, staging folders of an interrupted `staged_dir` go too.
+    Without `name`, staging folders of an interrupted `staged_dir` go too.
 
     Only call it where no other process writes into `folder` at the same time (the training
     loop holds a lock on its out dir).
@@ -326,15 +331,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not a JSON object ({error.msg}); the file is damaged") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            if line.strip():
+                rows.append(_json_object(line, f"{path}:{number}", "the file is damaged: rerun what wrote it"))
     return rows
 
 

@@ -26,13 +26,13 @@ from lightrnn.data import encode as encode_module
 from lightrnn.data import fetch as fetch_module
 from lightrnn.data import prepare as prepare_module
 from lightrnn.data.encode import encode
-from lightrnn.data.markov import generate_markov_corpus
 from lightrnn.data.prepare import prepare
 from lightrnn.data.tiny import make_tiny_archive
 from lightrnn.errors import DiskFull, explain
 from lightrnn.metrics import perplexity
 from lightrnn.table import WordTable
 from tests._data_fixtures import archive_server  # noqa: F401 (pytest fixture)
+from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--set", "embed_dim=8", "--set", "hidden_dim=8", "--set", "num_layers=1", "--set", "batch_size=4",
@@ -40,19 +40,10 @@ TINY = ["--set", "embed_dim=8", "--set", "hidden_dim=8", "--set", "num_layers=1"
         "--set", "device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "markov"
-    generate_markov_corpus(out, vocab_size=20, successors=3, train_tokens=600, valid_tokens=200, test_tokens=200, seed=0)
-    return out
+    return markov_corpus(tmp_path_factory, 20, (600, 200, 200), seed=0)
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:

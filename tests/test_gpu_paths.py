@@ -27,12 +27,12 @@ from lightrnn import distributed, runtime, step
 from lightrnn.benchmark import machine
 from lightrnn.checkpoint import resume_training, rng_state, set_rng_state
 from lightrnn.config import TrainConfig
-from lightrnn.data.markov import generate_markov_corpus
 from lightrnn.evaluate import evaluate_checkpoint
 from lightrnn.fileio import read_jsonl
 from lightrnn.models import build, names
 from lightrnn.optim import Optimizers
 from lightrnn.train import PlateauDecay, train
+from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8",
@@ -40,19 +40,10 @@ TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.0", "batch_s
 SIZES = dict(embed_dim=8, hidden_dim=16, num_layers=2, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "markov"
-    generate_markov_corpus(out, vocab_size=30, successors=3, train_tokens=3000, valid_tokens=400, test_tokens=400, seed=2)
-    return out
+    return markov_corpus(tmp_path_factory, 30, (3000, 400, 400), seed=2)
 
 
 def _batch(vocab_size: int, seed: int = 0, shape: tuple[int, int] = (3, 7)) -> tuple[torch.Tensor, torch.Tensor]:

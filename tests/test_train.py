@@ -26,26 +26,17 @@ from lightrnn.metrics import FIELDS
 from lightrnn.model import LightRNN
 from lightrnn.table import WordTable
 from lightrnn.train import TrainingDiverged, train
+from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12",
         "lr=0.01", "eval_batch_size=4", "device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The machine is shared; several threads per tiny op is slower, and one thread is deterministic.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "markov"
-    generate_markov_corpus(out, vocab_size=30, successors=3, train_tokens=6000, valid_tokens=800, test_tokens=700, seed=1)
-    return out
+    return markov_corpus(tmp_path_factory, 30, (6000, 800, 700), seed=1)
 
 
 def _config(*overrides: str) -> TrainConfig:

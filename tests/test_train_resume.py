@@ -22,25 +22,17 @@ from lightrnn.errors import UsageError
 from lightrnn.fileio import read_jsonl
 from lightrnn.runlock import LOCK_NAME, OutDirLocked
 from lightrnn.train import require_gpus, train
+from tests.conftest import markov_corpus
 
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12",
         "lr=0.01", "eval_batch_size=4", "device=cpu"]
 COMPARED = ("kind", "round", "epoch", "step", "lr", "train_ppl", "valid_ppl", "test_ppl", "config_hash")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "markov"
-    generate_markov_corpus(out, vocab_size=30, successors=3, train_tokens=4000, valid_tokens=600, test_tokens=500, seed=1)
-    return out
+    return markov_corpus(tmp_path_factory, 30, (4000, 600, 500), seed=1)
 
 
 def _config(*overrides: str) -> TrainConfig:
