@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,12 @@ def markov_corpus(factory: pytest.TempPathFactory, vocab_size: int, tokens: tupl
     generate_markov_corpus(out, vocab_size=vocab_size, successors=3, train_tokens=train, valid_tokens=valid,
                            test_tokens=test, seed=seed)
     return out
+
+
+@pytest.fixture(scope="module")
+def clean_copy():
+    """A copy of the repository's tracked files, as a user's clone (for Snakemake runs)."""
+    from tests.test_workflow import _copy_repo
+
+    with tempfile.TemporaryDirectory() as folder:
+        yield _copy_repo(Path(folder) / "repo")

@@ -4,13 +4,12 @@ and the study config planned by the DAG from a clean copy."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from test_workflow import _copy_repo, job_counts, snakemake
+from test_workflow import job_counts, snakemake
 
 from lightrnn.config import TrainConfig
 from lightrnn.fileio import write_lines
@@ -130,11 +129,6 @@ def test_context_initial_table_is_built_from_the_training_stream():
     # Without a stream (counting parameters, rebuilding a checkpoint) a random table stands in.
     assert build_from_config(config, 30).vocab_size == 30
 
-
-@pytest.fixture(scope="module")
-def clean_copy():
-    with tempfile.TemporaryDirectory() as folder:
-        yield _copy_repo(Path(folder) / "repo")
 
 
 def test_the_study_config_plans_every_variant_and_the_study_outputs(clean_copy: Path):

@@ -5,21 +5,15 @@ reruns (forced, after a changed key, after re-encoded data) and refuse a GPU the
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_workflow import _copy_repo, job_counts, snakemake
+from test_workflow import job_counts, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module")
-def clean_copy():
-    with tempfile.TemporaryDirectory() as folder:
-        yield _copy_repo(Path(folder) / "repo")
 
 
 def test_the_default_profile_is_read_without_any_option(clean_copy: Path):
