@@ -62,6 +62,9 @@ class FullSoftmaxLM(LanguageModel):
         self.decoder = nn.Linear(hidden_dim, vocab_size)
         if self.tie_weights:
             self.decoder.weight = self.trunk.embedding.weight  # one [V, E] matrix, counted once
+        else:
+            # As PyTorch's word_language_model example (and LightRNN's heads): uniform +-0.1, zero bias.
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
 
     @staticmethod
