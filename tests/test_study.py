@@ -175,3 +175,34 @@ def test_reallocation_rows_report_the_predicted_nll_and_the_bonus(tmp_path):
     assert free["realloc_nll_predicted"] <= free["realloc_nll_before"] + 1e-9  # the old table was a candidate
     kept = reallocate_model(model, batches, method="exact", keep_bonus=100.0)
     assert kept["realloc_moved"] == 0.0 and kept["realloc_nll_after"] == pytest.approx(kept["realloc_nll_before"])
+
+
+def test_the_verdict_reads_perplexity_and_reallocation_from_the_study(study, tmp_path):
+    from lightrnn.report.verdict import study_perplexity_row, study_reallocation_row
+
+    folders, specs = study
+    specs["lrnn-a"]["label"] = "Adam 1e-3 (default)"
+    write_study(folders, specs, tmp_path / "study", "2026-12-01")
+    perplexity = study_perplexity_row(tmp_path / "study")
+    assert perplexity.numbers["ratio_best_baseline"] == pytest.approx(110.0 / 102.0)
+    assert perplexity.verdict_word == "not confirmed" and "small scale" in perplexity.verdict
+    assert "LightRNN (Adam 1e-3 (default)) 110.0" in perplexity.measured
+    reallocation = study_reallocation_row(tmp_path / "study")
+    assert reallocation.verdict_word == "confirmed"
+    assert reallocation.numbers == {"ppl_with_realloc": 110.0, "ppl_without_realloc": 139.0}
+
+
+def test_the_readme_block_is_generated_from_the_study_folder(study, tmp_path):
+    from lightrnn.report.study import write_readme_block
+
+    folders, specs = study
+    write_study(folders, specs, tmp_path / "study-cpu", "2026-12-01")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- section:study -->\n## Study\n<!-- generated:study-cpu -->\nold\n"
+                      "<!-- /generated:study-cpu -->\n<!-- /section:study -->\n")
+    written = write_readme_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
+    text = readme.read_text()
+    assert "old" not in text and "![ablation study](docs/study-cpu-ablation.png)" in text
+    assert "**Ablation study" in text and "**Every reallocation of the study**" in text
+    assert (tmp_path / "docs" / "study-cpu-ablation.png").read_bytes() == (tmp_path / "study-cpu/plots/ablation.png").read_bytes()
+    assert readme in written

@@ -56,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     readme.add_argument("--docs", default="docs", help="folder for the PNG copies (default: docs)")
     readme.add_argument("--aclw-plot-dataset", default="aclw-fr",
                         help="dataset of the perplexity figure to show (default: aclw-fr)")
+    readme.add_argument("--study", default=None,
+                        help="an ablation study's rendered run folder (e.g. results/paper/study-cpu): the verdict's "
+                        "perplexity and reallocation rows come from it, and the README's study block is rewritten")
     readme.add_argument("--bench-dir", default="results/paper/bench-cpu",
                         help="the committed `lightrnn bench` folder the verdict's speed row reads "
                         "(default: results/paper/bench-cpu)")
@@ -92,11 +95,21 @@ def run_readme(args: argparse.Namespace) -> int:
     from lightrnn.report.verdict import README_SECTION, readme_section
 
     command = (f"lightrnn report readme --results {args.results} --readme {args.readme} --docs {args.docs} "
-               f"--bench-dir {args.bench_dir}")
+               f"--bench-dir {args.bench_dir}" + (f" --study {args.study}" if args.study else ""))
     # Everything is built and checked before the first write.
-    verdict = readme_section(args.results, args.bench_dir, command)
+    verdict = readme_section(args.results, args.bench_dir, command, study_dir=args.study)
     marked_body(read_readme(args.readme), README_SECTION)
+    if args.study:
+        from lightrnn.report.study import README_SECTION as STUDY_SECTION
+        from lightrnn.report.study import readme_block
+
+        readme_block(args.study, args.readme, args.docs, command)  # check its inputs before any write
+        marked_body(read_readme(args.readme), STUDY_SECTION)
     written = write_smoke_block(args.results, args.readme, args.docs, args.aclw_plot_dataset, command)
+    if args.study:
+        from lightrnn.report.study import write_readme_block
+
+        written += write_readme_block(args.study, args.readme, args.docs, command)
     write_readme(args.readme, replace_section(read_readme(args.readme), README_SECTION, verdict))
     for path in written:
         print(path)

@@ -287,24 +287,97 @@ def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummar
     return Verdict(claim, measured, source, verdict, {"runs_falling": falling, "runs": total})
 
 
+# ----------------------------------------------------------------------------- the ablation study
+def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
+    from lightrnn.benchmark.csvio import read_csv
+
+    path = Path(study_dir) / "tables" / "ablation.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"--study {study_dir}: no tables/ablation.csv; run the study "
+                                "(snakemake --configfile config/study.yaml) and copy its run folder there")
+    return read_csv(path)
+
+
+def _study_source(records: list[dict[str, Any]], study_dir: Path | str) -> str:
+    first = records[0]
+    return (f"ablation study `{Path(study_dir).as_posix()}` ({first.get('dataset')}, {first.get('device')}, "
+            f"git {first.get('git_rev')}; models of {format_count(first.get('params'))} to a few M parameters, "
+            "6 epochs: a comparison of models at equal hidden size, not the paper's scale or data)")
+
+
+def study_perplexity_row(study_dir: Path | str) -> Verdict:
+    """LightRNN's best recipe against every baseline's best (or only) recipe in the ablation study."""
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "perplexity")
+    records = _study_records(study_dir)
+    best = {r["model"]: r for r in records if str(r.get("best_recipe")) == "True" and r.get("test_ppl_mean") != ""}
+    if "lightrnn" not in best or not set(best) & set(BASELINES):
+        return Verdict(claim, "the study has no best recipe of LightRNN and of a baseline", "–",
+                       f"{NOT_RUN}: run the study's recipe group", {})
+    light = best["lightrnn"]
+    ratios = {m: float(light["test_ppl_mean"]) / float(r["test_ppl_mean"]) for m, r in best.items() if m != "lightrnn"}
+    strongest = min(ratios, key=lambda m: float(best[m]["test_ppl_mean"]))
+    measured = (f"best recipe against best recipe, test perplexity: LightRNN ({light['label']}) "
+                f"{float(light['test_ppl_mean']):.1f}; " + "; ".join(
+                    f"{model_label(m).lower()} ({best[m]['label']}) {float(best[m]['test_ppl_mean']):.1f} "
+                    f"(LightRNN / it = {ratio:.3f})" for m, ratio in sorted(ratios.items(), key=lambda i: i[1])))
+    ratio = ratios[strongest]
+    if ratio <= SIMILAR:
+        verdict = (f"partly: similar or better at the study's small scale (within {100 * (SIMILAR - 1):.0f}% of the "
+                   f"best baseline, {model_label(strongest).lower()}); ACLW and One Billion Word not run here")
+    else:
+        verdict = (f"{NOT_CONFIRMED} at the study's small scale: {100 * (ratio - 1):.0f}% above the best baseline "
+                   f"({model_label(strongest).lower()}); ACLW and One Billion Word not run here")
+    return Verdict(claim, measured, _study_source(records, study_dir), verdict, {"ratio_best_baseline": ratio})
+
+
+def study_reallocation_row(study_dir: Path | str) -> Verdict:
+    """The study's LightRNN at its default recipe with and without reallocation (the fixed-table control)."""
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "reallocation")
+    records = _study_records(study_dir)
+    light = [r for r in records if r["model"] == "lightrnn" and r.get("test_ppl_mean") != ""]
+    control = next((r for r in light if r["group"] == "reallocation" and "no reallocation" in str(r["label"])), None)
+    default = next((r for r in light if r["group"] == "recipe" and "default" in str(r["label"])), None)
+    if control is None or default is None:
+        return Verdict(claim, "the study has no LightRNN pair with and without reallocation", "–",
+                       f"{NOT_RUN}: run the study's reallocation group", {})
+    with_, without = float(default["test_ppl_mean"]), float(control["test_ppl_mean"])
+    moved = default.get("realloc_moved_mean")
+    measured = (f"LightRNN, same recipe and epochs, test perplexity {with_:.1f} with reallocations vs {without:.1f} "
+                f"with its first table kept ({100 * (with_ / without - 1):+.1f}%)"
+                + (f"; each reallocation moved {100 * float(moved):.0f}% of the words" if moved not in (None, "") else ""))
+    verdict = (f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table"
+               if with_ < without else f"{NOT_CONFIRMED} at the study's small scale: keeping the table is as good")
+    return Verdict(claim, measured, _study_source(records, study_dir), verdict,
+                   {"ppl_with_realloc": with_, "ppl_without_realloc": without})
+
+
 # ----------------------------------------------------------------------------- the table
 def verdict_rows(
-    rows: list[Row], evals: list[Row], bench_dir: Path | str | None, run: str
+    rows: list[Row], evals: list[Row], bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None
 ) -> list[Verdict]:
-    """One verdict per claim of `paper.CLAIMS`, in that order."""
+    """One verdict per claim of `paper.CLAIMS`, in that order.
+
+    With `study_dir` (an ablation study's run folder) perplexity and reallocation come from the
+    study (best recipe against best recipe, and a fixed-table control), else from the run's rows.
+    """
     summaries = summarize(rows, evals) if rows else {}
     by_key = {row.claim.key: row for row in size_rows()}
     by_key["speed"] = speed_row(bench_dir)
-    by_key["perplexity"] = perplexity_row(summaries, run)
-    by_key["reallocation"] = reallocation_row(rows, summaries, run)
+    if study_dir is not None:
+        by_key["perplexity"] = study_perplexity_row(study_dir)
+        by_key["reallocation"] = study_reallocation_row(study_dir)
+    else:
+        by_key["perplexity"] = perplexity_row(summaries, run)
+        by_key["reallocation"] = reallocation_row(rows, summaries, run)
     return [by_key[claim.key] for claim in paper.CLAIMS]
 
 
 def verdict_table(
-    rows: list[Row], evals: list[Row], date: str, bench_dir: Path | str | None = None, run: str = "this run"
+    rows: list[Row], evals: list[Row], date: str, bench_dir: Path | str | None = None, run: str = "this run",
+    study_dir: Path | str | None = None,
 ) -> Table:
     """The verdict as a `Table` (rendered like every other table: Markdown, LaTeX, CSV)."""
-    verdicts = verdict_rows(rows, evals, bench_dir, run)
+    verdicts = verdict_rows(rows, evals, bench_dir, run, study_dir)
     revisions = sorted({str(row["git_rev"]) for row in rows if row.get("git_rev")})
     devices = sorted({str(row["device"]) for row in rows if row.get("device")})
     cells, records = [], []
@@ -341,7 +414,9 @@ def verdict_table(
 README_SECTION = "verdict"
 
 
-def readme_section(results: Path | str | None, bench_dir: Path | str | None, command: str) -> str:
+def readme_section(
+    results: Path | str | None, bench_dir: Path | str | None, command: str, study_dir: Path | str | None = None
+) -> str:
     """The README's `verdict` section: heading, provenance sentence, the verdict table, its note.
 
     Perplexity and reallocation come from RESULTS's metrics files when the folder has any (else
@@ -361,9 +436,11 @@ def readme_section(results: Path | str | None, bench_dir: Path | str | None, com
     if bench_dir is not None and not (Path(bench_dir) / "throughput-repeats.csv").is_file():
         raise FileNotFoundError(f"--bench-dir {bench_dir}: no throughput-repeats.csv; run `lightrnn bench all "
                                 f"--out {bench_dir}` first")
-    table = verdict_table(rows, evals, date="", bench_dir=bench_dir, run=run)
+    table = verdict_table(rows, evals, date="", bench_dir=bench_dir, run=run, study_dir=study_dir)
     used = [f"`{Path(bench_dir).as_posix()}/` (speed)"] if bench_dir else []
-    if rows:
+    if study_dir is not None:
+        used.append(f"`{Path(study_dir).as_posix()}/` (perplexity and reallocation: the ablation study)")
+    elif rows:
         used.append(f"`{Path(results).as_posix()}/` (perplexity and reallocation: the {run} run's metrics)")  # type: ignore[arg-type]
     else:
         used.append("no training run (perplexity and reallocation rows: not run here)")
