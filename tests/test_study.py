@@ -198,11 +198,11 @@ def test_the_readme_block_is_generated_from_the_study_folder(study, tmp_path):
     folders, specs = study
     write_study(folders, specs, tmp_path / "study-cpu", "2026-12-01")
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- section:study -->\n## Study\n<!-- generated:study-cpu -->\nold\n"
+    readme.write_text("# x\n<!-- section:study -->\n## Study\n<!-- generated:study-cpu -->\nSTALE BLOCK\n"
                       "<!-- /generated:study-cpu -->\n<!-- /section:study -->\n")
     written = write_readme_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
     text = readme.read_text()
-    assert "old" not in text and "![ablation study](docs/study-cpu-ablation.png)" in text
+    assert "STALE BLOCK" not in text and "![ablation study](docs/study-cpu-ablation.png)" in text
     assert "**Ablation study" in text and "**Every reallocation of the study**" in text
     assert (tmp_path / "docs" / "study-cpu-ablation.png").read_bytes() == (tmp_path / "study-cpu/plots/ablation.png").read_bytes()
     assert readme in written
