@@ -26,8 +26,11 @@ smoke: venv
 	@find results/smoke/tables results/smoke/plots results/smoke/report.html -type f | sort
 
 # The README's smoke-run block (figure, ACLW and reallocation tables) and docs/*.png, from results/smoke.
+# The committed ablation study (results/paper/study-cpu) feeds the verdict's perplexity and reallocation rows.
+STUDY ?= results/paper/study-cpu
 docs: smoke
-	$(BIN)/lightrnn report readme --results results/smoke --readme README.md --docs docs
+	$(BIN)/lightrnn report readme --results results/smoke --readme README.md --docs docs \
+		$(if $(wildcard $(STUDY)/tables/ablation.csv),--study $(STUDY))
 
 test: venv
 	$(BIN)/python -m pytest
