@@ -28,7 +28,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "realloc_method": ("auto", "exact", "greedy", "sparse", "refine"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
-RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s")
+RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -61,9 +61,9 @@ class TrainConfig:
     # it moves only when the matching finds it more than that better off elsewhere (0: the paper's
     # reallocation). A moved word reads another row and column vector, which the objective ignores.
     realloc_keep_bonus: float = 0.0
+    realloc_save_losses: bool = False  # also write each reallocation's losses to OUT/losses-<round>.npz
     # random | frequency | context (words with similar previous words share a row: lightrnn.initial_table)
     # | path to a .npy (models with a table)
-    realloc_save_losses: bool = False  # also write each reallocation's losses to OUT/losses-<round>.npz
     initial_table: str = "random"
     eval_batch_size: int = 10
     test_every_epoch: bool = False
@@ -192,7 +192,7 @@ class TrainConfig:
             raise ValueError(
                 f"config key realloc_time_limit: must be >= 0 seconds (0 = no limit), got {self.realloc_time_limit}"
             )
-        for key in RUNTIME_KEYS:
+        for key in ("log_every_s", "checkpoint_every_s"):
             if not getattr(self, key) >= 0.0:
                 raise ValueError(f"config key {key}: must be >= 0 seconds (0 = off), got {getattr(self, key)}")
         if not self.realloc_keep_bonus >= 0.0:

@@ -48,23 +48,33 @@ def context_vectors(stream: np.ndarray, vocab_size: int, contexts: int = 1000, d
     return left[:, order] * values[order]
 
 
+def _squared_distances(points: np.ndarray, centres: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """[N, k] squared distances, computed in chunks of points (no [N, k, d] array)."""
+    centre_norms = (centres**2).sum(1)
+    out = np.empty((len(points), len(centres)))
+    for start in range(0, len(points), chunk):
+        part = points[start : start + chunk]
+        out[start : start + chunk] = (part**2).sum(1)[:, None] - 2 * part @ centres.T + centre_norms[None]
+    return np.maximum(out, 0.0)
+
+
 def _kmeans(points: np.ndarray, weights: np.ndarray, clusters: int, seed: int, iterations: int = 20) -> np.ndarray:
-    """[clusters, d] weighted k-means centres (k-means++ start, Lloyd iterations)."""
+    """[clusters, d] weighted k-means centres (a weighted sample of distinct points to start, Lloyd steps).
+
+    O(iterations * N * clusters * d), in chunks: at One Billion Word (N = 793,471, 891 clusters,
+    d = 8) a few seconds per iteration.
+    """
     rng = np.random.default_rng(seed)
-    probabilities = weights / weights.sum()
-    centres = [points[rng.choice(len(points), p=probabilities)]]
-    for _ in range(1, clusters):
-        distance = np.min(((points[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
-        mass = distance * weights
-        pick = rng.choice(len(points), p=mass / mass.sum()) if mass.sum() > 0 else rng.integers(len(points))
-        centres.append(points[pick])
-    centres = np.asarray(centres)
+    clusters = min(clusters, len(points))
+    start = rng.choice(len(points), size=clusters, replace=False, p=weights / weights.sum())
+    centres = points[start].copy()
     for _ in range(iterations):
-        nearest = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
-        for cluster in range(clusters):
-            members = nearest == cluster
-            if members.any():
-                centres[cluster] = np.average(points[members], axis=0, weights=weights[members])
+        nearest = np.argmin(_squared_distances(points, centres), axis=1)
+        mass = np.bincount(nearest, weights=weights, minlength=clusters)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, nearest, points * weights[:, None])
+        filled = mass > 0
+        centres[filled] = sums[filled] / mass[filled, None]
     return centres
 
 
@@ -79,8 +89,8 @@ def context_table(stream: np.ndarray, vocab_size: int, seed: int = 0, method: st
     row_points, col_points = vectors[:, :half], vectors[:, half:] if vectors.shape[1] > 1 else vectors
     row_centres = _kmeans(row_points, counts, side, seed)
     col_centres = _kmeans(col_points, counts, side, seed + 1)
-    row_loss = counts[:, None] * ((row_points[:, None, :] - row_centres[None]) ** 2).sum(-1)  # [V, R]
-    col_loss = counts[:, None] * ((col_points[:, None, :] - col_centres[None]) ** 2).sum(-1)  # [V, C]
+    row_loss = counts[:, None] * _squared_distances(row_points, row_centres)  # [V, R]
+    col_loss = counts[:, None] * _squared_distances(col_points, col_centres)  # [V, C]
     start = WordTable.frequency_ordered(vocab_size)
     allocation = solve(row_loss, col_loss, method=method, init=start)
     return WordTable(allocation.rows, allocation.cols, side, side)

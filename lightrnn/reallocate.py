@@ -102,7 +102,8 @@ def _device_of(model: Any) -> torch.device:
 
 @torch.no_grad()
 def accumulate_losses(
-    model: Any, batches: Iterable[tuple[Tensor, Tensor]], fraction: float = 1.0
+    model: Any, batches: Iterable[tuple[Tensor, Tensor]], fraction: float = 1.0,
+    target_counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Row and column losses of every word under the model's current table, in one pass.
 
@@ -135,11 +136,14 @@ def accumulate_losses(
     row_part, col_part = (row_total, col_total) if fast_dtype == exact_dtype else (
         torch.zeros_like(row_total, dtype=fast_dtype), torch.zeros_like(col_total, dtype=fast_dtype))
     nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    counts = torch.zeros(vocab_size, dtype=torch.float64, device=device) if target_counts is not None else None
     tokens_seen, state, since_flush = 0, None, 0
     for tokens, targets in batches:
         tokens, targets = tokens.to(device), targets.to(device)
         row_logp, col_logp, state = model.slot_log_probs(tokens, targets, state)  # [B, T, R], [B, T, C]
         flat_targets = targets.reshape(-1)  # [N]
+        if counts is not None:
+            counts += torch.bincount(flat_targets, minlength=vocab_size)
         row_logp = row_logp.reshape(flat_targets.numel(), num_rows)  # [N, R]
         col_logp = col_logp.reshape(flat_targets.numel(), num_cols)  # [N, C]
         row_part.index_add_(0, flat_targets, row_logp.to(fast_dtype), alpha=-1)
@@ -159,6 +163,8 @@ def accumulate_losses(
     if row_part is not row_total:
         row_total += row_part
         col_total += col_part
+    if counts is not None:
+        target_counts += counts.cpu().numpy()
     return row_total.cpu().numpy(), col_total.cpu().numpy(), float(nll_sum) / tokens_seen
 
 
@@ -393,14 +399,6 @@ def refine(
 # ----- between rounds ----------------------------------------------------------------------------
 
 
-def _target_counts(batches: Iterable[tuple[Tensor, Tensor]], vocab_size: int) -> np.ndarray:
-    """[V] float64: how often each word is a target in `batches` (summed over the ranks)."""
-    counts = np.zeros(vocab_size, dtype=np.float64)
-    for _, targets in batches:
-        counts += np.bincount(targets.reshape(-1).cpu().numpy(), minlength=vocab_size)
-    return distributed.sum_array_to_main(counts)
-
-
 def apply_keep_bonus(row_loss: np.ndarray, col_loss: np.ndarray, table: WordTable, bonus: np.ndarray) -> None:
     """Lower every word's loss at its current row and at its current column by `bonus` [V] (in place).
 
@@ -487,7 +485,8 @@ def reallocate_model(
     try:
         with torch.no_grad():
             used = _take_batches(batches, fraction)
-            row_loss, col_loss, nll_before = accumulate_losses(model, used)
+            tokens = np.zeros(model.vocab_size, dtype=np.float64)  # how often each word is a target
+            row_loss, col_loss, nll_before = accumulate_losses(model, used, target_counts=tokens)
             # Data-parallel (identity in one process): the ranks' shard losses are summed into
             # rank 0, which solves; every rank receives the same table. Equal token counts per
             # rank (the training shards are equal) make the mean of the ranks' means exact.
@@ -497,7 +496,7 @@ def reallocate_model(
             current = model.table
             if save_losses_to is not None and distributed.is_main():
                 save_losses(save_losses_to, row_loss, col_loss, current)
-            tokens = _target_counts(used, current.vocab_size)
+            tokens = distributed.sum_array_to_main(tokens)
             # A word the batches never show has no preference: with a bonus it stays where it is.
             bonus = keep_bonus * np.maximum(tokens, 1e-6) if keep_bonus > 0 else np.zeros_like(tokens)
             if keep_bonus > 0:

@@ -230,7 +230,8 @@ def _train(
     metrics_path = out_dir / "metrics.jsonl"
 
     seed_everything(config.seed)
-    # The same weights on every rank (a `context` table is computed from the whole training split).
+    # The same weights on every rank (a `context` table is computed from the whole training split;
+    # on a resume the checkpoint's table replaces it, but a run moved aside starts from it).
     model = build_from_config(config, vocab_size, word_counts, train_stream=streams["train"]).to(device)
     if rank > 0:
         # Independent dropout masks per rank (rank 0 keeps the single-process stream).
@@ -443,7 +444,7 @@ def _train_epoch(
         except TrainingDiverged as error:
             raise TrainingDiverged(
                 f"{error} at epoch {epoch}, step {step + 1} (batch {batch_index + 1} of the "
-                f"epoch); lower lr or clip and resume from a new --out"
+                f"epoch); lower lr or clip and train again into a new --out"
             ) from None
         step += 1
         tokens += batch.tokens.numel()

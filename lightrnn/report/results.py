@@ -50,12 +50,13 @@ def find_results(results_dir: Path | str) -> tuple[list[Path], list[Path]]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"--results {results_dir}: no such folder; give the run folder, e.g. results/smoke")
-    metrics = sorted(results_dir.glob("*/*/metrics.jsonl"))
+    # <model>.old-<hash>/ folders hold runs a changed config moved aside (kept, not reported).
+    metrics = sorted(path for path in results_dir.glob("*/*/metrics.jsonl") if ".old-" not in path.parent.name)
     if not metrics:
         raise ValueError(
             f"--results {results_dir}: no <dataset>/<model>/metrics.jsonl below it; train a model first"
         )
-    return metrics, sorted(results_dir.glob("*/*/eval.json"))
+    return metrics, sorted(path for path in results_dir.glob("*/*/eval.json") if ".old-" not in path.parent.name)
 
 
 @dataclass(frozen=True)
