@@ -502,19 +502,26 @@ def exact_bytes(num_words: int, num_slots: int) -> int:
 
 
 def candidate_slots(
-    row_loss: np.ndarray, col_loss: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    k: int,
+    row_prices: np.ndarray | None = None,
+    col_prices: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each word's k best rows x k best columns plus its slot in (rows, cols).
 
-    Returns (slots [V, k*k + 1] int64, costs [V, k*k + 1] float64, the (k+1)-th smallest row
-    loss [V] and column loss [V] (inf when k covers the side)): the last column is the word's
-    own slot, so the table (rows, cols) is always a feasible matching of the candidates.
+    "Best" by loss, or by loss + price when `row_prices` [R] / `col_prices` [C] are given.
+    Returns (slots [V, k*k + 1] int64, costs [V, k*k + 1] float64 (unpriced), the (k+1)-th
+    smallest row and column value [V] each (inf when k covers the side)): the last column is
+    the word's own slot, so the table (rows, cols) is always a feasible matching of them.
     """
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
     k_rows, k_cols = min(k, num_rows), min(k, num_cols)
-    row_values, best_rows = smallest_k(row_loss, k_rows + 1)
-    col_values, best_cols = smallest_k(col_loss, k_cols + 1)
+    row_values, best_rows = smallest_k(row_loss, k_rows + 1, row_prices)
+    col_values, best_cols = smallest_k(col_loss, k_cols + 1, col_prices)
     next_row = row_values[:, k_rows] if k_rows < num_rows else np.full(num_words, np.inf)
     next_col = col_values[:, k_cols] if k_cols < num_cols else np.full(num_words, np.inf)
     cand_rows = np.concatenate([np.repeat(best_rows[:, :k_rows], k_cols, axis=1), rows[:, None]], axis=1)
@@ -525,17 +532,25 @@ def candidate_slots(
 
 
 def sparse_exact(
-    row_loss: np.ndarray, col_loss: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int = 8
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    k: int = 8,
+    row_prices: np.ndarray | None = None,
+    col_prices: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimum-weight matching of the words to their candidate slots (`candidate_slots`).
 
     Optimal among the tables where every word sits in one of its k best rows x k best columns
     or in its slot of (rows, cols); never worse than (rows, cols). scipy's LAPJVsp on a sparse
     V x (used slots) graph of V * (k*k + 1) edges: exact far beyond the dense solver's memory.
+    Prices (the per-side bound's) choose the candidates: on real losses most words prefer the
+    same few rows, and prices steer each word's candidates towards rows and columns with room.
     """
     num_words = rows.size
     num_cols = col_loss.shape[1]
-    slots, costs, _, _ = candidate_slots(row_loss, col_loss, rows, cols, k)
+    slots, costs, _, _ = candidate_slots(row_loss, col_loss, rows, cols, k, row_prices, col_prices)
     # A per-word constant does not change the optimal matching (each word is matched once);
     # shifting every word's cheapest edge to 1 keeps the weights positive and well scaled.
     weights = (costs - costs.min(axis=1, keepdims=True) + 1.0).ravel()

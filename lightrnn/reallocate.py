@@ -12,7 +12,8 @@ Methods of `solve`:
     greedy  the official CNTK heuristic (rows by a regret-like heap with C words per row, then
             columns inside each row), the peer to beat.
     sparse  exact matching restricted to each word's `sparse_candidates` (12) best rows x best
-            columns plus its slot in the start table (`init`, else greedy's): scipy's sparse
+            columns (by loss + the per-side bound's prices) plus its slot in the start table
+            (the better of `init` and greedy's): scipy's sparse
             `min_weight_full_bipartite_matching`, never worse than the start.
     refine  local search from a start table (`init`, else greedy's), never worse than it:
             vectorised moves to another row and column at once (swaps with the occupant or
@@ -220,6 +221,27 @@ def _table_arrays(init: WordTable | tuple[np.ndarray, np.ndarray], num_words: in
     return np.asarray(init.rows, dtype=np.int64), np.asarray(init.cols, dtype=np.int64)
 
 
+def side_bounds(
+    row_loss: np.ndarray,
+    col_loss: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    iterations: int = 60,
+    candidates: int = 16,
+) -> tuple[float, tuple[np.ndarray, np.ndarray], float]:
+    """The per-side (transportation) bounds added, their prices (rows [R], columns [C]) and the
+    table's objective that steered them (see `assignment.transport_bound`)."""
+    words = np.arange(row_loss.shape[0])
+    total, prices, upper = 0.0, [], 0.0
+    for loss, capacity, assigned in ((row_loss, col_loss.shape[1], rows), (col_loss, row_loss.shape[1], cols)):
+        values, indices = assignment.smallest_k(loss, candidates + 1)
+        side_upper = float(loss[words, assigned].sum(dtype=np.float64))
+        side, side_prices = assignment.transport_bound(values, indices, capacity, loss.shape[1], side_upper, iterations)
+        total, upper = total + side, upper + side_upper
+        prices.append(side_prices)
+    return total, (prices[0], prices[1]), upper
+
+
 def lower_bound(
     row_loss: np.ndarray,
     col_loss: np.ndarray,
@@ -251,15 +273,7 @@ def lower_bound(
         return assignment.naive_bound(row_loss, col_loss)
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
-    words = np.arange(num_words)
-    total, prices, upper = 0.0, [], 0.0
-    for loss, capacity, assigned in ((row_loss, num_cols, rows), (col_loss, num_rows, cols)):
-        width = loss.shape[1]
-        values, indices = assignment.smallest_k(loss, bound_candidates + 1)
-        side_upper = float(loss[words, assigned].sum(dtype=np.float64))
-        side, side_prices = assignment.transport_bound(values, indices, capacity, width, side_upper, bound_iterations)
-        total, upper = total + side, upper + side_upper
-        prices.append(side_prices)
+    total, prices, upper = side_bounds(row_loss, col_loss, rows, cols, bound_iterations, bound_candidates)
     if bound_slot_iterations > 0:
         total = max(total, assignment.slot_subgradient_bound(row_loss, col_loss, *prices, upper,
                                                              iterations=bound_slot_iterations))
@@ -284,7 +298,7 @@ def solve(
     Args:
         row_loss: [V, R] float32/float64, col_loss: [V, C]; V <= R * C (empty slots allowed).
         method: "exact" | "greedy" | "sparse" | "refine" | "auto" (see the module docstring).
-        init: start of `refine` and `sparse` (default: greedy's table); `auto` starts from the
+        init: start of `refine` (default: greedy's table); `sparse` and `auto` start from the
             better of it and greedy's.
         options: max_exact_cells (default 4e6: V * R * C above which `exact` refuses),
             sparse_candidates (k best rows x k best columns per word in `sparse`, default 12),
@@ -330,11 +344,13 @@ def solve(
     rows, cols = assignment.greedy(row_loss, col_loss)
     if start_table is not None and method != "greedy":
         greedy_value = assignment.objective(row_loss, col_loss, rows, cols)
-        if method in ("refine", "sparse") or assignment.objective(row_loss, col_loss, *start_table) <= greedy_value:
+        if method == "refine" or assignment.objective(row_loss, col_loss, *start_table) <= greedy_value:
             rows, cols = start_table
     if resolved in ("sparse", "sparse+refine"):
+        _, (row_prices, col_prices), _ = side_bounds(row_loss, col_loss, rows, cols)
         rows, cols = assignment.sparse_exact(row_loss, col_loss, rows, cols,
-                                             int(options.get("sparse_candidates", SPARSE_CANDIDATES)))
+                                             int(options.get("sparse_candidates", SPARSE_CANDIDATES)),
+                                             row_prices, col_prices)
     if resolved in ("refine", "sparse+refine"):
         rows, cols = refine(row_loss, col_loss, rows, cols, **search_options)
     value = assignment.objective(row_loss, col_loss, rows, cols)
