@@ -345,8 +345,15 @@ def study_reallocation_row(study_dir: Path | str) -> Verdict:
     measured = (f"LightRNN, same recipe and epochs, test perplexity {with_:.1f} with reallocations vs {without:.1f} "
                 f"with its first table kept ({100 * (with_ / without - 1):+.1f}%)"
                 + (f"; each reallocation moved {100 * float(moved):.0f}% of the words" if moved not in (None, "") else ""))
-    verdict = (f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table"
-               if with_ < without else f"{NOT_CONFIRMED} at the study's small scale: keeping the table is as good")
+    # Beyond the seed spread: every seed with reallocation below every seed without.
+    worst_with = float(default.get("test_ppl_max") or with_)
+    best_without = float(control.get("test_ppl_min") or without)
+    if worst_with < best_without:
+        verdict = f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table, beyond the seed spread"
+    elif with_ < without:
+        verdict = "partly: lower with reallocation on average, but within the seed spread"
+    else:
+        verdict = f"{NOT_CONFIRMED} at the study's small scale: keeping the table is as good"
     return Verdict(claim, measured, _study_source(records, study_dir), verdict,
                    {"ppl_with_realloc": with_, "ppl_without_realloc": without})
 
