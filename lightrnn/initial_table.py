@@ -78,8 +78,13 @@ def _kmeans(points: np.ndarray, weights: np.ndarray, clusters: int, seed: int, i
     return centres
 
 
-def context_table(stream: np.ndarray, vocab_size: int, seed: int = 0, method: str = "auto") -> WordTable:
-    """The table of `initial_table: context` for a training stream of word ids."""
+def context_table(stream: np.ndarray, vocab_size: int, seed: int = 0, method: str = "refine") -> WordTable:
+    """The table of `initial_table: context` for a training stream of word ids.
+
+    `refine` (greedy start, local search): a starting table needs no exact optimum, and the
+    distance costs are full of near-ties, on which an exact dense assignment at V = 10,000 takes
+    tens of minutes.
+    """
     from lightrnn.reallocate import solve
 
     side = WordTable.square_size(vocab_size)
