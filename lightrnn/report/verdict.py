@@ -299,10 +299,19 @@ def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
 
 
 def _study_source(records: list[dict[str, Any]], study_dir: Path | str) -> str:
+    """Where the study's numbers come from: folder, data (its provenance.json when there), device, revisions."""
+    import json
+
     first = records[0]
-    return (f"ablation study `{Path(study_dir).as_posix()}` ({first.get('dataset')}, {first.get('device')}, "
-            f"git {first.get('git_rev')}; models of {format_count(first.get('params'))} to a few M parameters, "
-            "6 epochs: a comparison of models at equal hidden size, not the paper's scale or data)")
+    data = str(first.get("dataset"))
+    provenance = Path(study_dir) / "provenance.json"
+    if provenance.is_file():
+        data = json.loads(provenance.read_text(encoding="utf-8")).get("what", data)
+    revisions = sorted({str(r.get("git_rev"))[:7] for r in records if r.get("git_rev")})
+    sizes = [r["params"] for r in records if r.get("params") not in (None, "")]
+    return (f"ablation study `{Path(study_dir).as_posix()}` ({data}; {first.get('device')}; git "
+            f"{', '.join(revisions)}; models of {format_count(min(sizes))} to {format_count(max(sizes))} parameters, "
+            "6 epochs: a comparison of models, not the paper's scale or data)")
 
 
 def study_perplexity_row(study_dir: Path | str) -> Verdict:
