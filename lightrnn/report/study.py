@@ -250,7 +250,7 @@ def ablation_figure(variants: list[Variant], date: str) -> Any:
         axis.legend(fontsize=7)
     left.set_ylabel("perplexity (log scale)")
     rows = [row for v in variants for row in v.rows]
-    revisions = sorted({str(row.get("git_rev")) for row in rows if row.get("git_rev")})
+    revisions = sorted({str(row.get("git_rev"))[:7] for row in rows if row.get("git_rev")})
     devices = sorted({str(row.get("device")) for row in rows if row.get("device")})
     datasets = sorted({str(row.get("dataset")) for row in rows if row.get("dataset")})
     figure.suptitle(f"Ablation study on {', '.join(datasets)} · git {', '.join(revisions)} · "
