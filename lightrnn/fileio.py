@@ -150,8 +150,9 @@ def staged_dir(out_dir: str | os.PathLike, last: str | None = None) -> Iterator[
     first, so from the first rename to the last the set has no manifest and is visibly
     incomplete, never a mixed set that looks whole. The renames do not write data, so they do
     not fail on a full disk. On any error the staging folder is deleted and `out_dir` keeps
-    its old files. Staging folders a killed process left are deleted on entry: only one
-    process may write a given `out_dir` at a time.
+    its old files; a full disk while the block writes is reported as `out_dir` being full (not
+    the hidden staging file it filled on). Staging folders a killed process left are deleted on
+    entry: only one process may write a given `out_dir` at a time.
     """
     out_dir = ensure_dir(out_dir)
     _remove_stale_staging(out_dir)
@@ -162,6 +163,10 @@ def staged_dir(out_dir: str | os.PathLike, last: str | None = None) -> Iterator[
     try:
         yield staging
         _commit_staging(staging, out_dir, last)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise disk_full(out_dir, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

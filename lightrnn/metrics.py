@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import resource
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -60,15 +58,6 @@ def perplexity(nll_sum: float, tokens: int) -> float:
 
 def row_to_line(row: dict[str, Any]) -> str:
     return json.dumps(row, sort_keys=False, allow_nan=False)
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory of this run: CUDA max allocated on GPU, the process's peak RSS on CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    # ru_maxrss is KiB on Linux (bytes on macOS).
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if os.uname().sysname == "Darwin" else peak * 1024)
 
 
 def param_stats(model: torch.nn.Module) -> tuple[int, int]:

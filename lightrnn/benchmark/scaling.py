@@ -9,7 +9,6 @@ closed-form `param_count`: nothing is allocated, so the full softmax at V = 10M 
 from __future__ import annotations
 
 import datetime
-import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from lightrnn.benchmark.machine import load_average, machine_info, reset_peak_rs
 from lightrnn.benchmark.synthetic_losses import synthetic_losses
 from lightrnn.metrics import git_rev
 from lightrnn.models import names, param_count
+from lightrnn.runtime import peak_memory_bytes
 
 # The paper's configurations (docs/PAPER.md): (name, dataset, V, embed, hidden, layers).
 PAPER_CONFIGS: tuple[tuple[str, str, int, int, int, int], ...] = (
@@ -43,7 +43,7 @@ METHOD_ORDER = ("exact", "sparse", "greedy", "refine", "auto")
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return peak_memory_bytes(torch.device("cpu")) / 2**20
 
 
 def compare_solvers(

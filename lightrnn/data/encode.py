@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
-from lightrnn.errors import DataError, disk_full, is_disk_full
+from lightrnn.errors import DataError
 from lightrnn.fileio import (
     STAGING_PREFIX, TEMP_SUFFIX, atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text,
 )
@@ -241,23 +241,17 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
         "oov_rate": {},
         "text_dir": str(text_dir),
     }
-    try:
-        with staged_dir(out_dir, last="meta.json") as staging:
-            write_vocab(entries, staging / "vocab.tsv")
-            for split in SPLITS:
-                sentences, tokens = sizes[split]
-                oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens)
-                meta["sentences"][split] = sentences
-                meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
-                # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
-                # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
-                meta["oov_rate"][split] = oov / tokens if tokens else 0.0
-            write_json(staging / "meta.json", meta)
-    except OSError as error:
-        if not is_disk_full(error):
-            raise
-        # Name the output folder, not the hidden staging file the disk filled on.
-        raise disk_full(out_dir, error) from error
+    with staged_dir(out_dir, last="meta.json") as staging:
+        write_vocab(entries, staging / "vocab.tsv")
+        for split in SPLITS:
+            sentences, tokens = sizes[split]
+            oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens)
+            meta["sentences"][split] = sentences
+            meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
+            # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
+            # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
+            meta["oov_rate"][split] = oov / tokens if tokens else 0.0
+        write_json(staging / "meta.json", meta)
     return meta
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
 
 from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
-from lightrnn.errors import disk_full, is_disk_full
 from lightrnn.fileio import staged_dir, write_json
 
 BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
@@ -56,30 +55,24 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
             f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
         )
     stats = {split: {"lines": 0, "tokens": 0, "members": list(spec.splits[split])} for split in SPLITS}
-    try:
-        with staged_dir(out_dir, last="prepare.json") as staging:
-            writers = {split: open(staging / f"{split}.txt", "w", encoding="utf-8", newline="\n") for split in SPLITS}
-            try:
-                _read_source(spec, corpus, source, staging, writers, stats)
-                for writer in writers.values():
-                    writer.flush()
-                    os.fsync(writer.fileno())
-            finally:
-                for writer in writers.values():
-                    writer.close()
-            for split in SPLITS:
-                if stats[split]["lines"] == 0:
-                    raise ValueError(
-                        f"split {split!r} of dataset {dataset!r} is empty: member(s) {', '.join(spec.splits[split])} "
-                        f"of {source} hold no tokens; the file is damaged or not this corpus: fetch it again"
-                    )
-            summary = {"dataset": spec.name, "corpus": corpus.name, "source": str(source), "splits": stats}
-            write_json(staging / "prepare.json", summary)
-    except OSError as error:
-        if not is_disk_full(error):
-            raise
-        # Name the output folder, not the hidden staging file the disk filled on.
-        raise disk_full(out_dir, error) from error
+    with staged_dir(out_dir, last="prepare.json") as staging:
+        writers = {split: open(staging / f"{split}.txt", "w", encoding="utf-8", newline="\n") for split in SPLITS}
+        try:
+            _read_source(spec, corpus, source, staging, writers, stats)
+            for writer in writers.values():
+                writer.flush()
+                os.fsync(writer.fileno())
+        finally:
+            for writer in writers.values():
+                writer.close()
+        for split in SPLITS:
+            if stats[split]["lines"] == 0:
+                raise ValueError(
+                    f"split {split!r} of dataset {dataset!r} is empty: member(s) {', '.join(spec.splits[split])} "
+                    f"of {source} hold no tokens; the file is damaged or not this corpus: fetch it again"
+                )
+        summary = {"dataset": spec.name, "corpus": corpus.name, "source": str(source), "splits": stats}
+        write_json(staging / "prepare.json", summary)
     return summary
 
 

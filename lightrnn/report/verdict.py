@@ -12,6 +12,7 @@ perplexity; every row says at which scale its numbers were measured.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,8 +301,6 @@ def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
 
 def _study_source(records: list[dict[str, Any]], study_dir: Path | str) -> str:
     """Where the study's numbers come from: folder, data (its provenance.json when there), device, revisions."""
-    import json
-
     first = records[0]
     data = str(first.get("dataset"))
     provenance = Path(study_dir) / "provenance.json"
