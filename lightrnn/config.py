@@ -25,7 +25,7 @@ from lightrnn.fileio import write_text
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
-    "realloc_method": ("auto", "exact", "greedy", "sparse", "refine"),
+    "realloc_method": ("auto", "exact", "greedy", "sparse", "refine", "auction"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
 RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses")

@@ -68,6 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     realloc.add_argument("--append", action="store_true", help="keep the rows already in --out")
     realloc.add_argument("--time-limit", type=float, default=60.0, help="seconds of refine's search per instance")
     realloc.add_argument("--seed", type=int, default=0)
+    realloc.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                         help="solvers to run (default: exact sparse greedy refine auction auto, "
+                              "exact and sparse only where affordable)")
     realloc.set_defaults(func=run_realloc)
 
     sizes = commands.add_parser("sizes", help="parameters and bytes at the paper's configurations (no allocation)")
@@ -138,8 +141,10 @@ def run_realloc(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.scaling import realloc_scaling
 
     sizes = args.sizes if args.sizes is not None else ([] if args.losses else [10_000, 100_000])
+    from lightrnn.benchmark.scaling import METHOD_ORDER
+
     realloc_scaling(sizes, args.out, time_limit=args.time_limit, seed=args.seed, losses=args.losses,
-                    append=args.append, progress=_progress)
+                    append=args.append, progress=_progress, methods=args.methods or METHOD_ORDER)
     print(args.out)
     return 0
 
