@@ -82,10 +82,10 @@ def use_dry_run() -> None:
     global DEVICE, DRY_RUN, MARKOV, TRAIN, BENCH_SIZES, BENCH_ARGS, PEAK_SIZES, DTYPES
     DEVICE, DRY_RUN, DTYPES = "cpu", True, ("fp32",)
     MARKOV = dict(vocab_size=100, successors=4, train_tokens=3_000, valid_tokens=400, test_tokens=400, seed=0)
-    TRAIN = ["embed_dim=8", "hidden_dim=12", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8",
+    TRAIN = ["embed_dim=8", "hidden_dim=16", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8",
              "eval_batch_size=4", "lr=0.01", "max_steps_per_epoch=2"]
     BENCH_SIZES = ("300",)
-    BENCH_ARGS = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "2", "--bptt", "4", "--repeats", "1",
+    BENCH_ARGS = ["--embed-dim", "8", "--hidden-dim", "16", "--batch-size", "2", "--bptt", "4", "--repeats", "1",
                   "--min-seconds", "0", "--timed-steps", "1", "--warmup-steps", "0"]
     PEAK_SIZES = (64,)
 

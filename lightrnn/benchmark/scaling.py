@@ -133,7 +133,8 @@ def realloc_scaling(
     """`compare_solvers` on synthetic losses at every V in `sizes` and on every file in `losses`.
 
     Rows (CSV at `out`, atomically; `append` keeps the rows already there): the instance
-    (losses = "synthetic" or the file's name, V, R, C, seed), the method's numbers (see
+    (losses = "synthetic" or the file's name, V, R, C, seed, losses_s: seconds to generate or
+    load them), the method's numbers (see
     `compare_solvers`), peak RSS of the process (reset at the start; cumulative over the
     instances) and provenance (machine, software, date, git revision, load average).
     `time_limit` caps refine's search per instance (seconds).
@@ -162,8 +163,12 @@ def realloc_scaling(
     instances += [({"losses": Path(path).name, "seed": ""}, lambda p=path: reallocate.load_losses(p)) for path in losses]
     rows_out: list[dict[str, Any]] = []
     for source, load in instances:
+        started = time.perf_counter()
         row_loss, col_loss, init = load()
-        head = dict(source, V=row_loss.shape[0], R=row_loss.shape[1], C=col_loss.shape[1])
+        # losses_s: generating (synthetic) or loading (saved) the losses; training's accumulation
+        # pass is benchmarked on its own (`lightrnn bench accumulate`).
+        head = dict(source, V=row_loss.shape[0], R=row_loss.shape[1], C=col_loss.shape[1],
+                    losses_s=round(time.perf_counter() - started, 2))
         head.update(machine_info(torch.device("cpu")), load_average=load_average())
         for row in compare_solvers(row_loss, col_loss, init, time_limit, max_exact_cells, max_sparse_edges, progress,
                                    methods):
