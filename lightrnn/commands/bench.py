@@ -88,6 +88,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fraction.add_argument("--out", type=Path, required=True, help="CSV")
     fraction.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
     fraction.add_argument("--method", default="auto", help="solver (realloc_method)")
+    fraction.add_argument("--max-batches", type=int, default=0,
+                          help="read only the first N training batches as 'all of them' (0: the whole split)")
     fraction.set_defaults(func=run_fraction)
 
     sizes = commands.add_parser("sizes", help="parameters and bytes at the paper's configurations (no allocation)")
@@ -185,8 +187,10 @@ def run_fraction(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file; pass a LightRNN run's best.pt")
     if any(not 0 < f <= 1 for f in args.fractions):
         raise ValueError(f"--fractions must be in (0, 1], got {args.fractions}")
+    if args.max_batches < 0:
+        raise ValueError(f"--max-batches must be >= 0, got {args.max_batches}")
     print(write_csv(fraction_effect(args.checkpoint, args.data, sorted(set(args.fractions) | {1.0}), args.method,
-                                    progress=_progress), args.out))
+                                    max_batches=args.max_batches, progress=_progress), args.out))
     return 0
 
 
