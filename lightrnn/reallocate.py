@@ -22,7 +22,7 @@ Methods of `solve`:
             their slot in the start table, the better of `init` and greedy's), by a vectorised
             auction (`assignment.auction_matching`) within `time_limit`; never worse than the start.
     auto    exact when affordable, else sparse (while V * (k*k + 1) edges stay under
-            `max_sparse_edges`) followed by refine, else auction; from the better of `init` and greedy.
+            `max_sparse_edges`) followed by refine, else refine; from the better of `init` and greedy.
 Every result carries a valid lower bound, the largest of three Lagrangian bounds: prices on
 rows and on columns separately (the transportation bound, which ignores that the words of a row
 need distinct columns), a price on every slot raised from those by supergradient steps, and a
@@ -376,7 +376,7 @@ def resolve_method(method: str, num_words: int, num_rows: int, num_cols: int, **
     k = int(options.get("sparse_candidates", SPARSE_CANDIDATES))
     if num_words * (min(k, num_rows) * min(k, num_cols) + 1) <= int(options.get("max_sparse_edges", MAX_SPARSE_EDGES)):
         return "sparse+refine"
-    return "auction"
+    return "refine"
 
 
 def refine(
