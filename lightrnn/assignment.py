@@ -1,7 +1,8 @@
 """The word-to-slot assignment solvers behind `lightrnn.reallocate`.
 
 The official greedy heuristic, the sparse exact matching on each word's best slots, the local
-search, the dense exact matching and the lower bounds (per-side Lagrangian, slot-price dual).
+search, the auction on candidate slots, the dense exact matching and the lower bounds (per-side
+Lagrangian, slot-price dual).
 
 Notation (docs/PAPER.md, the reallocation step): V words, an R x C grid of slots, `row_loss` [V, R] and `col_loss`
 [V, C] (float32 or float64, never copied whole: every pass over them goes in chunks of words so
