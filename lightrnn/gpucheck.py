@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for step in steps:
             deadline = budget.step_deadline(step)
-            if deadline - time.perf_counter() <= 0:
+            if deadline - time.perf_counter() < 1.0:  # less than a second: nothing useful fits
                 _skip_row(summary, step, "whole step", budget.left(), budget.share[step])
                 continue
             print(f"--- {step}: until {deadline - budget.start:.0f} s of {budget.seconds:.0f} s", flush=True)
