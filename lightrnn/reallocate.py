@@ -591,10 +591,11 @@ def reallocate_model(
     the column step read x_r(old row). After the move the column step reads x_r(r'), and the
     column head has never been trained to put w's mass at c' after that row. So "predicted" is
     not the NLL of any model: each position's exp(-row_loss - col_loss) terms, summed over the V
-    words at their new slots, are not a distribution (on the study's corpus they sum to about
-    16 on average), and the gap to measured-after is the column head's (measured by feeding the
-    history with the old table and only the column step the new row: the input side, words
-    reading other row and column vectors in the history, explains at most ~0.3 nats of it).
+    words at their new slots, are not a distribution (an audit of the committed study found
+    they sum to about 16 on average), and the gap to measured-after is the column head's (the
+    same audit fed the history the old table and only the column step the new row: the input
+    side, words reading other row and column vectors in the history, explained at most ~0.3
+    nats of it).
     With columns="consistent" the column losses are scored under the new rows, so "predicted" is
     the normalised NLL of the new table with the history fed the new rows and old columns, and
     only that input-side part remains.
