@@ -241,3 +241,19 @@ def test_the_readme_block_is_generated_from_the_study_folder(study, tmp_path):
     assert "**Ablation study" in text and "**Every reallocation of the study**" in text
     assert (tmp_path / "docs" / "study-cpu-ablation.png").read_bytes() == (tmp_path / "study-cpu/plots/ablation.png").read_bytes()
     assert readme in written
+
+
+def test_the_ablation_note_names_the_best_lightrnn_beyond_the_paper_with_two_seeds(study, tmp_path):
+    folders, specs = study
+    extra = tmp_path / "extra"
+    folders = folders + [
+        _run(extra / "cap", "lightrnn", 0, [240, 170, 130, 115, 108, 104], 106.0),
+        _run(extra / "cap-s1", "lightrnn", 1, [240, 170, 130, 115, 108, 100], 108.0),
+        _run(extra / "one-seed", "lightrnn", 0, [240, 170, 130, 115, 108, 90], 90.0),  # one seed: not named
+    ]
+    specs = {**specs, "cap": {"model": "lightrnn", "group": "capacity", "label": "word bias"},
+             "cap-s1": {"model": "lightrnn", "group": "capacity", "label": "word bias"},
+             "one-seed": {"model": "lightrnn", "group": "capacity", "label": "one seed"}}
+    note = ablation_table(load_variants(folders, specs)).note
+    assert "Best LightRNN beyond the paper (two seeds or more, chosen on valid): word bias" in note
+    assert f"107.0 vs full softmax (Adam) 102.0: {107 / 102:.3f}x." in note
