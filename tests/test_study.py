@@ -257,3 +257,23 @@ def test_the_ablation_note_names_the_best_lightrnn_beyond_the_paper_with_two_see
     note = ablation_table(load_variants(folders, specs)).note
     assert "Best LightRNN beyond the paper (two seeds or more, chosen on valid): word bias" in note
     assert f"107.0 vs full softmax (Adam) 102.0: {107 / 102:.3f}x." in note
+
+
+def test_a_copied_study_folder_is_rerendered_from_its_own_variants(study, tmp_path):
+    from lightrnn.report.study import write_study_folder
+
+    folders, specs = study
+    folder = tmp_path / "study-copy"
+    for source in folders:
+        target = folder / "ptb" / source.name
+        target.mkdir(parents=True)
+        for name in ("metrics.jsonl", "eval.json"):
+            (target / name).write_bytes((source / name).read_bytes())
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"models": specs}))
+    written = write_study_folder(folder, config, "2026-12-01")
+    assert folder / "tables" / "ablation.csv" in written
+    assert "lrnn-a lrnn-off" not in (folder / "tables" / "ablation.csv").read_text()  # one line per label
+    assert "no reallocation" in (folder / "tables" / "ablation.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no <dataset>/<variant>/metrics.jsonl"):
+        write_study_folder(tmp_path / "empty", config)

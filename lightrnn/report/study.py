@@ -316,7 +316,7 @@ def realloc_table(variants: list[Variant]) -> Table:
             "measured-after is the column head meeting rows it was never trained after (the history reading the "
             "new table is the smaller part: at most ~0.3 nats in an audit's decomposition). With consistent columns (rows first, then the columns "
             "scored under the new rows) the objective is a normalised NLL and the gap is the history's input side "
-            "alone. The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
+            "(without per-word terms; with them the row normalisers are also taken over the old columns). The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
             "compare it with 'after 1 epoch' and 'spike (1 epoch)', not with 'right after' (the frozen model "
             "before any training on the new table, a number the paper never shows).")
     return Table("study-realloc", "Every reallocation of the study", header, cells, records, note=note, left=3)
@@ -389,6 +389,26 @@ def write_study(run_dirs: Iterable[Path | str], specs: dict[str, dict[str, Any]]
 
     plt.close(figure)
     return written
+
+
+def write_study_folder(study_dir: Path | str, config: Path | str = "config/study.yaml", date: str | None = None) -> list[Path]:
+    """Re-render a copied study folder (e.g. results/paper/study-cpu) from its own variant folders.
+
+    STUDY_DIR/<dataset>/<variant>/{metrics.jsonl, eval.json} are read with the variants' specs
+    from CONFIG (`models:`), and STUDY_DIR/tables and STUDY_DIR/plots are rewritten: what the rule
+    render_study does for a fresh run, for a folder that holds runs of several sessions.
+    """
+    import datetime
+
+    import yaml
+
+    study_dir = Path(study_dir)
+    specs = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("models", {})
+    run_dirs = sorted(path.parent for path in study_dir.glob("*/*/metrics.jsonl"))
+    if not run_dirs:
+        raise FileNotFoundError(f"{study_dir}: no <dataset>/<variant>/metrics.jsonl below it; copy a study run there")
+    date = date or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return write_study(run_dirs, specs, study_dir, date)
 
 
 # ----------------------------------------------------------------------------- README block
