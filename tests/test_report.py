@@ -275,3 +275,35 @@ def test_a_corrupt_metrics_line_is_named(tmp_path: Path):
     path.write_text('{"dataset": "ptb", "model": "lightrnn"}\n{not json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
         load_metrics([path])
+
+
+# Subsets of the run matrix a user runs first: one dataset without a hyphen, no LightRNN, LightRNN
+# alone, a baseline alone, One Billion Word alone, ACLW without the figure's model.
+SUBSETS = [
+    (["ptb"], ["lightrnn"]),
+    (["ptb"], ["full_softmax"]),
+    (["ptb", "aclw-fr"], ["full_softmax"]),
+    (["aclw-fr"], ["lightrnn"]),
+    (["aclw-es"], ["full_softmax", "lightrnn"]),
+    (["billionw"], ["lightrnn"]),
+    (["billionw"], ["full_softmax"]),
+    (["aclw-fr", "aclw-es", "billionw", "ptb"], ["lightrnn", "full_softmax"]),
+]
+
+
+@pytest.mark.parametrize(("datasets", "models"), SUBSETS, ids=lambda v: "+".join(v))
+def test_every_subset_of_the_run_matrix_renders(tmp_path: Path, datasets: list[str], models: list[str]):
+    """The report of any datasets x models the schema accepts: exactly the planned files, no crash."""
+    root = tmp_path / "run"
+    for dataset in datasets:
+        for model in models:
+            run_dir = root / dataset / model
+            run_dir.mkdir(parents=True)
+            (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in make_rows(dataset, model)))
+            (run_dir / "eval.json").write_text(json.dumps(make_eval(dataset, model)))
+    metrics_paths, eval_paths = find_results(root)
+    out = tmp_path / "out"
+    written = write_report(metrics_paths, eval_paths, out, "auto", DATE)
+    assert sorted(written) == sorted(out / p for p in layout.planned_outputs(datasets, models, "auto"))
+    verdict = (out / "tables" / "verdict.csv").read_text()
+    assert "not run here" in verdict or "confirmed" in verdict

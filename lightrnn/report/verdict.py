@@ -187,11 +187,14 @@ def _scale(run: str, summary: RunSummary, published: float | None) -> str:
 
 def _paper_lightrnn(dataset: str) -> float | None:
     """The paper's LightRNN parameter count for this dataset (large ACLW set or One Billion Word)."""
-    if dataset_family(dataset) == "billionw":
+    family = dataset_family(dataset)
+    if family == "billionw":
         params = paper.BILLIONW["lightrnn"].params
-    else:
-        result = paper.ACLW.get(dataset.rsplit("-", 1)[1], {}).get("lightrnn")
+    elif family == "aclw":  # 'aclw-fr', 'aclw-large-fr': the language code is the last part
+        result = paper.ACLW.get(dataset.rsplit("-", 1)[-1], {}).get("lightrnn")
         params = result.params if result else None
+    else:  # PTB, WikiText: the paper has no LightRNN size for them
+        params = None
     return params.value if params else None
 
 
