@@ -465,7 +465,7 @@ def test_three_rounds_with_lightrnn(tmp_path) -> None:
 
 
 def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -> None:
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
     from lightrnn.cli import main
 
     row_loss, col_loss = random_losses(40, 7, 7, seed=11)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lightrnn import cli
-from lightrnn.report import layout, tables
+from lightrnn.report import layout, render, tables
 from lightrnn.report.build import write_report
 from lightrnn.report.results import find_results, load_metrics, summarize
 
@@ -143,10 +143,10 @@ def loaded(results: Path):
 
 
 @pytest.mark.parametrize("name", list(tables.BUILDERS))
-@pytest.mark.parametrize("fmt", list(tables.RENDERERS))
+@pytest.mark.parametrize("fmt", list(render.RENDERERS))
 def test_renderers_match_the_golden_files(loaded, name: str, fmt: str):
     rows, evals = loaded
-    text = tables.RENDERERS[fmt](tables.BUILDERS[name](rows, evals, DATE))
+    text = render.RENDERERS[fmt](tables.BUILDERS[name](rows, evals, DATE))
     golden = GOLDEN / f"{name}.{fmt}"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
@@ -201,7 +201,7 @@ def test_test_perplexity_prefers_eval_json_then_the_best_valid_row(loaded):
 
 def test_every_csv_row_carries_provenance(loaded):
     for name, builder in tables.BUILDERS.items():
-        records = list(csv.DictReader(io.StringIO(tables.to_csv(builder(*loaded, DATE)))))
+        records = list(csv.DictReader(io.StringIO(render.to_csv(builder(*loaded, DATE)))))
         assert records, name
         for record in records:
             assert record["date"] == DATE, (name, record)
@@ -229,7 +229,7 @@ def test_size_speed_ratios_are_to_the_full_softmax(loaded):
 
 
 def test_latex_is_booktabs_and_escaped(loaded):
-    text = tables.to_latex(tables.size_speed_table(*loaded, DATE))
+    text = render.to_latex(tables.size_speed_table(*loaded, DATE))
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
     assert "10^6" not in text and "10\\textasciicircum{}6" in text
 

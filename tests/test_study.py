@@ -198,14 +198,14 @@ def test_the_verdict_reads_perplexity_and_reallocation_from_the_study(study, tmp
 
 
 def test_the_readme_block_is_generated_from_the_study_folder(study, tmp_path):
-    from lightrnn.report.study import write_readme_block
+    from lightrnn.report.readme import write_study_block
 
     folders, specs = study
     write_study(folders, specs, tmp_path / "study-cpu", "2026-12-01")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- section:study -->\n## Study\n<!-- generated:study-cpu -->\nSTALE BLOCK\n"
                       "<!-- /generated:study-cpu -->\n<!-- /section:study -->\n")
-    written = write_readme_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
+    written = write_study_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
     text = readme.read_text()
     assert "STALE BLOCK" not in text and "![ablation study](docs/study-cpu-ablation.png)" in text
     assert "**Ablation study" in text and "**Every reallocation of the study**" in text

@@ -14,7 +14,7 @@ from test_report import DATE, make_rows, write_results
 from lightrnn import cli, models
 from lightrnn.report import paper, plots
 from lightrnn.report.results import find_results, load_evals, load_metrics
-from lightrnn.report.tables import to_markdown
+from lightrnn.report.render import to_markdown
 from lightrnn.report.verdict import verdict_rows, verdict_table
 
 # Training tokens/s per (V, model) of the generated bench: LightRNN 3x the full softmax at the

@@ -10,7 +10,8 @@ from lightrnn.fileio import write_text
 from lightrnn.report.layout import dataset_family, planned_outputs, resolve_aclw_plot_dataset
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
 from lightrnn.report.results import load_evals, load_metrics
-from lightrnn.report.tables import BUILDERS, RENDERERS, Table
+from lightrnn.report.render import RENDERERS, Table
+from lightrnn.report.tables import BUILDERS
 from lightrnn.report.verdict import verdict_table
 
 

@@ -26,7 +26,7 @@ from lightrnn.report.layout import (
     model_sort_key,
 )
 from lightrnn.report.results import Row, RunSummary, epoch_axis, group_runs, summarize
-from lightrnn.report.tables import format_count
+from lightrnn.report.render import format_count
 
 # One colour per model, the same in every figure (colour-blind-safe Okabe-Ito palette).
 MODEL_COLORS = {

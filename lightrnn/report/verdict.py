@@ -21,7 +21,7 @@ from lightrnn import models
 from lightrnn.report import paper
 from lightrnn.report.layout import dataset_family, dataset_label, model_label
 from lightrnn.report.results import Row, RunSummary, group_runs, summarize
-from lightrnn.report.tables import Table, format_count
+from lightrnn.report.render import Table, format_count, markdown_table, wrap_prose
 
 CONFIRMED, NOT_CONFIRMED, NOT_RUN = "confirmed", "not confirmed", "not run here"
 SIMILAR = 1.05  # "similar or better": LightRNN's perplexity at most 5% above the best baseline's
@@ -129,8 +129,8 @@ def speed_row(bench_dir: Path | str | None) -> Verdict:
     repeats = Path(bench_dir) / "throughput-repeats.csv" if bench_dir else None
     if repeats is None or not repeats.is_file():
         return Verdict(claim, "no `lightrnn bench` results given", "–", f"{NOT_RUN}: run `lightrnn bench`", {})
-    from lightrnn.benchmark.csvio import read_csv
-    from lightrnn.benchmark.throughput import paired_ratio
+    from lightrnn.csvio import read_csv
+    from lightrnn.report.performance import paired_ratio
 
     raw = read_csv(repeats)
     summary = read_csv(Path(bench_dir) / "throughput.csv")  # type: ignore[arg-type]
@@ -293,7 +293,7 @@ def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummar
 
 # ----------------------------------------------------------------------------- the ablation study
 def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
 
     path = Path(study_dir) / "tables" / "ablation.csv"
     if not path.is_file():
@@ -440,9 +440,7 @@ def readme_section(
     Perplexity and reallocation come from RESULTS's metrics files when the folder has any (else
     those rows read "not run here"); speed from BENCH_DIR; sizes from the closed form.
     """
-    from lightrnn.report.readme import wrap_prose
     from lightrnn.report.results import find_results, load_evals, load_metrics
-    from lightrnn.report.tables import markdown_table
 
     rows: list[Row] = []
     evals: list[Row] = []
