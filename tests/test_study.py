@@ -190,10 +190,10 @@ def test_the_verdict_reads_perplexity_and_reallocation_from_the_study(study, tmp
     write_study(folders, specs, tmp_path / "study", "2026-12-01")
     perplexity = study_perplexity_row(tmp_path / "study")
     assert perplexity.numbers["ratio_best_baseline"] == pytest.approx(110.0 / 102.0)
-    assert perplexity.verdict_word == "not confirmed" and "small scale" in perplexity.verdict
+    assert perplexity.word == "not confirmed" and "small scale" in perplexity.verdict
     assert "LightRNN (Adam 1e-3 (default)) 110.0" in perplexity.measured
     reallocation = study_reallocation_row(tmp_path / "study")
-    assert reallocation.verdict_word == "confirmed"
+    assert reallocation.word == "confirmed"
     assert reallocation.numbers == {"ppl_with_realloc": 110.0, "ppl_without_realloc": 139.0}
 
 

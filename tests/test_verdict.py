@@ -61,15 +61,15 @@ def test_size_claims_come_from_the_closed_form_and_match_the_paper():
     assert sizes.numbers == {"params_One Billion Word": billion, "params_ACLW-French": french}
     # The paper writes 41M and 17M: ours round to them (within one unit of the last digit).
     assert abs(billion - 41e6) < 1e6 and abs(french - 17e6) < 1e6
-    assert f"{billion / 1e6:.2f}M" in sizes.measured and sizes.verdict_word == "confirmed"
+    assert f"{billion / 1e6:.2f}M" in sizes.measured and sizes.word == "confirmed"
     ratio = verdicts["size-ratio"]
     full = models.param_count("full_softmax", 793_471, 1500, 1500, 2) / billion
     assert ratio.numbers["full_over_lightrnn_1500"] == pytest.approx(full)
-    assert 40 <= full <= 100 and ratio.verdict_word == "confirmed"
+    assert 40 <= full <= 100 and ratio.word == "confirmed"
 
 
 def test_speed_is_not_run_without_a_bench_and_partly_on_cpu_with_one(tmp_path: Path):
-    assert by_claim([], [])["speed"].verdict_word == "not run here"
+    assert by_claim([], [])["speed"].word == "not run here"
     speed = by_claim([], [], write_bench(tmp_path / "bench"))["speed"]
     assert speed.numbers["speedup_50000_full_softmax"] == pytest.approx(3.0)
     assert speed.numbers["speedup_1000_adaptive_softmax"] == pytest.approx(0.9)
@@ -87,13 +87,13 @@ def test_perplexity_and_reallocation_rows_state_the_run_and_its_scale(loaded):
     assert perplexity.numbers["ratio_aclw-fr"] == pytest.approx(176.0 / 185.1)
     assert perplexity.numbers["ratio_billionw"] == pytest.approx(66.2 / 85.0)
     assert "run fixture" in perplexity.source and "cuda:0" in perplexity.source
-    assert perplexity.verdict_word == "confirmed"  # fixture models are the paper's size
+    assert perplexity.word == "confirmed"  # fixture models are the paper's size
     realloc = verdicts["reallocation"]
     assert realloc.numbers == {"runs_falling": 4, "runs": 4}
     assert realloc.verdict.startswith("partly") and "control" in realloc.verdict
     # Nothing trained: both say so instead of leaving a blank.
     empty = by_claim([], [])
-    assert empty["perplexity"].verdict_word == "not run here" and empty["reallocation"].verdict_word == "not run here"
+    assert empty["perplexity"].word == "not run here" and empty["reallocation"].word == "not run here"
 
 
 def test_a_small_run_is_called_small(loaded):
@@ -101,7 +101,7 @@ def test_a_small_run_is_called_small(loaded):
     tiny = [{**row, "params": 4000} for row in rows]
     perplexity = by_claim(tiny, [])["perplexity"]
     assert "small scale" in perplexity.verdict and "not the paper's perplexity" in perplexity.source
-    assert perplexity.verdict_word in ("partly", "not confirmed")
+    assert perplexity.word in ("partly", "not confirmed")
 
 
 def test_verdict_table_has_one_row_per_claim_in_the_paper_order(loaded, tmp_path: Path):

@@ -25,7 +25,7 @@ from lightrnn.report.layout import (
     model_label,
     model_sort_key,
 )
-from lightrnn.report.results import Row, RunSummary, epoch_axis, group_runs, summarize
+from lightrnn.report.results import Row, RunSummary, runs_of, summarize
 from lightrnn.report.render import format_count
 
 # One colour per model, the same in every figure (colour-blind-safe Okabe-Ito palette).
@@ -146,12 +146,12 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     """
     if style not in ("paper", "curves"):
         raise ValueError(f"perplexity_plot: style must be 'paper' or 'curves', got {style!r}")
-    runs = {model: run for (name, model), run in group_runs(rows).items() if name == dataset}
+    runs = {model: run for (name, model), run in runs_of(rows).items() if name == dataset}
     if not runs:
         raise ValueError(f"perplexity_plot: no metrics rows for dataset {dataset!r}")
     if style == "paper" and "lightrnn" not in runs:
         raise ValueError(f"perplexity_plot: the paper-style plot needs LightRNN rows for {dataset!r}")
-    summaries = summarize([row for run in runs.values() for row in run], evals)
+    summaries = summarize([row for run in runs.values() for row in run.rows], evals)
     plt = _pyplot()
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -159,7 +159,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     plotted: list[float] = []
     notes: list[tuple[int, float, str]] = []  # (x, y, text) of the reallocation annotations
     for model in sorted(runs, key=model_sort_key):
-        points = [(x, row) for x, row in epoch_axis(runs[model]) if row.get("kind", "epoch") == "epoch"]
+        points = [(x, row) for x, row in runs[model].axis if row.get("kind", "epoch") == "epoch"]
         color = model_color(model)
         main = style == "curves" or model == "lightrnn"
         final = summaries.get((dataset, model))
@@ -182,7 +182,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     for model in sorted(runs, key=model_sort_key):
         if style == "paper" and model != "lightrnn":
             continue
-        axis = epoch_axis(runs[model])
+        axis = runs[model].axis
         previous_valid = None
         count = 0
         for x, row in axis:
@@ -247,7 +247,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     # Below the axes: the curves keep the whole plotting area.
     axes.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     axes.text(
-        0.0, 1.01, _provenance_line(sum(runs.values(), []), date), transform=axes.transAxes, ha="left",
+        0.0, 1.01, _provenance_line([row for run in runs.values() for row in run.rows], date), transform=axes.transAxes, ha="left",
         va="bottom", fontsize=6, color="0.5",
     )
     if published:

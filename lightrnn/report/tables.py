@@ -21,7 +21,7 @@ from lightrnn.report.layout import (
 )
 from lightrnn.report.paper import PAPER_MODELS, SAME_MODEL, Published, Result
 from lightrnn.report.render import Table, format_count, format_float, format_megabytes, format_ppl, format_ratio
-from lightrnn.report.results import Row, RunSummary, group_runs, summarize
+from lightrnn.report.results import Row, RunSummary, runs_of, summarize
 
 REFERENCE_MODEL = "full_softmax"
 
@@ -391,34 +391,24 @@ def size_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
 def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     """Per LightRNN run and round: perplexities at the end of the round, then the reallocation.
 
-    Rounds are segments of consecutive epoch rows with the same `round`; a reallocation row
-    belongs to the round it follows (file order). Gap = (objective - lower bound) / objective.
+    Rounds as `results.split_rounds` cuts them (a reallocation row belongs to the round it
+    follows). Gap = (objective - lower bound) / objective.
     """
     del evals  # reallocation happens during training; eval.json has nothing to add
-    runs = {key: run for key, run in group_runs(rows).items() if any(row.get("kind") == "realloc" for row in run)}
-    runs.update({key: run for key, run in group_runs(rows).items() if key[1] == "lightrnn"})
+    runs = {key: run for key, run in runs_of(rows).items() if run.reallocs or key[1] == "lightrnn"}
     if not runs:
         raise ValueError("reallocation_table: no LightRNN rows and no 'realloc' rows")
     cells, records = [], []
     for dataset, model in sorted(runs, key=lambda key: (dataset_label(key[0]), model_sort_key(key[1]))):
-        segments: list[dict[str, Any]] = []
-        for row in runs[(dataset, model)]:
-            if row.get("kind", "epoch") == "epoch":
-                if not segments or segments[-1]["round"] != row.get("round") or segments[-1]["realloc"]:
-                    segments.append({"round": row.get("round"), "epochs": 0, "last": row, "realloc": None})
-                segments[-1]["epochs"] += 1
-                segments[-1]["last"] = row
-            elif row.get("kind") == "realloc" and segments:
-                segments[-1]["realloc"] = row
-        for segment in segments:
-            last, realloc = segment["last"], segment["realloc"] or {}
+        for segment in runs[(dataset, model)].rounds:
+            last, realloc = segment.last, segment.realloc or {}
             objective, bound = realloc.get("realloc_objective"), realloc.get("realloc_lower_bound")
             gap = (objective - bound) / abs(objective) if objective and bound is not None else None
             cells.append(
                 [
                     dataset_label(dataset) + ("" if model == "lightrnn" else f" ({model_label(model)})"),
-                    str(segment["round"]),
-                    str(segment["epochs"]),
+                    str(segment.index),
+                    str(len(segment.epochs)),
                     format_ppl(last.get("valid_ppl")),
                     format_ppl(last.get("test_ppl")),
                     format_float(objective),
@@ -433,8 +423,8 @@ def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
                     "table": "reallocation",
                     "dataset": dataset,
                     "model": model,
-                    "round": segment["round"],
-                    "epochs": segment["epochs"],
+                    "round": segment.index,
+                    "epochs": len(segment.epochs),
                     "valid_ppl": last.get("valid_ppl"),
                     "test_ppl": last.get("test_ppl"),
                     "realloc_objective": objective,
