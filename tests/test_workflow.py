@@ -135,3 +135,15 @@ def test_the_smoke_dag_runs_end_to_end_from_a_clean_directory():
         report = snakemake("--configfile", "config/smoke.yaml", "--report", "results/smoke/report.html", cwd=work)
         assert report.returncode == 0, report.stderr[-4000:]
         assert (run / "report.html").stat().st_size > 10_000
+
+
+def test_a_dry_run_names_every_missing_hand_placed_corpus_file(clean_copy: Path):
+    """The large ACLW sets are declared inputs: `snakemake -n` fails before any job and names the
+    files to place (all of them, not only the first job's)."""
+    result = snakemake("-n", "--configfile", "config/aclw-large.yaml", cwd=clean_copy)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "18 hand-placed corpus files are missing" in output
+    for lang in ("cs", "de", "en", "es", "fr", "ru"):
+        assert f"resources/raw/aclw-large/{lang}/train.txt" in output, lang
+    assert "MissingInputException" in output and not (clean_copy / "results").exists()
