@@ -133,7 +133,7 @@ def test_block_is_replaced_and_everything_else_kept(site):
 
 
 def test_cli_readme_subcommand_prints_what_it_wrote(site, tmp_path: Path, capsys):
-    from test_verdict import write_bench
+    from tests._report_fixtures import write_bench
 
     results, readme, docs = site
     bench = write_bench(tmp_path / "bench")

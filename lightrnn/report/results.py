@@ -167,7 +167,29 @@ def _last(values: Iterable[Any]) -> Any:
     return present[-1] if present else None
 
 
+@dataclass(frozen=True)
+class Results:
+    """What one report reads, grouped once: the metrics rows, the eval.json records, and (computed
+    on first use, then kept) the runs and their summaries. Every table, plot and verdict takes it."""
+
+    rows: list[Row]
+    evals: list[Row]
+
+    @functools.cached_property
+    def runs(self) -> dict[tuple[str, str], Run]:
+        return runs_of(self.rows)
+
+    @functools.cached_property
+    def summaries(self) -> dict[tuple[str, str], RunSummary]:
+        return _summaries(self.runs, self.evals)
+
+
 def summarize(rows: list[Row], evals: list[Row]) -> dict[tuple[str, str], RunSummary]:
+    """One RunSummary per (dataset, model) (`Results(rows, evals).summaries`)."""
+    return Results(rows, evals).summaries
+
+
+def _summaries(runs: dict[tuple[str, str], Run], evals: list[Row]) -> dict[tuple[str, str], RunSummary]:
     """One RunSummary per (dataset, model), from its metrics rows and (if present) its eval.json.
 
     Test perplexity: eval.json's exact value when there is one; otherwise the test perplexity
@@ -180,7 +202,7 @@ def summarize(rows: list[Row], evals: list[Row]) -> dict[tuple[str, str], RunSum
             raise ValueError(f"two eval.json files for dataset {key[0]!r}, model {key[1]!r}; keep one run per pair")
         eval_by_run[key] = record
     summaries = {}
-    for key, whole in runs_of(rows).items():
+    for key, whole in runs.items():
         run, epochs = whole.rows, whole.epochs
         record = eval_by_run.get(key)
         scored = [row for row in epochs if row.get("valid_ppl") is not None]

@@ -1,6 +1,6 @@
 """Paper-style tables as pure functions of metrics rows (rendered by `lightrnn.report.render`).
 
-Each builder takes the rows of metrics.jsonl files and the eval.json records and returns a
+Each builder takes the `Results` (metrics.jsonl rows and eval.json records, grouped once) and returns a
 `Table`: display cells for Markdown/LaTeX, and full-precision CSV records where every row carries
 its provenance (git revision, device, date, config hash).
 """
@@ -21,7 +21,7 @@ from lightrnn.report.layout import (
 )
 from lightrnn.report.paper import PAPER_MODELS, SAME_MODEL, Published, Result
 from lightrnn.report.render import Table, format_count, format_float, format_megabytes, format_ppl, format_ratio
-from lightrnn.report.results import Row, RunSummary, runs_of, summarize
+from lightrnn.report.results import Results, RunSummary
 
 REFERENCE_MODEL = "full_softmax"
 
@@ -186,13 +186,13 @@ def _comparison_table(
     return Table(name, title, [first] + _COMPARISON_HEADER, cells, records, frozenset(bold), note, left=3)
 
 
-def aclw_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def aclw_table(results: Results, date: str) -> Table:
     """ACLW: per language, the paper's perplexity and parameters beside ours, with the differences.
 
     Every language and model of the paper's table is listed; what this run lacks reads "not run",
     what the paper lacks (our baselines) "not in paper".
     """
-    summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "aclw"}
+    summaries = {key: value for key, value in results.summaries.items() if dataset_family(key[0]) == "aclw"}
     if not summaries:
         raise ValueError("aclw_table: no ACLW rows (datasets named aclw-<lang> or aclw-large-<lang>)")
     codes = {code: LANGUAGES.get(code, code) for code in paper.ACLW}
@@ -215,9 +215,9 @@ def aclw_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     )
 
 
-def billion_word_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def billion_word_table(results: Results, date: str) -> Table:
     """One Billion Word: the paper's perplexity and parameters beside ours, with the differences."""
-    summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "billionw"}
+    summaries = {key: value for key, value in results.summaries.items() if dataset_family(key[0]) == "billionw"}
     if not summaries:
         raise ValueError("billion_word_table: no rows with dataset 'billionw'")
     return _comparison_table(
@@ -254,7 +254,7 @@ def _per_model_table(
     return Table(name, title, header, cells, records, frozenset(bold), "Lowest perplexity in bold.")
 
 
-def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def billion_word_speed_table(results: Results, date: str) -> Table:
     """The official example's One Billion Word speed table beside ours.
 
     Parameters: the published count beside `param_count` at V = 793,471 (exact, nothing trained).
@@ -263,7 +263,7 @@ def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Ta
     """
     from lightrnn import models
 
-    summaries = summarize(rows, evals)
+    summaries = results.summaries
     runs = [s for (d, m), s in summaries.items() if dataset_family(d) == "billionw" and m == "lightrnn"]
     vocab = paper.BILLIONW_VOCAB
     cells, records = [], []
@@ -316,10 +316,10 @@ def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Ta
     )
 
 
-def benchmark_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def benchmark_table(results: Results, date: str) -> Table:
     """PTB and WikiText (not in the paper; the standard small benchmarks): model, ppl, params."""
     summaries = {
-        key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "benchmarks"
+        key: value for key, value in results.summaries.items() if dataset_family(key[0]) == "benchmarks"
     }
     if not summaries:
         raise ValueError("benchmark_table: no PTB/WikiText rows")
@@ -328,9 +328,9 @@ def benchmark_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     )
 
 
-def size_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def size_speed_table(results: Results, date: str) -> Table:
     """Model size and speed per dataset and model, with ratios to the full softmax."""
-    summaries = summarize(rows, evals)
+    summaries = results.summaries
     cells, records = [], []
     for dataset, model in sorted(summaries, key=lambda key: (dataset_label(key[0]), model_sort_key(key[1]))):
         summary = summaries[(dataset, model)]
@@ -388,14 +388,13 @@ def size_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     )
 
 
-def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def reallocation_table(results: Results, date: str) -> Table:
     """Per LightRNN run and round: perplexities at the end of the round, then the reallocation.
 
     Rounds as `results.split_rounds` cuts them (a reallocation row belongs to the round it
     follows). Gap = (objective - lower bound) / objective.
     """
-    del evals  # reallocation happens during training; eval.json has nothing to add
-    runs = {key: run for key, run in runs_of(rows).items() if run.reallocs or key[1] == "lightrnn"}
+    runs = {key: run for key, run in results.runs.items() if run.reallocs or key[1] == "lightrnn"}
     if not runs:
         raise ValueError("reallocation_table: no LightRNN rows and no 'realloc' rows")
     cells, records = [], []

@@ -20,7 +20,7 @@ from typing import Any
 from lightrnn import models
 from lightrnn.report import paper
 from lightrnn.report.layout import dataset_family, dataset_label, model_label
-from lightrnn.report.results import Row, RunSummary, runs_of, summarize
+from lightrnn.report.results import Results, Row, RunSummary
 from lightrnn.report.render import Table, format_count, markdown_table, wrap_prose
 
 CONFIRMED, NOT_CONFIRMED, PARTLY, NOT_RUN = "confirmed", "not confirmed", "partly", "not run here"
@@ -257,12 +257,12 @@ def perplexity_row(summaries: dict[tuple[str, str], RunSummary], run: str) -> Ve
     return Verdict(claim, measured, source, word, verdict, {f"ratio_{d}": ratio for d, _, _, ratio in compared})
 
 
-def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummary], run: str) -> Verdict:
+def reallocation_row(results: Results, run: str) -> Verdict:
     """End-of-round validation perplexity of every LightRNN run with reallocations, round by round."""
     claim = next(claim for claim in paper.CLAIMS if claim.key == "reallocation")
     falling, total, examples, better_table, reallocations = 0, 0, [], 0, 0
     first_run: RunSummary | None = None
-    for (dataset, model), run_model in sorted(runs_of(rows).items(), key=lambda item: dataset_label(item[0][0])):
+    for (dataset, model), run_model in sorted(results.runs.items(), key=lambda item: dataset_label(item[0][0])):
         if model != "lightrnn" or not run_model.reallocs:
             continue
         for row in run_model.reallocs:
@@ -272,7 +272,7 @@ def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummar
         # The valid ppl at the end of every round (`Round.last`), the last round included.
         ends = [float(r.last["valid_ppl"]) for r in run_model.rounds if r.last.get("valid_ppl") is not None]
         total += 1
-        first_run = first_run or summaries.get((dataset, model))
+        first_run = first_run or results.summaries.get((dataset, model))
         falling += all(b < a for a, b in itertools.pairwise(ends))
         if len(examples) < 2:
             examples.append(f"{dataset_label(dataset)} " + " → ".join(f"{value:.1f}" for value in ends))
@@ -382,33 +382,32 @@ def study_reallocation_row(study_dir: Path | str) -> Verdict:
 
 # ----------------------------------------------------------------------------- the table
 def verdict_rows(
-    rows: list[Row], evals: list[Row], bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None
+    results: Results, bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None
 ) -> list[Verdict]:
     """One verdict per claim of `paper.CLAIMS`, in that order.
 
     With `study_dir` (an ablation study's run folder) perplexity and reallocation come from the
     study (best recipe against best recipe, and a fixed-table control), else from the run's rows.
     """
-    summaries = summarize(rows, evals) if rows else {}
     by_key = {row.claim.key: row for row in size_rows()}
     by_key["speed"] = speed_row(bench_dir)
     if study_dir is not None:
         by_key["perplexity"] = study_perplexity_row(study_dir)
         by_key["reallocation"] = study_reallocation_row(study_dir)
     else:
-        by_key["perplexity"] = perplexity_row(summaries, run)
-        by_key["reallocation"] = reallocation_row(rows, summaries, run)
+        by_key["perplexity"] = perplexity_row(results.summaries, run)
+        by_key["reallocation"] = reallocation_row(results, run)
     return [by_key[claim.key] for claim in paper.CLAIMS]
 
 
 def verdict_table(
-    rows: list[Row], evals: list[Row], date: str, bench_dir: Path | str | None = None, run: str = "this run",
+    results: Results, date: str, bench_dir: Path | str | None = None, run: str = "this run",
     study_dir: Path | str | None = None,
 ) -> Table:
     """The verdict as a `Table` (rendered like every other table: Markdown, LaTeX, CSV)."""
-    verdicts = verdict_rows(rows, evals, bench_dir, run, study_dir)
-    revisions = sorted({str(row["git_rev"]) for row in rows if row.get("git_rev")})
-    devices = sorted({str(row["device"]) for row in rows if row.get("device")})
+    verdicts = verdict_rows(results, bench_dir, run, study_dir)
+    revisions = sorted({str(row["git_rev"]) for row in results.rows if row.get("git_rev")})
+    devices = sorted({str(row["device"]) for row in results.rows if row.get("device")})
     cells, records = [], []
     for item in verdicts:
         says = f"{item.claim.paper_says} ({paper.SHORT_SOURCES[item.claim.source]})"
@@ -463,7 +462,7 @@ def readme_section(
     if bench_dir is not None and not (Path(bench_dir) / "throughput-repeats.csv").is_file():
         raise FileNotFoundError(f"--bench-dir {bench_dir}: no throughput-repeats.csv; run `lightrnn bench all "
                                 f"--out {bench_dir}` first")
-    table = verdict_table(rows, evals, date="", bench_dir=bench_dir, run=run, study_dir=study_dir)
+    table = verdict_table(Results(rows, evals), date="", bench_dir=bench_dir, run=run, study_dir=study_dir)
     used = [f"`{Path(bench_dir).as_posix()}/` (speed)"] if bench_dir else []
     if study_dir is not None:
         used.append(f"`{Path(study_dir).as_posix()}/` (perplexity and reallocation: the ablation study)")
