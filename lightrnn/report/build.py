@@ -8,12 +8,12 @@ from typing import Iterable
 
 from lightrnn.fileio import write_text
 from lightrnn.report.jobs import jobs_table, read_job_benchmarks
-from lightrnn.report.layout import dataset_family, planned_outputs, resolve_aclw_plot_dataset
+from lightrnn.report.layout import VERDICT_SUMMARY, dataset_family, planned_outputs, resolve_aclw_plot_dataset
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
+from lightrnn.report.render import RENDERERS, Table, to_html
 from lightrnn.report.results import Results, load_evals, load_metrics
-from lightrnn.report.render import RENDERERS, Table
 from lightrnn.report.tables import BUILDERS
-from lightrnn.report.verdict import verdict_table
+from lightrnn.report.verdict import verdict_summary, verdict_table
 
 
 def today() -> str:
@@ -55,7 +55,9 @@ def write_report(
             written.append(path)
 
     results = Results(rows, evals)  # grouped once for every table, figure and the verdict
-    write_table(verdict_table(results, date, bench_dir, run or out_dir.resolve().name))
+    verdict = verdict_table(results, date, bench_dir, run or out_dir.resolve().name)
+    write_table(verdict)
+    written.append(write_text(out_dir / VERDICT_SUMMARY, to_html(verdict_summary(verdict))))
     families = {dataset_family(dataset) for dataset in datasets}
     for name, builder in BUILDERS.items():
         if name.split("-")[0] in ("aclw", "billionw", "benchmarks") and name.split("-")[0] not in families:

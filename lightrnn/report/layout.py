@@ -46,6 +46,9 @@ STUDY_OUTPUTS: tuple[str, ...] = (
     "plots/ablation.png", "plots/ablation.pdf",
 )
 PLOT_FORMATS: tuple[str, ...] = ("png", "pdf")
+# Claim and verdict word only: short enough for the front page of `snakemake --report`, which
+# inserts it (workflow/report/workflow.rst); the full verdict table is one click away.
+VERDICT_SUMMARY = "verdict-summary.html"
 
 
 def model_label(model: str) -> str:
@@ -125,6 +128,6 @@ def planned_outputs(
     plots = [f"curves-{dataset}" for dataset in datasets] + ["size-speed"]
     if aclw_plot_dataset and aclw_plot_dataset in datasets and "lightrnn" in models:
         plots.insert(0, f"{aclw_plot_dataset}-perplexity")
-    return [f"tables/{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS] + [
+    return [f"tables/{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS] + [VERDICT_SUMMARY] + [
         f"plots/{name}.{fmt}" for name in plots for fmt in PLOT_FORMATS
     ]

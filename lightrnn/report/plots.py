@@ -118,7 +118,8 @@ def text_boxes(figure: Any) -> list[tuple[str, Any]]:
     for text in drawn:
         if id(text) in inside or not text.get_visible() or not text.get_text().strip():
             continue
-        box = text.get_window_extent(renderer)
+        # The text's own box (an annotation's get_window_extent adds its arrow's extent).
+        box = Text.get_window_extent(text, renderer)
         if box.width > 0 and box.height > 0:
             boxes.append((text.get_text(), box))
     return boxes
@@ -352,36 +353,50 @@ def _nice_log_floor(axes: Any) -> None:
     axes.set_ylim(nice, high)
 
 
-# Where a reallocation's note may go, relative to its point (points): tried in order, the first
-# that collides with no text already on the figure and stays inside the axes wins.
+# Where a reallocation's note may go, relative to its point (points), nearest first: the first
+# that collides with no drawn text and stays inside the axes wins.
 _NOTE_BOX = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
-_NOTE_OFFSETS = ((14, 18), (14, -34), (-90, 18), (-90, -34), (14, 46), (14, -62), (-90, 46), (-90, -62))
+_NOTE_OFFSETS = tuple(
+    sorted(((dx, dy) for dx in (14, 50, -90, -130) for dy in (18, -34, 46, -62, -90, -120)),
+           key=lambda offset: abs(offset[0]) + abs(offset[1]))
+)
+
+
+def _overlap_area(box: Any, other: Any) -> float:
+    width = min(box.x1, other.x1) - max(box.x0, other.x0)
+    height = min(box.y1, other.y1) - max(box.y0, other.y0)
+    return max(width, 0.0) * max(height, 0.0)
 
 
 def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str]]) -> None:
-    """Annotate each reallocation where its text overlaps no other text (two reallocations a few
-    epochs apart used to print on top of each other)."""
+    """Annotate each reallocation where its text overlaps no other text and stays inside the axes
+    (two reallocations a few epochs apart used to print on top of each other); where no place is
+    free, the place that covers the least text and sticks out least."""
+    from matplotlib.text import Text
+
     renderer = figure.canvas.get_renderer()
     figure.draw(renderer)
     frame = axes.get_window_extent(renderer)
     taken = [box for _, box in text_boxes(figure)]
     for x, y, text in notes:
-        for dx, dy in _NOTE_OFFSETS:
-            note = axes.annotate(
-                text, xy=(x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
-                arrowprops={"arrowstyle": "->", "color": "0.3"}, bbox=_NOTE_BOX,
-            )
-            box = note.get_window_extent(renderer)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if inside and not any(box.overlaps(other) for other in taken):
-                break
+        best, best_cost = _NOTE_OFFSETS[0], math.inf
+        for offset in _NOTE_OFFSETS:
+            note = axes.annotate(text, xy=(x, y), xytext=offset, textcoords="offset points", fontsize=8)
+            note.update_positions(renderer)  # where xytext puts the text (done at draw time otherwise)
+            box = Text.get_window_extent(note, renderer)
             note.remove()
-        else:  # nowhere free: the first place, as before
-            note = axes.annotate(
-                text, xy=(x, y), xytext=_NOTE_OFFSETS[0], textcoords="offset points", fontsize=8,
-                arrowprops={"arrowstyle": "->", "color": "0.3"}, bbox=_NOTE_BOX,
-            )
-        taken.append(note.get_window_extent(renderer))
+            outside = box.width * box.height - _overlap_area(box, frame)
+            cost = outside + sum(_overlap_area(box, other) for other in taken)
+            if cost < best_cost:
+                best, best_cost = offset, cost
+            if cost == 0:
+                break
+        note = axes.annotate(
+            text, xy=(x, y), xytext=best, textcoords="offset points", fontsize=8,
+            arrowprops={"arrowstyle": "->", "color": "0.3"}, bbox=_NOTE_BOX,
+        )
+        note.update_positions(renderer)
+        taken.append(Text.get_window_extent(note, renderer))
 
 
 def size_speed_chart(results: Results, stem: Path | str, date: str) -> list[Path]:

@@ -438,6 +438,20 @@ def verdict_table(
     )
 
 
+def verdict_summary(table: Table) -> Table:
+    """The verdict table cut to claim and verdict word: the front page of the HTML report."""
+    return Table(
+        name="verdict-summary",
+        title="Does the paper hold?",
+        header=["Claim", "Verdict"],
+        cells=[[line[0], record["verdict"]] for line, record in zip(table.cells, table.records)],
+        records=[],
+        note="What the paper says, what this run measured and from which run, device and scale: "
+        "Results, Does the paper hold (the full verdict table).",
+        left=2,
+    )
+
+
 # ----------------------------------------------------------------------------- README section
 README_SECTION = "verdict"
 

@@ -231,9 +231,11 @@ def report_output(path):
     HTML, not CSV: the report shows an HTML file inline and offers a CSV only as a download. The
     front page (workflow/report/workflow.rst) inserts tables/verdict.html itself.
     """
+    target = f"{RESULTS}/{path}"
+    if "/" not in path:  # verdict-summary.html: inserted into the front page, not a result
+        return target
     folder, name = path.split("/")
     stem, fmt = name.rsplit(".", 1)
-    target = f"{RESULTS}/{path}"
     if folder == "tables" and fmt == "html" and stem == "verdict":
         # Its own category, which sorts first in the HTML report: the answer before the evidence.
         return report(
