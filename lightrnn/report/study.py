@@ -33,7 +33,7 @@ from typing import Any
 from lightrnn.fileio import read_jsonl, write_text
 from lightrnn.report.layout import model_label
 from lightrnn.report.results import epoch_rows, realloc_rows
-from lightrnn.report.tables import Table, format_count, format_ppl, to_csv, to_markdown
+from lightrnn.report.render import Table, format_count, format_ppl, to_csv, to_markdown, wrap_prose
 
 Row = dict[str, Any]
 REFERENCE = "full_softmax"
@@ -329,22 +329,24 @@ def ablation_figure(variants: list[Variant], date: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lightrnn.report.plots import model_color, series_styles
+
     best = best_recipes(variants)
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for model, label in best.items():
         members = [v for v in variants if v.label == label and v.model == model]
         run = min(members, key=lambda v: v.seed if v.seed is not None else 0)
         points = [(row["epoch"], row["valid_ppl"]) for row in run.epochs if row.get("valid_ppl") is not None]
-        left.plot(*zip(*points), marker="o", label=f"{model_label(model)}: {label}")
+        left.plot(*zip(*points), marker="o", color=model_color(model), label=f"{model_label(model)}: {label}")
     left.set_title("(a) every model at its best recipe (valid)")
     lightrnn = [v for v in variants if v.model == "lightrnn" and (v.group != "seeds")]
-    seen: set[str] = set()
+    shown: dict[str, Variant] = {}  # one curve per label (the first seed)
     for variant in sorted(lightrnn, key=lambda v: (v.group, v.label, v.seed or 0)):
-        if variant.label in seen:
-            continue
-        seen.add(variant.label)
+        shown.setdefault(variant.label, variant)
+    # More variants than a colour cycle has colours: colour x dash x marker keeps every curve distinct.
+    for variant, style in zip(shown.values(), series_styles(len(shown))):
         points = [(row["epoch"], row["valid_ppl"]) for row in variant.epochs if row.get("valid_ppl") is not None]
-        line, = right.plot(*zip(*points), marker=".", label=f"{variant.group}: {variant.label}")
+        line, = right.plot(*zip(*points), markersize=4, label=f"{variant.group}: {variant.label}", **style)
         spikes = [(row["epoch"] + 0.5, row["valid_ppl"]) for row in realloc_rows(variant.rows)
                   if row.get("valid_ppl") is not None and math.isfinite(row["valid_ppl"])]
         if spikes:
@@ -417,8 +419,7 @@ README_SECTION = "study"
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
     """The README's generated study block (figure, ablation table, reallocation table) and the PNG copy."""
-    from lightrnn.benchmark.csvio import read_csv
-    from lightrnn.report.readme import wrap_prose
+    from lightrnn.csvio import read_csv
 
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]
@@ -436,16 +437,3 @@ def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, co
     lines = wrap_prose([sentence]) + ["", f"![ablation study]({image})", ""]
     lines += [path.read_text(encoding="utf-8").strip() + "\n" for path in tables]
     return "\n".join(lines), {figure: target}
-
-
-def write_readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> list[Path]:
-    """Copy the study's figure into DOCS and rewrite the README's `generated:<study folder>` block."""
-    from lightrnn.fileio import write_bytes
-    from lightrnn.report.readme import read_readme, replace_block_in_section, write_readme
-
-    body, copies = readme_block(study_dir, readme, docs, command)
-    text = replace_block_in_section(read_readme(readme), README_SECTION, Path(study_dir).name, body)
-    for source, target in copies.items():
-        write_bytes(target, source.read_bytes())
-    write_readme(readme, text)
-    return [*copies.values(), Path(readme)]
