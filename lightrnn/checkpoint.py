@@ -13,7 +13,6 @@ re-encoded data is refused instead of mixing two datasets in one metrics file.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import random
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from lightrnn.config import RUNTIME_KEYS, TrainConfig
+from lightrnn.data.encoded import vocab_sha256
 from lightrnn.errors import DataError
 from lightrnn.fileio import atomic_path
 from lightrnn.loaders import Fields, check_metrics_row, parse_json, short
@@ -60,12 +60,8 @@ class RunMismatch(ValueError):
 
 def data_identity(data_dir: str | os.PathLike, vocab_size: int, split_tokens: dict[str, int]) -> dict[str, Any]:
     """What a run trains on: vocab.tsv's sha256, its size in words, and each split's token count."""
-    digest = hashlib.sha256()
-    with open(Path(data_dir) / "vocab.tsv", "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
     return {
-        "vocab_sha256": digest.hexdigest(), "vocab_words": int(vocab_size),
+        "vocab_sha256": vocab_sha256(data_dir), "vocab_words": int(vocab_size),
         "split_tokens": {split: int(count) for split, count in sorted(split_tokens.items())},
     }
 

@@ -288,24 +288,17 @@ def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", fix: str = "r
 
 
 def read_json_object(path: str | os.PathLike, fix: str) -> dict[str, Any]:
-    """A JSON file holding one object; DataError naming the file and `fix` otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); {fix}") from None
-    return _json_object(text, str(path), fix)
+    """A JSON file holding one object; DataError naming the file and `fix` otherwise (`lightrnn.loaders`)."""
+    from lightrnn.loaders import read_json_object as read
+
+    return read(path, fix)
 
 
 def _json_object(text: str, where: str, fix: str) -> dict[str, Any]:
     """`text` parsed as one JSON object; DataError naming `where` (a file, or file:line) and `fix`."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where}: not valid JSON ({error.msg}); {fix}") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}; {fix}")
-    return value
+    from lightrnn.loaders import Fields, parse_json
+
+    return Fields(where, fix).mapping(parse_json(text, where, fix))
 
 
 def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
@@ -339,29 +332,3 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
             if line.strip():
                 rows.append(_json_object(line, f"{path}:{number}", "the file is damaged: rerun what wrote it"))
     return rows
-
-
-def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """(words in id order, counts int64 [V]) from a `vocab.tsv` of `word<TAB>count` lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir (lightrnn data encode)")
-    words: list[str] = []
-    counts: list[int] = []
-    try:
-        with path.open(encoding="utf-8", newline="\n") as stream:
-            for number, line in enumerate(stream, start=1):
-                line = line.rstrip("\n")
-                word, separator, count = line.rpartition("\t")
-                if not separator:
-                    raise ValueError(f"{path}:{number}: expected word<TAB>count, got {line!r}")
-                try:
-                    counts.append(int(count))
-                except ValueError:
-                    raise ValueError(f"{path}:{number}: the count {count!r} is not an integer") from None
-                words.append(word)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); re-run lightrnn data encode") from None
-    if not words:
-        raise ValueError(f"{path} is empty; re-run lightrnn data encode")
-    return words, np.asarray(counts, dtype=np.int64)

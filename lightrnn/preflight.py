@@ -187,7 +187,7 @@ def _refuse_if_over(config, params: int, vocab_size: int, batch_size: int, train
     needed = estimate_bytes(config, params, batch_size, training) + TABLE_BYTES_PER_WORD * vocab_size
     if available is not None and needed > available:
         what = f"weights and {config.optimizer} state" if training and config.optimizer == "adam" else "weights"
-        size_key = "the batch size" if training else "eval_batch_size (--batch-size)"
+        size_key = "the batch size" if training else "the eval batch size (eval_batch_size, --batch-size)"
         raise NotEnoughMemory(
             f"model {config.model} has {params:,} parameters: its {what} and batches of {batch_size} rows need "
             f"at least {_gib(needed)} but {device} has {_gib(available)} available; lower hidden_dim, embed_dim, "
