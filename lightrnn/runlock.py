@@ -97,6 +97,22 @@ def out_dir_lock(out_dir: str | os.PathLike, holder: str = "lightrnn train") -> 
                     path.parent.rmdir()  # only when empty: a failed first run leaves no folder behind
 
 
+def live_holder(out_dir: str | os.PathLike) -> str | None:
+    """Who holds OUT/.lock now ("lightrnn train process 123 on host"), or None when nobody live does.
+
+    For a workflow manager that must not touch OUT's files while another process writes them:
+    Snakemake deletes a job's declared outputs before running it, so the train rule asks this
+    while it plans the job, before anything is deleted (workflow/rules/train.smk).
+    """
+    path = Path(out_dir) / LOCK_NAME
+    pid, owner_host, owner = _read(path)
+    if pid is None or pid == os.getpid():
+        return None
+    if owner_host == socket.gethostname() and not _alive(pid):
+        return None  # stale: the next run takes it over
+    return f"{owner} process {pid} on {owner_host or 'an unknown host'} (lock file {path})"
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime

@@ -317,7 +317,10 @@ def _train(
                 _link_best(out_dir)
         save(checkpoint_path, event_index)
         if main:
-            append_line(metrics_path, line)
+            if metrics_path.exists():
+                append_line(metrics_path, line)
+            else:  # deleted meanwhile (a workflow manager's refused job): whole again, from the checkpoint's rows
+                write_lines(metrics_path, rows)
 
     for event_index in range(next_event, len(events)):
         kind, round_index, epoch_in_round = events[event_index]
@@ -384,6 +387,9 @@ def _train(
                 f"{test_text}, {row['train_tokens_per_s']:,.0f} tokens/s", file=sys.stderr, flush=True,
             )
     if main:
+        # A finished run's metrics.jsonl is exactly its checkpoint's rows, whatever happened to the
+        # file meanwhile (a job refused by OUT/.lock that a workflow manager cleaned up after).
+        write_lines(metrics_path, rows)
         _ensure_best(out_dir)
         # A restored best.pt keeps its old mtime; a workflow manager comparing it with inputs
         # re-made since (same data, nothing left to train) would rerun the job on every invocation.
