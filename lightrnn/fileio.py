@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -33,6 +34,27 @@ TEMP_SUFFIX = ".tmp"
 STAGING_PREFIX = ".staging."
 # torch.save's messages for a failed write (it raises RuntimeError without an errno).
 _TORCH_WRITE_FAILURES = ("iostream error", "PytorchStreamWriter failed", "file write failed", "unexpected pos")
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_TEMP_EXTRA = 1 + 1 + 8 + len(TEMP_SUFFIX)  # "." NAME "." <random> ".tmp"
+
+
+def fit_name(name: str, extra_bytes: int) -> str:
+    """`name` cut (at a UTF-8 character boundary) so that `extra_bytes` more still fit NAME_MAX."""
+    encoded = os.fsencode(name)
+    budget = max(NAME_MAX - extra_bytes, 1)
+    if len(encoded) <= budget:
+        return name
+    return os.fsdecode(encoded[:budget].decode("utf-8", errors="ignore").encode("utf-8") or encoded[:budget])
+
+
+def temp_prefix(name: str) -> str:
+    """`.NAME.` for a temp file of `name`, NAME cut so the whole temp name fits NAME_MAX bytes.
+
+    A legal 250-byte output name must not fail because its temp file is longer than the name.
+    """
+    return f".{fit_name(name, _TEMP_EXTRA + 4)}."  # 4: room for mkstemp's random part growing
 
 
 def _umask_mode() -> int:
@@ -60,7 +82,7 @@ def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = N
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
     try:
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     except OSError as error:
         raise _for_target(error, path) from error
     os.close(handle)
@@ -312,7 +334,7 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = f".{name}.*{TEMP_SUFFIX}" if name else f".*{TEMP_SUFFIX}"
+    pattern = f"{glob.escape(temp_prefix(name))}*{TEMP_SUFFIX}" if name else f".*{TEMP_SUFFIX}"
     removed = [] if name else _remove_stale_staging(folder)
     for temp in folder.glob(pattern):
         if temp.is_file():

@@ -64,7 +64,7 @@ from lightrnn.checkpoint import (
 from lightrnn.config import TrainConfig
 from lightrnn.errors import UsageError
 from lightrnn.evaluate import evaluate_distributed
-from lightrnn.fileio import append_line, remove_stale_temps, write_lines
+from lightrnn.fileio import append_line, fit_name, remove_stale_temps, write_lines
 from lightrnn.metrics import REALLOC_FIELDS, git_rev, make_row, param_stats, perplexity, row_to_line
 from lightrnn.models import build_from_config
 from lightrnn.optim import Optimizers
@@ -177,7 +177,7 @@ def train(
 
 def move_aside(out_dir: Path, old_hash: str) -> Path:
     """Move everything in OUT (but the lock) to OUT/../<name>.old-<hash12>[-N]/ and return that folder."""
-    base = out_dir.parent / f"{out_dir.name}.old-{old_hash[:12]}"
+    base = out_dir.parent / f"{fit_name(out_dir.name, 24)}.old-{old_hash[:12]}"  # 24: the suffix and a -N
     target, number = base, 1
     while target.exists():
         number += 1
