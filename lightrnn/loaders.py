@@ -194,13 +194,11 @@ EVAL_FIX = "rerun `lightrnn eval` (the evaluate job) that wrote it"
 METRICS_FIX = "the file is damaged: rerun what wrote it"
 
 
-def check_prepare(value: Any, path: str | os.PathLike) -> dict[str, Any]:
-    """prepare.json: {"dataset": a registry name, "corpus", "source", "splits": {split: {lines, tokens}}}."""
-    from lightrnn.data.corpora import DATASETS
-
+def check_prepare(value: Any, path: str | os.PathLike, datasets: Iterable[str]) -> dict[str, Any]:
+    """prepare.json: {"dataset": one of `datasets` (the registry's), "corpus", "source", "splits": {split: {lines, tokens}}}."""
     fields = Fields(str(path), PREPARE_FIX)
     obj = fields.mapping(value)
-    dataset = fields.string(obj, "dataset", optional=True, choices=list(DATASETS))
+    dataset = fields.string(obj, "dataset", optional=True, choices=list(datasets))
     checked: dict[str, Any] = {"dataset": dataset}
     for key in ("corpus", "source"):
         checked[key] = fields.string(obj, key, optional=True)
@@ -215,8 +213,8 @@ def check_prepare(value: Any, path: str | os.PathLike) -> dict[str, Any]:
     return checked
 
 
-def load_prepare(path: str | os.PathLike) -> dict[str, Any]:
-    return check_prepare(read_json(path, PREPARE_FIX), path)
+def load_prepare(path: str | os.PathLike, datasets: Iterable[str]) -> dict[str, Any]:
+    return check_prepare(read_json(path, PREPARE_FIX), path, datasets)
 
 
 EVAL_NUMBERS = ("tokens_per_s", "nll_sum", "seconds", "wall_s")

@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
+from lightrnn.data.corpora import DATASETS, SPLITS, VocabRule, get_dataset
 from lightrnn.data.encoded import open_stream, write_meta, write_vocab, writing
 from lightrnn.data.progress import Progress
 from lightrnn.errors import DataError
@@ -164,7 +164,7 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
     if dataset is None:
         manifest = text_dir / "prepare.json"
         if manifest.is_file():
-            dataset = load_prepare(manifest)["dataset"]  # checked: a registry name or absent
+            dataset = load_prepare(manifest, DATASETS)["dataset"]  # checked: a registry name or absent
     rule = get_dataset(dataset).vocab if dataset else GENERIC_RULE
     name = dataset or text_dir.name
     if min_count is not None:
