@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 
 from lightrnn.data.corpora import DATASETS, SPLITS, VocabRule, get_dataset
-from lightrnn.data.encoded import open_stream, write_meta, write_vocab, writing
+from lightrnn.data.encoded import META, VOCAB, open_stream, write_meta, write_vocab, writing
 from lightrnn.data.progress import Progress
 from lightrnn.errors import DataError
 from lightrnn.fileio import STAGING_PREFIX, TEMP_SUFFIX, check_free_space
@@ -236,7 +236,7 @@ def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int |
     }
     progress = Progress("encode", f"encoding {text_dir} into {out_dir}")
     with writing(out_dir) as staging:
-        write_vocab(entries, staging / "vocab.tsv")
+        write_vocab(entries, staging / VOCAB)
         for split in SPLITS:
             sentences, tokens = sizes[split]
             oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens,
@@ -246,7 +246,7 @@ def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int |
             # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
             # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
             meta["oov_rate"][split] = oov / tokens if tokens else 0.0
-        write_meta(staging / "meta.json", meta)
+        write_meta(staging / META, meta)
     progress.done()
     return meta
 
