@@ -115,6 +115,9 @@ def _train(
         inside = resumed if event_index == resumed.next_event and resumed.epoch_batch else None
         _epoch(run, event_index, round_index, epoch_in_round, epoch, inside)
     if run.main:
+        # A finished run's metrics.jsonl is exactly its checkpoint's rows, whatever happened to the
+        # file meanwhile (a job refused by OUT/.lock that a workflow manager cleaned up after).
+        write_lines(out_dir / "metrics.jsonl", run.rows)
         ensure_best(out_dir)
         # A restored best.pt keeps its old mtime; a workflow manager comparing it with inputs
         # re-made since (same data, nothing left to train) would rerun the job on every invocation.
@@ -256,7 +259,11 @@ class Run:
                 link_best(self.out_dir)
         self.save(self.checkpoint_path, event_index)
         if self.main:
-            append_line(self.out_dir / "metrics.jsonl", line)
+            metrics = self.out_dir / "metrics.jsonl"
+            if metrics.exists():
+                append_line(metrics, line)
+            else:  # deleted meanwhile (a workflow manager cleaning up a refused job): whole again, from the rows
+                write_lines(metrics, self.rows)
 
 
 def _open_run(

@@ -24,7 +24,6 @@ whole and no temp files behind.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from itertools import chain, repeat
 from pathlib import Path
@@ -32,13 +31,17 @@ from typing import Iterator
 
 import numpy as np
 
-from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
+from lightrnn.data.corpora import DATASETS, SPLITS, VocabRule, get_dataset
+from lightrnn.data.encoded import META, VOCAB, open_stream, write_meta, write_vocab, writing
+from lightrnn.data.progress import Progress
 from lightrnn.errors import DataError
-from lightrnn.fileio import (
-    STAGING_PREFIX, TEMP_SUFFIX, atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text,
-)
+from lightrnn.fileio import STAGING_PREFIX, TEMP_SUFFIX, check_free_space
+from lightrnn.loaders import load_prepare
+from lightrnn.runlock import out_dir_lock
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
+# prepare refuses longer lines (lightrnn.data.prepare.MAX_LINE_BYTES); a hand-made text is held to it too.
+MAX_LINE_CHARS = 1 << 24
 GENERIC_RULE = VocabRule(min_count=1, unk="<unk>", eos="<eos>")
 
 
@@ -50,6 +53,10 @@ def _batches(path: Path) -> Iterator[list[str]]:
                 batch = handle.readlines(LINES_PER_READ_HINT)
                 if not batch:
                     return
+                if max(map(len, batch)) > MAX_LINE_CHARS:
+                    number = next(i for i, line in enumerate(batch) if len(line) > MAX_LINE_CHARS)
+                    raise DataError(f"{path}: a line ({number + 1} of a batch) is longer than {MAX_LINE_CHARS} "
+                                    f"characters: not text written by `lightrnn data prepare`; run it again")
                 yield batch
     except UnicodeDecodeError as error:
         line, reason = _first_bad_line(path)
@@ -118,25 +125,16 @@ def build_vocab(counts: Counter, sentences: int, rule: VocabRule) -> list[tuple[
     return entries
 
 
-def write_vocab(entries: list[tuple[str, int]], path: Path) -> None:
-    """Write `word<TAB>count` lines atomically."""
-    write_text(path, "".join(f"{word}\t{count}\n" for word, count in entries))
-
-
 def encode_file(path: Path, out_path: Path, word_to_id: dict[str, int], unk_id: int, eos_id: int,
-                sentences: int, tokens: int) -> int:
+                sentences: int, tokens: int, progress: Progress | None = None) -> int:
     """Encode a text file into an int32 .npy of length tokens + sentences; return the OOV count.
 
-    Written sequentially (header, then batch after batch) to a temp file beside `out_path`,
-    flushed to disk and renamed into place (`atomic_path`); `encode` calls it inside a staging
-    folder.
+    Written sequentially through `lightrnn.data.encoded.open_stream` (the folder's one writer);
+    `encode` calls it inside the folder's staging area.
     """
-    length = tokens + sentences
-    position = oov = 0
+    oov = 0
     lookup = word_to_id.get
-    with atomic_path(out_path) as temp, open(temp, "wb") as handle:
-        header = {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (length,)}
-        np.lib.format.write_array_header_1_0(handle, header)
+    with open_stream(out_path, tokens + sentences, path) as write:
         for batch in _batches(path):
             split_lines = _sentences(batch)
             if not split_lines:
@@ -155,14 +153,9 @@ def encode_file(path: Path, out_path: Path, word_to_id: dict[str, int], unk_id: 
             is_word[eos_positions] = False
             chunk[eos_positions] = eos_id
             chunk[is_word] = ids
-            if position + size > length:
-                raise DataError(f"{path} changed while being encoded: run `lightrnn data encode` again")
-            handle.write(chunk.data)
-            position += size
-        if position != length:
-            raise DataError(f"{path} changed while being encoded: run `lightrnn data encode` again")
-        handle.flush()
-        os.fsync(handle.fileno())
+            write(chunk)
+            if progress is not None:
+                progress.add(lines=len(split_lines), tokens=size)
     return oov
 
 
@@ -171,15 +164,7 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
     if dataset is None:
         manifest = text_dir / "prepare.json"
         if manifest.is_file():
-            fix = "run `lightrnn data prepare` again, or pass --dataset NAME"
-            dataset = read_json_object(manifest, fix).get("dataset")
-            if dataset is not None and not isinstance(dataset, str):
-                raise DataError(f"{manifest}: \"dataset\" must be a dataset name, got {dataset!r}; {fix}")
-            if dataset is not None:
-                try:
-                    get_dataset(dataset)
-                except ValueError as error:
-                    raise DataError(f"{manifest}: {error}; {fix}") from None
+            dataset = load_prepare(manifest, DATASETS)["dataset"]  # checked: a registry name or absent
     rule = get_dataset(dataset).vocab if dataset else GENERIC_RULE
     name = dataset or text_dir.name
     if min_count is not None:
@@ -203,6 +188,14 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
     the meta dict.
     """
     text_dir, out_dir = Path(text_dir), Path(out_dir)
+    # One writer per folder (OUT/.lock, as `lightrnn train`): two encodes into one folder would
+    # delete each other's staging files.
+    with out_dir_lock(out_dir, "lightrnn data encode"):
+        return _encode(text_dir, out_dir, dataset, min_count, max_vocab)
+
+
+def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int | None,
+            max_vocab: int | None) -> dict:
     if not (text_dir / "prepare.json").exists() and any(text_dir.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}")):
         raise DataError(
             f"{text_dir}: a prepare was interrupted while replacing its files (no prepare.json, a staging folder "
@@ -241,17 +234,20 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
         "oov_rate": {},
         "text_dir": str(text_dir),
     }
-    with staged_dir(out_dir, last="meta.json") as staging:
-        write_vocab(entries, staging / "vocab.tsv")
+    progress = Progress("encode", f"encoding {text_dir} into {out_dir}")
+    with writing(out_dir) as staging:
+        write_vocab(entries, staging / VOCAB)
         for split in SPLITS:
             sentences, tokens = sizes[split]
-            oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens)
+            oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens,
+                              progress)
             meta["sentences"][split] = sentences
             meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
             # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
             # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
             meta["oov_rate"][split] = oov / tokens if tokens else 0.0
-        write_json(staging / "meta.json", meta)
+        write_meta(staging / META, meta)
+    progress.done()
     return meta
 
 
