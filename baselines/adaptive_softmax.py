@@ -204,3 +204,27 @@ class AdaptiveSoftmaxLM(LanguageModel):
             width = int(hidden_dim // (div_value ** (i + 1)))
             count += hidden_dim * width + width * (bounds[i + 1] - bounds[i])
         return count
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B] through the head and the clusters: a head
+        slot (a shortlist word or a cluster); for a cluster, a word from that cluster's own
+        projected softmax; (words, state)."""
+        from lightrnn.sampling import sample_logits
+
+        hidden, state = self.trunk(token.unsqueeze(1), state)
+        hidden = hidden[:, 0].float()  # [B, H]
+        with _float32(hidden):
+            slot = sample_logits(self.decoder.head(hidden), temperature, top_k, generator)  # [B]
+            words = slot.clone()
+            shortlist = self.decoder.shortlist_size
+            for index in range(slot.shape[0]):  # only a cluster slot needs a second draw
+                cluster = int(slot[index]) - shortlist
+                if cluster >= 0:
+                    scores = self.decoder.tail[cluster](hidden[index : index + 1])  # [1, cluster size]
+                    pick = sample_logits(scores, temperature, top_k, generator)[0]
+                    words[index] = self.decoder.cutoffs[cluster] + pick
+        return words, state

@@ -212,3 +212,23 @@ class ClassSoftmaxLM(LanguageModel):
             + hidden_dim * vocab_size
             + vocab_size
         )
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B]: a class from the K-way softmax, then a
+        word from the softmax over that class's block of the word layer only; (words, state)."""
+        from lightrnn.sampling import sample_logits
+
+        hidden, state = self.trunk(token.unsqueeze(1), state)
+        hidden = hidden[:, 0]  # [B, H]
+        chosen = sample_logits(self.class_decoder(hidden), temperature, top_k, generator)  # [B]
+        words = torch.empty_like(chosen)
+        for index in range(chosen.shape[0]):  # one block per sequence (generation runs a few at a time)
+            start, stop = int(self.class_start[chosen[index]]), int(self.class_start[chosen[index] + 1])
+            scores = F.linear(hidden[index : index + 1], self.word_decoder.weight[start:stop],
+                              self.word_decoder.bias[start:stop])  # [1, |k|]
+            words[index] = self.sorted_words[start + sample_logits(scores, temperature, top_k, generator)[0]]
+        return words, state

@@ -56,12 +56,14 @@ from lightrnn.checkpoint import (
     Progress,
     RunMismatch,
     data_identity,
+    data_vocab_payload,
     load_checkpoint,
     resume_training,
     rng_state,
     save_training,
 )
 from lightrnn.config import TrainConfig
+from lightrnn.curves import open_curves
 from lightrnn.errors import UsageError
 from lightrnn.evaluate import evaluate_distributed
 from lightrnn.fileio import append_line, remove_stale_temps, write_lines
@@ -144,7 +146,7 @@ def require_gpus(count: int, job: str) -> None:
 
 def train(
     config: TrainConfig, data_dir: str | Path, out_dir: str | Path, dataset: str | None = None,
-    on_config_change: str = "refuse",
+    on_config_change: str = "refuse", tensorboard: str | Path | None = None,
 ) -> Path:
     """Train `config.model` on the encoded data dir; returns the path of metrics.jsonl.
 
@@ -153,7 +155,8 @@ def train(
     torchrun every process calls this; they join one process group for the run (see the module
     docstring). `on_config_change`: what to do with a checkpoint of another config or other data
     in OUT: "refuse" (an error naming both) or "move-aside" (keep it in OUT/../<name>.old-<hash12>/,
-    start afresh).
+    start afresh). `tensorboard`: a folder for live curves (`lightrnn.curves`; also on with the
+    config key `tensorboard`, into OUT/tensorboard).
     """
     if on_config_change not in ON_CONFIG_CHANGE:
         raise ValueError(f"on_config_change: got {on_config_change!r}; allowed values: {', '.join(ON_CONFIG_CHANGE)}")
@@ -166,7 +169,7 @@ def train(
         # Rank 0 holds OUT/.lock; the other ranks of its torchrun share the folder with it.
         lock = out_dir_lock(out_dir) if context.is_main else contextlib.nullcontext()
         with lock:
-            return _train(config, Path(data_dir), Path(out_dir), dataset, context, on_config_change)
+            return _train(config, Path(data_dir), Path(out_dir), dataset, context, on_config_change, tensorboard)
     except FloatingPointError as error:  # a NaN/inf loss in a step, or an evaluation that overflowed
         kept = Path(out_dir) / "checkpoint.pt"
         note = f"{kept} (the last good state) is kept" if kept.is_file() else "no checkpoint was written yet"
@@ -214,7 +217,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _train(
     config: TrainConfig, data_dir: Path, out_dir: Path, dataset: str | None, context: distributed.Context,
-    on_config_change: str = "refuse",
+    on_config_change: str = "refuse", tensorboard: str | Path | None = None,
 ) -> Path:
     dataset = dataset or data_dir.resolve().name
     device, rank, world, main = context.device, context.rank, context.world_size, context.is_main
@@ -243,6 +246,7 @@ def _train(
 
     events = _schedule(config.rounds)
     data = data_identity(data_dir, vocab_size, {split: int(stream.shape[0]) for split, stream in streams.items()})
+    vocab = data_vocab_payload(data_dir, words, word_counts)  # checkpoints carry it: best.pt is usable alone
     progress = Progress()
     mismatch: RunMismatch | None = None
     if checkpoint_path.exists():
@@ -265,6 +269,7 @@ def _train(
     if main:
         write_lines(metrics_path, rows)  # drop a row written after the last checkpoint
         config.to_yaml(out_dir / "config.yaml")
+    on_row = open_curves(out_dir, config.tensorboard, tensorboard) if main else None  # live curves of the rows
     ddp_model = distributed.wrap_ddp(model, device)  # trains; `model` evaluates, reallocates, saves
     allreduce_bytes = distributed.gradient_bytes(model) if world > 1 else 0
 
@@ -298,7 +303,8 @@ def _train(
             progress.epoch_batch, progress.epoch_seconds = epoch["batch"], epoch["seconds"]
             progress.carried = [entry["epoch"] for entry in gathered]
         rng_ranks = [entry["rng"] for entry in gathered]
-        save_training(path, config, dataset, vocab_size, model, optimizer, scheduler, progress, rng_ranks, data=data)
+        save_training(path, config, dataset, vocab_size, model, optimizer, scheduler, progress, rng_ranks, data=data,
+                      vocab=vocab)
 
     def record(row: dict[str, Any], event_index: int) -> None:
         """best.pt, then the checkpoint (holding the row), then append: a kill in between loses nothing.
@@ -318,6 +324,8 @@ def _train(
         save(checkpoint_path, event_index)
         if main:
             append_line(metrics_path, line)
+        if on_row is not None:
+            on_row(row)
 
     for event_index in range(next_event, len(events)):
         kind, round_index, epoch_in_round = events[event_index]
