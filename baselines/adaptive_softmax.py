@@ -221,10 +221,9 @@ class AdaptiveSoftmaxLM(LanguageModel):
             slot = sample_logits(self.decoder.head(hidden), temperature, top_k, generator)  # [B]
             words = slot.clone()
             shortlist = self.decoder.shortlist_size
-            for index in range(slot.shape[0]):  # only a cluster slot needs a second draw
-                cluster = int(slot[index]) - shortlist
-                if cluster >= 0:
-                    scores = self.decoder.tail[cluster](hidden[index : index + 1])  # [1, cluster size]
-                    pick = sample_logits(scores, temperature, top_k, generator)[0]
-                    words[index] = self.decoder.cutoffs[cluster] + pick
+            for cluster in range(len(self.decoder.tail)):  # only rows that drew a cluster slot draw again
+                rows = (slot == shortlist + cluster).nonzero().squeeze(1)
+                if rows.numel():
+                    scores = self.decoder.tail[cluster](hidden[rows])  # [n, cluster size]
+                    words[rows] = self.decoder.cutoffs[cluster] + sample_logits(scores, temperature, top_k, generator)
         return words, state

@@ -226,9 +226,10 @@ class ClassSoftmaxLM(LanguageModel):
         hidden = hidden[:, 0]  # [B, H]
         chosen = sample_logits(self.class_decoder(hidden), temperature, top_k, generator)  # [B]
         words = torch.empty_like(chosen)
-        for index in range(chosen.shape[0]):  # one block per sequence (generation runs a few at a time)
-            start, stop = int(self.class_start[chosen[index]]), int(self.class_start[chosen[index] + 1])
-            scores = F.linear(hidden[index : index + 1], self.word_decoder.weight[start:stop],
-                              self.word_decoder.bias[start:stop])  # [1, |k|]
-            words[index] = self.sorted_words[start + sample_logits(scores, temperature, top_k, generator)[0]]
+        for klass in torch.unique(chosen).tolist():  # one block per class drawn, at most K
+            rows = (chosen == klass).nonzero().squeeze(1)
+            start, stop = int(self.class_start[klass]), int(self.class_start[klass + 1])
+            scores = F.linear(hidden[rows], self.word_decoder.weight[start:stop],
+                              self.word_decoder.bias[start:stop])  # [n_k, |k|]
+            words[rows] = self.sorted_words[start + sample_logits(scores, temperature, top_k, generator)]
         return words, state
