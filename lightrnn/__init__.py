@@ -6,8 +6,9 @@ __version__ = "0.1.0"
 def load(path, data=None, device="auto"):
     """A trained model file -> `lightrnn.pretrained.TrainedModel` (score, generate); see that module.
 
-    Imported on call, so `import lightrnn` stays light (no torch).
+    Imported on call, by name, so `import lightrnn` stays light: the data stage's scripts (whose
+    conda env has no torch) import the package but never call this.
     """
-    from lightrnn.pretrained import load as _load
+    import importlib
 
-    return _load(path, data=data, device=device)
+    return importlib.import_module("lightrnn.pretrained").load(path, data=data, device=device)

@@ -16,15 +16,19 @@ Text is tokenised as the corpus was (`lightrnn.data.encode.words_of`: whitespace
 sentence per line, each ended by the eos token); a word outside the vocabulary becomes the unk
 token and is counted.
 
-Scoring is exact and batched exactly as `lightrnn eval` batches a split (`lightrnn.evaluate`): the
-sentences form one stream (each followed by eos), cut into `eval_batch_size` contiguous rows read
-in `bptt` windows with the state carried; each target's NLL comes from the model's `forward`, which
-for every model equals -log_prob of the target under its exact distribution (LightRNN: -log P_r(row)
-- log P_c(col | row), the same terms `LightRNN.log_prob` sums; tests/test_baselines.py checks
-nll == -log_prob for every registered model). The stream is preceded by one eos (the state a
-sentence starts from in training), so every word of every sentence is scored; `like_eval=True`
-drops it and reads the text exactly as `eval` reads an encoded split (the first token is then
-context only), so that the corpus perplexity equals `eval`'s on the split encoded from that text.
+Scoring is exact: each target's NLL comes from the model's `forward`, which for every model
+equals -log_prob of the target under its exact distribution (LightRNN: -log P_r(row) - log
+P_c(col | row), the terms `LightRNN.log_prob` sums; tests/test_baselines.py checks nll == -log_prob
+for every registered model, tests/test_use.py checks score against LightRNN.log_prob). Two ways
+to read the text:
+- by sentence (default): each sentence alone, from the state after one eos (how a sentence
+  starts in training), so every word and the final eos are scored and a sentence's score does
+  not depend on its neighbours. Sentences sorted by length go `eval_batch_size` to a batch, read
+  in `bptt` windows: the forward calls of `lightrnn eval`, of the same size.
+- like eval (`like_eval=True`, `--like-eval`): the sentences form one stream (each followed by
+  eos) read exactly as `lightrnn.evaluate.evaluate` reads an encoded split (`eval_batch_size`
+  contiguous rows, state carried across sentences, the first token context only), so the corpus
+  perplexity equals `eval`'s on the split encoded from the same text.
 """
 
 from __future__ import annotations
@@ -130,12 +134,15 @@ class TrainedModel:
 
         sentences: one sentence per string (a line of raw text; words are split as the corpus was).
         A blank sentence is an error, or skipped (numbered lines keep their numbers) with
-        skip_blank=True. batch_size: rows of the stream (default: the run's eval_batch_size).
+        skip_blank=True. Each sentence is scored alone, from the state after one eos (what starts a
+        sentence in training), so its score does not depend on the other sentences or the batch;
+        like_eval=True reads the sentences as one stream, as `lightrnn eval` reads a split.
+        batch_size: sentences (rows of the stream) per batch (default: the run's eval_batch_size).
         """
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
         batch_size = batch_size or self.config.eval_batch_size
-        ids: list[int] = [] if like_eval else [self.eos_id]
+        ids: list[int] = [self.eos_id]  # the first is the start context of the sentence mode only
         lines: list[int] = []
         lengths: list[int] = []
         unknown_per: list[int] = []
@@ -153,24 +160,67 @@ class TrainedModel:
             unknown_per.append(unknown)
         if not lines:
             raise ValueError(f"{where} holds no sentence (only blank lines); pass text with one sentence per line")
-        stream = np.asarray(ids, dtype=np.int64)
-        nll, seconds = self._token_nll(stream, batch_size)  # [N], nll[0] = 0: the first token is context
-        # Token j of the stream belongs to sentence sentence_of[j] (the leading eos, if any, to none).
-        offset = 0 if like_eval else 1
-        sentence_of = np.repeat(np.arange(len(lines)), lengths)
-        predicted = np.ones(len(stream) - offset, dtype=np.int64)
         if like_eval:
-            predicted[0] = 0  # eval never predicts a split's first token
-        sentence_nll = np.bincount(sentence_of, weights=nll[offset:], minlength=len(lines))
-        sentence_tokens = np.bincount(sentence_of, weights=predicted, minlength=len(lines)).astype(np.int64)
+            stream = np.asarray(ids[1:], dtype=np.int64)  # no start context: eval's layout
+            sentence_nll, sentence_tokens, seconds = self._stream_nll(stream, lengths, batch_size)
+        else:
+            sentence_nll, sentence_tokens, seconds = self._sentence_nll(ids[1:], lengths, batch_size)
         results = [
             SentenceScore(line=line, tokens=int(count), log_prob=-float(value),
                           ppl=perplexity(float(value), int(count)) if count else math.nan, unknown=unknown)
             for line, count, value, unknown in zip(lines, sentence_tokens, sentence_nll, unknown_per)
         ]
-        total, tokens = float(nll.sum()), len(stream) - 1
+        total, tokens = float(sentence_nll.sum()), int(sentence_tokens.sum())
         return Scores(results, total, tokens, perplexity(total, tokens), sum(unknown_per),
                       sum(lengths) - len(lines), tokens / seconds if seconds > 0 else float("inf"))
+
+    @torch.no_grad()
+    def _sentence_nll(self, ids: list[int], lengths: list[int], batch_size: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Each sentence alone, from the state after one eos: (NLL [S], tokens [S], seconds).
+
+        Sentences sorted by length go `batch_size` to a batch, padded (masked) to the longest,
+        read in `bptt` windows with the state carried: at most batch_size x bptt positions per
+        forward, as `lightrnn eval`, so a sentence's score never depends on its neighbours.
+        """
+        device, bptt, eos = self.device, self.config.bptt, self.eos_id
+        bounds = np.cumsum([0, *lengths])
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        nll = np.zeros(len(lengths), dtype=np.float64)
+        start = time.perf_counter()
+        for first in range(0, len(order), batch_size):
+            chosen = order[first : first + batch_size]
+            longest = int(max(lengths[index] for index in chosen))
+            window = np.zeros((len(chosen), longest + 1), dtype=np.int64)  # [B, L + 1]: eos, words, eos, padding
+            window[:, 0] = eos
+            for row, index in enumerate(chosen):
+                window[row, 1 : lengths[index] + 1] = ids[bounds[index] : bounds[index + 1]]
+            window_tensor = torch.from_numpy(window).to(device)
+            real = torch.arange(longest, device=device)[None, :] < torch.tensor(
+                [lengths[index] for index in chosen], device=device)[:, None]  # [B, L]
+            total = torch.zeros(len(chosen), dtype=torch.float64, device=device)
+            state = None
+            for offset in range(0, longest, bptt):
+                stop = min(offset + bptt, longest)
+                tokens, targets = window_tensor[:, offset:stop], window_tensor[:, offset + 1 : stop + 1]  # [B, T]
+                output = self.model(tokens, targets, state)
+                total += output.nll.double().masked_fill(~real[:, offset : offset + bptt], 0.0).sum(dim=1)
+                state = detach_state(output.state)
+            nll[chosen] = total.cpu().numpy()
+        seconds = time.perf_counter() - start
+        if not np.isfinite(nll).all():
+            raise FloatingPointError(f"{self.path}: the model gave a non-finite log-probability; it has diverged")
+        return nll, np.asarray(lengths, dtype=np.int64), seconds
+
+    def _stream_nll(self, stream: np.ndarray, lengths: list[int], batch_size: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """The sentences as one stream read as `lightrnn eval` reads a split: (NLL [S], tokens [S], seconds);
+        the first sentence's first word is context only."""
+        nll, seconds = self._token_nll(stream, batch_size)  # [N], nll[0] = 0
+        sentence_of = np.repeat(np.arange(len(lengths)), lengths)
+        predicted = np.ones(len(stream), dtype=np.int64)
+        predicted[0] = 0
+        sentence_nll = np.bincount(sentence_of, weights=nll, minlength=len(lengths))
+        sentence_tokens = np.bincount(sentence_of, weights=predicted, minlength=len(lengths)).astype(np.int64)
+        return sentence_nll, sentence_tokens, seconds
 
     @torch.no_grad()
     def _token_nll(self, stream: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:

@@ -13,15 +13,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="log-probability and perplexity of each sentence of a text",
         description="Score raw text (one sentence per line, tokenised as the corpus was; unknown words become "
         "the model's unk) with a trained model file: one row per sentence on stdout (TSV or JSON lines), "
-        "the corpus perplexity on stderr (and in --summary). Exact, batched as `lightrnn eval`.",
+        "the corpus perplexity on stderr (and in --summary). Exact; forward calls of `lightrnn eval`'s size.",
     )
     parser.add_argument("--model", required=True, help="a model file: best.pt, or one written by lightrnn export")
     parser.add_argument("--text", required=True, help="a text file, or - for stdin")
     parser.add_argument("--data", default=None, help="the encoded data dir, only for a checkpoint without a vocabulary")
     parser.add_argument("--format", choices=("tsv", "jsonl"), default="tsv", help="per-sentence rows (default tsv)")
     parser.add_argument("--like-eval", action="store_true",
-                        help="read the text as `lightrnn eval` reads a split: no eos before the first sentence, so "
-                        "its first word is context only and the corpus perplexity equals eval's")
+                        help="read the text as one stream, as `lightrnn eval` reads a split (state carried across "
+                        "sentences, the first word context only): the corpus perplexity equals eval's. Default: "
+                        "each sentence alone, from the state after one eos")
     parser.add_argument("--batch-size", type=_positive, default=None, help="default: the run's eval_batch_size")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--summary", default=None, help="also write the corpus summary as JSON here")
