@@ -4,8 +4,11 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build on CI; on a GPU machine set TORCH='torch' (or your CUDA build) before `make`.
+# The torch requirement installed first, from TORCH_INDEX when set (else pip's configured index).
+# From PyPI on Linux, torch==2.13.0 is the CUDA build (several GB); for the CPU-only wheel point
+# TORCH_INDEX at PyTorch's CPU wheel index (README: Two commands). CI's machine serves the CPU build.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 CORES ?= all
 
@@ -14,7 +17,7 @@ CORES ?= all
 $(BIN)/lightrnn: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 

@@ -20,7 +20,7 @@ ENV_FILES = sorted((REPO / "workflow" / "envs").glob("*.yaml")) + [REPO / "envir
 CONDA_TO_PYPI = {"pytorch": "torch"}
 # top-level import name -> conda package
 IMPORT_TO_CONDA = {"torch": "pytorch", "yaml": "pyyaml"}
-MUST_PIN = {"torch", "numpy", "scipy", "pandas", "matplotlib", "snakemake"}
+MUST_PIN = {"torch", "numpy", "scipy", "matplotlib", "snakemake"}
 OWN = {"lightrnn", "baselines", "_workflow"}
 
 
@@ -34,15 +34,31 @@ def requirements() -> dict[str, SpecifierSet]:
     return {Requirement(item).name.lower(): Requirement(item).specifier for item in listed}
 
 
-def conda_packages(path: Path) -> dict[str, str]:
-    """conda name -> version spec (the text after the name, e.g. '==2.4.6', '=3.11', '')."""
+def conda_entries(path: Path) -> dict[str, tuple[str, str]]:
+    """conda name -> (version spec, build string): 'pytorch==2.13.0=cuda*' -> ('==2.13.0', 'cuda*')."""
     packages = {}
     for entry in yaml.safe_load(path.read_text())["dependencies"]:
         if isinstance(entry, dict):  # the pip: section
             continue
-        name, spec = re.match(r"^([A-Za-z0-9_.-]+)\s*(.*)$", entry).groups()
-        packages[name.lower()] = spec.strip()
+        name, spec, build = re.match(r"^([A-Za-z0-9_.-]+)\s*(=?=?[^=]*)(?:=(\S+))?$", entry).groups()
+        packages[name.lower()] = (spec.strip(), build or "")
     return packages
+
+
+def conda_packages(path: Path) -> dict[str, str]:
+    """conda name -> version spec (the text after the name, e.g. '==2.4.6', '=3.11', ''), build string left out."""
+    return {name: spec for name, (spec, _) in conda_entries(path).items()}
+
+
+def test_gpu_jobs_get_a_cuda_torch_and_cpu_jobs_a_cpu_one():
+    """train.yaml asks for a CUDA build whatever host creates it; train-cpu.yaml for the CPU build;
+    the rest of the two files is the same."""
+    envs = REPO / "workflow" / "envs"
+    cuda, cpu = conda_entries(envs / "train.yaml"), conda_entries(envs / "train-cpu.yaml")
+    assert cuda.pop("pytorch")[1] == "cuda*" and cpu.pop("pytorch")[1] == "cpu*"
+    assert cuda == cpu
+    assert all(build == "" for path in ENV_FILES if path.stem not in ("train", "train-cpu")
+               for _, build in conda_entries(path).values())
 
 
 @pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
@@ -141,8 +157,12 @@ def rules_with_envs() -> list[tuple[str, Path, Path]]:
             rule = block.split(":", 1)[0].strip()
             conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
             script = re.search(r"script:\s*\n\s*\"([^\"]+)\"", block)
-            if conda and script:
-                found.append((rule, (smk.parent / script.group(1)).resolve(), (smk.parent / conda.group(1)).resolve()))
+            if script and re.search(r"conda:\s*\n\s*torch_env\(", block):  # either torch build (common.smk)
+                envs = [smk.parent / "../envs/train.yaml", smk.parent / "../envs/train-cpu.yaml"]
+            else:
+                envs = [smk.parent / conda.group(1)] if conda else []
+            for env in envs if script else []:
+                found.append((rule, (smk.parent / script.group(1)).resolve(), env.resolve()))
     return found
 
 

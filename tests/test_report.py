@@ -275,3 +275,80 @@ def test_a_corrupt_metrics_line_is_named(tmp_path: Path):
     path.write_text('{"dataset": "ptb", "model": "lightrnn"}\n{not json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
         load_metrics([path])
+
+
+# Subsets of the run matrix a user runs first: one dataset without a hyphen, no LightRNN, LightRNN
+# alone, a baseline alone, One Billion Word alone, ACLW without the figure's model.
+SUBSETS = [
+    (["ptb"], ["lightrnn"]),
+    (["ptb"], ["full_softmax"]),
+    (["ptb", "aclw-fr"], ["full_softmax"]),
+    (["aclw-fr"], ["lightrnn"]),
+    (["aclw-es"], ["full_softmax", "lightrnn"]),
+    (["billionw"], ["lightrnn"]),
+    (["billionw"], ["full_softmax"]),
+    (["aclw-fr", "aclw-es", "billionw", "ptb"], ["lightrnn", "full_softmax"]),
+]
+
+
+@pytest.mark.parametrize(("datasets", "models"), SUBSETS, ids=lambda v: "+".join(v))
+def test_every_subset_of_the_run_matrix_renders(tmp_path: Path, datasets: list[str], models: list[str]):
+    """The report of any datasets x models the schema accepts: exactly the planned files, no crash."""
+    root = tmp_path / "run"
+    for dataset in datasets:
+        for model in models:
+            run_dir = root / dataset / model
+            run_dir.mkdir(parents=True)
+            (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in make_rows(dataset, model)))
+            (run_dir / "eval.json").write_text(json.dumps(make_eval(dataset, model)))
+    metrics_paths, eval_paths = find_results(root)
+    out = tmp_path / "out"
+    written = write_report(metrics_paths, eval_paths, out, "auto", DATE)
+    assert sorted(written) == sorted(out / p for p in layout.planned_outputs(datasets, models, "auto"))
+    verdict = (out / "tables" / "verdict.csv").read_text()
+    assert "not run here" in verdict or "confirmed" in verdict
+
+
+@pytest.mark.parametrize("rounds", [[3, 3, 2], [2, 2, 2], [1, 1, 1, 1]], ids=lambda r: "-".join(map(str, r)))
+def test_figures_print_no_text_on_top_of_other_text(monkeypatch, rounds: list[int]):
+    """Every figure, measured with matplotlib's renderer: no two drawn texts (titles, tick labels,
+    annotations, legend, footnote) overlap, also when reallocations are one or two epochs apart."""
+    from lightrnn.report import plots
+
+    monkeypatch.setitem(ROUNDS, "lightrnn", rounds)
+    rows = [row for key in RUNS for row in make_rows(*key)]
+    evals = [make_eval(*key) for key in RUNS]
+    figures = [plots.perplexity_figure(rows, evals, "aclw-fr", DATE, "paper"),
+               plots.perplexity_figure(rows, evals, "ptb", DATE, "curves"),
+               plots.size_speed_figure(rows, evals, DATE),
+               # One decade of sizes (a smoke run): the log axis must not label every minor tick.
+               plots.size_speed_figure([{**row, "params": 2000 + row["params"] % 9000} for row in rows], evals, DATE)]
+    import matplotlib.pyplot as plt
+
+    try:
+        for figure in figures:
+            assert plots.text_overlaps(figure) == [], figure.axes[0].get_title(loc="left")
+    finally:
+        for figure in figures:
+            plt.close(figure)
+
+
+def test_the_overlap_check_sees_overlapping_text():
+    from lightrnn.report import plots
+
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    axes.text(0.5, 0.5, "one label")
+    axes.text(0.5, 0.5, "another label")
+    try:
+        assert ("one label", "another label") in plots.text_overlaps(figure)
+    finally:
+        plt.close(figure)
+
+
+def test_series_styles_are_distinct_beyond_the_colour_cycle():
+    from lightrnn.report import plots
+
+    styles = plots.series_styles(24)
+    assert len({tuple(sorted(style.items())) for style in styles}) == 24

@@ -147,8 +147,10 @@ def test_the_figure_has_the_published_curve_and_ours(loaded):
                     if len(set(line.get_xdata())) == 1 and len(line.get_xdata()) == 2]
         assert {10, 20} <= set(vertical)  # the published reallocations
         assert {3, 6} <= set(vertical)  # ours: after rounds of 3 epochs
-        assert any("read from the published figure" in text.get_text() for text in axes.texts)
-        assert any("small Botha & Blunsom set" in text.get_text() for text in axes.texts)
+        notes = [text.get_text() for text in [*axes.texts, *figure.texts]]
+        assert any("read from the published figure" in note for note in notes)
+        assert any("small Botha & Blunsom set" in note for note in notes)
+        assert plots.text_overlaps(figure) == []
     finally:
         import matplotlib.pyplot as plt
 

@@ -3,6 +3,8 @@ whole smoke DAG end to end from a clean copy of the repository."""
 
 from __future__ import annotations
 
+import html
+import os
 import re
 import shutil
 import subprocess
@@ -112,26 +114,127 @@ def _copy_repo(target: Path) -> Path:
     return target
 
 
-@pytest.mark.slow
-def test_the_smoke_dag_runs_end_to_end_from_a_clean_directory():
+@pytest.fixture(scope="module")
+def smoke_run():
+    """The whole smoke DAG from a clean copy of the repository, then its HTML report: (copy, run folder)."""
     with tempfile.TemporaryDirectory() as folder:
         work = _copy_repo(Path(folder) / "repo")
         result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=work, timeout=1500)
         assert result.returncode == 0, result.stderr[-4000:]
-        smoke = load("config/smoke.yaml")
-        run = work / "results" / "smoke"
-        for dataset in smoke["datasets_to_run"]:
-            for model in smoke["models_to_run"]:
-                assert (run / dataset / model / "eval.json").is_file(), (dataset, model)
-        aclw = (run / "tables" / "aclw.md").read_text()
-        assert "| French |" in aclw and "| Spanish |" in aclw
-        realloc = (run / "tables" / "reallocation.csv").read_text().splitlines()
-        # 5 datasets x 3 rounds of LightRNN, the first two followed by a reallocation.
-        assert len(realloc) == 1 + 5 * 3
-        assert sum(1 for line in realloc[1:] if line.split(",")[7]) == 5 * 2  # realloc_objective filled
-        for name in ("aclw-fr-perplexity", "size-speed", "curves-ptb"):
-            assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-            assert (run / "plots" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+        # The console shows Snakemake's own lines: no `lightrnn eval` JSON, no "Shell command: None".
+        assert '"ppl":' not in result.stdout + result.stderr
+        assert "Shell command: None" not in result.stdout + result.stderr
         report = snakemake("--configfile", "config/smoke.yaml", "--report", "results/smoke/report.html", cwd=work)
         assert report.returncode == 0, report.stderr[-4000:]
-        assert (run / "report.html").stat().st_size > 10_000
+        yield work, work / "results" / "smoke"
+
+
+@pytest.mark.slow
+def test_the_smoke_dag_runs_end_to_end_from_a_clean_directory(smoke_run):
+    _, run = smoke_run
+    smoke = load("config/smoke.yaml")
+    for dataset in smoke["datasets_to_run"]:
+        for model in smoke["models_to_run"]:
+            assert (run / dataset / model / "eval.json").is_file(), (dataset, model)
+            # Every job's benchmark: file, and the jobs table built from them.
+            assert (run / "benchmarks" / "train" / dataset / f"{model}.tsv").is_file(), (dataset, model)
+    aclw = (run / "tables" / "aclw.md").read_text()
+    assert "| French |" in aclw and "| Spanish |" in aclw
+    realloc = (run / "tables" / "reallocation.csv").read_text().splitlines()
+    # 5 datasets x 3 rounds of LightRNN, the first two followed by a reallocation.
+    assert len(realloc) == 1 + 5 * 3
+    assert sum(1 for line in realloc[1:] if line.split(",")[7]) == 5 * 2  # realloc_objective filled
+    jobs = (run / "tables" / "jobs.csv").read_text()
+    assert jobs.count("\ntrain,") == 5 * 4 and jobs.count("\nevaluate,") == 5 * 4
+    for name in ("aclw-fr-perplexity", "size-speed", "curves-ptb"):
+        assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (run / "plots" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    assert (run / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_smoke_figures_print_no_text_on_top_of_other_text(smoke_run):
+    """The figures of a real (tiny) run, redrawn from its metrics, measured with matplotlib's renderer."""
+    import matplotlib.pyplot as plt
+
+    from lightrnn.report import plots
+    from lightrnn.report.results import find_results, load_evals, load_metrics
+
+    _, run = smoke_run
+    metrics, evals = find_results(run)
+    rows, evals = load_metrics(metrics), load_evals(evals)
+    figures = [plots.perplexity_figure(rows, evals, "aclw-fr", "2026-01-02", "paper"),
+               plots.size_speed_figure(rows, evals, "2026-01-02")]
+    figures += [plots.perplexity_figure(rows, evals, d, "2026-01-02", "curves") for d in load("config/smoke.yaml")["datasets_to_run"]]
+    try:
+        for figure in figures:
+            assert plots.text_overlaps(figure) == [], figure.axes[0].get_title(loc="left")
+    finally:
+        for figure in figures:
+            plt.close(figure)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_verdict_in_a_browser(smoke_run, tmp_path: Path):
+    """The HTML report in headless Chromium: its front page (after the page's scripts ran) holds
+    the verdict summary table with every claim, and the full tables are HTML results, not downloads."""
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, run = smoke_run
+    page = subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", (run / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert page.returncode == 0, page.stderr[-2000:]
+    dom = page.stdout
+    summary = dom[dom.index('id="table-verdict-summary"'):]
+    summary = summary[: summary.index("</table>")]
+    from lightrnn.report import paper
+
+    for claim in paper.CLAIMS:
+        assert html.escape(claim.claim, quote=False) in summary, claim.claim
+    assert "confirmed" in summary
+    # The tables are registered as HTML (shown inline), the CSVs are not offered as results.
+    assert "verdict.html" in dom and "size-speed.html" in dom and "verdict.csv" not in dom
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+         "--window-size=1400,1000", "--virtual-time-budget=10000", f"--screenshot={screenshot}",
+         (run / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert shot.returncode == 0 and screenshot.read_bytes()[:4] == b"\x89PNG", shot.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_run_of_one_dataset_and_one_model_renders_its_report(smoke_run):
+    """PTB alone with LightRNN alone (the first run many users make) ends with its report."""
+    work, _ = smoke_run
+    result = snakemake(
+        "--cores", "2", "--configfile", "config/smoke.yaml", "--config", "run=smoke-ptb",
+        'datasets_to_run=["ptb"]', 'models_to_run=["lightrnn"]', cwd=work, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = work / "results" / "smoke-ptb"
+    assert "not run here" in (run / "tables" / "verdict.md").read_text()
+    assert (run / "tables" / "benchmarks.md").is_file() and (run / "plots" / "curves-ptb.png").is_file()
+
+
+def test_a_dry_run_names_every_missing_hand_placed_corpus_file(clean_copy: Path):
+    """The large ACLW sets are declared inputs: `snakemake -n` fails before any job and names the
+    files to place (all of them, not only the first job's)."""
+    result = snakemake("-n", "--configfile", "config/aclw-large.yaml", cwd=clean_copy)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "18 hand-placed corpus files are missing" in output
+    for lang in ("cs", "de", "en", "es", "fr", "ru"):
+        assert f"resources/raw/aclw-large/{lang}/train.txt" in output, lang
+    assert "MissingInputException" in output and not (clean_copy / "results").exists()

@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "[--aclw-plot-dataset DATASET]",
         help="render paper-style tables and plots from metrics files (or the README block from them)",
         description="Read RESULTS/<dataset>/<model>/{metrics.jsonl,eval.json} and write "
-        "OUT/tables/*.{md,tex,csv} (the verdict table first: the paper's claims beside what was measured) "
+        "OUT/tables/*.{md,tex,csv,html} (the verdict table first: the paper's claims beside what was measured) "
         "and OUT/plots/*.{png,pdf}. "
         "`lightrnn report readme ...` rewrites the README's smoke-run block from such a folder.",
     )

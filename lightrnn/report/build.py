@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Iterable
 
 from lightrnn.fileio import write_text
-from lightrnn.report.layout import dataset_family, planned_outputs, resolve_aclw_plot_dataset
+from lightrnn.report.jobs import jobs_table, read_job_benchmarks
+from lightrnn.report.layout import VERDICT_SUMMARY, dataset_family, planned_outputs, resolve_aclw_plot_dataset
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
 from lightrnn.report.results import load_evals, load_metrics
-from lightrnn.report.tables import BUILDERS, RENDERERS, Table
-from lightrnn.report.verdict import verdict_table
+from lightrnn.report.tables import BUILDERS, RENDERERS, Table, to_html
+from lightrnn.report.verdict import verdict_summary, verdict_table
 
 
 def today() -> str:
@@ -26,8 +27,9 @@ def write_report(
     date: str | None = None,
     bench_dir: Path | str | None = None,
     run: str | None = None,
+    benchmarks_dir: Path | str | None = None,
 ) -> list[Path]:
-    """Render tables (OUT/tables/*.{md,tex,csv}) and plots (OUT/plots/*.{png,pdf}).
+    """Render tables (OUT/tables/*.{md,tex,csv,html}) and plots (OUT/plots/*.{png,pdf}).
 
     Writes exactly `layout.planned_outputs(datasets, models, aclw_plot_dataset)` for the
     datasets and models found in the rows, and returns those paths. `date` (ISO, default today
@@ -51,7 +53,9 @@ def write_report(
             write_text(path, render(table))
             written.append(path)
 
-    write_table(verdict_table(rows, evals, date, bench_dir, run or out_dir.resolve().name))
+    verdict = verdict_table(rows, evals, date, bench_dir, run or out_dir.resolve().name)
+    write_table(verdict)
+    written.append(write_text(out_dir / VERDICT_SUMMARY, to_html(verdict_summary(verdict))))
     families = {dataset_family(dataset) for dataset in datasets}
     for name, builder in BUILDERS.items():
         if name.split("-")[0] in ("aclw", "billionw", "benchmarks") and name.split("-")[0] not in families:
@@ -59,6 +63,9 @@ def write_report(
         if name == "reallocation" and "lightrnn" not in models:
             continue
         write_table(builder(rows, evals, date))
+        if name == "size-speed" and benchmarks_dir is not None:  # what the jobs cost, beside the speed
+            folder = Path(benchmarks_dir)
+            write_table(jobs_table(read_job_benchmarks(folder) if folder.is_dir() else [], date))
     aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     plots = out_dir / "plots"
     if aclw_plot_dataset in datasets and "lightrnn" in models:
@@ -66,7 +73,9 @@ def write_report(
     for dataset in datasets:
         written += perplexity_plot(rows, evals, dataset, plots / f"curves-{dataset}", date, style="curves")
     written += size_speed_chart(rows, evals, plots / "size-speed", date)
-    expected = {out_dir / path for path in planned_outputs(datasets, models, aclw_plot_dataset)}
+    expected = {
+        out_dir / path for path in planned_outputs(datasets, models, aclw_plot_dataset, benchmarks_dir is not None)
+    }
     if set(written) != expected:
         # The Snakefile declares planned_outputs; a difference would be a bug here, not bad input.
         raise RuntimeError(f"write_report wrote {sorted(map(str, set(written) ^ expected))} unlike planned_outputs")

@@ -37,15 +37,18 @@ _ACLW = re.compile(r"^aclw-(?:(?P<size>large|small)-)?(?P<lang>[a-z]{2})$")
 
 # The verdict comes first: the report opens with "does the paper hold?".
 TABLES: tuple[str, ...] = (
-    "verdict", "aclw", "billionw", "billionw-speed", "benchmarks", "size-speed", "reallocation"
+    "verdict", "aclw", "billionw", "billionw-speed", "benchmarks", "size-speed", "jobs", "reallocation"
 )
-TABLE_FORMATS: tuple[str, ...] = ("md", "tex", "csv")
+TABLE_FORMATS: tuple[str, ...] = ("md", "tex", "csv", "html")
 # What an ablation study run renders (lightrnn.report.study.write_study), below the run folder.
 STUDY_OUTPUTS: tuple[str, ...] = (
     "tables/ablation.md", "tables/ablation.csv", "tables/study-realloc.md", "tables/study-realloc.csv",
     "plots/ablation.png", "plots/ablation.pdf",
 )
 PLOT_FORMATS: tuple[str, ...] = ("png", "pdf")
+# Claim and verdict word only: short enough for the front page of `snakemake --report`, which
+# inserts it (workflow/report/workflow.rst); the full verdict table is one click away.
+VERDICT_SUMMARY = "verdict-summary.html"
 
 
 def model_label(model: str) -> str:
@@ -100,12 +103,15 @@ def resolve_aclw_plot_dataset(choice: str | None, datasets: list[str]) -> str | 
     return next((dataset for dataset in ACLW_PLOT_CHOICES if dataset in datasets), None)
 
 
-def planned_outputs(datasets: list[str], models: list[str], aclw_plot_dataset: str | None) -> list[str]:
+def planned_outputs(
+    datasets: list[str], models: list[str], aclw_plot_dataset: str | None, jobs: bool = False
+) -> list[str]:
     """Paths, relative to the report folder, that `write_report` writes for this run matrix.
 
     A table or plot is planned only when the run holds the rows it needs, so the list is a
     pure function of the configuration, known before any training. The verdict table is always
-    planned: a claim this run cannot check reads "not run here".
+    planned: a claim this run cannot check reads "not run here". `jobs`: the jobs table (what each
+    Snakemake job cost, from the rules' benchmark files), which the workflow asks for.
     """
     if not datasets or not models:
         raise ValueError("planned_outputs: the run needs at least one dataset and one model")
@@ -115,11 +121,13 @@ def planned_outputs(datasets: list[str], models: list[str], aclw_plot_dataset: s
     if "billionw" in families:
         tables.insert(tables.index("billionw") + 1, "billionw-speed")
     tables.append("size-speed")
+    if jobs:
+        tables.append("jobs")
     if "lightrnn" in models:
         tables.append("reallocation")
     plots = [f"curves-{dataset}" for dataset in datasets] + ["size-speed"]
     if aclw_plot_dataset and aclw_plot_dataset in datasets and "lightrnn" in models:
         plots.insert(0, f"{aclw_plot_dataset}-perplexity")
-    return [f"tables/{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS] + [
+    return [f"tables/{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS] + [VERDICT_SUMMARY] + [
         f"plots/{name}.{fmt}" for name in plots for fmt in PLOT_FORMATS
     ]

@@ -77,6 +77,68 @@ def data_note(dataset: str) -> str:
     return "Ours: the small Botha & Blunsom set (~1M tokens), not the paper's large set (~56M)."
 
 
+def series_styles(count: int) -> list[dict[str, Any]]:
+    """`count` distinct line styles (colour x line style x marker), for figures with more series
+    than a colour cycle has colours: no two series look alike, whatever `count` is."""
+    colors = (*MODEL_COLORS.values(), *_FALLBACK_COLORS[:3], "#555555")
+    dashes = ("-", "--", "-.", ":")
+    markers = ("o", "s", "^", "D", "v", "P", "X")
+    return [
+        {
+            "color": colors[i % len(colors)],
+            "linestyle": dashes[(i // len(colors)) % len(dashes)],
+            "marker": markers[i % len(markers)],
+        }
+        for i in range(count)
+    ]
+
+
+def text_boxes(figure: Any) -> list[tuple[str, Any]]:
+    """(text, window extent) of every non-empty text the renderer actually draws on `figure` (tick
+    labels outside the view are never drawn, so they are not counted); a legend counts as one box
+    (its entries are laid out by matplotlib and cannot collide)."""
+    from unittest import mock
+
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
+    drawn: list[Any] = []
+    draw = Text.draw
+
+    def recording(self: Any, renderer: Any) -> Any:
+        drawn.append(self)
+        return draw(self, renderer)
+
+    renderer = figure.canvas.get_renderer()
+    with mock.patch.object(Text, "draw", recording):
+        figure.draw(renderer)
+    legends = [artist for artist in figure.findobj(Legend) if artist.get_visible()]
+    inside = {id(text) for legend in legends for text in legend.findobj(Text)}
+    boxes = [("legend", legend.get_window_extent(renderer)) for legend in legends]
+    for text in drawn:
+        if id(text) in inside or not text.get_visible() or not text.get_text().strip():
+            continue
+        # The text's own box (an annotation's get_window_extent adds its arrow's extent).
+        box = Text.get_window_extent(text, renderer)
+        if box.width > 0 and box.height > 0:
+            boxes.append((text.get_text(), box))
+    return boxes
+
+
+def text_overlaps(figure: Any, tolerance: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of texts (and legends) of a drawn figure whose boxes overlap by more than
+    `tolerance` pixels each way: what a reader would see printed on top of each other."""
+    boxes = text_boxes(figure)
+    overlaps = []
+    for i, (text_a, a) in enumerate(boxes):
+        for text_b, b in boxes[i + 1 :]:
+            width = min(a.x1, b.x1) - max(a.x0, b.x0)
+            height = min(a.y1, b.y1) - max(a.y0, b.y0)
+            if width > tolerance and height > tolerance:
+                overlaps.append((text_a, text_b))
+    return overlaps
+
+
 def model_color(model: str) -> str:
     if model in MODEL_COLORS:
         return MODEL_COLORS[model]
@@ -207,6 +269,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     published = style == "paper" and published_curve_applies(dataset)
     if published:
         plotted += _draw_published_curve(axes)
+    baseline = None  # (model, test ppl) of the best baseline's line
     if style == "paper":
         baselines = [
             summary for (_, model), summary in summaries.items() if model != "lightrnn" and summary.test_ppl is not None
@@ -219,6 +282,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
                 zorder=2,
             )
             plotted.append(float(best.test_ppl))  # type: ignore[arg-type]
+            baseline = (best.model, float(best.test_ppl))  # type: ignore[arg-type]
     # Early epochs of small runs can sit orders of magnitude above the end: a log axis keeps
     # the part that matters readable.
     if plotted and max(plotted) / max(min(plotted), 1e-9) > 4:
@@ -227,15 +291,8 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
         plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "1235" else "")
         axes.yaxis.set_major_formatter(plain)
         axes.yaxis.set_minor_formatter(plain)
-    # Annotations go above-right of their point, or below-right in the top third of the axes,
-    # so they never run into the title.
-    low, high = (math.log(v) for v in axes.get_ylim()) if axes.get_yscale() == "log" else axes.get_ylim()
-    for x, y, text in notes:
-        height = ((math.log(y) if axes.get_yscale() == "log" else y) - low) / max(high - low, 1e-12)
-        axes.annotate(
-            text, xy=(x, y), xytext=(14, -34 if height > 0.66 else 18), textcoords="offset points", fontsize=8,
-            arrowprops={"arrowstyle": "->", "color": "0.3"},
-        )
+    if axes.get_yscale() == "log":
+        _nice_log_floor(axes)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("Epoch")
     axes.set_ylabel("Perplexity")
@@ -244,24 +301,116 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     axes.set_title(f"{dataset_label(dataset)}: {title}", loc="left", pad=14)
     axes.grid(True, which="major", color="0.9")
     axes.spines[["top", "right"]].set_visible(False)
+    if baseline is not None:
+        # Named on the line itself too, at its right end: the legend is far below.
+        axes.annotate(
+            f"{baseline[1]:.1f}", xy=(1.0, baseline[1]), xycoords=("axes fraction", "data"), xytext=(2, 0),
+            textcoords="offset points", ha="left", va="center", fontsize=7, color=model_color(baseline[0]),
+        )
     # Below the axes: the curves keep the whole plotting area.
-    axes.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    legend = axes.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     axes.text(
         0.0, 1.01, _provenance_line(sum(runs.values(), []), date), transform=axes.transAxes, ha="left",
         va="bottom", fontsize=6, color="0.5",
     )
+    _place_annotations(figure, axes, notes)
     if published:
-        # Says where the grey points come from and which data ours are on, under the legend.
-        axes.text(
-            0.0, -0.42, f"Grey: official LightRNN example, {paper.CURVE_NOTE}; published epoch e drawn at e + 1 "
-            f"epochs completed. {data_note(dataset)}", transform=axes.transAxes, ha="left", va="top",
-            fontsize=7, color="0.3", wrap=True,
+        # Says where the grey points come from and which data ours are on, under the legend
+        # (placed from the legend's drawn extent, so a longer legend pushes it down).
+        renderer = figure.canvas.get_renderer()
+        bottom = legend.get_window_extent(renderer).transformed(figure.transFigure.inverted()).y0
+        left = axes.get_position().x0
+        figure.text(
+            left, bottom - 0.02, f"Grey: official LightRNN example, {paper.CURVE_NOTE}; published epoch e drawn "
+            f"at e + 1 epochs completed. {data_note(dataset)}", ha="left", va="top", fontsize=7, color="0.3",
+            wrap=True,
         )
     return figure
 
 
+def _count_ticks(axis: Any, values: list[float]) -> None:
+    """Ticks of a log axis of counts labelled 10K, 20K, 50K, 1M: 1-2-5 per decade when the data span
+    about one decade, powers of ten otherwise (the default labelled every minor tick of a narrow
+    range, 2x10^3 3x10^3 ..., and the labels ran into each other)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if not values:
+        return
+    span = math.log10(max(values) / min(values))
+    subs = (1.0, 2.0, 5.0) if span <= 1.5 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: format_count(value)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _nice_log_floor(axes: Any) -> None:
+    """Lower a log y axis to the next 1, 2, 3 or 5 x 10^k below its data, so the lowest line
+    (often the best baseline) sits above a labelled tick."""
+    low, high = axes.get_ylim()
+    exponent = math.floor(math.log10(low))
+    nice = max(m * 10**exponent for m in (1, 2, 3, 5) if m * 10**exponent <= low)
+    axes.set_ylim(nice, high)
+
+
+# Where a reallocation's note may go, relative to its point (points), nearest first: the first
+# that collides with no drawn text and stays inside the axes wins.
+_NOTE_BOX = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+_NOTE_OFFSETS = tuple(
+    sorted(((dx, dy) for dx in (14, 50, -90, -130) for dy in (18, -34, 46, -62, -90, -120)),
+           key=lambda offset: abs(offset[0]) + abs(offset[1]))
+)
+
+
+def _overlap_area(box: Any, other: Any) -> float:
+    width = min(box.x1, other.x1) - max(box.x0, other.x0)
+    height = min(box.y1, other.y1) - max(box.y0, other.y0)
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str]]) -> None:
+    """Annotate each reallocation where its text overlaps no other text and stays inside the axes
+    (two reallocations a few epochs apart used to print on top of each other); where no place is
+    free, the place that covers the least text and sticks out least."""
+    from matplotlib.text import Text
+
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    frame = axes.get_window_extent(renderer)
+    taken = [box for _, box in text_boxes(figure)]
+    for x, y, text in notes:
+        best, best_cost = _NOTE_OFFSETS[0], math.inf
+        for offset in _NOTE_OFFSETS:
+            note = axes.annotate(text, xy=(x, y), xytext=offset, textcoords="offset points", fontsize=8)
+            note.update_positions(renderer)  # where xytext puts the text (done at draw time otherwise)
+            box = Text.get_window_extent(note, renderer)
+            note.remove()
+            outside = box.width * box.height - _overlap_area(box, frame)
+            cost = outside + sum(_overlap_area(box, other) for other in taken)
+            if cost < best_cost:
+                best, best_cost = offset, cost
+            if cost == 0:
+                break
+        note = axes.annotate(
+            text, xy=(x, y), xytext=best, textcoords="offset points", fontsize=8,
+            arrowprops={"arrowstyle": "->", "color": "0.3"}, bbox=_NOTE_BOX,
+        )
+        note.update_positions(renderer)
+        taken.append(Text.get_window_extent(note, renderer))
+
+
 def size_speed_chart(rows: list[Row], evals: list[Row], stem: Path | str, date: str) -> list[Path]:
-    """Two bar panels per (dataset, model): parameters (log scale) and training tokens/s."""
+    """Two bar panels per (dataset, model): parameters (log scale) and training tokens/s; writes
+    STEM.{png,pdf} and returns the paths."""
+    plt = _pyplot()
+    figure = size_speed_figure(rows, evals, date)
+    try:
+        return save_figure(figure, stem)
+    finally:
+        plt.close(figure)
+
+
+def size_speed_figure(rows: list[Row], evals: list[Row], date: str) -> Any:
+    """The matplotlib Figure of `size_speed_chart` (the caller closes it)."""
     summaries = summarize(rows, evals)
     if not summaries:
         raise ValueError("size_speed_chart: no metrics rows")
@@ -275,6 +424,7 @@ def size_speed_chart(rows: list[Row], evals: list[Row], stem: Path | str, date: 
     speeds = [summaries[key].train_tokens_per_s or 0 for key in keys]
     size_axes.barh(positions, params, color=colors)
     size_axes.set_xscale("log")
+    _count_ticks(size_axes.xaxis, [p for p in params if p > 0])
     size_axes.set_xlabel("Parameters (log scale)")
     speed_axes.barh(positions, speeds, color=colors)
     speed_axes.set_xlabel("Training tokens/s (median over epochs)")
@@ -286,7 +436,4 @@ def size_speed_chart(rows: list[Row], evals: list[Row], stem: Path | str, date: 
     figure.suptitle("Model size and training speed")
     figure.text(0.99, 0.005, _provenance_line(rows, date), ha="right", fontsize=6, color="0.5")
     figure.tight_layout()
-    try:
-        return save_figure(figure, stem)
-    finally:
-        plt.close(figure)
+    return figure

@@ -222,22 +222,24 @@ def ablation_figure(variants: list[Variant], date: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lightrnn.report.plots import model_color, series_styles
+
     best = best_recipes(variants)
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for model, label in best.items():
         members = [v for v in variants if v.label == label and v.model == model]
         run = min(members, key=lambda v: v.seed if v.seed is not None else 0)
         points = [(row["epoch"], row["valid_ppl"]) for row in run.epochs if row.get("valid_ppl") is not None]
-        left.plot(*zip(*points), marker="o", label=f"{model_label(model)}: {label}")
+        left.plot(*zip(*points), marker="o", color=model_color(model), label=f"{model_label(model)}: {label}")
     left.set_title("(a) every model at its best recipe (valid)")
     lightrnn = [v for v in variants if v.model == "lightrnn" and (v.group != "seeds")]
-    seen: set[str] = set()
+    shown: dict[str, Variant] = {}  # one curve per label (the first seed)
     for variant in sorted(lightrnn, key=lambda v: (v.group, v.label, v.seed or 0)):
-        if variant.label in seen:
-            continue
-        seen.add(variant.label)
+        shown.setdefault(variant.label, variant)
+    # More variants than a colour cycle has colours: colour x dash x marker keeps every curve distinct.
+    for variant, style in zip(shown.values(), series_styles(len(shown))):
         points = [(row["epoch"], row["valid_ppl"]) for row in variant.epochs if row.get("valid_ppl") is not None]
-        line, = right.plot(*zip(*points), marker=".", label=f"{variant.group}: {variant.label}")
+        line, = right.plot(*zip(*points), markersize=4, label=f"{variant.group}: {variant.label}", **style)
         spikes = [(row["epoch"] + 0.5, row["valid_ppl"]) for row in realloc_rows(variant.rows)
                   if row.get("valid_ppl") is not None and math.isfinite(row["valid_ppl"])]
         if spikes:

@@ -1,4 +1,4 @@
-"""Paper-style tables as pure functions of metrics rows, rendered as Markdown, LaTeX and CSV.
+"""Paper-style tables as pure functions of metrics rows, rendered as Markdown, LaTeX, CSV and HTML.
 
 Each builder takes the rows of metrics.jsonl files and the eval.json records and returns a
 `Table`: display cells for Markdown/LaTeX, and full-precision CSV records where every row carries
@@ -8,6 +8,7 @@ its provenance (git revision, device, date, config hash).
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from dataclasses import dataclass, field
@@ -634,4 +635,52 @@ def to_csv(table: Table) -> str:
     return buffer.getvalue()
 
 
-RENDERERS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
+# One small style sheet per fragment, scoped to the table's class: the fragment reads the same
+# standalone (Snakemake's report shows it in an iframe) and inserted into another page (the
+# report's front page shows the verdict).
+_HTML_STYLE = (
+    "<style>"
+    "table.lightrnn{border-collapse:collapse;font:13px/1.35 system-ui,sans-serif;margin:0.5em 0}"
+    "table.lightrnn caption{font-weight:600;text-align:left;padding:0 0 0.4em}"
+    "table.lightrnn th,table.lightrnn td{border-bottom:1px solid #ddd;padding:3px 8px;vertical-align:top}"
+    "table.lightrnn thead th{border-bottom:2px solid #444;text-align:left}"
+    "table.lightrnn td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+    "p.lightrnn-note{font:12px/1.35 system-ui,sans-serif;color:#444;max-width:60em}"
+    "</style>"
+)
+
+
+def _html_text(text: str) -> str:
+    """Escaped, and ASCII only (character references): the report embeds files as data URIs
+    without a charset, where raw UTF-8 would show as mojibake."""
+    return html.escape(text).encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def to_html(table: Table) -> str:
+    """An HTML fragment: a scoped style, the table (labels left, numbers right, best in bold), the note."""
+    head = "".join(f"<th>{_html_text(title)}</th>" for title in table.header)
+    body = []
+    for i, line in enumerate(table.cells):
+        cells = []
+        for j, cell in enumerate(line):
+            text = _html_text(cell)
+            if (i, j) in table.bold:
+                text = f"<strong>{text}</strong>"
+            cells.append(f"<td>{text}</td>" if j < table.left else f'<td class="num">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    lines = [
+        _HTML_STYLE,
+        f'<table class="lightrnn" id="table-{_html_text(table.name)}">',
+        f"<caption>{_html_text(table.title)}</caption>",
+        f"<thead><tr>{head}</tr></thead>",
+        "<tbody>",
+        *body,
+        "</tbody>",
+        "</table>",
+    ]
+    if table.note:
+        lines.append(f'<p class="lightrnn-note">{_html_text(table.note)}</p>')
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"md": to_markdown, "tex": to_latex, "csv": to_csv, "html": to_html}

@@ -187,11 +187,14 @@ def _scale(run: str, summary: RunSummary, published: float | None) -> str:
 
 def _paper_lightrnn(dataset: str) -> float | None:
     """The paper's LightRNN parameter count for this dataset (large ACLW set or One Billion Word)."""
-    if dataset_family(dataset) == "billionw":
+    family = dataset_family(dataset)
+    if family == "billionw":
         params = paper.BILLIONW["lightrnn"].params
-    else:
-        result = paper.ACLW.get(dataset.rsplit("-", 1)[1], {}).get("lightrnn")
+    elif family == "aclw":  # 'aclw-fr', 'aclw-large-fr': the language code is the last part
+        result = paper.ACLW.get(dataset.rsplit("-", 1)[-1], {}).get("lightrnn")
         params = result.params if result else None
+    else:  # PTB, WikiText: the paper has no LightRNN size for them
+        params = None
     return params.value if params else None
 
 
@@ -422,6 +425,20 @@ def verdict_table(
         note="Verdicts: confirmed / not confirmed / partly (how) / not run here. A run far smaller than "
         "the paper's compares models with each other; it does not reproduce the paper's absolute perplexity.",
         left=5,
+    )
+
+
+def verdict_summary(table: Table) -> Table:
+    """The verdict table cut to claim and verdict word: the front page of the HTML report."""
+    return Table(
+        name="verdict-summary",
+        title="Does the paper hold?",
+        header=["Claim", "Verdict"],
+        cells=[[line[0], record["verdict"]] for line, record in zip(table.cells, table.records)],
+        records=[],
+        note="What the paper says, what this run measured and from which run, device and scale: "
+        "Results, Does the paper hold (the full verdict table).",
+        left=2,
     )
 
 

@@ -13,8 +13,10 @@ rule bench:
         plot_pdf=f"{RESULTS}/bench/throughput.pdf",
     log:
         f"{RESULTS}/logs/bench.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench.tsv"
     conda:
-        "../envs/train.yaml"
+        torch_env(config["bench"]["resources"]["gpu"])
     threads: config["bench"]["threads"]
     resources:
         gpu=config["bench"]["resources"]["gpu"],

@@ -76,7 +76,7 @@ RUN_MODELS = config["models_to_run"]
 ACLW_PLOT_DATASET = resolve_aclw_plot_dataset(
     config["report"]["aclw_plot_dataset"], RUN_DATASETS
 )
-REPORT_OUTPUTS = planned_outputs(RUN_DATASETS, RUN_MODELS, ACLW_PLOT_DATASET)
+REPORT_OUTPUTS = planned_outputs(RUN_DATASETS, RUN_MODELS, ACLW_PLOT_DATASET, jobs=True)
 SPLITS = ["train", "valid", "test"]
 
 
@@ -85,6 +85,35 @@ wildcard_constraints:
     model="|".join(RUN_MODELS),
     corpus="[a-z0-9-]+",
     filename="[^/]+",
+
+
+def torch_env(gpus):
+    """The conda env of a torch job: a CUDA build of pytorch when the job asks for a GPU, the CPU
+    build otherwise (no multi-GB CUDA download for the smoke run or a CPU benchmark)."""
+    return "../envs/train.yaml" if gpus else "../envs/train-cpu.yaml"
+
+
+def _missing_hand_placed():
+    """Every hand-placed corpus file this run needs and lacks (Snakemake stops at the first job)."""
+    missing = []
+    for dataset in RUN_DATASETS:
+        corpus = DATASETS[dataset].corpus
+        if CORPORA[corpus].archive_format == "manual":
+            for split in SPLITS:
+                missing += [
+                    path
+                    for member in DATASETS[dataset].splits[split]
+                    if not Path(path := f"{RES}/raw/{corpus}/{member}").exists()
+                ]
+    return missing
+
+
+if _missing := _missing_hand_placed():
+    print(
+        f"{len(_missing)} hand-placed corpus files are missing (place them as config/aclw-large.yaml says):\n  "
+        + "\n  ".join(_missing),
+        file=sys.stderr,
+    )
 
 
 def corpus_of(dataset):
@@ -123,8 +152,15 @@ def fetch_input(wildcards):
 
 
 def prepare_input(wildcards):
+    """The archive; for a corpus placed by hand, every split file where the user puts it, so a
+    dry run names each missing file and editing one reruns its dataset."""
     corpus = corpus_of(wildcards.dataset)
-    return [] if is_manual(corpus) else [raw_archive(corpus)]
+    if not is_manual(corpus):
+        return [raw_archive(corpus)]
+    splits = DATASETS[wildcards.dataset].splits
+    return [
+        f"{RES}/raw/{corpus}/{member}" for split in SPLITS for member in splits[split]
+    ]
 
 
 def _merge(base, update):
@@ -184,16 +220,23 @@ CAPTIONS = {
     "billionw-speed": "billionw-speed.rst",
     "benchmarks": "benchmarks.rst",
     "size-speed": "size-speed.rst",
+    "jobs": "jobs.rst",
     "reallocation": "reallocation.rst",
 }
 
 
 def report_output(path):
-    """A report rule output; CSV tables and PNG figures go into `snakemake --report` with a caption."""
+    """A report rule output; HTML tables and PNG figures go into `snakemake --report` with a caption.
+
+    HTML, not CSV: the report shows an HTML file inline and offers a CSV only as a download. The
+    front page (workflow/report/workflow.rst) inserts tables/verdict.html itself.
+    """
+    target = f"{RESULTS}/{path}"
+    if "/" not in path:  # verdict-summary.html: inserted into the front page, not a result
+        return target
     folder, name = path.split("/")
     stem, fmt = name.rsplit(".", 1)
-    target = f"{RESULTS}/{path}"
-    if folder == "tables" and fmt == "csv" and stem == "verdict":
+    if folder == "tables" and fmt == "html" and stem == "verdict":
         # Its own category, which sorts first in the HTML report: the answer before the evidence.
         return report(
             target,
@@ -201,7 +244,7 @@ def report_output(path):
             category="Does the paper hold",
             labels={"table": stem},
         )
-    if folder == "tables" and fmt == "csv":
+    if folder == "tables" and fmt == "html":
         return report(
             target,
             caption=f"../report/{CAPTIONS[stem]}",

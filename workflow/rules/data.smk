@@ -7,6 +7,8 @@ rule tiny_archive:
         f"{RES}/tiny/{{corpus}}/{{filename}}",
     log:
         f"{RES}/logs/tiny_archive/{{corpus}}/{{filename}}.log",
+    benchmark:
+        f"{RES}/benchmarks/tiny_archive/{{corpus}}/{{filename}}.tsv"
     conda:
         "../envs/data.yaml"
     params:
@@ -23,6 +25,8 @@ rule fetch:
         f"{RES}/raw/{{corpus}}/{{filename}}",
     log:
         f"{RES}/logs/fetch/{{corpus}}/{{filename}}.log",
+    benchmark:
+        f"{RES}/benchmarks/fetch/{{corpus}}/{{filename}}.tsv"
     retries: 2
     conda:
         "../envs/data.yaml"
@@ -44,6 +48,8 @@ rule prepare:
         expand("{res}/corpora/{{dataset}}/{split}.txt", res=RES, split=SPLITS),
     log:
         f"{RES}/logs/prepare/{{dataset}}.log",
+    benchmark:
+        f"{RES}/benchmarks/prepare/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     params:
@@ -64,6 +70,8 @@ rule encode:
         meta=f"{RESULTS}/{{dataset}}/meta.json",
     log:
         f"{RESULTS}/logs/encode/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/encode/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
     params:

@@ -10,8 +10,10 @@ rule evaluate:
         f"{RESULTS}/{{dataset}}/{{model}}/eval.json",
     log:
         f"{RESULTS}/logs/evaluate/{{dataset}}/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{dataset}}/{{model}}.tsv"
     conda:
-        "../envs/train.yaml"
+        torch_env(config["resources"]["evaluate"]["gpu"])
     threads: config["resources"]["evaluate"]["threads"]
     resources:
         gpu=config["resources"]["evaluate"]["gpu"],

@@ -10,6 +10,8 @@ rule render_report:
         [report_output(path) for path in REPORT_OUTPUTS],
     log:
         f"{RESULTS}/logs/render_report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/render_report.tsv"
     conda:
         "../envs/report.yaml"
     params:
@@ -18,6 +20,8 @@ rule render_report:
         aclw_plot_dataset=ACLW_PLOT_DATASET,
         # `bench` is not part of `all`: the verdict's speed row uses its folder when it exists.
         bench_dir=f"{RESULTS}/bench",
+        # Every job's benchmark: file (not inputs: a run from before they existed stays up to date).
+        benchmarks_dir=f"{RESULTS}/benchmarks",
         run=config["run"],
     script:
         "../scripts/render_report.py"

@@ -10,6 +10,8 @@ rule render_study:
         [f"{RESULTS}/{path}" for path in STUDY_OUTPUTS],
     log:
         f"{RESULTS}/logs/render_study.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/render_study.tsv"
     conda:
         "../envs/report.yaml"
     params:

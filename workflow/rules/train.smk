@@ -13,8 +13,10 @@ rule train:
         best=f"{RESULTS}/{{dataset}}/{{model}}/best.pt",
     log:
         f"{RESULTS}/logs/train/{{dataset}}/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}.tsv"
     conda:
-        "../envs/train.yaml"
+        torch_env(config["resources"]["train"]["gpu"])
     threads: config["resources"]["train"]["threads"]
     resources:
         gpu=config["resources"]["train"]["gpu"],

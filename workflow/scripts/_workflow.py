@@ -16,7 +16,9 @@ if (REPO_ROOT / "lightrnn").is_dir() and str(REPO_ROOT) not in sys.path:
 
 
 def log_to_file(snakemake) -> None:
-    """stderr (tracebacks, warnings, tqdm) and the `logging` root go to snakemake.log[0]."""
+    """stdout, stderr (tracebacks, warnings, progress lines) and the `logging` root go to
+    snakemake.log[0]: the console shows Snakemake's job lines only (`lightrnn eval` prints its
+    JSON to stdout, 20 blocks in a smoke run otherwise)."""
     log = open(snakemake.log[0], "w", buffering=1, encoding="utf-8")
-    sys.stderr = log
+    sys.stdout = sys.stderr = log
     logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -14,5 +14,6 @@ written = write_report(
     aclw_plot_dataset=snakemake.params.aclw_plot_dataset,  # noqa: F821
     bench_dir=snakemake.params.bench_dir,  # noqa: F821
     run=snakemake.params.run,  # noqa: F821
+    benchmarks_dir=snakemake.params.benchmarks_dir,  # noqa: F821
 )
 logging.info("wrote %d files: %s", len(written), ", ".join(map(str, written)))
