@@ -23,8 +23,9 @@ for every registered model, tests/test_use.py checks score against LightRNN.log_
 to read the text:
 - by sentence (default): each sentence alone, from the state after one eos (how a sentence
   starts in training), so every word and the final eos are scored and a sentence's score does
-  not depend on its neighbours. Sentences sorted by length go `eval_batch_size` to a batch, read
-  in `bptt` windows: the forward calls of `lightrnn eval`, of the same size.
+  not depend on its neighbours. Sentences sorted by length are batched up to eval_batch_size x
+  bptt positions per forward call (padded, masked), read in `bptt` windows: calls of the size of
+  `lightrnn eval`'s.
 - like eval (`like_eval=True`, `--like-eval`): the sentences form one stream (each followed by
   eos) read exactly as `lightrnn.evaluate.evaluate` reads an encoded split (`eval_batch_size`
   contiguous rows, state carried across sentences, the first token context only), so the corpus
@@ -178,18 +179,23 @@ class TrainedModel:
     def _sentence_nll(self, ids: list[int], lengths: list[int], batch_size: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Each sentence alone, from the state after one eos: (NLL [S], tokens [S], seconds).
 
-        Sentences sorted by length go `batch_size` to a batch, padded (masked) to the longest,
-        read in `bptt` windows with the state carried: at most batch_size x bptt positions per
-        forward, as `lightrnn eval`, so a sentence's score never depends on its neighbours.
+        Sentences sorted by length are padded (masked) to the longest of their batch and read in
+        `bptt` windows with the state carried; a batch holds `batch_size` sentences, or more when
+        they are short, up to batch_size x bptt positions per forward call: the size of `lightrnn
+        eval`'s calls, and of its memory. A sentence's score never depends on its neighbours.
         """
         device, bptt, eos = self.device, self.config.bptt, self.eos_id
         bounds = np.cumsum([0, *lengths])
         order = np.argsort(-np.asarray(lengths), kind="stable")
         nll = np.zeros(len(lengths), dtype=np.float64)
         start = time.perf_counter()
-        for first in range(0, len(order), batch_size):
-            chosen = order[first : first + batch_size]
-            longest = int(max(lengths[index] for index in chosen))
+        budget = batch_size * bptt  # positions per forward call, as eval's batch_size x bptt windows
+        first = 0
+        while first < len(order):
+            longest = int(lengths[order[first]])  # sorted: the batch's first sentence is its longest
+            rows = max(batch_size, budget // min(longest, bptt))  # short sentences: more of them per call
+            chosen = order[first : first + rows]
+            first += rows
             window = np.zeros((len(chosen), longest + 1), dtype=np.int64)  # [B, L + 1]: eos, words, eos, padding
             window[:, 0] = eos
             for row, index in enumerate(chosen):
