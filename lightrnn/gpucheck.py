@@ -182,7 +182,7 @@ def check_training(summary: Summary, out: Path, work: Path) -> None:
 
 def check_bench(summary: Summary, out: Path) -> None:
     """`lightrnn bench throughput` on CUDA, fp32 and bf16, V = 10k and 100k."""
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
 
     for dtype in ("fp32", "bf16"):
         csv = out / f"throughput-{dtype}.csv"
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         return 2
 
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
     from lightrnn.fileio import write_json, write_text
     from lightrnn.runtime import use_fp32_matmul
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 
 import numpy as np
 import torch
 
 from lightrnn.batches import check_stream_fits
-from lightrnn.errors import NotEnoughMemory
+from lightrnn.errors import NotEnoughMemory, UsageError
 
 FLOAT_BYTES = 4
 ID_BYTES = 8  # batches are int64 ids
@@ -121,3 +122,20 @@ def check_fits(
 
 def _gib(count: int) -> str:
     return f"{count / 2**30:.2f} GiB" if count < 2**40 else f"{count / 2**40:.1f} TiB"
+
+
+def require_gpus(count: int, job: str) -> None:
+    """Fail at once (UsageError naming the environment and the fix) when a job that asked for
+    `count` GPUs runs where torch sees fewer, instead of training for days on the CPU."""
+    seen = torch.cuda.device_count()
+    if count <= seen:
+        return
+    raise UsageError(
+        f"{job}: the job asked for {count} GPU(s) but torch {torch.__version__} in the environment {sys.prefix} "
+        f"sees {seen} CUDA device(s) (CUDA build: {torch.version.cuda or 'none, a CPU-only torch'}; "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Fix: run the job on a GPU node "
+        "with a CUDA build of torch in that environment (with --use-conda, create the envs on a GPU node: "
+        "snakemake --use-conda --conda-create-envs-only), or train on the CPU with resources.train.gpu: 0 "
+        "(snakemake --set-resources train:gpu=0)"
+    )
+

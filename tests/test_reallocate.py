@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from lightrnn import assignment
+from lightrnn.metrics import undeclared
 from lightrnn.reallocate import (
     Allocation,
     accumulate_losses,
@@ -374,6 +375,7 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
         "realloc_keep_bonus",
         "realloc_accumulate_s", "realloc_solve_s", "realloc_bound_s",
     }
+    assert undeclared(metrics) == [], "declare the reallocation's fields in lightrnn/metrics.py REALLOC_EXTRAS"
     assert metrics["realloc_method"] == "exact"
     assert metrics["realloc_lower_bound"] <= metrics["realloc_objective"] < before
     parts = [metrics[f"realloc_{part}_s"] for part in ("accumulate", "solve", "bound")]
@@ -463,7 +465,7 @@ def test_three_rounds_with_lightrnn(tmp_path) -> None:
 
 
 def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -> None:
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
     from lightrnn.cli import main
 
     row_loss, col_loss = random_losses(40, 7, 7, seed=11)

@@ -190,22 +190,22 @@ def test_the_verdict_reads_perplexity_and_reallocation_from_the_study(study, tmp
     write_study(folders, specs, tmp_path / "study", "2026-12-01")
     perplexity = study_perplexity_row(tmp_path / "study")
     assert perplexity.numbers["ratio_best_baseline"] == pytest.approx(110.0 / 102.0)
-    assert perplexity.verdict_word == "not confirmed" and "small scale" in perplexity.verdict
+    assert perplexity.word == "not confirmed" and "small scale" in perplexity.verdict
     assert "LightRNN (Adam 1e-3 (default)) 110.0" in perplexity.measured
     reallocation = study_reallocation_row(tmp_path / "study")
-    assert reallocation.verdict_word == "confirmed"
+    assert reallocation.word == "confirmed"
     assert reallocation.numbers == {"ppl_with_realloc": 110.0, "ppl_without_realloc": 139.0}
 
 
 def test_the_readme_block_is_generated_from_the_study_folder(study, tmp_path):
-    from lightrnn.report.study import write_readme_block
+    from lightrnn.report.readme import write_study_block
 
     folders, specs = study
     write_study(folders, specs, tmp_path / "study-cpu", "2026-12-01")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- section:study -->\n## Study\n<!-- generated:study-cpu -->\nSTALE BLOCK\n"
                       "<!-- /generated:study-cpu -->\n<!-- /section:study -->\n")
-    written = write_readme_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
+    written = write_study_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
     text = readme.read_text()
     assert "STALE BLOCK" not in text and "![ablation study](docs/study-cpu-ablation.png)" in text
     assert "**Ablation study" in text and "**Every reallocation of the study**" in text

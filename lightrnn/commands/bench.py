@@ -123,7 +123,7 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def run_throughput(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
     from lightrnn.benchmark.throughput import run_throughput as measure
 
     if args.out.suffix != ".csv":
@@ -145,7 +145,7 @@ def run_realloc(args: argparse.Namespace) -> int:
 
 
 def run_sizes(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
     from lightrnn.benchmark.scaling import model_sizes
 
     print(write_csv(model_sizes(), args.out))
@@ -153,8 +153,8 @@ def run_sizes(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.csvio import read_csv
-    from lightrnn.benchmark.report import plot_throughput
+    from lightrnn.csvio import read_csv
+    from lightrnn.benchmark.plot import plot_throughput
 
     for path in plot_throughput(read_csv(args.csv), args.out):
         print(path)
@@ -162,7 +162,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def run_readme(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.report import write_readme_section
+    from lightrnn.report.readme import write_performance_section
 
-    print(write_readme_section(args.bench_dir, args.readme))
+    print(write_performance_section(args.bench_dir, args.readme))
     return 0

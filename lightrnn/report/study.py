@@ -27,7 +27,7 @@ from typing import Any
 from lightrnn.fileio import read_jsonl, write_text
 from lightrnn.report.layout import model_label
 from lightrnn.report.results import epoch_rows, realloc_rows
-from lightrnn.report.tables import Table, format_count, format_ppl, to_csv, to_markdown
+from lightrnn.report.render import Table, format_count, format_ppl, to_csv, to_markdown, wrap_prose
 
 Row = dict[str, Any]
 REFERENCE = "full_softmax"
@@ -286,8 +286,7 @@ README_SECTION = "study"
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
     """The README's generated study block (figure, ablation table, reallocation table) and the PNG copy."""
-    from lightrnn.benchmark.csvio import read_csv
-    from lightrnn.report.readme import wrap_prose
+    from lightrnn.csvio import read_csv
 
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]
@@ -305,16 +304,3 @@ def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, co
     lines = wrap_prose([sentence]) + ["", f"![ablation study]({image})", ""]
     lines += [path.read_text(encoding="utf-8").strip() + "\n" for path in tables]
     return "\n".join(lines), {figure: target}
-
-
-def write_readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> list[Path]:
-    """Copy the study's figure into DOCS and rewrite the README's `generated:<study folder>` block."""
-    from lightrnn.fileio import write_bytes
-    from lightrnn.report.readme import read_readme, replace_block_in_section, write_readme
-
-    body, copies = readme_block(study_dir, readme, docs, command)
-    text = replace_block_in_section(read_readme(readme), README_SECTION, Path(study_dir).name, body)
-    for source, target in copies.items():
-        write_bytes(target, source.read_bytes())
-    write_readme(readme, text)
-    return [*copies.values(), Path(readme)]

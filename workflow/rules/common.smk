@@ -232,7 +232,9 @@ def report_output(path):
     front page (workflow/report/workflow.rst) inserts tables/verdict.html itself.
     """
     target = f"{RESULTS}/{path}"
-    if "/" not in path:  # verdict-summary.html: inserted into the front page, not a result
+    if (
+        "/" not in path
+    ):  # verdict-summary.html: inserted into the front page, not a result
         return target
     folder, name = path.split("/")
     stem, fmt = name.rsplit(".", 1)
