@@ -74,10 +74,11 @@ def _describe(identity: dict[str, Any]) -> str:
 def save_training(
     path: str | os.PathLike, config: TrainConfig, dataset: str, vocab_size: int, model: torch.nn.Module,
     optimizer: Any, scheduler: Any, progress: Progress, rng_ranks: list[dict[str, Any]],
-    data: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None, vocab: dict[str, Any] | None = None,
 ) -> Path:
     """Write a resumable checkpoint of a training run (`rng_ranks`: every rank's `rng_state()`,
-    `data`: `data_identity` of the encoded data dir)."""
+    `data`: `data_identity` of the encoded data dir, `vocab`: `vocab_payload`, which makes the
+    file usable on its own by `lightrnn score` / `generate`)."""
     payload = {
         "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -87,6 +88,8 @@ def save_training(
     }
     if data is not None:
         payload["data"] = data
+    if vocab is not None:
+        payload["vocab"] = vocab
     if progress.epoch_batch:
         payload["epoch"] = {"batch": progress.epoch_batch, "seconds": progress.epoch_seconds, "carried": progress.carried}
     if len(rng_ranks) > 1:
@@ -251,7 +254,8 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str,
     for key, tensor in model.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
             raise fields.error(f"model[{short(key)}]", "a tensor", type(tensor).__name__)
-    if "word_row" in model or "word_col" in model:
+    # LightRNN's word table (the class softmax has a `word_row` buffer of its own, and no `word_col`).
+    if values.get("model") == "lightrnn" or "word_col" in model:
         _check_table(fields, model, vocab_size)
     for key in ("optimizer", "scheduler"):
         if key in payload:
@@ -382,3 +386,63 @@ def set_rng_state(state: dict[str, Any]) -> None:
             saved = saved[index] if index < len(saved) else None
         if saved is not None:
             torch.cuda.set_rng_state(saved.cpu())
+
+
+# ----- self-contained model files (the vocabulary travels with the weights) ---------------------
+
+
+def vocab_payload(
+    words: list[str], counts: Any, unk_token: str | None, eos_token: str | None
+) -> dict[str, Any]:
+    """The vocabulary as weights_only-safe values, for `save_training(vocab=...)` and `save_model`.
+
+    The words are one newline-joined string (one pickled object instead of V: an 800k-word
+    vocabulary loads in milliseconds); a word never holds whitespace (the corpus is split on it).
+    `unk_token` / `eos_token`: the entries unknown words map to and that end a sentence (None
+    when the vocabulary has none, e.g. the Markov corpus has no unk).
+    """
+    if any("\n" in word for word in words):
+        raise ValueError("vocab_payload: a word holds a newline; vocab.tsv entries are single lines")
+    for name, token in (("unk", unk_token), ("eos", eos_token)):
+        if token is not None and token not in words:
+            raise ValueError(f"vocab_payload: the {name} token {token!r} is not in the vocabulary")
+    return {
+        "words": "\n".join(words), "counts": torch.as_tensor(np.asarray(counts, dtype=np.int64)),
+        "unk_token": unk_token, "eos_token": eos_token,
+    }
+
+
+def data_vocab_payload(data_dir: str | os.PathLike, words: list[str], counts: Any) -> dict[str, Any]:
+    """`vocab_payload` of an encoded data dir: its words and counts, its unk/eos from meta.json."""
+    meta_path = Path(data_dir) / "meta.json"
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        from lightrnn.fileio import read_json_object
+
+        meta = read_json_object(meta_path, "run `lightrnn data encode` again into this folder")
+    unk, eos = meta.get("unk_token"), meta.get("eos_token")
+    return vocab_payload(
+        words, counts, unk if isinstance(unk, str) and unk in words else None,
+        eos if isinstance(eos, str) and eos in words else None,
+    )
+
+
+def vocab_from_payload(vocab: dict[str, Any]) -> tuple[list[str], np.ndarray, str | None, str | None]:
+    """(words in id order, counts [V] int64, unk token, eos token) from a `vocab_payload`."""
+    words = str(vocab["words"]).split("\n")
+    counts = np.asarray(vocab["counts"].cpu().numpy() if isinstance(vocab["counts"], torch.Tensor)
+                        else vocab["counts"], dtype=np.int64)
+    return words, counts, vocab.get("unk_token"), vocab.get("eos_token")
+
+
+def save_model(path: str | os.PathLike, payload: dict[str, Any], vocab: dict[str, Any]) -> Path:
+    """A self-contained model file from a training checkpoint's `payload`: config, dataset,
+    vocabulary size, weights (LightRNN's word table is in them) and `vocab` (`vocab_payload`).
+
+    Optimizer, scheduler and RNG states are left out: the file is for using the model, not for
+    resuming its run (about a third of checkpoint.pt's size with Adam).
+    """
+    kept = {key: payload[key] for key in ("config", "dataset", "vocab_size", "model") if key in payload}
+    if "data" in payload:
+        kept["data"] = payload["data"]
+    return save_checkpoint(path, {**kept, "vocab": vocab, "kind": "model"})

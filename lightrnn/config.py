@@ -30,7 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "realloc_method": ("auto", "exact", "greedy", "sparse", "refine"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
-RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses")
+RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MAX_CONFIG_BYTES = 1 << 20
 # Upper bounds of the integer keys, checked when the config is read, before anything is built.
@@ -88,6 +88,7 @@ class TrainConfig:
     # checkpoint every checkpoint_every_s seconds (0 = off), so a kill loses minutes, not an epoch.
     log_every_s: float = 600.0
     checkpoint_every_s: float = 1800.0
+    tensorboard: bool = False  # live curves in OUT/tensorboard/ (lightrnn.curves; needs the tensorboard extra)
 
     def __post_init__(self) -> None:
         self._validate()

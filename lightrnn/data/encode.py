@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -77,9 +77,25 @@ def _first_bad_line(path: Path) -> tuple[int, str]:
     return 0, ""
 
 
+# The corpus's tokenisation, in one place: a line's words are its whitespace-separated tokens (the
+# prepared text is already tokenised); a line without any is not a sentence. `lightrnn score` and
+# `lightrnn generate` read new text through it, so it is tokenised as the corpus was.
+words_of = str.split
+
+
+class FixedVocab(NamedTuple):
+    """A vocabulary to encode with instead of building one (`data encode --vocab`): the entries
+    [(word, count)] in id order and its unk/eos tokens (unk None: an out-of-vocabulary word is an error)."""
+
+    entries: list[tuple[str, int]]
+    unk: str | None
+    eos: str
+    source: str
+
+
 def _sentences(batch: list[str]) -> list[list[str]]:
     """The words of each line that has any: a blank or whitespace-only line is not a sentence."""
-    return [words for words in map(str.split, batch) if words]
+    return [words for words in map(words_of, batch) if words]
 
 
 def _split_file(text_dir: Path, split: str) -> Path:
@@ -179,23 +195,24 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
 
 
 def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count: int | None = None,
-           max_vocab: int | None = None) -> dict:
+           max_vocab: int | None = None, vocab: FixedVocab | None = None) -> dict:
     """Build the vocabulary from `text_dir/train.txt` and encode every split into `out_dir`.
 
     `dataset` picks the dataset's vocabulary rule (default: the one `prepare` recorded in
     `text_dir/prepare.json`, else min_count 1 with <unk>/<eos>); `min_count` / `max_vocab`
-    override it. Writes vocab.tsv, {train,valid,test}.npy (int32 [N]) and meta.json; returns
-    the meta dict.
+    override it. `vocab` (a trained model's, `data encode --vocab`): encode with it instead, so
+    the ids are the model's (its unk/eos replace the rule's). Writes vocab.tsv,
+    {train,valid,test}.npy (int32 [N]) and meta.json; returns the meta dict.
     """
     text_dir, out_dir = Path(text_dir), Path(out_dir)
     # One writer per folder (OUT/.lock, as `lightrnn train`): two encodes into one folder would
     # delete each other's staging files.
     with out_dir_lock(out_dir, "lightrnn data encode"):
-        return _encode(text_dir, out_dir, dataset, min_count, max_vocab)
+        return _encode(text_dir, out_dir, dataset, min_count, max_vocab, vocab)
 
 
 def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int | None,
-            max_vocab: int | None) -> dict:
+            max_vocab: int | None, vocab: FixedVocab | None) -> dict:
     if not (text_dir / "prepare.json").exists() and any(text_dir.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}")):
         raise DataError(
             f"{text_dir}: a prepare was interrupted while replacing its files (no prepare.json, a staging folder "
@@ -212,10 +229,12 @@ def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int |
             raise DataError(f"{paths[split]} is empty: split {split!r} needs at least one sentence (blank lines "
                             f"do not count); "
                              f"check the corpus and run `lightrnn data prepare` again")
-    entries = build_vocab(counts, train_sentences, rule)
+    entries = build_vocab(counts, train_sentences, rule) if vocab is None else vocab.entries
     del counts
     word_to_id = {word: index for index, (word, _) in enumerate(entries)}
-    unk_id, eos_id = word_to_id[rule.unk], word_to_id[rule.eos]
+    if vocab is not None:
+        rule = _fixed_vocab_rule(vocab, word_to_id, rule)
+    unk_id, eos_id = word_to_id.get(rule.unk, -1), word_to_id[rule.eos]
 
     # The old set stays until the new one is complete, so the new one needs its full size free.
     needed = sum(4 * (tokens + sentences) + 128 for sentences, tokens in sizes.values())
@@ -241,14 +260,30 @@ def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int |
             sentences, tokens = sizes[split]
             oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens,
                               progress)
+            if oov and unk_id < 0:
+                raise DataError(f"{paths[split]}: {oov} word(s) are not in --vocab {vocab.source}, which has no unk "
+                                f"token to map them to; encode text whose words are all in it")
             meta["sentences"][split] = sentences
             meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
             # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
             # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
             meta["oov_rate"][split] = oov / tokens if tokens else 0.0
+        if vocab is not None:
+            meta["vocab_source"] = vocab.source
+            if vocab.unk is None:
+                meta["unk_token"] = meta["unk_id"] = None
         write_meta(staging / META, meta)
     progress.done()
     return meta
+
+
+def _fixed_vocab_rule(vocab: FixedVocab, word_to_id: dict[str, int], rule: VocabRule) -> VocabRule:
+    """The rule recorded in meta.json for a given vocabulary: its own unk/eos, counts not applied."""
+    if vocab.eos not in word_to_id:
+        raise DataError(f"--vocab {vocab.source}: the end-of-sentence token {vocab.eos!r} is not in it")
+    if vocab.unk is not None and vocab.unk not in word_to_id:
+        raise DataError(f"--vocab {vocab.source}: the unk token {vocab.unk!r} is not in it")
+    return VocabRule(1, None, vocab.unk if vocab.unk is not None else "", vocab.eos, ())
 
 
 def _count_lines_tokens(path: Path) -> tuple[int, int]:
