@@ -399,3 +399,36 @@ class LightRNN(LanguageModel):
         options.setdefault("columns", self.realloc_columns)
         options.setdefault("alternate", self.realloc_alternate)
         return reallocate_model(self, batches, **options)
+
+    # ----- generation ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B] through the 2-D factorisation.
+
+        From the state after x_c of the previous word: feed x_r(token), x_c(token); the row head
+        gives P_r, a row r is drawn; one LSTM step on x_r(r) gives P_c(. | r), a column c is drawn;
+        the word is the one in slot (r, c). Never a V-way softmax: R + C logits per word. Empty
+        slots are excluded (rows with no word, then the empty columns of the drawn row), i.e. the
+        draw is conditioned on landing on a word. Returns (words [B], the state after x_c(token)),
+        which is what `forward` carries, so the next call continues from it.
+        """
+        from lightrnn.sampling import sample_logits
+
+        if state is None:
+            state = self.init_state(token.shape[0])
+        pair = torch.stack((self.row_embedding(self.word_row[token]), self.col_embedding(self.word_col[token])), dim=1)
+        output, state = run_lstm(self.lstm, self.drop(pair), state)  # [B, 2, H]
+        occupied = torch.zeros(self._num_rows, self._num_cols, dtype=torch.bool, device=token.device)
+        occupied[self.word_row, self.word_col] = True  # [R, C]
+        row_logits = self.row_head(self.drop(output[:, 1]))  # [B, R]
+        row = sample_logits(row_logits, temperature, top_k, generator, allowed=occupied.any(dim=1))  # [B]
+        col_output, _ = run_lstm(self.lstm, self.drop(self.row_embedding(row).unsqueeze(1)), state)  # [B, 1, H]
+        col_logits = self.col_head(self.drop(col_output[:, 0]))  # [B, C]
+        col = sample_logits(col_logits, temperature, top_k, generator, allowed=occupied[row])  # [B]
+        slot_word = torch.full((self._num_rows * self._num_cols,), -1, dtype=torch.long, device=token.device)
+        slot_word[self.word_row * self._num_cols + self.word_col] = torch.arange(self.vocab_size, device=token.device)
+        return slot_word[row * self._num_cols + col], state

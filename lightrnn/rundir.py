@@ -14,13 +14,13 @@ import shutil
 from pathlib import Path
 
 from lightrnn.checkpoint import load_checkpoint
-from lightrnn.fileio import write_lines
+from lightrnn.fileio import fit_name, write_lines
 from lightrnn.runlock import LOCK_NAME
 
 
 def move_aside(out_dir: Path, old_hash: str) -> Path:
     """Move everything in OUT (but the lock) to OUT/../<name>.old-<hash12>[-N]/ and return that folder."""
-    base = out_dir.parent / f"{out_dir.name}.old-{old_hash[:12]}"
+    base = out_dir.parent / f"{fit_name(out_dir.name, 24)}.old-{old_hash[:12]}"  # 24: the suffix and a -N
     target, number = base, 1
     while target.exists():
         number += 1

@@ -41,15 +41,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from lightrnn import distributed, progress
 from lightrnn.batches import TrainPairs, load_split, load_vocab, shard_stream
-from lightrnn.checkpoint import Progress, RunMismatch, data_identity, resume_training, rng_state, save_training
+from lightrnn.checkpoint import (
+    Progress, RunMismatch, data_identity, data_vocab_payload, resume_training, rng_state, save_training,
+)
 from lightrnn.config import TrainConfig
+from lightrnn.curves import open_curves
 from lightrnn.epoch import train_epoch
 from lightrnn.evaluate import evaluate_distributed
 from lightrnn.fileio import append_line, remove_stale_temps, write_lines
@@ -67,7 +70,7 @@ ON_CONFIG_CHANGE = ("refuse", "move-aside")
 
 def train(
     config: TrainConfig, data_dir: str | Path, out_dir: str | Path, dataset: str | None = None,
-    on_config_change: str = "refuse",
+    on_config_change: str = "refuse", tensorboard: str | Path | None = None,
 ) -> Path:
     """Train `config.model` on the encoded data dir; returns the path of metrics.jsonl.
 
@@ -76,7 +79,8 @@ def train(
     torchrun every process calls this; they join one process group for the run (see the module
     docstring). `on_config_change`: what to do with a checkpoint of another config or other data
     in OUT: "refuse" (an error naming both) or "move-aside" (keep it in OUT/../<name>.old-<hash12>/,
-    start afresh).
+    start afresh). `tensorboard`: a folder for live curves (`lightrnn.curves`; also on with the
+    config key `tensorboard`, into OUT/tensorboard).
     """
     if on_config_change not in ON_CONFIG_CHANGE:
         raise ValueError(f"on_config_change: got {on_config_change!r}; allowed values: {', '.join(ON_CONFIG_CHANGE)}")
@@ -89,7 +93,7 @@ def train(
         # Rank 0 holds OUT/.lock; the other ranks of its torchrun share the folder with it.
         lock = out_dir_lock(out_dir) if context.is_main else contextlib.nullcontext()
         with lock:
-            return _train(config, Path(data_dir), Path(out_dir), dataset, context, on_config_change)
+            return _train(config, Path(data_dir), Path(out_dir), dataset, context, on_config_change, tensorboard)
     except FloatingPointError as error:  # a NaN/inf loss in a step, or an evaluation that overflowed
         kept = Path(out_dir) / "checkpoint.pt"
         note = f"{kept} (the last good state) is kept" if kept.is_file() else "no checkpoint was written yet"
@@ -100,10 +104,12 @@ def train(
 
 def _train(
     config: TrainConfig, data_dir: Path, out_dir: Path, dataset: str | None, context: distributed.Context,
-    on_config_change: str = "refuse",
+    on_config_change: str = "refuse", tensorboard: str | Path | None = None,
 ) -> Path:
     run = _open_run(config, data_dir, out_dir, dataset or data_dir.resolve().name, context)
     resumed = _resume(run, on_config_change)
+    if run.main:
+        run.on_row = open_curves(out_dir, config.tensorboard, tensorboard)  # live curves of the rows, if asked
     events = _schedule(config.rounds)
     epoch = sum(1 for kind, _, _ in events[: resumed.next_event] if kind == "epoch")  # epochs done
     for event_index in range(resumed.next_event, len(events)):
@@ -115,6 +121,9 @@ def _train(
         inside = resumed if event_index == resumed.next_event and resumed.epoch_batch else None
         _epoch(run, event_index, round_index, epoch_in_round, epoch, inside)
     if run.main:
+        # A finished run's metrics.jsonl is exactly its checkpoint's rows, whatever happened to the
+        # file meanwhile (a job refused by OUT/.lock that a workflow manager cleaned up after).
+        write_lines(out_dir / "metrics.jsonl", run.rows)
         ensure_best(out_dir)
         # A restored best.pt keeps its old mtime; a workflow manager comparing it with inputs
         # re-made since (same data, nothing left to train) would rerun the job on every invocation.
@@ -201,6 +210,8 @@ class Run:
     rows: list[str] = field(default_factory=list)  # metrics.jsonl's lines so far
     prior_wall: float = 0.0  # seconds trained before this process resumed the run
     started: float = field(default_factory=time.perf_counter)
+    vocab: dict[str, Any] | None = None  # `checkpoint.vocab_payload`: checkpoints carry it, best.pt is usable alone
+    on_row: Callable[[dict[str, Any]], None] | None = None  # called with every row appended (`lightrnn.curves`)
 
     @property
     def main(self) -> bool:
@@ -239,7 +250,7 @@ class Run:
             state.carried = [entry["epoch"] for entry in gathered]
         save_training(
             path, self.config, self.dataset, self.vocab_size, self.model, self.optimizer, self.scheduler, state,
-            [entry["rng"] for entry in gathered], data=self.data,
+            [entry["rng"] for entry in gathered], data=self.data, vocab=self.vocab,
         )
 
     def record(self, row: dict[str, Any], event_index: int) -> None:
@@ -256,7 +267,13 @@ class Run:
                 link_best(self.out_dir)
         self.save(self.checkpoint_path, event_index)
         if self.main:
-            append_line(self.out_dir / "metrics.jsonl", line)
+            metrics = self.out_dir / "metrics.jsonl"
+            if metrics.exists():
+                append_line(metrics, line)
+            else:  # deleted meanwhile (a workflow manager cleaning up a refused job): whole again, from the rows
+                write_lines(metrics, self.rows)
+        if self.on_row is not None:
+            self.on_row(row)
 
 
 def _open_run(
@@ -287,8 +304,10 @@ def _open_run(
     )
     data = data_identity(data_dir, vocab_size, {split: int(stream.shape[0]) for split, stream in streams.items()})
     scheduler = PlateauDecay(optimizer, config.lr_decay, config.lr_patience)
-    return Run(config, dataset, out_dir, context, streams, train_stream, model, model, optimizer, scheduler,
-               PhasePeaks(device), data, vocab_size, identity)
+    run = Run(config, dataset, out_dir, context, streams, train_stream, model, model, optimizer, scheduler,
+              PhasePeaks(device), data, vocab_size, identity)
+    run.vocab = data_vocab_payload(data_dir, words, word_counts)
+    return run
 
 
 def _resume(run: Run, on_config_change: str) -> Progress:

@@ -86,17 +86,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    import yaml
-
     from lightrnn.benchmark.throughput import ThroughputSettings
+    from lightrnn.commands.params import parse_options
+    from lightrnn.loaders import short
+    from lightrnn.models import names
 
-    model_options: dict[str, dict] = {}
+    texts: dict[str, list[str]] = {}
     for option in args.options:
         model, colon, assignment = option.partition(":")
-        key, equals, value = assignment.partition("=")
+        key, equals, _value = assignment.partition("=")
         if not colon or not equals or not key:
-            raise ValueError(f"--option {option!r}: expected MODEL:KEY=VALUE, e.g. adaptive_softmax:div_value=2")
-        model_options.setdefault(model, {})[key] = yaml.safe_load(value)
+            raise ValueError(f"--option {short(option)}: expected MODEL:KEY=VALUE, e.g. adaptive_softmax:div_value=2")
+        if model not in names():
+            raise ValueError(f"--option {short(option)}: unknown model {short(model)}; choose one of: {', '.join(names())}")
+        texts.setdefault(model, []).append(assignment)
+    model_options = {model: parse_options(values, model) for model, values in texts.items()}
     return ThroughputSettings(
         vocab_sizes=tuple(args.vocab_sizes), models=tuple(args.models), embed_dim=args.embed_dim,
         hidden_dim=args.hidden_dim, num_layers=args.num_layers, dropout=args.dropout, batch_size=args.batch_size,

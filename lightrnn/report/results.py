@@ -8,42 +8,29 @@ Tables and plots read only `metrics.jsonl` (one JSON object per evaluation point
 from __future__ import annotations
 
 import functools
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from lightrnn.fileio import read_jsonl
+from lightrnn.loaders import load_eval, read_metrics
 
 Row = dict[str, Any]
 
 
 def load_metrics(paths: Iterable[Path | str]) -> list[Row]:
-    """The rows of every metrics.jsonl file, in file order; each needs `dataset` and `model`."""
+    """The rows of every metrics.jsonl file, in file order, each checked (`lightrnn.loaders.read_metrics`):
+    dataset and model named, every number of the schema typed and in range."""
     rows: list[Row] = []
     for path in paths:
-        for row in read_jsonl(path):
-            missing = [key for key in ("dataset", "model") if row.get(key) is None]
-            if missing:
-                raise ValueError(f"{path}: a row lacks {', '.join(missing)}; it is not a lightrnn metrics file")
-            rows.append(row)
+        rows.extend(read_metrics(path))
     return rows
 
 
 def load_evals(paths: Iterable[Path | str]) -> list[Row]:
-    """The objects of every eval.json file."""
-    evals = []
-    for path in paths:
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error.msg}); rerun the evaluate job that wrote it") from error
-        for key in ("dataset", "model", "ppl"):
-            if key not in record:
-                raise ValueError(f"{path}: missing {key!r}; it is not a lightrnn eval.json")
-        evals.append(record)
-    return evals
+    """The objects of every eval.json file, each checked (`lightrnn.loaders.load_eval`): dataset and
+    model named, ppl a finite number >= 1."""
+    return [load_eval(path) for path in paths]
 
 
 def find_results(results_dir: Path | str) -> tuple[list[Path], list[Path]]:

@@ -21,7 +21,6 @@ that epoch row; "right after" (the frozen model on the new table) is a number th
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -30,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightrnn.fileio import read_jsonl, write_text
+from lightrnn.fileio import write_text
+from lightrnn.loaders import load_eval, read_metrics
 from lightrnn.report.layout import model_label
 from lightrnn.report.results import epoch_rows, realloc_rows
 from lightrnn.report.render import Table, format_count, format_ppl, to_csv, to_markdown, wrap_prose
@@ -71,14 +71,14 @@ def load_variants(run_dirs: Iterable[Path | str], specs: dict[str, dict[str, Any
     for run_dir in map(Path, run_dirs):
         name = run_dir.name
         spec = specs.get(name, {})
-        rows = read_jsonl(run_dir / "metrics.jsonl")
+        rows = read_metrics(run_dir / "metrics.jsonl")  # checked rows (lightrnn.loaders)
         if not rows:
             raise ValueError(f"{run_dir / 'metrics.jsonl'} has no rows; rerun the training job")
         model = spec.get("model", rows[0].get("model", name))
         test_ppl = None
         evaluation = run_dir / "eval.json"
         if evaluation.is_file():
-            test_ppl = float(json.loads(evaluation.read_text(encoding="utf-8"))["ppl"])
+            test_ppl = load_eval(evaluation)["ppl"]  # checked: a finite number >= 1
         else:
             best = min((row for row in epoch_rows(rows) if row.get("valid_ppl") is not None),
                        key=lambda row: row["valid_ppl"], default=None)
