@@ -420,14 +420,17 @@ class LightRNN(LanguageModel):
 
         if state is None:
             state = self.init_state(token.shape[0])
-        pair = torch.stack((self.row_embedding(self.word_row[token]), self.col_embedding(self.word_col[token])), dim=1)
+        pair = torch.stack((self.row_embedding(self.word_row[token]), self._column_input(token)), dim=1)
         output, state = run_lstm(self.lstm, self.drop(pair), state)  # [B, 2, H]
         occupied = torch.zeros(self._num_rows, self._num_cols, dtype=torch.bool, device=token.device)
         occupied[self.word_row, self.word_col] = True  # [R, C]
         row_logits = self.row_head(self.drop(output[:, 1]))  # [B, R]
         row = sample_logits(row_logits, temperature, top_k, generator, allowed=occupied.any(dim=1))  # [B]
         col_output, _ = run_lstm(self.lstm, self.drop(self.row_embedding(row).unsqueeze(1)), state)  # [B, 1, H]
-        col_logits = self.col_head(self.drop(col_output[:, 0]))  # [B, C]
+        col_hidden = self.drop(col_output[:, 0])  # [B, H]
+        col_logits = self.col_head(col_hidden)  # [B, C]
+        if self._has_word_terms:
+            col_logits = col_logits + self._row_word_terms(row, col_hidden)
         col = sample_logits(col_logits, temperature, top_k, generator, allowed=occupied[row])  # [B]
         slot_word = torch.full((self._num_rows * self._num_cols,), -1, dtype=torch.long, device=token.device)
         slot_word[self.word_row * self._num_cols + self.word_col] = torch.arange(self.vocab_size, device=token.device)
