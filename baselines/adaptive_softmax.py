@@ -204,3 +204,26 @@ class AdaptiveSoftmaxLM(LanguageModel):
             width = int(hidden_dim // (div_value ** (i + 1)))
             count += hidden_dim * width + width * (bounds[i + 1] - bounds[i])
         return count
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B] through the head and the clusters: a head
+        slot (a shortlist word or a cluster); for a cluster, a word from that cluster's own
+        projected softmax; (words, state)."""
+        from lightrnn.sampling import sample_logits
+
+        hidden, state = self.trunk(token.unsqueeze(1), state)
+        hidden = hidden[:, 0].float()  # [B, H]
+        with _float32(hidden):
+            slot = sample_logits(self.decoder.head(hidden), temperature, top_k, generator)  # [B]
+            words = slot.clone()
+            shortlist = self.decoder.shortlist_size
+            for cluster in range(len(self.decoder.tail)):  # only rows that drew a cluster slot draw again
+                rows = (slot == shortlist + cluster).nonzero().squeeze(1)
+                if rows.numel():
+                    scores = self.decoder.tail[cluster](hidden[rows])  # [n, cluster size]
+                    words[rows] = self.decoder.cutoffs[cluster] + sample_logits(scores, temperature, top_k, generator)
+        return words, state

@@ -212,3 +212,24 @@ class ClassSoftmaxLM(LanguageModel):
             + hidden_dim * vocab_size
             + vocab_size
         )
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B]: a class from the K-way softmax, then a
+        word from the softmax over that class's block of the word layer only; (words, state)."""
+        from lightrnn.sampling import sample_logits
+
+        hidden, state = self.trunk(token.unsqueeze(1), state)
+        hidden = hidden[:, 0]  # [B, H]
+        chosen = sample_logits(self.class_decoder(hidden), temperature, top_k, generator)  # [B]
+        words = torch.empty_like(chosen)
+        for klass in torch.unique(chosen).tolist():  # one block per class drawn, at most K
+            rows = (chosen == klass).nonzero().squeeze(1)
+            start, stop = int(self.class_start[klass]), int(self.class_start[klass + 1])
+            scores = F.linear(hidden[rows], self.word_decoder.weight[start:stop],
+                              self.word_decoder.bias[start:stop])  # [n_k, |k|]
+            words[rows] = self.sorted_words[start + sample_logits(scores, temperature, top_k, generator)]
+        return words, state

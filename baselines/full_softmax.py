@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -132,3 +133,14 @@ class FullSoftmaxLM(LanguageModel):
             + decoder_weight
             + vocab_size
         )
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B] from the V-way softmax; (words, state)."""
+        from lightrnn.sampling import sample_logits
+
+        logits, state = self.logits(token.unsqueeze(1), state)  # [B, 1, V]
+        return sample_logits(logits[:, 0], temperature, top_k, generator), state

@@ -1,7 +1,8 @@
 """Encoded data directories and truncated-BPTT batches over one flat token stream.
 
 An encoded data dir holds `vocab.tsv` (word<TAB>count, id = line number, frequency order) and
-`{train,valid,test}.npy` (int32 ids, one flat stream). Streams are memory-mapped: a batch
+`{train,valid,test}.npy` (int32 ids, one flat stream), read through `lightrnn.data.encoded`
+(its one owner). Streams are memory-mapped: a batch
 copies only its own B x (T + 1) ids, never the whole split (One Billion Word is ~800M tokens).
 
 Layout: the N - 1 predictions of a stream of N tokens (every token but the first is a target)
@@ -19,17 +20,14 @@ global batch W*B (training, exact=False) and, for evaluation (exact=True), every
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lightrnn.errors import DataError
-from lightrnn.fileio import STAGING_PREFIX, TEMP_SUFFIX, load_npy, read_json_object, read_vocab
-
-SPLITS = ("train", "valid", "test")
+# The encoded folder has one owner (lightrnn.data.encoded); these names stay importable from here.
+from lightrnn.data.encoded import SPLITS, load_split, load_vocab  # noqa: F401
 
 
 class Batch(NamedTuple):
@@ -39,73 +37,6 @@ class Batch(NamedTuple):
     tokens: Tensor
     targets: Tensor
     mask: Tensor | None
-
-
-def load_vocab(data_dir: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read `DIR/vocab.tsv`: the words in id order and their counts ([V] int64).
-
-    Cross-checked against `DIR/meta.json` (when present): a vocabulary of another size means
-    the folder mixes two encodings, which would train silently on the wrong ids.
-    """
-    data_dir = Path(data_dir)
-    words, counts = read_vocab(data_dir / "vocab.tsv")
-    expected = _meta(data_dir).get("vocab_size")
-    if isinstance(expected, int) and expected != len(words):
-        raise DataError(
-            f"{data_dir / 'meta.json'} says vocab_size {expected} but {data_dir / 'vocab.tsv'} has {len(words)} "
-            f"entries: the folder mixes two encodings; run `lightrnn data encode` again into it"
-        )
-    return words, counts
-
-
-def _meta(data_dir: Path) -> dict:
-    """DIR/meta.json, or {} when there is none (a hand-made data dir); an interrupted swap is an error."""
-    path = data_dir / "meta.json"
-    if not path.is_file():
-        if any(data_dir.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}")) and (data_dir / "vocab.tsv").exists():
-            raise DataError(
-                f"{data_dir}: an encode was interrupted while replacing its files (no meta.json, a staging "
-                f"folder left); run `lightrnn data encode` again into it"
-            )
-        return {}
-    return read_json_object(path, "run `lightrnn data encode` again into this folder")
-
-
-def load_split(data_dir: str | Path, split: str, vocab_size: int | None = None) -> np.ndarray:
-    """Memory-map `DIR/<split>.npy` (int32 ids [N]); check ids are < vocab_size when given.
-
-    The bound check reads the stream once in chunks (a max over ~800M ids takes a second or two);
-    an id out of range would otherwise surface later as an opaque embedding index error. The
-    length is checked against meta.json's token count when it has one.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    data_dir = Path(data_dir)
-    path = data_dir / f"{split}.npy"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir with {split}.npy")
-    stream = load_npy(path, mmap_mode="r", fix="run `lightrnn data encode` again into this folder")
-    if stream.ndim != 1 or not np.issubdtype(stream.dtype, np.integer):
-        raise DataError(f"{path}: expected a 1-D integer array of word ids, got {stream.dtype} {stream.shape}")
-    if stream.size < 2:
-        raise DataError(f"{path} holds {stream.size} token(s); a split needs at least 2 to predict anything")
-    tokens = _meta(data_dir).get("tokens")
-    expected = tokens.get(split) if isinstance(tokens, dict) else None
-    if isinstance(expected, int) and expected != stream.size:
-        raise DataError(
-            f"{path} holds {stream.size} ids but {data_dir / 'meta.json'} says {expected}: the folder mixes two "
-            f"encodings; run `lightrnn data encode` again into it"
-        )
-    if vocab_size is not None:
-        chunk = 1 << 24
-        for start in range(0, stream.size, chunk):
-            part = stream[start : start + chunk]
-            if part.min() < 0 or part.max() >= vocab_size:
-                raise DataError(
-                    f"{path}: word ids must be in [0, {vocab_size}) (vocab.tsv lines), found "
-                    f"{int(part.min())}..{int(part.max())}; re-encode the data dir"
-                )
-    return stream
 
 
 def check_stream_fits(num_tokens: int, batch_size: int, exact: bool = False) -> None:

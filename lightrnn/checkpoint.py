@@ -13,7 +13,6 @@ re-encoded data is refused instead of mixing two datasets in one metrics file.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import random
@@ -25,7 +24,10 @@ import numpy as np
 import torch
 
 from lightrnn.config import RUNTIME_KEYS, TrainConfig
+from lightrnn.data.encoded import vocab_sha256
+from lightrnn.errors import DataError
 from lightrnn.fileio import atomic_path
+from lightrnn.loaders import Fields, check_metrics_row, parse_json, short
 
 FORMAT = 1
 
@@ -58,12 +60,8 @@ class RunMismatch(ValueError):
 
 def data_identity(data_dir: str | os.PathLike, vocab_size: int, split_tokens: dict[str, int]) -> dict[str, Any]:
     """What a run trains on: vocab.tsv's sha256, its size in words, and each split's token count."""
-    digest = hashlib.sha256()
-    with open(Path(data_dir) / "vocab.tsv", "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
     return {
-        "vocab_sha256": digest.hexdigest(), "vocab_words": int(vocab_size),
+        "vocab_sha256": vocab_sha256(data_dir), "vocab_words": int(vocab_size),
         "split_tokens": {split: int(count) for split, count in sorted(split_tokens.items())},
     }
 
@@ -76,10 +74,11 @@ def _describe(identity: dict[str, Any]) -> str:
 def save_training(
     path: str | os.PathLike, config: TrainConfig, dataset: str, vocab_size: int, model: torch.nn.Module,
     optimizer: Any, scheduler: Any, progress: Progress, rng_ranks: list[dict[str, Any]],
-    data: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None, vocab: dict[str, Any] | None = None,
 ) -> Path:
     """Write a resumable checkpoint of a training run (`rng_ranks`: every rank's `rng_state()`,
-    `data`: `data_identity` of the encoded data dir)."""
+    `data`: `data_identity` of the encoded data dir, `vocab`: `vocab_payload`, which makes the
+    file usable on its own by `lightrnn score` / `generate`)."""
     payload = {
         "config": config.to_dict(), "dataset": dataset, "vocab_size": vocab_size,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -89,6 +88,8 @@ def save_training(
     }
     if data is not None:
         payload["data"] = data
+    if vocab is not None:
+        payload["vocab"] = vocab
     if progress.epoch_batch:
         payload["epoch"] = {"batch": progress.epoch_batch, "seconds": progress.epoch_seconds, "carried": progress.carried}
     if len(rng_ranks) > 1:
@@ -117,9 +118,14 @@ def resume_training(
             f"shards and the global batch depend on it: resume with torchrun --nproc_per_node {saved_world} "
             "(1: plain lightrnn train) or use a new --out dir"
         )
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
+    require_resumable(checkpoint, path)
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:  # another model or a damaged state
+        detail = short(" ".join(str(error).split()), 200)
+        raise DataError(f"checkpoint {path} does not fit this run's model or optimizer ({detail}); {_CHECKPOINT_FIX}") from None
     set_rng_state(checkpoint["rng_ranks"][rank] if world_size > 1 else checkpoint["rng"])
     epoch = checkpoint.get("epoch") or {}
     return Progress(
@@ -174,20 +180,180 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by `save_checkpoint` (weights_only=True: no pickled code)."""
+    """Load a checkpoint written by `save_checkpoint` (weights_only=True: no pickled code), checked.
+
+    Every record's CRC is verified first (a flipped bit in a weight is refused, not evaluated),
+    then the payload is checked by `check_payload`: what this returns is well-typed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    verify_records(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise DataError(
             f"checkpoint {path} could not be read ({first_line}); pass a checkpoint.pt or best.pt written by lightrnn train"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "config" not in payload:
-        raise ValueError(f"checkpoint {path} is not a lightrnn checkpoint (format {FORMAT})")
+        raise DataError(f"checkpoint {path} is not a lightrnn checkpoint (format {FORMAT})")
+    return check_payload(payload, path)
+
+
+# ----- checking a loaded checkpoint (the boundary: nothing below trusts the file) ----------------
+
+_CHECKPOINT_FIX = "pass a checkpoint.pt or best.pt written by lightrnn train (or delete it and train again)"
+
+
+def verify_records(path: Path) -> None:
+    """DataError naming the record when a CRC of the checkpoint's zip does not match its bytes.
+
+    torch.load does not check CRCs; reading every record once costs one pass over the file.
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # torch.load says what it is not
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError) as error:
+        raise DataError(f"checkpoint {path} is damaged ({short(str(error), 120)}); {_CHECKPOINT_FIX}") from None
+    except OSError as error:
+        if error.errno is not None:
+            raise
+        raise DataError(f"checkpoint {path} is damaged ({short(str(error), 120)}); {_CHECKPOINT_FIX}") from None
+    if bad is not None:
+        raise DataError(f"checkpoint {path}: record {short(bad)} is damaged (CRC mismatch); {_CHECKPOINT_FIX}")
+
+
+def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """Types, ranges and invariants of a checkpoint payload; DataError naming `path` and the key.
+
+    Checked: the config (as `TrainConfig`), vocab_size, the model's tensors and, for a model with a
+    word table (word_row/word_col), that the table is a bijection of the V words onto distinct
+    slots of its R x C grid; the schedule position, the metrics rows (each a valid row), the RNG
+    states of every rank, the data identity and the mid-epoch state.
+    """
+    fields = Fields(f"checkpoint {path}", _CHECKPOINT_FIX)
+    values = payload.get("config")
+    fields.mapping(values, "config")
+    values = dict(values)
+    if isinstance(values.get("initial_table"), str) and values["initial_table"].endswith(".npy"):
+        values["initial_table"] = "random"  # the table is in the state_dict; the start file may be gone
+    try:
+        TrainConfig.from_dict(values, source=f"checkpoint {path}: config")
+    except ValueError as error:
+        message = str(error)
+        raise DataError(message if str(path) in message else f"checkpoint {path}: config: {message}") from None
+    vocab_size = fields.integer(payload, "vocab_size", 1, 2**40)
+    if "dataset" in payload:
+        fields.string(payload, "dataset", optional=True)
+    model = fields.mapping(payload.get("model"), "model")
+    for key, tensor in model.items():
+        if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
+            raise fields.error(f"model[{short(key)}]", "a tensor", type(tensor).__name__)
+    # LightRNN's word table (the class softmax has a `word_row` buffer of its own, and no `word_col`).
+    if values.get("model") == "lightrnn" or "word_col" in model:
+        _check_table(fields, model, vocab_size)
+    for key in ("optimizer", "scheduler"):
+        if key in payload:
+            fields.mapping(payload[key], key)
+    for key in ("next_event", "step"):
+        if key in payload:
+            fields.integer(payload, key, 0)
+    if "wall_s" in payload:
+        fields.number(payload, "wall_s", 0.0)
+    if "best_valid" in payload:
+        fields.number(payload, "best_valid", 0.0, allow_inf=True)
+    world_size = fields.integer(payload, "world_size", 1, 1 << 16, optional=True) or 1
+    rows = payload.get("metrics_rows", [])
+    if not isinstance(rows, list):
+        raise fields.error("metrics_rows", "a list of JSON lines", rows)
+    for index, line in enumerate(rows):
+        where = f"checkpoint {path}: metrics_rows[{index}]"
+        if not isinstance(line, str):
+            raise fields.error(f"metrics_rows[{index}]", "a JSON line", line)
+        check_metrics_row(parse_json(line, where, _CHECKPOINT_FIX), where, _CHECKPOINT_FIX)
+    if "rng" in payload:
+        _check_rng(fields, payload["rng"], "rng")
+    if world_size > 1:
+        ranks = payload.get("rng_ranks")
+        if not isinstance(ranks, list) or len(ranks) != world_size:
+            raise fields.error("rng_ranks", f"a list of {world_size} RNG states", ranks)
+        for rank, state in enumerate(ranks):
+            _check_rng(fields, state, f"rng_ranks[{rank}]")
+    if payload.get("data") is not None:
+        data = fields.mapping(payload["data"], "data")
+        fields.string(data, "vocab_sha256")
+        fields.integer(data, "vocab_words", 1)
+        fields.split_counts(data, "split_tokens", 0, optional=True)
+    if payload.get("epoch") is not None:
+        epoch = fields.mapping(payload["epoch"], "epoch")
+        fields.integer(epoch, "batch", 0, optional=True, field="epoch.batch")
+        fields.number(epoch, "seconds", 0.0, optional=True)
+        carried = epoch.get("carried")
+        if carried is not None and (not isinstance(carried, list) or not all(isinstance(c, dict) for c in carried)):
+            raise fields.error("epoch.carried", "a list of per-rank states", carried)
     return payload
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "rng", "next_event", "step", "wall_s", "best_valid", "metrics_rows")
+
+
+def require_resumable(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """DataError naming the first key a resume needs that the (checked) payload lacks."""
+    missing = [key for key in RESUME_KEYS if checkpoint.get(key) is None]
+    if missing:
+        raise DataError(f"checkpoint {path}: {', '.join(missing)}: missing, so the run cannot resume from it; "
+                        f"{_CHECKPOINT_FIX}")
+
+
+def _check_table(fields: Fields, model: dict[str, Any], vocab_size: int) -> None:
+    """The word table in a state_dict: a bijection of the V words onto distinct slots, ids < V."""
+    from lightrnn.table import WordTable
+
+    rows, cols = model.get("word_row"), model.get("word_col")
+    for name, tensor in (("word_row", rows), ("word_col", cols)):
+        if (not isinstance(tensor, torch.Tensor) or tensor.dim() != 1 or tensor.is_floating_point()
+                or tensor.is_complex() or tensor.numel() != vocab_size):
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise fields.error(f"model.{name}", f"an integer tensor of the {vocab_size} words' slots", shape)
+    grid = []
+    for name in ("row_embedding.weight", "col_embedding.weight"):
+        weight = model.get(name)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise fields.error(f"model.{name}", "a 2-D tensor", type(weight).__name__)
+        grid.append(int(weight.shape[0]))
+    try:
+        WordTable(rows.numpy(), cols.numpy(), grid[0], grid[1])
+    except ValueError as error:
+        raise DataError(f"{fields.where}: the word table (model.word_row/word_col) is not a bijection of "
+                        f"{vocab_size} words onto slots: {short(str(error), 200)}; {fields.fix}") from None
+
+
+def _check_rng(fields: Fields, state: Any, key: str) -> None:
+    """An RNG state as `rng_state` writes it (what `set_rng_state` restores without a surprise)."""
+    state = fields.mapping(state, key)
+    python = state.get("python")
+    if (not isinstance(python, (list, tuple)) or len(python) != 3 or python[0] != 3
+            or not isinstance(python[1], (list, tuple)) or len(python[1]) != 625
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in python[1])
+            or not (python[2] is None or isinstance(python[2], float))):
+        raise fields.error(f"{key}.python", "Python's random.getstate() (version 3, 625 words)", python)
+    numpy = state.get("numpy")
+    if (not isinstance(numpy, (list, tuple)) or len(numpy) != 5 or numpy[0] != "MT19937"
+            or not isinstance(numpy[1], torch.Tensor) or numpy[1].shape != (624,)
+            or not isinstance(numpy[2], int) or not 0 <= numpy[2] <= 624
+            or not isinstance(numpy[3], int) or not isinstance(numpy[4], float)):
+        raise fields.error(f"{key}.numpy", "numpy's MT19937 state (624 words)", numpy)
+    generator = state.get("torch")
+    if not isinstance(generator, torch.Tensor) or generator.dtype != torch.uint8 or generator.dim() != 1:
+        raise fields.error(f"{key}.torch", "torch's generator state (a uint8 tensor)", type(generator).__name__)
+    cuda = state.get("cuda")
+    if cuda is not None and not isinstance(cuda, (torch.Tensor, list, tuple)):
+        raise fields.error(f"{key}.cuda", "a CUDA generator state", type(cuda).__name__)
 
 
 def rng_state() -> dict[str, Any]:
@@ -220,3 +386,63 @@ def set_rng_state(state: dict[str, Any]) -> None:
             saved = saved[index] if index < len(saved) else None
         if saved is not None:
             torch.cuda.set_rng_state(saved.cpu())
+
+
+# ----- self-contained model files (the vocabulary travels with the weights) ---------------------
+
+
+def vocab_payload(
+    words: list[str], counts: Any, unk_token: str | None, eos_token: str | None
+) -> dict[str, Any]:
+    """The vocabulary as weights_only-safe values, for `save_training(vocab=...)` and `save_model`.
+
+    The words are one newline-joined string (one pickled object instead of V: an 800k-word
+    vocabulary loads in milliseconds); a word never holds whitespace (the corpus is split on it).
+    `unk_token` / `eos_token`: the entries unknown words map to and that end a sentence (None
+    when the vocabulary has none, e.g. the Markov corpus has no unk).
+    """
+    if any("\n" in word for word in words):
+        raise ValueError("vocab_payload: a word holds a newline; vocab.tsv entries are single lines")
+    for name, token in (("unk", unk_token), ("eos", eos_token)):
+        if token is not None and token not in words:
+            raise ValueError(f"vocab_payload: the {name} token {token!r} is not in the vocabulary")
+    return {
+        "words": "\n".join(words), "counts": torch.as_tensor(np.asarray(counts, dtype=np.int64)),
+        "unk_token": unk_token, "eos_token": eos_token,
+    }
+
+
+def data_vocab_payload(data_dir: str | os.PathLike, words: list[str], counts: Any) -> dict[str, Any]:
+    """`vocab_payload` of an encoded data dir: its words and counts, its unk/eos from meta.json."""
+    meta_path = Path(data_dir) / "meta.json"
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        from lightrnn.fileio import read_json_object
+
+        meta = read_json_object(meta_path, "run `lightrnn data encode` again into this folder")
+    unk, eos = meta.get("unk_token"), meta.get("eos_token")
+    return vocab_payload(
+        words, counts, unk if isinstance(unk, str) and unk in words else None,
+        eos if isinstance(eos, str) and eos in words else None,
+    )
+
+
+def vocab_from_payload(vocab: dict[str, Any]) -> tuple[list[str], np.ndarray, str | None, str | None]:
+    """(words in id order, counts [V] int64, unk token, eos token) from a `vocab_payload`."""
+    words = str(vocab["words"]).split("\n")
+    counts = np.asarray(vocab["counts"].cpu().numpy() if isinstance(vocab["counts"], torch.Tensor)
+                        else vocab["counts"], dtype=np.int64)
+    return words, counts, vocab.get("unk_token"), vocab.get("eos_token")
+
+
+def save_model(path: str | os.PathLike, payload: dict[str, Any], vocab: dict[str, Any]) -> Path:
+    """A self-contained model file from a training checkpoint's `payload`: config, dataset,
+    vocabulary size, weights (LightRNN's word table is in them) and `vocab` (`vocab_payload`).
+
+    Optimizer, scheduler and RNG states are left out: the file is for using the model, not for
+    resuming its run (about a third of checkpoint.pt's size with Adam).
+    """
+    kept = {key: payload[key] for key in ("config", "dataset", "vocab_size", "model") if key in payload}
+    if "data" in payload:
+        kept["data"] = payload["data"]
+    return save_checkpoint(path, {**kept, "vocab": vocab, "kind": "model"})

@@ -30,11 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a process a Ctrl-C ended
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("lightrnn: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, no traceback. Every file is written atomically (or appended line by
+        # line), so what is left is what a kill leaves: the old file or the new one, and the
+        # temps the next run sweeps; rerunning the command resumes.
+        if os.environ.get("LIGHTRNN_DEBUG"):
+            raise
+        print(f"lightrnn {_command(args)}: interrupted; rerun the command to resume", file=sys.stderr)
+        return INTERRUPTED_EXIT
     except BrokenPipeError:
         # `lightrnn data list | head`: the reader left; that is not an error.
         sys.stderr.close()
@@ -47,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         if explained is None or os.environ.get("LIGHTRNN_DEBUG"):
             raise
         message, status = explained
-        steps = [value for key, value in sorted(vars(args).items()) if key.endswith("_command") and value]
-        print(f"lightrnn {' '.join([args.command, *steps])}: error: {message}", file=sys.stderr)
+        print(f"lightrnn {_command(args)}: error: {message}", file=sys.stderr)
         return status
+
+
+def _command(args: argparse.Namespace) -> str:
+    steps = [value for key, value in sorted(vars(args).items()) if key.endswith("_command") and value]
+    return " ".join([args.command, *steps])
 
 
 if __name__ == "__main__":

@@ -21,15 +21,29 @@ from typing import Any
 
 import yaml
 
+from lightrnn.errors import DataError
 from lightrnn.fileio import write_text
+from lightrnn.loaders import parse_yaml, short
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
     "realloc_method": ("auto", "exact", "greedy", "sparse", "refine", "auction"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
-RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses")
+RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+MAX_CONFIG_BYTES = 1 << 20
+# Upper bounds of the integer keys, checked when the config is read, before anything is built.
+# Memory (vocabulary x dims, layers, batch sizes) is checked against the device by
+# `lightrnn.preflight` on the meta device; these bounds keep what that check builds small in time:
+# an nn.LSTM of 10**9 layers takes hours to build even on the meta device, and a seed must fit
+# numpy's 32-bit seeding.
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "embed_dim": (1, 2**31 - 1), "hidden_dim": (1, 2**31 - 1), "num_layers": (1, 1024),
+    "batch_size": (1, 2**31 - 1), "bptt": (1, 2**31 - 1), "eval_batch_size": (1, 2**31 - 1),
+    "lr_patience": (0, 2**31 - 1), "max_steps_per_epoch": (0, 2**62), "seed": (0, 2**32 - 1),
+}
+MAX_ROUNDS, MAX_EPOCHS_PER_ROUND = 1000, 100_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class TrainConfig:
     # checkpoint every checkpoint_every_s seconds (0 = off), so a kill loses minutes, not an epoch.
     log_every_s: float = 600.0
     checkpoint_every_s: float = 1800.0
+    tensorboard: bool = False  # live curves in OUT/tensorboard/ (lightrnn.curves; needs the tensorboard extra)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -89,10 +104,11 @@ class TrainConfig:
         """Build from a mapping; values are coerced to each field's type. Unknown keys are errors."""
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
-        unknown = sorted(set(values) - set(cls.keys()))
+        unknown = sorted(str(key)[:80] for key in set(values) - set(cls.keys()))
         if unknown:
+            listed = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise ValueError(
-                f"{source}: unknown config key(s) {', '.join(unknown)}; allowed keys: {', '.join(cls.keys())}"
+                f"{source}: unknown config key(s) {listed}; allowed keys: {', '.join(cls.keys())}"
             )
         fields = {f.name: f for f in dataclasses.fields(cls)}
         coerced = {key: _coerce(key, fields[key].type, value, source) for key, value in values.items()}
@@ -107,15 +123,16 @@ class TrainConfig:
             source = str(path)
             if not Path(path).is_file():
                 raise FileNotFoundError(f"config file {path} does not exist")
+            size = Path(path).stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise DataError(f"config file {path}: {size} bytes, more than a config of {len(cls.keys())} keys "
+                                f"needs ({MAX_CONFIG_BYTES}); pass a YAML file of config keys")
             try:
-                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+                loaded = parse_yaml(Path(path).read_bytes().decode("utf-8"), f"config file {path}")
             except UnicodeDecodeError as error:
                 raise ValueError(
                     f"config file {path} is not UTF-8 text (byte {error.start}); pass a YAML file of config keys"
                 ) from None
-            except yaml.YAMLError as error:
-                detail = " ".join(str(error).split())  # one line: YAML's message spans several
-                raise ValueError(f"config file {path} is not valid YAML: {detail}") from None
             if loaded is None:
                 loaded = {}
             if not isinstance(loaded, dict):
@@ -125,14 +142,11 @@ class TrainConfig:
             key, separator, text = override.partition("=")
             key = key.strip()
             if not separator or not key:
-                raise ValueError(f"--set {override!r}: expected key=value, e.g. --set lr=0.001")
+                raise ValueError(f"--set {short(override)}: expected key=value, e.g. --set lr=0.001")
             if key not in cls.keys():
-                raise ValueError(f"--set {override!r}: unknown config key {key!r}; allowed keys: {', '.join(cls.keys())}")
-            try:
-                values[key] = yaml.safe_load(text) if text.strip() else ""
-            except yaml.YAMLError as error:
-                detail = " ".join(str(error).split())
-                raise ValueError(f"--set {override!r}: the value is not valid YAML: {detail}") from None
+                raise ValueError(f"--set {short(override)}: unknown config key {short(key)}; "
+                                 f"allowed keys: {', '.join(cls.keys())}")
+            values[key] = parse_yaml(text, f"--set {short(override)}") if text.strip() else ""
             if not source.endswith("--set"):
                 source = "--set" if path is None else f"{path} + --set"
         return cls.from_dict(values, source=source)
@@ -163,19 +177,23 @@ class TrainConfig:
         from lightrnn.models import check_options, names
 
         if self.model not in names():
-            raise ValueError(f"config key model: unknown model {self.model!r}; allowed values: {', '.join(names())}")
+            raise ValueError(f"config key model: unknown model {short(self.model)}; allowed values: {', '.join(names())}")
         try:
             check_options(self.model, self.model_options)
+            check_option_values(self.model, self.model_options, "config key model_options")
         except ValueError as error:
-            raise ValueError(f"config key model_options: {error}") from None
-        for key in ("embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"config key {key}: must be an integer >= 1, got {getattr(self, key)}")
-        for key in ("lr_patience", "max_steps_per_epoch", "seed"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"config key {key}: must be an integer >= 0, got {getattr(self, key)}")
-        if not self.rounds or any(epochs < 1 for epochs in self.rounds):
-            raise ValueError(f"config key rounds: must be a non-empty list of epochs per round, each >= 1, got {list(self.rounds)}")
+            message = str(error)
+            raise ValueError(message if message.startswith("config key") else f"config key model_options: {message}") from None
+        for key, (low, high) in INT_BOUNDS.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"config key {key}: must be an integer, got {short(value)}")
+            if not low <= value <= high:
+                raise ValueError(f"config key {key}: must be an integer in [{low}, {high}], got {short(value)}")
+        if (not self.rounds or len(self.rounds) > MAX_ROUNDS
+                or any(not 1 <= epochs <= MAX_EPOCHS_PER_ROUND for epochs in self.rounds)):
+            raise ValueError(f"config key rounds: must be a non-empty list of at most {MAX_ROUNDS} rounds of epochs, each in "
+                             f"[1, {MAX_EPOCHS_PER_ROUND}], got {short(list(self.rounds))}")
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if item.type == "float" and not math.isfinite(value):
@@ -201,13 +219,13 @@ class TrainConfig:
             raise ValueError(f"config key realloc_fraction: must be in (0, 1], got {self.realloc_fraction}")
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"config key {key}: got {getattr(self, key)!r}; allowed values: {', '.join(allowed)}")
+                raise ValueError(f"config key {key}: got {short(getattr(self, key))}; allowed values: {', '.join(allowed)}")
         if not _DEVICE_PATTERN.match(self.device):
-            raise ValueError(f"config key device: got {self.device!r}; allowed values: auto, cpu, cuda, cuda:N")
+            raise ValueError(f"config key device: got {short(self.device)}; allowed values: auto, cpu, cuda, cuda:N")
         if self.initial_table not in ("random", "frequency", "context"):
             if not self.initial_table.endswith(".npy"):
                 raise ValueError(
-                    f"config key initial_table: got {self.initial_table!r}; allowed values: random, frequency, "
+                    f"config key initial_table: got {short(self.initial_table)}; allowed values: random, frequency, "
                     "context, or a path to a .npy table written by WordTable.save"
                 )
             if not Path(self.initial_table).is_file():
@@ -219,7 +237,7 @@ def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:
     kind = str(annotation)
 
     def bad(expected: str) -> ValueError:
-        return ValueError(f"{source}: config key {key}: expected {expected}, got {value!r}")
+        return ValueError(f"{source}: config key {key}: expected {expected}, got {short(value)}")
 
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -247,7 +265,8 @@ def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:
     if kind.startswith("tuple[int"):
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if (not isinstance(value, (list, tuple)) or len(value) > MAX_ROUNDS
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
             raise bad("a list of integers such as [10, 10, 10]")
         return tuple(value)
     if kind.startswith("dict"):
@@ -257,3 +276,51 @@ def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:
             raise bad("a mapping such as {tie_weights: true}")
         return dict(value)
     raise TypeError(f"config key {key}: no coercion for type {kind}")
+
+
+# Option values a config (or --option) may give, by the constructor's annotation. Others (a
+# WordTable, word counts) are runtime objects the run builds from the data: not settable by hand.
+_OPTION_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                 "Sequence[int]": "a list of integers", "Sequence[float]": "a list of numbers"}
+
+
+def check_option_values(model: str, options: dict[str, Any], where: str) -> None:
+    """ValueError naming `where` and the option when a value is not of the type the model's
+    constructor declares (`model_options={table: 5}`, `word_counts: 5`, `div_value: [1]`)."""
+    import inspect
+
+    from lightrnn.models import model_class
+
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: expected a mapping of options, got {short(options)}")
+    parameters = inspect.signature(model_class(model).__init__).parameters
+    for name, value in options.items():
+        parameter = parameters.get(name)
+        annotation = str(parameter.annotation) if parameter is not None else ""
+        optional = annotation.endswith(" | None")
+        kind = annotation.removesuffix(" | None")
+        if value is None and optional:
+            continue
+        if kind not in _OPTION_KINDS:
+            raise ValueError(f"{where}: {name} of model {model} is set by the run from the data, not by hand; "
+                             f"remove it")
+        if not _option_value_ok(kind, value):
+            raise ValueError(f"{where}: {name} of model {model}: expected {_OPTION_KINDS[kind]}, got {short(value)}")
+
+
+def _option_value_ok(kind: str, value: Any) -> bool:
+    def number(item: Any, integer: bool) -> bool:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            return False
+        if integer:
+            return isinstance(item, int) and abs(item) <= 2**62
+        return math.isfinite(float(item)) if isinstance(item, float) or abs(item) < 2**1000 else False
+
+    if kind in ("int", "float"):
+        return number(value, kind == "int")
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str) and len(value) <= 4096
+    integer = kind == "Sequence[int]"
+    return isinstance(value, (list, tuple)) and len(value) <= 1_000_000 and all(number(v, integer) for v in value)

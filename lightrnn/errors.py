@@ -63,9 +63,13 @@ def disk_full(path: str | os.PathLike, error: BaseException | None = None) -> Di
     )
 
 
+MAX_MESSAGE_CHARS = 600  # a message echoing a hostile value (a 1 GB line, an alias bomb) stays short
+
+
 def _first_line(text: str) -> str:
     text = str(text).strip()
-    return text.splitlines()[0] if text else ""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 def explain(error: BaseException) -> tuple[str, int] | None:

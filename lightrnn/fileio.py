@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -33,6 +34,27 @@ TEMP_SUFFIX = ".tmp"
 STAGING_PREFIX = ".staging."
 # torch.save's messages for a failed write (it raises RuntimeError without an errno).
 _TORCH_WRITE_FAILURES = ("iostream error", "PytorchStreamWriter failed", "file write failed", "unexpected pos")
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_TEMP_EXTRA = 1 + 1 + 8 + len(TEMP_SUFFIX)  # "." NAME "." <random> ".tmp"
+
+
+def fit_name(name: str, extra_bytes: int) -> str:
+    """`name` cut (at a UTF-8 character boundary) so that `extra_bytes` more still fit NAME_MAX."""
+    encoded = os.fsencode(name)
+    budget = max(NAME_MAX - extra_bytes, 1)
+    if len(encoded) <= budget:
+        return name
+    return os.fsdecode(encoded[:budget].decode("utf-8", errors="ignore").encode("utf-8") or encoded[:budget])
+
+
+def temp_prefix(name: str) -> str:
+    """`.NAME.` for a temp file of `name`, NAME cut so the whole temp name fits NAME_MAX bytes.
+
+    A legal 250-byte output name must not fail because its temp file is longer than the name.
+    """
+    return f".{fit_name(name, _TEMP_EXTRA + 4)}."  # 4: room for mkstemp's random part growing
 
 
 def _umask_mode() -> int:
@@ -60,7 +82,7 @@ def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = N
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
     try:
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     except OSError as error:
         raise _for_target(error, path) from error
     os.close(handle)
@@ -288,24 +310,17 @@ def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", fix: str = "r
 
 
 def read_json_object(path: str | os.PathLike, fix: str) -> dict[str, Any]:
-    """A JSON file holding one object; DataError naming the file and `fix` otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); {fix}") from None
-    return _json_object(text, str(path), fix)
+    """A JSON file holding one object; DataError naming the file and `fix` otherwise (`lightrnn.loaders`)."""
+    from lightrnn.loaders import read_json_object as read
+
+    return read(path, fix)
 
 
 def _json_object(text: str, where: str, fix: str) -> dict[str, Any]:
     """`text` parsed as one JSON object; DataError naming `where` (a file, or file:line) and `fix`."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where}: not valid JSON ({error.msg}); {fix}") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}; {fix}")
-    return value
+    from lightrnn.loaders import Fields, parse_json
+
+    return Fields(where, fix).mapping(parse_json(text, where, fix))
 
 
 def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
@@ -319,7 +334,7 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = f".{name}.*{TEMP_SUFFIX}" if name else f".*{TEMP_SUFFIX}"
+    pattern = f"{glob.escape(temp_prefix(name))}*{TEMP_SUFFIX}" if name else f".*{TEMP_SUFFIX}"
     removed = [] if name else _remove_stale_staging(folder)
     for temp in folder.glob(pattern):
         if temp.is_file():
@@ -339,29 +354,3 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
             if line.strip():
                 rows.append(_json_object(line, f"{path}:{number}", "the file is damaged: rerun what wrote it"))
     return rows
-
-
-def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """(words in id order, counts int64 [V]) from a `vocab.tsv` of `word<TAB>count` lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir (lightrnn data encode)")
-    words: list[str] = []
-    counts: list[int] = []
-    try:
-        with path.open(encoding="utf-8", newline="\n") as stream:
-            for number, line in enumerate(stream, start=1):
-                line = line.rstrip("\n")
-                word, separator, count = line.rpartition("\t")
-                if not separator:
-                    raise ValueError(f"{path}:{number}: expected word<TAB>count, got {line!r}")
-                try:
-                    counts.append(int(count))
-                except ValueError:
-                    raise ValueError(f"{path}:{number}: the count {count!r} is not an integer") from None
-                words.append(word)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); re-run lightrnn data encode") from None
-    if not words:
-        raise ValueError(f"{path} is empty; re-run lightrnn data encode")
-    return words, np.asarray(counts, dtype=np.int64)

@@ -310,7 +310,7 @@ def check_training(summary: Summary, out: Path, work: Path, deadline: float) -> 
 
 def check_bench(summary: Summary, out: Path, deadline: float) -> None:
     """`lightrnn bench throughput` on the device, fp32 and bf16, V = 10k and 100k; stopped at `deadline`."""
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
 
     needed = 2.0 if DRY_RUN else 20.0
     for dtype in DTYPES:
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr)
             return 2
 
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
     from lightrnn.fileio import write_json, write_text
     from lightrnn.runtime import use_fp32_matmul
 

@@ -89,6 +89,14 @@ class LanguageModel(nn.Module, abc.ABC):
         """
         return {}
 
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next token [B] through the model's own factorisation;
+        returns (next [B], the state after reading `token`). Used by `lightrnn generate`."""
+        raise NotImplementedError(f"{type(self).__name__} has no generate_step; it cannot generate text")
+
 
 def lstm_param_count(input_dim: int, hidden_dim: int, num_layers: int) -> int:
     """Parameters of `nn.LSTM(input_dim, hidden_dim, num_layers)` with both biases."""

@@ -1,10 +1,15 @@
 """metrics.jsonl: one JSON object per evaluation point; tables and plots read only these rows.
 
-Row schema (docs/DESIGN.md plus kind, lr, train_ppl and the reallocation extras):
-kind ("epoch" | "realloc"), dataset, model, seed, round, epoch, step, lr, train_ppl, valid_ppl,
-test_ppl, train_tokens_per_s, eval_tokens_per_s, params, param_bytes, peak_memory_bytes,
-wall_s, device, realloc_objective, realloc_lower_bound, realloc_s, realloc_nll_before,
-realloc_nll_after, git_rev, config_hash. Fields that do not apply to a row are null.
+The whole row schema is declared here, and every row is built here, by one function per kind:
+`epoch_row` (after each epoch) and `realloc_row` (after a reallocation between rounds). A row
+holds, in this order: every field of `FIELDS` (null where it does not apply), the phases'
+`peak_memory_<phase>_bytes` (`lightrnn.runtime.PhasePeaks`: train, eval, realloc), the run's
+`RUN_EXTRAS`, then `EPOCH_EXTRAS` or the reallocation's `REALLOC_EXTRAS`.
+
+FIELDS: kind ("epoch" | "realloc"), dataset, model, seed, round, epoch, step, lr, train_ppl,
+valid_ppl, test_ppl, train_tokens_per_s, eval_tokens_per_s, params, param_bytes,
+peak_memory_bytes, wall_s, device, realloc_objective, realloc_lower_bound, realloc_s,
+realloc_nll_before, realloc_nll_after, git_rev, config_hash.
 """
 
 from __future__ import annotations
@@ -27,6 +32,65 @@ FIELDS: tuple[str, ...] = (
 REALLOC_FIELDS: tuple[str, ...] = (
     "realloc_objective", "realloc_lower_bound", "realloc_s", "realloc_nll_before", "realloc_nll_after",
 )
+
+
+# Every row of a run carries these alike (`run_fields`), after FIELDS and the phases' peaks.
+RUN_EXTRAS: tuple[str, ...] = ("world_size", "tf32")
+# An epoch row's own extra: gradient bytes all-reduced per step (0 in one process).
+EPOCH_EXTRAS: tuple[str, ...] = ("allreduce_bytes_per_step",)
+# What a reallocation reports beyond REALLOC_FIELDS (LightRNN's `between_rounds` result).
+REALLOC_EXTRAS: tuple[str, ...] = (
+    "realloc_accumulate_s", "realloc_solve_s", "realloc_bound_s", "realloc_method", "realloc_moved",
+    "realloc_tokens", "realloc_nll_predicted", "realloc_keep_bonus", "realloc_columns", "realloc_alternate",
+)
+PEAK_PHASE_FIELD = "peak_memory_{phase}_bytes"  # one per phase run since the previous row
+
+
+def undeclared(row: dict[str, Any]) -> list[str]:
+    """The keys of `row` this module does not declare (a new field belongs in the tuples above)."""
+    declared = set(FIELDS + RUN_EXTRAS + EPOCH_EXTRAS + REALLOC_EXTRAS)
+    phase = PEAK_PHASE_FIELD.split("{phase}")
+    return [key for key in row if key not in declared and not (key.startswith(phase[0]) and key.endswith(phase[1]))]
+
+
+def run_fields(
+    *, dataset: str, model: str, seed: int, params: int, param_bytes: int, device: str, config_hash: str,
+    world_size: int, tf32: bool,
+) -> dict[str, Any]:
+    """The fields every row of one run shares (its identity, size, code revision and arithmetic)."""
+    return {
+        "dataset": dataset, "model": model, "seed": seed, "params": params, "param_bytes": param_bytes,
+        "device": device, "git_rev": git_rev(), "config_hash": config_hash, "world_size": world_size, "tf32": tf32,
+    }
+
+
+def epoch_row(
+    run: dict[str, Any], *, round: int, epoch: int, step: int, lr: float, train: dict[str, float],
+    valid: dict[str, float], test: dict[str, float] | None, peaks: dict[str, int], wall_s: float,
+    allreduce_bytes_per_step: int,
+) -> dict[str, Any]:
+    """The row after an epoch: `train`/`valid`/`test` are {"ppl", "tokens_per_s"} (test None when not
+    measured), `peaks` `PhasePeaks.row_fields()`, `run` `run_fields(...)`."""
+    return make_row(
+        kind="epoch", round=round, epoch=epoch, step=step, lr=lr,
+        train_ppl=train["ppl"], valid_ppl=valid["ppl"], test_ppl=test["ppl"] if test else None,
+        train_tokens_per_s=train["tokens_per_s"], eval_tokens_per_s=valid["tokens_per_s"],
+        **peaks, wall_s=wall_s, **run, allreduce_bytes_per_step=allreduce_bytes_per_step,
+    )
+
+
+def realloc_row(
+    run: dict[str, Any], *, round: int, epoch: int, step: int, lr: float, valid: dict[str, float],
+    peaks: dict[str, int], wall_s: float, realloc: dict[str, Any],
+) -> dict[str, Any]:
+    """The row after a reallocation; `round` is the round about to start, `realloc` the model's
+    `between_rounds` result (REALLOC_FIELDS, then its REALLOC_EXTRAS in the order it gives them)."""
+    return make_row(
+        kind="realloc", round=round, epoch=epoch, step=step, lr=lr,
+        valid_ppl=valid["ppl"], eval_tokens_per_s=valid["tokens_per_s"], **peaks, wall_s=wall_s, **run,
+        **{key: realloc.get(key) for key in REALLOC_FIELDS},
+        **{key: value for key, value in realloc.items() if key not in REALLOC_FIELDS},
+    )
 
 
 def make_row(**values: Any) -> dict[str, Any]:

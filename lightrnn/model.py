@@ -59,12 +59,31 @@ class LightRNN(LanguageModel):
         initial_table: "random" (seeded shuffle), "frequency" (ids fill the table row-major) or a
             path to a `.npy` written by `WordTable.save`.
         table_seed: seed of the random initial table (the official code uses 0).
+        word_bias: add a learned per-word bias b_w to the column logits of the row's words (V
+            parameters; not in the paper). The column softmax of row r is then over
+            Y_c h + b_{word at (r, c)}: each word gets a private unigram-like term.
+        word_dim: k > 0 adds to the column logits a per-word output vector u_w (V x k) dotted
+            with a projection P h (P: k x H, no bias): logit(r, c) += u_{word at (r, c)} . P h.
+            Per token it reads the C words of one row: O(C k) work, V k + H k parameters.
+        word_input_dim: k > 0 adds a per-word input vector e_w (V x k), projected to E (E x k, no
+            bias), to the column half-step's input: x_c(w) + A e_w (V k + E k parameters).
+        realloc_columns: "separable" (the paper: one matching of the row and column losses, both
+            scored under the old table) or "consistent" (rows first from the row losses, then the
+            columns scored with every word fed its NEW row, then an exact C x C assignment per row;
+            `lightrnn.reallocate.reallocate_model`).
+        realloc_alternate: with "consistent", how many rows-then-columns passes (>= 1).
+
+    Capacity fixes (word_bias, word_dim, word_input_dim) keep LightRNN's O(sqrt V) work per
+    token and add O(V) parameters for a fixed k; every word's terms follow it when it moves.
+    Empty slots (V < R * C) get no word term, and their mass stays lost as without them.
 
     The table lives in the buffers `word_row`, `word_col` (LongTensor [V]), so it is part of the
     state_dict and travels with checkpoints.
     """
 
-    options = ("table", "word_counts", "initial_table", "table_seed")
+    options = ("table", "word_counts", "initial_table", "table_seed", "word_bias", "word_dim", "word_input_dim",
+               "realloc_columns", "realloc_alternate")
+    REALLOC_COLUMNS = ("separable", "consistent")
 
     def __init__(
         self,
@@ -77,12 +96,27 @@ class LightRNN(LanguageModel):
         word_counts: np.ndarray | None = None,
         initial_table: str = "random",
         table_seed: int = 0,
+        word_bias: bool = False,
+        word_dim: int = 0,
+        word_input_dim: int = 0,
+        realloc_columns: str = "separable",
+        realloc_alternate: int = 1,
     ) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim),
                             ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if int(value) < 1:
                 raise ValueError(f"LightRNN: {name} must be >= 1, got {value}")
+        if not isinstance(word_bias, bool):
+            raise ValueError(f"LightRNN: word_bias must be true or false, got {word_bias!r}")
+        for name, value in (("word_dim", word_dim), ("word_input_dim", word_input_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"LightRNN: {name} must be an integer >= 0 (0 = off), got {value!r}")
+        if realloc_columns not in self.REALLOC_COLUMNS:
+            raise ValueError(f"LightRNN: realloc_columns must be one of {', '.join(self.REALLOC_COLUMNS)}, "
+                             f"got {realloc_columns!r}")
+        if isinstance(realloc_alternate, bool) or not isinstance(realloc_alternate, int) or realloc_alternate < 1:
+            raise ValueError(f"LightRNN: realloc_alternate must be an integer >= 1, got {realloc_alternate!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"LightRNN: dropout must be in [0, 1), got {dropout}")
         if word_counts is not None and len(word_counts) != vocab_size:
@@ -112,6 +146,16 @@ class LightRNN(LanguageModel):
         self.drop = nn.Dropout(dropout)
         self.register_buffer("word_row", torch.as_tensor(table.rows, dtype=torch.long))  # [V]
         self.register_buffer("word_col", torch.as_tensor(table.cols, dtype=torch.long))  # [V]
+        # Per-word capacity (off by default, so the paper's model and its checkpoints are unchanged).
+        self.word_dim, self.word_input_dim = int(word_dim), int(word_input_dim)
+        self.word_bias = nn.Parameter(torch.zeros(vocab_size)) if word_bias else None  # b: [V]
+        if self.word_dim:
+            self.word_out = nn.Embedding(vocab_size, self.word_dim)  # u: [V, k]
+            self.word_out_proj = nn.Linear(hidden_dim, self.word_dim, bias=False)  # P: [k, H]
+        if self.word_input_dim:
+            self.word_in = nn.Embedding(vocab_size, self.word_input_dim)  # e: [V, k]
+            self.word_in_proj = nn.Linear(self.word_input_dim, embed_dim, bias=False)  # A: [E, k]
+        self.realloc_columns, self.realloc_alternate = realloc_columns, int(realloc_alternate)
         self._init_weights()
 
     @staticmethod
@@ -134,6 +178,48 @@ class LightRNN(LanguageModel):
         for head in (self.row_head, self.col_head):
             nn.init.uniform_(head.weight, -0.1, 0.1)
             nn.init.zeros_(head.bias)
+        for name in ("word_out", "word_in"):
+            if hasattr(self, name):
+                nn.init.uniform_(getattr(self, name).weight, -0.1, 0.1)
+
+    # ----- per-word terms of the column softmax ------------------------------------------------
+
+    @property
+    def _has_word_terms(self) -> bool:
+        return self.word_bias is not None or self.word_dim > 0
+
+    def _column_input(self, tokens: Tensor) -> Tensor:
+        """x_c(w) [+ A e_w] for every token: [B, T, E]."""
+        col_in = self.col_embedding(self.word_col[tokens])
+        if self.word_input_dim:
+            col_in = col_in + self.word_in_proj(self.word_in(tokens))
+        return col_in
+
+    def _slot_words(self) -> tuple[Tensor, Tensor]:
+        """(words [R, C]: the id in every slot, 0 where empty; filled [R, C] bool), from the buffers.
+
+        Rebuilt on every call (O(V)) so it always follows set_table and load_state_dict.
+        """
+        slots = self._num_rows * self._num_cols
+        owner = torch.full((slots,), self.vocab_size, dtype=torch.long, device=self.word_row.device)
+        owner[self.word_row * self._num_cols + self.word_col] = torch.arange(self.vocab_size, device=owner.device)
+        filled = owner < self.vocab_size
+        return owner.clamp(max=self.vocab_size - 1).view(self._num_rows, -1), filled.view(self._num_rows, -1)
+
+    def _word_terms(self, words: Tensor, hidden: Tensor) -> Tensor:
+        """b_w + u_w . P h for words [..., n] given the column hidden state [..., H]: [..., n]."""
+        terms = hidden.new_zeros(words.shape, dtype=torch.float32)
+        if self.word_bias is not None:
+            terms = terms + self.word_bias[words].float()
+        if self.word_dim:
+            query = self.word_out_proj(hidden).float()  # [..., k]
+            terms = terms + (self.word_out(words).float() * query.unsqueeze(-2)).sum(-1)
+        return terms
+
+    def _row_word_terms(self, rows: Tensor, hidden: Tensor) -> Tensor:
+        """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots."""
+        words, filled = self._slot_words()
+        return self._word_terms(words[rows], hidden) * filled[rows]
 
     # ----- the table -----------------------------------------------------------------------
 
@@ -182,7 +268,7 @@ class LightRNN(LanguageModel):
         if state is None:
             state = self.init_state(batch_size)
         row_in = self.row_embedding(self.word_row[tokens])  # [B, T, E]
-        col_in = self.col_embedding(self.word_col[tokens])  # [B, T, E]
+        col_in = self._column_input(tokens)  # [B, T, E]
         # Interleave to x_r(w_0), x_c(w_0), x_r(w_1), ...: [B, T, 2, E] -> [B, 2T, E].
         inputs = torch.stack((row_in, col_in), dim=2).reshape(batch_size, 2 * steps, -1)
         outputs, state = run_lstm(self.lstm, self.drop(inputs), state)  # [B, 2T, H], float32 even under autocast
@@ -201,17 +287,28 @@ class LightRNN(LanguageModel):
         Returns (row_logp [B, T, R], col_logp [B, T, C], state): row_logp[b, t] is the
         distribution of the row of targets[b, t]; col_logp[b, t] that of its column, given its
         true row (teacher forcing). Computed in float32 even under autocast.
+
+        With per-word terms (word_bias, word_dim) col_logp[b, t, c] scores the target word
+        itself at column c: Y_c h [c] + its own term, less the log-normaliser over the row's
+        current words, so it equals the model's log-probability at the target's own column and
+        ranks the other columns by what the word would get there (its term moves with it).
         """
         row_hidden, col_hidden, state = self._hidden(tokens, targets, state)
         row_logp = F.log_softmax(_full_precision(self.row_head(row_hidden)), dim=-1)  # [B, T, R]
-        col_logp = F.log_softmax(_full_precision(self.col_head(col_hidden)), dim=-1)  # [B, T, C]
-        return row_logp, col_logp, state
+        col_logits = _full_precision(self.col_head(col_hidden))  # [B, T, C]
+        if not self._has_word_terms:
+            return row_logp, F.log_softmax(col_logits, dim=-1), state
+        normaliser = torch.logsumexp(col_logits + self._row_word_terms(self.word_row[targets], col_hidden), dim=-1)
+        own = self._word_terms(targets.unsqueeze(-1), col_hidden)  # [B, T, 1]
+        return row_logp, col_logits + own - normaliser.unsqueeze(-1), state
 
     def forward(self, tokens: Tensor, targets: Tensor, state: State | None = None) -> LMOutput:
         """nll [B, T] = CE_row + CE_col of each target, in nats; the state to carry on."""
         row_hidden, col_hidden, state = self._hidden(tokens, targets, state)
         row_logits = _full_precision(self.row_head(row_hidden))  # [B, T, R]
         col_logits = _full_precision(self.col_head(col_hidden))  # [B, T, C]
+        if self._has_word_terms:
+            col_logits = col_logits + self._row_word_terms(self.word_row[targets], col_hidden)
         row_nll = F.cross_entropy(row_logits.transpose(1, 2), self.word_row[targets], reduction="none")
         col_nll = F.cross_entropy(col_logits.transpose(1, 2), self.word_col[targets], reduction="none")
         return LMOutput(row_nll + col_nll, state)  # [B, T]
@@ -240,7 +337,7 @@ class LightRNN(LanguageModel):
         if state is None:
             state = self.init_state(batch_size)
         row_in = self.row_embedding(self.word_row[tokens])  # [B, T, E]
-        col_in = self.col_embedding(self.word_col[tokens])  # [B, T, E]
+        col_in = self._column_input(tokens)  # [B, T, E]
         # nn.LSTM exposes the full per-layer (h, c) only at the end of a call, and the candidate
         # column steps start from the state after every x_c(w_t), so walk the words one at a time
         # (two half-steps per call). This is the evaluation-only path; training never loops.
@@ -268,7 +365,12 @@ class LightRNN(LanguageModel):
             candidates = self.row_embedding.weight.unsqueeze(0).expand(batch_size * width, -1, -1)  # [B*t, R, E]
             candidates = candidates.reshape(-1, 1, self.embed_dim)  # [B*t*R, 1, E]
             col_output, _ = run_lstm(self.lstm, self.drop(candidates), (h, c))  # [B*t*R, 1, H]
-            col_logp = F.log_softmax(_full_precision(self.col_head(self.drop(col_output[:, 0]))), dim=-1)
+            col_hidden = self.drop(col_output[:, 0])  # [B*t*R, H]
+            col_logits = _full_precision(self.col_head(col_hidden))  # [B*t*R, C]
+            if self._has_word_terms:
+                candidate_rows = torch.arange(rows, device=col_hidden.device).repeat(batch_size * width)
+                col_logits = col_logits + self._row_word_terms(candidate_rows, col_hidden)
+            col_logp = F.log_softmax(col_logits, dim=-1)
             col_logp = col_logp.reshape(batch_size, width, rows * self._num_cols)  # [B, t, R*C]
             # log P(w) for every word id: (r(w)) from row_logp, (r(w), c(w)) from col_logp.
             word_logp[:, start:stop] = row_logp[:, start:stop, self.word_row] + col_logp[:, :, word_slot]
@@ -280,14 +382,56 @@ class LightRNN(LanguageModel):
     def param_count(
         cls, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int, **model_specific
     ) -> int:
-        """R*E + C*E (input vectors) + LSTM + (H + 1) * (R + C) (heads with bias), R = C = ceil(sqrt V)."""
+        """R*E + C*E (input vectors) + LSTM + (H + 1) * (R + C) (heads with bias), R = C = ceil(sqrt V);
+        plus V (word_bias), k (V + H) (word_dim = k), k (V + E) (word_input_dim = k)."""
         side = WordTable.square_size(vocab_size)
         embeddings = 2 * side * embed_dim
         heads = 2 * (hidden_dim + 1) * side
-        return embeddings + lstm_param_count(embed_dim, hidden_dim, num_layers) + heads
+        words = vocab_size if model_specific.get("word_bias") else 0
+        words += int(model_specific.get("word_dim") or 0) * (vocab_size + hidden_dim)
+        words += int(model_specific.get("word_input_dim") or 0) * (vocab_size + embed_dim)
+        return embeddings + lstm_param_count(embed_dim, hidden_dim, num_layers) + heads + words
 
     def between_rounds(self, batches, **options) -> dict[str, float]:
         """Bootstrap word reallocation (docs/PAPER.md): see `lightrnn.reallocate.reallocate_model`."""
         from lightrnn.reallocate import reallocate_model
 
+        options.setdefault("columns", self.realloc_columns)
+        options.setdefault("alternate", self.realloc_alternate)
         return reallocate_model(self, batches, **options)
+
+    # ----- generation ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_step(
+        self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, State]:
+        """Read `token` [B] and sample the next word [B] through the 2-D factorisation.
+
+        From the state after x_c of the previous word: feed x_r(token), x_c(token); the row head
+        gives P_r, a row r is drawn; one LSTM step on x_r(r) gives P_c(. | r), a column c is drawn;
+        the word is the one in slot (r, c). Never a V-way softmax: R + C logits per word. Empty
+        slots are excluded (rows with no word, then the empty columns of the drawn row), i.e. the
+        draw is conditioned on landing on a word. Returns (words [B], the state after x_c(token)),
+        which is what `forward` carries, so the next call continues from it.
+        """
+        from lightrnn.sampling import sample_logits
+
+        if state is None:
+            state = self.init_state(token.shape[0])
+        pair = torch.stack((self.row_embedding(self.word_row[token]), self._column_input(token)), dim=1)
+        output, state = run_lstm(self.lstm, self.drop(pair), state)  # [B, 2, H]
+        occupied = torch.zeros(self._num_rows, self._num_cols, dtype=torch.bool, device=token.device)
+        occupied[self.word_row, self.word_col] = True  # [R, C]
+        row_logits = self.row_head(self.drop(output[:, 1]))  # [B, R]
+        row = sample_logits(row_logits, temperature, top_k, generator, allowed=occupied.any(dim=1))  # [B]
+        col_output, _ = run_lstm(self.lstm, self.drop(self.row_embedding(row).unsqueeze(1)), state)  # [B, 1, H]
+        col_hidden = self.drop(col_output[:, 0])  # [B, H]
+        col_logits = self.col_head(col_hidden)  # [B, C]
+        if self._has_word_terms:
+            col_logits = col_logits + self._row_word_terms(row, col_hidden)
+        col = sample_logits(col_logits, temperature, top_k, generator, allowed=occupied[row])  # [B]
+        slot_word = torch.full((self._num_rows * self._num_cols,), -1, dtype=torch.long, device=token.device)
+        slot_word[self.word_row * self._num_cols + self.word_col] = torch.arange(self.vocab_size, device=token.device)
+        return slot_word[row * self._num_cols + col], state

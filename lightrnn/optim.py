@@ -1,5 +1,7 @@
 """Optimizers and gradient clipping shared by the training loop and the benchmarks.
 
+Also the learning-rate schedule, `PlateauDecay`, which edits every group of an `Optimizers`.
+
 Baselines can give their word embedding sparse gradients (`sparse_embedding: true`), which saves
 a dense V x E gradient and its Adam update per step at large V. Plain Adam refuses sparse
 gradients and `torch.nn.utils.clip_grad_norm_` cannot take their norm, so the loop and the
@@ -8,6 +10,7 @@ benchmarks both go through this module: what the benchmark times is what the loo
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import torch
@@ -73,6 +76,41 @@ class Optimizers:
             )
         for optimizer, optimizer_state in zip(self.optimizers, saved):
             optimizer.load_state_dict(optimizer_state)
+
+
+
+class PlateauDecay:
+    """Multiply the learning rate by `decay` when valid ppl has not improved for `patience` + 1 epochs."""
+
+    def __init__(self, optimizer: Optimizers, decay: float, patience: int) -> None:
+        self.optimizer, self.decay, self.patience = optimizer, decay, patience
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, valid_ppl: float) -> None:
+        if valid_ppl < self.best:
+            self.best, self.bad_epochs = valid_ppl, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience and self.decay < 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.decay
+            self.bad_epochs = 0
+
+    def new_round(self) -> None:
+        """Judge the plateau afresh after a word reallocation: the valid ppl spike right after
+        one (the paper's figure) is the new table settling in, not a plateau to decay on."""
+        self.best, self.bad_epochs = math.inf, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
 
 
 @torch.no_grad()

@@ -11,19 +11,20 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightrnn.benchmark.csvio import read_csv, write_csv
 from lightrnn.benchmark.flops import flops_per_token, lstm_flops_per_step, output_flops_per_token
 from lightrnn.benchmark.machine import PeakMemory, machine_info, matmul_flops_per_s
-from lightrnn.benchmark.report import performance_markdown, replace_section, write_readme_section
 from lightrnn.benchmark.scaling import model_sizes
 from lightrnn.benchmark.suite import run_suite
 from lightrnn.benchmark.throughput import (
-    ThroughputSettings, build_for_bench, make_optimizers, paired_ratio, run_throughput,
+    ThroughputSettings, build_for_bench, make_optimizers, run_throughput,
     stream_windows, zipf_probs, zipf_stream,
 )
 from lightrnn.cli import main
+from lightrnn.csvio import read_csv, write_csv
 from lightrnn.models import build, model_class, names
 from lightrnn.optim import clip_grad_norm
+from lightrnn.report.performance import paired_ratio, performance_markdown
+from lightrnn.report.readme import write_performance_section
 
 TINY = dict(vocab_sizes=(50, 120), embed_dim=8, hidden_dim=16, num_layers=1, batch_size=2, bptt=4,
             warmup_steps=1, timed_steps=1, min_seconds=0.0, repeats=2, threads=1)
@@ -117,7 +118,7 @@ def test_run_throughput_interleaves_every_model_and_reports_consistent_numbers()
         assert row["params"] == model_class(row["model"]).param_count(
             row["vocab_size"], embed_dim=8, hidden_dim=16, num_layers=1)
         assert row["threads"] == 1 and row["batch_size"] == 2
-    ratio = paired_ratio(raw, 50, "lightrnn", "full_softmax")
+    ratio = paired_ratio(raw, 50, "lightrnn", "full_softmax")  # the report's reading of the CSV rows
     assert ratio > 0 and math.isnan(paired_ratio(raw, 50, "lightrnn", "missing"))
 
 
@@ -139,14 +140,6 @@ def test_model_sizes_need_no_allocation_and_lightrnn_is_far_smaller_at_billionw(
     assert all(r["param_bytes_fp32"] == 4 * r["params"] for r in rows)
 
 
-def test_replace_section_keeps_everything_else(tmp_path: Path):
-    text = "a\n<!-- section:performance -->\nold\n<!-- /section:performance -->\nb\n"
-    assert replace_section(text, "performance", "new") == (
-        "a\n<!-- section:performance -->\nnew\n<!-- /section:performance -->\nb\n")
-    with pytest.raises(ValueError, match="exactly one"):
-        replace_section("no markers", "performance", "new")
-
-
 def test_suite_csv_plot_and_readme_from_the_csvs(tmp_path: Path):
     out = tmp_path / "bench"
     written = run_suite(out, ThroughputSettings(**TINY), realloc_sizes=(), progress=None)
@@ -156,7 +149,7 @@ def test_suite_csv_plot_and_readme_from_the_csvs(tmp_path: Path):
               out / "realloc.csv")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- section:performance -->\n<!-- /section:performance -->\ntail\n")
-    write_readme_section(out, readme)
+    write_performance_section(out, readme)
     text = readme.read_text()
     assert text.startswith("# x\n<!-- section:performance -->\n## Performance") and text.endswith("tail\n")
     rows = read_csv(out / "throughput.csv")

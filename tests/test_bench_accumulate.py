@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lightrnn.benchmark import accumulate
-from lightrnn.benchmark.csvio import read_csv
+from lightrnn.csvio import read_csv
 from lightrnn.cli import main
 from lightrnn.config import TrainConfig
 from lightrnn.train import train

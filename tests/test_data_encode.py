@@ -10,7 +10,7 @@ import pytest
 
 from lightrnn.data import encode as encode_module
 from lightrnn.data.encode import encode
-from lightrnn.fileio import read_vocab
+from lightrnn.data.encoded import read_vocab
 from lightrnn.data.prepare import prepare
 from lightrnn.data.tiny import make_tiny_archive
 

@@ -7,7 +7,7 @@ import pytest
 
 from lightrnn.data import corpora
 from lightrnn.data.encode import encode
-from lightrnn.fileio import read_vocab
+from lightrnn.data.encoded import read_vocab
 from lightrnn.data.fetch import fetch
 from lightrnn.data.prepare import prepare
 from lightrnn.data.tiny import make_tiny_archive, tiny_members, write_archive

@@ -28,7 +28,7 @@ from lightrnn.optim import Optimizers
 from lightrnn.reallocate import accumulate_losses
 from lightrnn.runtime import PhasePeaks, use_fp32_matmul
 from lightrnn.step import train_step
-from lightrnn.train import PlateauDecay
+from lightrnn.optim import PlateauDecay
 
 DEVICE = torch.device(os.environ.get("LIGHTRNN_GPU_TEST_DEVICE", "cuda"))
 pytestmark = [

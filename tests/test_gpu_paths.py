@@ -31,7 +31,8 @@ from lightrnn.evaluate import evaluate_checkpoint
 from lightrnn.fileio import read_jsonl
 from lightrnn.models import build, names
 from lightrnn.optim import Optimizers
-from lightrnn.train import PlateauDecay, train
+from lightrnn.optim import PlateauDecay
+from lightrnn.train import train
 from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,9 +12,12 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from lightrnn import assignment
+from lightrnn.metrics import undeclared
 from lightrnn.reallocate import (
     Allocation,
+    accumulate_column_losses,
     accumulate_losses,
+    assign_columns,
     load_losses,
     lower_bound,
     reallocate_model,
@@ -371,9 +374,11 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
     assert set(metrics) == {
         "realloc_objective", "realloc_lower_bound", "realloc_s", "realloc_method",
         "realloc_nll_before", "realloc_nll_after", "realloc_moved", "realloc_tokens", "realloc_nll_predicted",
-        "realloc_keep_bonus",
+        "realloc_keep_bonus", "realloc_columns", "realloc_alternate",
         "realloc_accumulate_s", "realloc_solve_s", "realloc_bound_s",
     }
+    assert metrics["realloc_columns"] == "separable" and metrics["realloc_alternate"] is None
+    assert undeclared(metrics) == [], "declare the reallocation's fields in lightrnn/metrics.py REALLOC_EXTRAS"
     assert metrics["realloc_method"] == "exact"
     assert metrics["realloc_lower_bound"] <= metrics["realloc_objective"] < before
     parts = [metrics[f"realloc_{part}_s"] for part in ("accumulate", "solve", "bound")]
@@ -463,7 +468,7 @@ def test_three_rounds_with_lightrnn(tmp_path) -> None:
 
 
 def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -> None:
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
     from lightrnn.cli import main
 
     row_loss, col_loss = random_losses(40, 7, 7, seed=11)
@@ -523,3 +528,62 @@ def test_training_saves_the_losses_and_splits_the_time(tmp_path) -> None:
     assert WordTable(rows_, cols_, 5, 5) == WordTable.load(tmp_path / "run" / "table-0.npy")
     again = solve(row_loss, col_loss, method="sparse", init=(rows_, cols_))
     assert again.objective == pytest.approx(realloc[0]["realloc_objective"], rel=1e-5)
+
+
+# ----- the self-consistent reallocation ------------------------------------------------------------
+
+
+def test_assign_columns_is_the_exact_optimum_of_every_row() -> None:
+    rng = np.random.default_rng(0)
+    rows = np.array([0, 0, 1, 1, 1, 2, 0])  # row 0 holds 3 words, row 1 3, row 2 one
+    col_loss = rng.random((7, 3))
+    cols, value = assign_columns(col_loss, rows, 3)
+    best = 0.0
+    for row in range(3):
+        words = np.flatnonzero(rows == row)
+        assert len(set(cols[words])) == len(words)  # distinct columns inside a row
+        best += min(sum(col_loss[w, c] for w, c in zip(words, perm))
+                    for perm in itertools.permutations(range(3), len(words)))
+    assert value == pytest.approx(best) == pytest.approx(col_loss[np.arange(7), cols].sum())
+
+
+def test_consistent_columns_are_scored_under_the_new_rows() -> None:
+    # FakeLightRNN's column logits read the target's row (row_to_col) and its history does not
+    # read the table, so scored under the new rows the objective IS the NLL after; the separable
+    # objective (columns scored under the old rows) is not.
+    model = FakeLightRNN(vocab_size=14, side=4, seed=3)
+    batches = make_batches(model.vocab_size, 6, seed=1)
+    old = model.table
+    consistent = reallocate_model(model, batches, method="exact", columns="consistent")
+    new = model.table
+    assert consistent["realloc_columns"] == "consistent" and consistent["realloc_alternate"] == 1
+    assert consistent["realloc_method"] == "greedy+refine rows, exact columns"
+    assert consistent["realloc_nll_predicted"] == pytest.approx(consistent["realloc_nll_after"], rel=1e-9)
+    assert consistent["realloc_lower_bound"] <= consistent["realloc_objective"] + 1e-9
+    # the rows are at least as good as greedy's on the row losses, and the columns optimal given them
+    row_loss, _, _ = accumulate_losses(FakeLightRNN(14, 4, 3), batches)
+    greedy_rows, _ = assignment.greedy(row_loss, np.zeros((14, 4)))
+    assert row_loss[np.arange(14), new.rows].sum() <= row_loss[np.arange(14), greedy_rows].sum() + 1e-9
+    col_loss = accumulate_column_losses(FakeLightRNN(14, 4, 3), batches, new.rows)
+    assert col_loss[np.arange(14), new.cols].sum() == pytest.approx(assign_columns(col_loss, new.rows, 4)[1])
+    assert not np.array_equal(new.rows, old.rows)
+
+    separable_model = FakeLightRNN(vocab_size=14, side=4, seed=3)
+    separable = reallocate_model(separable_model, batches, method="exact")
+    assert separable["realloc_nll_predicted"] < separable["realloc_nll_after"] - 1e-3
+    # scored under the rows each word will have, the new table fits the frozen model better
+    assert consistent["realloc_nll_after"] < separable["realloc_nll_after"]
+
+
+def test_consistent_reallocation_of_a_lightrnn_alternates_and_restores_the_table_on_the_way() -> None:
+    from lightrnn.models import build
+
+    torch.manual_seed(0)
+    model = build("lightrnn", 30, 8, 8, 1, table_seed=0, realloc_columns="consistent", realloc_alternate=2)
+    tokens = torch.randint(0, 30, (4, 10))
+    batches = [(tokens, torch.roll(tokens, -1, dims=1))]
+    metrics = model.between_rounds(batches, method="refine")
+    assert metrics["realloc_columns"] == "consistent" and metrics["realloc_alternate"] == 2
+    table = model.table  # a valid table (WordTable checks one word per slot)
+    assert table.vocab_size == 30 and metrics["realloc_moved"] > 0
+    assert np.isfinite(metrics["realloc_objective"]) and np.isfinite(metrics["realloc_nll_predicted"])

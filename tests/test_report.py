@@ -11,124 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
 
 from lightrnn import cli
-from lightrnn.report import layout, tables
+from lightrnn.report import layout, render, tables
 from lightrnn.report.build import write_report
-from lightrnn.report.results import find_results, load_metrics, summarize
+from lightrnn.report.results import Results, find_results, load_metrics, summarize
+from tests._report_fixtures import DATE, ROUNDS, RUNS, make_eval, make_rows, write_results
 
 GOLDEN = Path(__file__).parent / "golden"
-DATE = "2026-01-02"
-# (dataset, model) -> (vocab-dependent params, final perplexity); numbers are made up but shaped
-# like the paper's (LightRNN far smaller, perplexities in the same range).
-RUNS = {
-    ("aclw-fr", "lightrnn"): (17_512_944, 176.0),
-    ("aclw-fr", "full_softmax"): (152_890_912, 190.5),
-    ("aclw-fr", "class_softmax"): (152_900_000, 201.2),
-    ("aclw-fr", "adaptive_softmax"): (60_420_000, 185.1),
-    ("aclw-es", "lightrnn"): (18_012_000, 157.4),
-    ("aclw-es", "full_softmax"): (170_100_000, 169.9),
-    ("billionw", "lightrnn"): (41_400_000, 66.2),
-    ("billionw", "full_softmax"): (1_600_000_000, 85.0),
-    ("ptb", "lightrnn"): (9_123_456, 118.3),
-    ("ptb", "full_softmax"): (24_021_000, 101.7),
-}
-ROUNDS = {"lightrnn": [3, 3, 2], "full_softmax": [8], "class_softmax": [8], "adaptive_softmax": [8]}
-WITHOUT_EVAL = {("aclw-es", "full_softmax"), ("ptb", "lightrnn")}
-
-
-def make_rows(dataset: str, model: str) -> list[dict]:
-    """Metrics rows of one run: epoch rows per round, a realloc row after each LightRNN round but the last."""
-    params, final = RUNS[(dataset, model)]
-    rows, epoch, step = [], 0, 0
-    rounds = ROUNDS[model]
-    total = sum(rounds)
-    for round_index, epochs in enumerate(rounds):
-        for _ in range(epochs):
-            epoch += 1
-            step += 100
-            # Decays towards `final`; a reallocation costs a bump the next round then recovers.
-            valid = final * (1 + 0.8 * math.exp(-epoch / 2)) * (1 + 0.04 * (total - epoch) / total)
-            rows.append(
-                {
-                    "kind": "epoch",
-                    "dataset": dataset,
-                    "model": model,
-                    "seed": 0,
-                    "round": round_index,
-                    "epoch": epoch,
-                    "step": step,
-                    "lr": 0.001,
-                    "train_ppl": round(valid * 0.9, 4),
-                    "valid_ppl": round(valid, 4),
-                    "test_ppl": round(valid * 0.995, 4) if dataset.startswith("aclw") or epoch == total else None,
-                    "train_tokens_per_s": 1000.0 + 10 * epoch + (4000 if model == "lightrnn" else 0),
-                    "eval_tokens_per_s": 5000.0 + 10 * epoch,
-                    "params": params,
-                    "param_bytes": 4 * params,
-                    "peak_memory_bytes": 8 * params + 1000 * epoch,
-                    "wall_s": 60.0 * epoch,
-                    "device": "cuda:0 (NVIDIA H200)",
-                    "realloc_objective": None,
-                    "realloc_lower_bound": None,
-                    "realloc_s": None,
-                    "realloc_nll_before": None,
-                    "realloc_nll_after": None,
-                    "git_rev": "abc1234",
-                    "config_hash": f"hash-{dataset}-{model}",
-                }
-            )
-        if model == "lightrnn" and round_index < len(rounds) - 1:
-            last = rows[-1]
-            rows.append(
-                {
-                    **last,
-                    "kind": "realloc",
-                    "valid_ppl": round(last["valid_ppl"] * 1.12, 4),
-                    "test_ppl": None,
-                    "train_ppl": None,
-                    "realloc_objective": 1_234_567.0 / (round_index + 1),
-                    "realloc_lower_bound": 1_200_000.0 / (round_index + 1),
-                    "realloc_s": 2.5 + round_index,
-                    "realloc_nll_before": 5.4 - 0.1 * round_index,
-                    "realloc_nll_after": 5.1 - 0.1 * round_index,
-                }
-            )
-    return rows
-
-
-def make_eval(dataset: str, model: str) -> dict:
-    params, final = RUNS[(dataset, model)]
-    return {
-        "dataset": dataset,
-        "model": model,
-        "split": "test",
-        "ppl": final,
-        "nll_sum": 1000.0 * math.log(final),
-        "tokens": 1000,
-        "tokens_per_s": 9000.0,
-        "params": params,
-        "device": "cuda:0 (NVIDIA H200)",
-        "git_rev": "abc1234",
-    }
-
-
-def write_results(root: Path) -> Path:
-    """RESULTS/<dataset>/<model>/{metrics.jsonl,eval.json} for every fixture run."""
-    for dataset, model in RUNS:
-        run_dir = root / dataset / model
-        run_dir.mkdir(parents=True)
-        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in make_rows(dataset, model)))
-        if (dataset, model) not in WITHOUT_EVAL:
-            (run_dir / "eval.json").write_text(json.dumps(make_eval(dataset, model)))
-    return root
-
-
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return write_results(tmp_path / "run")
@@ -143,10 +37,10 @@ def loaded(results: Path):
 
 
 @pytest.mark.parametrize("name", list(tables.BUILDERS))
-@pytest.mark.parametrize("fmt", list(tables.RENDERERS))
+@pytest.mark.parametrize("fmt", list(render.RENDERERS))
 def test_renderers_match_the_golden_files(loaded, name: str, fmt: str):
     rows, evals = loaded
-    text = tables.RENDERERS[fmt](tables.BUILDERS[name](rows, evals, DATE))
+    text = render.RENDERERS[fmt](tables.BUILDERS[name](Results(rows, evals), DATE))
     golden = GOLDEN / f"{name}.{fmt}"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
@@ -155,7 +49,7 @@ def test_renderers_match_the_golden_files(loaded, name: str, fmt: str):
 
 
 def test_aclw_table_puts_the_paper_beside_ours_with_not_run_cells(loaded):
-    table = tables.aclw_table(*loaded, DATE)
+    table = tables.aclw_table(Results(*loaded), DATE)
     assert table.header[:5] == ["Language", "Model", "Our data", "Paper ppl", "Our ppl"]
     column = {title: index for index, title in enumerate(table.header)}
     lines = {(line[0], line[1]): line for line in table.cells}
@@ -180,7 +74,7 @@ def test_aclw_table_puts_the_paper_beside_ours_with_not_run_cells(loaded):
 
 
 def test_billion_word_table_compares_lightrnn_with_the_paper(loaded):
-    table = tables.billion_word_table(*loaded, DATE)
+    table = tables.billion_word_table(Results(*loaded), DATE)
     column = {title: index for index, title in enumerate(table.header)}
     light = next(line for line in table.cells if line[1] == "LightRNN")
     assert light[column["Paper ppl"]] == "66" and light[column["Our ppl"]] == "66.2"
@@ -201,7 +95,7 @@ def test_test_perplexity_prefers_eval_json_then_the_best_valid_row(loaded):
 
 def test_every_csv_row_carries_provenance(loaded):
     for name, builder in tables.BUILDERS.items():
-        records = list(csv.DictReader(io.StringIO(tables.to_csv(builder(*loaded, DATE)))))
+        records = list(csv.DictReader(io.StringIO(render.to_csv(builder(Results(*loaded), DATE)))))
         assert records, name
         for record in records:
             assert record["date"] == DATE, (name, record)
@@ -214,7 +108,7 @@ def test_every_csv_row_carries_provenance(loaded):
 
 
 def test_reallocation_table_has_one_line_per_round_with_the_gap(loaded):
-    table = tables.reallocation_table(*loaded, DATE)
+    table = tables.reallocation_table(Results(*loaded), DATE)
     french = [line for line in table.cells if line[0] == "ACLW French"]
     assert [line[1] for line in french] == ["0", "1", "2"]
     assert french[0][7] == f"{100 * (1_234_567 - 1_200_000) / 1_234_567:.2f}%"
@@ -222,14 +116,14 @@ def test_reallocation_table_has_one_line_per_round_with_the_gap(loaded):
 
 
 def test_size_speed_ratios_are_to_the_full_softmax(loaded):
-    table = tables.size_speed_table(*loaded, DATE)
+    table = tables.size_speed_table(Results(*loaded), DATE)
     record = next(r for r in table.records if r["dataset"] == "billionw" and r["model"] == "lightrnn")
     assert record["params_vs_full_softmax"] == pytest.approx(41_400_000 / 1_600_000_000)
     assert record["train_speed_vs_full_softmax"] > 1
 
 
 def test_latex_is_booktabs_and_escaped(loaded):
-    text = tables.to_latex(tables.size_speed_table(*loaded, DATE))
+    text = render.to_latex(tables.size_speed_table(Results(*loaded), DATE))
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
     assert "10^6" not in text and "10\\textasciicircum{}6" in text
 
@@ -318,11 +212,11 @@ def test_figures_print_no_text_on_top_of_other_text(monkeypatch, rounds: list[in
     monkeypatch.setitem(ROUNDS, "lightrnn", rounds)
     rows = [row for key in RUNS for row in make_rows(*key)]
     evals = [make_eval(*key) for key in RUNS]
-    figures = [plots.perplexity_figure(rows, evals, "aclw-fr", DATE, "paper"),
-               plots.perplexity_figure(rows, evals, "ptb", DATE, "curves"),
-               plots.size_speed_figure(rows, evals, DATE),
+    figures = [plots.perplexity_figure(Results(rows, evals), "aclw-fr", DATE, "paper"),
+               plots.perplexity_figure(Results(rows, evals), "ptb", DATE, "curves"),
+               plots.size_speed_figure(Results(rows, evals), DATE),
                # One decade of sizes (a smoke run): the log axis must not label every minor tick.
-               plots.size_speed_figure([{**row, "params": 2000 + row["params"] % 9000} for row in rows], evals, DATE)]
+               plots.size_speed_figure(Results([{**row, "params": 2000 + row["params"] % 9000} for row in rows], evals), DATE)]
     import matplotlib.pyplot as plt
 
     try:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from lightrnn import cli
-from lightrnn.benchmark import report as bench_report
 from lightrnn.report import readme as readme_mod
 from lightrnn.report.build import write_report
 from lightrnn.report.readme import replace_block_in_section, replace_section, write_smoke_block
@@ -134,7 +133,7 @@ def test_block_is_replaced_and_everything_else_kept(site):
 
 
 def test_cli_readme_subcommand_prints_what_it_wrote(site, tmp_path: Path, capsys):
-    from test_verdict import write_bench
+    from tests._report_fixtures import write_bench
 
     results, readme, docs = site
     bench = write_bench(tmp_path / "bench")
@@ -182,10 +181,15 @@ def test_plain_report_still_requires_results_and_out(capsys):
     assert "required: --out" in capsys.readouterr().err
 
 
-def test_one_marker_helper_serves_both_generators():
-    # The benchmark's performance section and the smoke block share one implementation.
-    assert bench_report.replace_section is readme_mod.replace_section
-    assert bench_report.wrap_prose is readme_mod.wrap_prose
+def test_replace_section_keeps_everything_else(tmp_path: Path):
+    text = "a\n<!-- section:performance -->\nold\n<!-- /section:performance -->\nb\n"
+    assert replace_section(text, "performance", "new") == (
+        "a\n<!-- section:performance -->\nnew\n<!-- /section:performance -->\nb\n")
+    with pytest.raises(ValueError, match="exactly one"):
+        replace_section("no markers", "performance", "new")
+
+
+def test_one_marker_helper_serves_every_block():
     text = "a\n<!-- section:w -->\nx\n<!-- generated:b -->\nold\n<!-- /generated:b -->\ny\n<!-- /section:w -->\nz\n"
     assert replace_block_in_section(text, "w", "b", "new\n") == text.replace("old", "new")
     assert replace_section(text, "b", "n", kind="generated") == text.replace("old", "n")

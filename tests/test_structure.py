@@ -100,24 +100,105 @@ def test_cycle_finder_finds_a_cycle() -> None:
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_layers_point_downwards() -> None:
-    """The contract, the models and the runtime never import the loop, the commands or the report."""
+# ----- the layers: docs/DESIGN.md's diagram, checked against the import graph ---------------------
+
+_DIAGRAM_LINE = re.compile(r"^(?P<layer>[a-z][a-z ]*?)\s{2,}(?P<names>\S.*)$")
+_DIAGRAM_NAME = re.compile(r"^(?:[\w/]+\.py|\w+/)$")
+
+
+def _layer_diagram(text: str) -> list[tuple[str, list[str]]]:
+    """(layer, names) from the first code block under `## Layers`, the top layer first; text in
+    parentheses is comment. Names: `x.py` and `d/` under lightrnn/, `baselines/` at the top."""
+    section = text.split("## Layers", 1)[1]
+    block = section.split("```", 2)[1]
+    layers = []
+    for line in block.splitlines():
+        match = _DIAGRAM_LINE.match(re.sub(r"\(.*?\)", "", line).rstrip())
+        if match:
+            names = [name for name in match["names"].split() if _DIAGRAM_NAME.match(name)]
+            layers.append((match["layer"].strip(), names))
+    return layers
+
+
+def _diagram_module(name: str) -> str:
+    """`train.py` -> lightrnn.train, `__init__.py` -> lightrnn, `report/` -> lightrnn.report.* (the
+    package and every module in it), `baselines/` -> baselines.*."""
+    if name == "baselines/":
+        return "baselines.*"
+    parts = [part for part in name.removesuffix("/").removesuffix(".py").split("/") if part != "__init__"]
+    return ".".join(["lightrnn", *parts]) + (".*" if name.endswith("/") else "")
+
+
+def _layer_of(module: str, placed: dict[str, int]) -> int | None:
+    """The layer of `module` itself in the diagram, else of the innermost package named with it."""
+    if module in placed:
+        return placed[module]
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) + ".*" in placed:
+            return placed[".".join(parts[:end]) + ".*"]
+    return None
+
+
+def _placed() -> dict[str, int]:
+    """Module or package -> layer number (0 = the bottom layer), from docs/DESIGN.md."""
+    layers = _layer_diagram((REPO / "docs" / "DESIGN.md").read_text(encoding="utf-8"))
+    return {_diagram_module(name): len(layers) - 1 - index for index, (_, names) in enumerate(layers) for name in names}
+
+
+def _upward_imports(graph: dict[str, set[str]], placed: dict[str, int]) -> list[str]:
+    return sorted(
+        f"{source} (layer {_layer_of(source, placed)}) imports {target} (layer {_layer_of(target, placed)})"
+        for source, targets in graph.items() for target in targets
+        if _layer_of(target, placed) is not None and _layer_of(source, placed) is not None
+        and _layer_of(target, placed) > _layer_of(source, placed)  # type: ignore[operator]
+    )
+
+
+def test_the_layer_diagram_places_every_module_and_names_only_modules() -> None:
+    graph, placed = _import_graph(), _placed()
+    assert len({layer for layer in placed.values()}) >= 5, "docs/DESIGN.md: no layer diagram found"
+    unplaced = sorted(module for module in graph if _layer_of(module, placed) is None)
+    assert not unplaced, f"modules in no layer of docs/DESIGN.md's diagram: {unplaced}"
+    unknown = sorted(name for name in placed if name.removesuffix(".*") not in graph)
+    assert not unknown, f"docs/DESIGN.md's diagram names modules that do not exist: {unknown}"
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = _upward_imports(_import_graph(), _placed())
+    assert not upward, "imports of a higher layer (docs/DESIGN.md):\n" + "\n".join(upward)
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    placed = {"lightrnn.lm": 0, "lightrnn.train": 2, "lightrnn.report.*": 1, "lightrnn": 0}
+    graph = {"lightrnn.lm": {"lightrnn.train"}, "lightrnn.report.tables": {"lightrnn.lm"}, "lightrnn.train": set()}
+    assert _upward_imports(graph, placed) == ["lightrnn.lm (layer 0) imports lightrnn.train (layer 2)"]
+    assert _layer_of("lightrnn.report.tables", placed) == 1 and _layer_of("lightrnn.report", placed) == 1
+    assert _layer_of("lightrnn.table", placed) is None  # `__init__.py` places the package alone, not its modules
+    diagram = "## Layers\n```\ntop    train.py  report/  (a comment.py)\nbottom    lm.py  baselines/\n```\n"
+    assert _layer_diagram(diagram) == [("top", ["train.py", "report/"]), ("bottom", ["lm.py", "baselines/"])]
+
+
+def test_report_and_benchmark_do_not_import_each_other() -> None:
     graph = _import_graph()
-    upper = ("lightrnn.train", "lightrnn.commands", "lightrnn.cli", "lightrnn.report", "lightrnn.benchmark")
-    for lower in ("lightrnn.lm", "lightrnn.models", "lightrnn.runtime", "lightrnn.fileio", "lightrnn.model",
-                  "lightrnn.step", "lightrnn.evaluate", "lightrnn.checkpoint"):
-        reached = _reachable(graph, lower)
-        assert not [m for m in reached if m.startswith(upper)], f"{lower} reaches {sorted(reached)}"
+    crossing = sorted(
+        f"{source} -> {target}" for source, targets in graph.items() for target in targets
+        for one, other in (("lightrnn.report", "lightrnn.benchmark"), ("lightrnn.benchmark", "lightrnn.report"))
+        if (source + ".").startswith(one + ".") and (target + ".").startswith(other + ".")
+    )
+    assert not crossing, f"report/ and benchmark/ import each other (they share CSV files only): {crossing}"
 
 
-def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), [start]
-    while todo:
-        for target in graph.get(todo.pop(), ()):
-            if target not in seen:
-                seen.add(target)
-                todo.append(target)
-    return seen
+def test_only_report_readme_writes_the_readme() -> None:
+    """One module edits README.md: the others build the text of a block and hand it over."""
+    writers = re.compile(r"\b(write_readme|replace_section|replace_block_in_section)\(")
+    owner = REPO / "lightrnn" / "report" / "readme.py"
+    found = sorted(
+        f"{path.relative_to(REPO)}:{number}" for package in PACKAGES for path in (REPO / package).rglob("*.py")
+        if path != owner
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if writers.search(line)
+    )
+    assert not found, f"README edits outside lightrnn/report/readme.py: {found}"
 
 
 # ----- one source for the model names and the training keys ---------------------------------------

@@ -80,11 +80,31 @@ def test_ablation_table_compares_best_recipes_and_aggregates_seeds(study):
 def test_realloc_table_reports_predicted_and_measured_loss_and_the_valid_ppl_around_it(study):
     folders, specs = study
     table = realloc_table(load_variants(folders, specs))
-    assert [record["round"] for record in table.records] == [1, 2]
-    first = table.records[0]
+    paper, ours = table.records[:2], table.records[2:]
+    assert [record["variant"] for record in paper] == ["paper", "paper"]  # the published spikes come first
+    assert paper[0]["valid_before"] == 219 and paper[0]["test_after_one_epoch"] == 246  # read from its figure
+    assert [record["round"] for record in ours] == [1, 2]
+    first, second = ours
     assert first["nll_predicted"] == pytest.approx(4.0) and first["nll_after"] == 7.0
     assert first["valid_before"] == 180 and first["valid_right_after"] == 900.0
+    # where the paper measures the spike: the first epoch on the new table (epoch 3), valid and test
+    assert first["valid_after_one_epoch"] == 140 and first["test_after_one_epoch"] == pytest.approx(141.4)
+    assert first["valid_spike_one_epoch"] == pytest.approx(140 / 180 - 1)
+    assert first["test_spike_one_epoch"] == pytest.approx(140 / 180 - 1)
     assert first["valid_end_of_next_round"] == 125  # the last epoch of round 1 (epochs 3 and 4)
+    assert second["valid_after_one_epoch"] == 118 and second["valid_before"] == 125
+    assert any("+12.8%" in cell for cell in table.cells[0])  # the paper's 219 -> 247 (valid)
+
+
+def test_first_epoch_after_pairs_a_realloc_row_with_the_next_epoch_of_its_round():
+    from lightrnn.report.study import first_epoch_after
+
+    realloc = {"kind": "realloc", "round": 1, "epoch": 2}
+    rows = [{"kind": "epoch", "round": 0, "epoch": 2}, realloc, {"kind": "epoch", "round": 1, "epoch": 3},
+            {"kind": "epoch", "round": 1, "epoch": 4}]
+    assert first_epoch_after(rows, realloc) is rows[2]
+    assert first_epoch_after(rows[:2], realloc) is None  # training stopped before it
+    assert first_epoch_after(rows, {"kind": "realloc", "round": 1, "epoch": 2}) is None  # not one of these rows
 
 
 def test_ablation_figure_draws_every_best_recipe_and_every_lightrnn_variant(study):
@@ -95,6 +115,9 @@ def test_ablation_figure_draws_every_best_recipe_and_every_lightrnn_variant(stud
     assert {line.get_label() for line in right.get_lines()} == {"recipe: Adam", "reallocation: no reallocation"}
     adam = next(line for line in right.get_lines() if line.get_label() == "recipe: Adam")
     assert list(adam.get_ydata()) == [250, 180, 140, 125, 118, 108]
+    # both marks of every reallocation: right after it (*) and after one epoch on the new table (o)
+    right_after, one_epoch = (collection.get_offsets().tolist() for collection in right.collections)
+    assert right_after == [[2.5, 900.0], [4.5, 300.0]] and one_epoch == [[3, 140], [5, 118]]
 
 
 def test_write_study_writes_every_output(study, tmp_path):
@@ -190,24 +213,67 @@ def test_the_verdict_reads_perplexity_and_reallocation_from_the_study(study, tmp
     write_study(folders, specs, tmp_path / "study", "2026-12-01")
     perplexity = study_perplexity_row(tmp_path / "study")
     assert perplexity.numbers["ratio_best_baseline"] == pytest.approx(110.0 / 102.0)
-    assert perplexity.verdict_word == "not confirmed" and "small scale" in perplexity.verdict
+    assert perplexity.word == "not confirmed" and "small scale" in perplexity.verdict
     assert "LightRNN (Adam 1e-3 (default)) 110.0" in perplexity.measured
     reallocation = study_reallocation_row(tmp_path / "study")
-    assert reallocation.verdict_word == "confirmed"
+    assert reallocation.word == "confirmed"
+    spikes = reallocation.numbers.pop("valid_spike_one_epoch")
     assert reallocation.numbers == {"ppl_with_realloc": 110.0, "ppl_without_realloc": 139.0}
+    # the spike compared like for like: one epoch on the new table, ours against the paper's
+    assert [float(value) for value in spikes.split()] == pytest.approx([140 / 180 - 1, 118 / 125 - 1], abs=1e-4)
+    assert "valid -22%, -6%, test -22%, -6% (paper: valid +13%, +14%, test +12%, +15%: 219 -> 246)" \
+        in reallocation.measured
+    assert "valid 180 -> 900" in reallocation.measured  # right after, shown as what it is
+    assert "no spike where the paper measures it" in reallocation.verdict
 
 
 def test_the_readme_block_is_generated_from_the_study_folder(study, tmp_path):
-    from lightrnn.report.study import write_readme_block
+    from lightrnn.report.readme import write_study_block
 
     folders, specs = study
     write_study(folders, specs, tmp_path / "study-cpu", "2026-12-01")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- section:study -->\n## Study\n<!-- generated:study-cpu -->\nSTALE BLOCK\n"
                       "<!-- /generated:study-cpu -->\n<!-- /section:study -->\n")
-    written = write_readme_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
+    written = write_study_block(tmp_path / "study-cpu", readme, tmp_path / "docs", "lightrnn report readme ...")
     text = readme.read_text()
     assert "STALE BLOCK" not in text and "![ablation study](docs/study-cpu-ablation.png)" in text
     assert "**Ablation study" in text and "**Every reallocation of the study**" in text
     assert (tmp_path / "docs" / "study-cpu-ablation.png").read_bytes() == (tmp_path / "study-cpu/plots/ablation.png").read_bytes()
     assert readme in written
+
+
+def test_the_ablation_note_names_the_best_lightrnn_beyond_the_paper_with_two_seeds(study, tmp_path):
+    folders, specs = study
+    extra = tmp_path / "extra"
+    folders = folders + [
+        _run(extra / "cap", "lightrnn", 0, [240, 170, 130, 115, 108, 104], 106.0),
+        _run(extra / "cap-s1", "lightrnn", 1, [240, 170, 130, 115, 108, 100], 108.0),
+        _run(extra / "one-seed", "lightrnn", 0, [240, 170, 130, 115, 108, 90], 90.0),  # one seed: not named
+    ]
+    specs = {**specs, "cap": {"model": "lightrnn", "group": "capacity", "label": "word bias"},
+             "cap-s1": {"model": "lightrnn", "group": "capacity", "label": "word bias"},
+             "one-seed": {"model": "lightrnn", "group": "capacity", "label": "one seed"}}
+    note = ablation_table(load_variants(folders, specs)).note
+    assert "Best LightRNN beyond the paper (two seeds or more, chosen on valid): word bias" in note
+    assert f"107.0 vs full softmax (Adam) 102.0: {107 / 102:.3f}x." in note
+
+
+def test_a_copied_study_folder_is_rerendered_from_its_own_variants(study, tmp_path):
+    from lightrnn.report.study import write_study_folder
+
+    folders, specs = study
+    folder = tmp_path / "study-copy"
+    for source in folders:
+        target = folder / "ptb" / source.name
+        target.mkdir(parents=True)
+        for name in ("metrics.jsonl", "eval.json"):
+            (target / name).write_bytes((source / name).read_bytes())
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"models": specs}))
+    written = write_study_folder(folder, config, "2026-12-01")
+    assert folder / "tables" / "ablation.csv" in written
+    assert "lrnn-a lrnn-off" not in (folder / "tables" / "ablation.csv").read_text()  # one line per label
+    assert "no reallocation" in (folder / "tables" / "ablation.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no <dataset>/<variant>/metrics.jsonl"):
+        write_study_folder(tmp_path / "empty", config)

@@ -22,7 +22,7 @@ from lightrnn.config import TrainConfig
 from lightrnn.data.markov import entropy_rate, generate_markov_corpus
 from lightrnn.evaluate import evaluate
 from lightrnn.fileio import read_jsonl as read_metrics
-from lightrnn.metrics import FIELDS
+from lightrnn.metrics import FIELDS, undeclared
 from lightrnn.model import LightRNN
 from lightrnn.table import WordTable
 from lightrnn.train import TrainingDiverged, train
@@ -101,6 +101,7 @@ def test_loss_falls_and_rows_follow_the_schema(corpus: Path, tmp_path) -> None:
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     for row in rows:
         assert list(row)[: len(FIELDS)] == list(FIELDS)
+        assert undeclared(row) == [], "declare every row field in lightrnn/metrics.py"
         assert row["dataset"] == "markov" and row["model"] == "lightrnn" and row["device"] == "cpu"
         assert row["params"] == LightRNN.param_count(30, 16, 24, 1) and row["param_bytes"] == 4 * row["params"]
         assert row["train_tokens_per_s"] > 0 and row["eval_tokens_per_s"] > 0 and row["peak_memory_bytes"] > 0
@@ -174,6 +175,7 @@ def test_rounds_reallocate_between_rounds_and_write_realloc_rows(corpus: Path, t
     assert [(row["kind"], row["round"], row["epoch"]) for row in rows] == [
         ("epoch", 0, 1), ("realloc", 1, 1), ("epoch", 1, 2), ("epoch", 1, 3)]
     realloc = rows[1]
+    assert undeclared(realloc) == [] and list(realloc)[: len(FIELDS)] == list(FIELDS)
     assert realloc["realloc_objective"] == 12.5 and realloc["realloc_lower_bound"] == 10.0
     assert realloc["realloc_method"] == "fake" and realloc["valid_ppl"] > 0 and realloc["test_ppl"] is None
     assert [row["test_ppl"] is not None for row in rows] == [True, False, False, True]
@@ -282,18 +284,3 @@ def test_markov_generator_writes_an_encoded_dir(tmp_path) -> None:
     assert meta["ppl_floor"] == pytest.approx(math.exp(entropy_rate(4, 1.0)))
     assert meta["oracle_ppl"]["test"] == pytest.approx(meta["ppl_floor"], rel=0.05)  # law of large numbers
 
-
-def test_plateau_decay_restarts_its_count_after_a_reallocation() -> None:
-    from lightrnn.optim import Optimizers
-    from lightrnn.train import PlateauDecay
-
-    optimizer = Optimizers(torch.nn.Linear(2, 2), "adam", 1.0)
-    scheduler = PlateauDecay(optimizer, decay=0.5, patience=0)
-    scheduler.step(10.0)
-    scheduler.step(11.0)  # no improvement: decay
-    assert scheduler.lr == 0.5
-    scheduler.new_round()
-    scheduler.step(30.0)  # the spike right after a reallocation is the new round's first value
-    assert scheduler.lr == 0.5
-    scheduler.step(31.0)
-    assert scheduler.lr == 0.25

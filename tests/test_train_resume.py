@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import lightrnn.train as train_module
+import lightrnn.epoch as epoch_module
 from lightrnn import cli
 from lightrnn.checkpoint import RunMismatch, load_checkpoint
 from lightrnn.config import TrainConfig
@@ -21,7 +21,8 @@ from lightrnn.data.markov import generate_markov_corpus
 from lightrnn.errors import UsageError
 from lightrnn.fileio import read_jsonl
 from lightrnn.runlock import LOCK_NAME, OutDirLocked
-from lightrnn.train import require_gpus, train
+from lightrnn.preflight import require_gpus
+from lightrnn.train import train
 from tests.conftest import markov_corpus
 
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12",
@@ -61,7 +62,7 @@ def test_a_kill_inside_an_epoch_resumes_at_the_next_batch_with_identical_metrics
     # Checkpoint after every batch; die in the middle of the second epoch.
     killed = tmp_path / "killed"
     kill_at = steps_per_epoch + steps_per_epoch // 2
-    real_step, calls = train_module.train_step, [0]
+    real_step, calls = epoch_module.train_step, [0]
 
     def dying_step(*args, **kwargs):
         calls[0] += 1
@@ -69,7 +70,7 @@ def test_a_kill_inside_an_epoch_resumes_at_the_next_batch_with_identical_metrics
             raise Killed
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", dying_step)
+    monkeypatch.setattr(epoch_module, "train_step", dying_step)
     with pytest.raises(Killed):
         train(_config(*overrides, "checkpoint_every_s=1e-9"), corpus, killed)
     checkpoint = load_checkpoint(killed / "checkpoint.pt")
@@ -77,7 +78,7 @@ def test_a_kill_inside_an_epoch_resumes_at_the_next_batch_with_identical_metrics
     assert checkpoint["step"] == kill_at and checkpoint["next_event"] == 1
     assert len(read_jsonl(killed / "metrics.jsonl")) == 1
 
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    monkeypatch.setattr(epoch_module, "train_step", real_step)
     train(_config(*overrides), corpus, killed)  # the resume, with the default checkpoint interval
     _same_rows(read_jsonl(killed / "metrics.jsonl"), expected)
 

@@ -5,44 +5,19 @@ artists, not pixels)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from test_report import DATE, make_rows, write_results
 
 from lightrnn import cli, models
 from lightrnn.report import paper, plots
-from lightrnn.report.results import find_results, load_evals, load_metrics
-from lightrnn.report.tables import to_markdown
+from lightrnn.report.results import Results, find_results, load_evals, load_metrics
+from lightrnn.report.render import to_markdown
 from lightrnn.report.verdict import verdict_rows, verdict_table
+from tests._report_fixtures import DATE, make_rows, write_bench, write_results
 
 # Training tokens/s per (V, model) of the generated bench: LightRNN 3x the full softmax at the
 # largest V, slower than the adaptive softmax at the smallest.
-SPEEDS = {
-    (1000, "lightrnn"): 900.0, (1000, "full_softmax"): 800.0, (1000, "adaptive_softmax"): 1000.0,
-    (50000, "lightrnn"): 900.0, (50000, "full_softmax"): 300.0, (50000, "adaptive_softmax"): 400.0,
-}
-
-
-def write_bench(folder: Path) -> Path:
-    """throughput.csv and throughput-repeats.csv as `lightrnn bench throughput` writes them (the columns read)."""
-    folder.mkdir(parents=True)
-    with (folder / "throughput-repeats.csv").open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["vocab_size", "model", "repeat", "train_tokens_per_s"])
-        for repeat in range(3):
-            for (vocab, model), speed in SPEEDS.items():
-                writer.writerow([vocab, model, repeat, speed * (1 + 0.01 * repeat)])
-    with (folder / "throughput.csv").open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["model", "vocab_size", "embed_dim", "hidden_dim", "num_layers", "batch_size", "bptt",
-                         "device", "dtype", "threads", "cpu_model", "git_rev", "date"])
-        for vocab, model in SPEEDS:
-            writer.writerow([model, vocab, 64, 64, 2, 8, 8, "cpu", "fp32", 1, "Test CPU", "abc1234", DATE])
-    return folder
-
-
 @pytest.fixture
 def loaded(tmp_path: Path):
     metrics, evals = find_results(write_results(tmp_path / "run"))
@@ -50,7 +25,7 @@ def loaded(tmp_path: Path):
 
 
 def by_claim(rows, evals, bench=None):
-    return {verdict.claim.key: verdict for verdict in verdict_rows(rows, evals, bench, "fixture")}
+    return {verdict.claim.key: verdict for verdict in verdict_rows(Results(rows, evals), bench, "fixture")}
 
 
 def test_size_claims_come_from_the_closed_form_and_match_the_paper():
@@ -61,15 +36,15 @@ def test_size_claims_come_from_the_closed_form_and_match_the_paper():
     assert sizes.numbers == {"params_One Billion Word": billion, "params_ACLW-French": french}
     # The paper writes 41M and 17M: ours round to them (within one unit of the last digit).
     assert abs(billion - 41e6) < 1e6 and abs(french - 17e6) < 1e6
-    assert f"{billion / 1e6:.2f}M" in sizes.measured and sizes.verdict_word == "confirmed"
+    assert f"{billion / 1e6:.2f}M" in sizes.measured and sizes.word == "confirmed"
     ratio = verdicts["size-ratio"]
     full = models.param_count("full_softmax", 793_471, 1500, 1500, 2) / billion
     assert ratio.numbers["full_over_lightrnn_1500"] == pytest.approx(full)
-    assert 40 <= full <= 100 and ratio.verdict_word == "confirmed"
+    assert 40 <= full <= 100 and ratio.word == "confirmed"
 
 
 def test_speed_is_not_run_without_a_bench_and_partly_on_cpu_with_one(tmp_path: Path):
-    assert by_claim([], [])["speed"].verdict_word == "not run here"
+    assert by_claim([], [])["speed"].word == "not run here"
     speed = by_claim([], [], write_bench(tmp_path / "bench"))["speed"]
     assert speed.numbers["speedup_50000_full_softmax"] == pytest.approx(3.0)
     assert speed.numbers["speedup_1000_adaptive_softmax"] == pytest.approx(0.9)
@@ -87,13 +62,13 @@ def test_perplexity_and_reallocation_rows_state_the_run_and_its_scale(loaded):
     assert perplexity.numbers["ratio_aclw-fr"] == pytest.approx(176.0 / 185.1)
     assert perplexity.numbers["ratio_billionw"] == pytest.approx(66.2 / 85.0)
     assert "run fixture" in perplexity.source and "cuda:0" in perplexity.source
-    assert perplexity.verdict_word == "confirmed"  # fixture models are the paper's size
+    assert perplexity.word == "confirmed"  # fixture models are the paper's size
     realloc = verdicts["reallocation"]
     assert realloc.numbers == {"runs_falling": 4, "runs": 4}
     assert realloc.verdict.startswith("partly") and "control" in realloc.verdict
     # Nothing trained: both say so instead of leaving a blank.
     empty = by_claim([], [])
-    assert empty["perplexity"].verdict_word == "not run here" and empty["reallocation"].verdict_word == "not run here"
+    assert empty["perplexity"].word == "not run here" and empty["reallocation"].word == "not run here"
 
 
 def test_a_small_run_is_called_small(loaded):
@@ -101,11 +76,11 @@ def test_a_small_run_is_called_small(loaded):
     tiny = [{**row, "params": 4000} for row in rows]
     perplexity = by_claim(tiny, [])["perplexity"]
     assert "small scale" in perplexity.verdict and "not the paper's perplexity" in perplexity.source
-    assert perplexity.verdict_word in ("partly", "not confirmed")
+    assert perplexity.word in ("partly", "not confirmed")
 
 
 def test_verdict_table_has_one_row_per_claim_in_the_paper_order(loaded, tmp_path: Path):
-    table = verdict_table(*loaded, DATE, write_bench(tmp_path / "bench"), run="fixture")
+    table = verdict_table(Results(*loaded), DATE, write_bench(tmp_path / "bench"), run="fixture")
     assert table.header[0] == "Claim" and table.header[-1] == "Verdict"
     assert [line[0] for line in table.cells] == [claim.claim for claim in paper.CLAIMS]
     assert [record["claim"] for record in table.records] == [claim.key for claim in paper.CLAIMS]
@@ -126,7 +101,7 @@ def test_report_writes_the_verdict_first(tmp_path: Path, capsys):
 
 def test_the_figure_has_the_published_curve_and_ours(loaded):
     rows, evals = loaded
-    figure = plots.perplexity_figure(rows, evals, "aclw-fr", DATE)
+    figure = plots.perplexity_figure(Results(rows, evals), "aclw-fr", DATE)
     try:
         axes = figure.axes[0]
         lines = {line.get_label(): line for line in axes.get_lines()}
@@ -159,7 +134,7 @@ def test_the_figure_has_the_published_curve_and_ours(loaded):
 
 def test_only_an_aclw_french_figure_gets_the_published_curve(loaded):
     rows, evals = loaded
-    figure = plots.perplexity_figure(rows, evals, "aclw-es", DATE)
+    figure = plots.perplexity_figure(Results(rows, evals), "aclw-es", DATE)
     try:
         labels = [line.get_label() for line in figure.axes[0].get_lines()]
         assert plots.PUBLISHED_LABELS["valid"] not in labels and "LightRNN valid" in labels
@@ -186,7 +161,7 @@ def test_speed_table_shows_ours_only_for_a_run_of_the_published_size(loaded):
     from lightrnn.report.tables import billion_word_speed_table
 
     rows, evals = loaded
-    table = billion_word_speed_table(rows, evals, DATE)
+    table = billion_word_speed_table(Results(rows, evals), DATE)
     column = {title: index for index, title in enumerate(table.header)}
     assert [line[column["Our tokens/s"]] for line in table.cells] == ["not run"] * len(paper.SPEED)
     assert table.cells[-1][column["Paper tokens/s"]] == "7,250" and table.cells[-1][column["Paper params"]] == "41M"
@@ -194,7 +169,7 @@ def test_speed_table_shows_ours_only_for_a_run_of_the_published_size(loaded):
     count = models.param_count("lightrnn", 793_471, 1500, 1500, 2)
     resized = [{**row, "params": count} if row["dataset"] == "billionw" else row for row in rows]
     resized_evals = [{**e, "params": count} if e["dataset"] == "billionw" else e for e in evals]
-    table = billion_word_speed_table(resized, resized_evals, DATE)
+    table = billion_word_speed_table(Results(resized, resized_evals), DATE)
     filled = [line for line in table.cells if line[column["Our tokens/s"]] != "not run"]
     assert [line[0] for line in filled] == ["1500/1500", "1500/1500"]
     assert filled[0][column["Closed-form params"]] == "41.4M" and "H200" in filled[0][column["Our device"]]

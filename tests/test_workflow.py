@@ -158,14 +158,14 @@ def test_the_smoke_figures_print_no_text_on_top_of_other_text(smoke_run):
     import matplotlib.pyplot as plt
 
     from lightrnn.report import plots
-    from lightrnn.report.results import find_results, load_evals, load_metrics
+    from lightrnn.report.results import Results, find_results, load_evals, load_metrics
 
     _, run = smoke_run
     metrics, evals = find_results(run)
-    rows, evals = load_metrics(metrics), load_evals(evals)
-    figures = [plots.perplexity_figure(rows, evals, "aclw-fr", "2026-01-02", "paper"),
-               plots.size_speed_figure(rows, evals, "2026-01-02")]
-    figures += [plots.perplexity_figure(rows, evals, d, "2026-01-02", "curves") for d in load("config/smoke.yaml")["datasets_to_run"]]
+    results = Results(load_metrics(metrics), load_evals(evals))
+    figures = [plots.perplexity_figure(results, "aclw-fr", "2026-01-02", "paper"),
+               plots.size_speed_figure(results, "2026-01-02")]
+    figures += [plots.perplexity_figure(results, d, "2026-01-02", "curves") for d in load("config/smoke.yaml")["datasets_to_run"]]
     try:
         for figure in figures:
             assert plots.text_overlaps(figure) == [], figure.axes[0].get_title(loc="left")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from lightrnn.benchmark.csvio import read_csv, write_csv
+from lightrnn.csvio import read_csv, write_csv
 from lightrnn.benchmark.machine import machine_info
 from lightrnn.report import paper
 

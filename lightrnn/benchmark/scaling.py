@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lightrnn import assignment, reallocate
-from lightrnn.benchmark.csvio import read_csv, write_csv
+from lightrnn.csvio import read_csv, write_csv
 from lightrnn.benchmark.machine import load_average, machine_info, reset_peak_rss
 from lightrnn.benchmark.synthetic_losses import synthetic_losses
 from lightrnn.metrics import git_rev

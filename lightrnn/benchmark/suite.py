@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lightrnn.benchmark.csvio import write_csv
-from lightrnn.benchmark.report import plot_throughput
+from lightrnn.csvio import write_csv
+from lightrnn.benchmark.plot import plot_throughput
 from lightrnn.benchmark.scaling import model_sizes, realloc_scaling
 from lightrnn.benchmark.throughput import ThroughputSettings, run_throughput
 

@@ -302,18 +302,3 @@ def run_throughput(
                 "load_average_start": load_start, "load_average_end": load_end, **machine,
             })
     return summary, raw
-
-
-def paired_ratio(raw: list[dict[str, Any]], vocab_size: int, numerator: str, denominator: str,
-                 column: str = "train_tokens_per_s") -> float:
-    """Median over repeats of numerator / denominator `column`, each ratio within one repeat.
-
-    Within a repeat the two models ran minutes apart at most, so the ratio is steadier than a
-    ratio of medians on a machine whose load changes. NaN when either model is missing.
-    """
-    by_repeat: dict[int, dict[str, float]] = {}
-    for row in raw:
-        if int(row["vocab_size"]) == int(vocab_size) and row["model"] in (numerator, denominator):
-            by_repeat.setdefault(int(row["repeat"]), {})[row["model"]] = float(row[column])
-    ratios = [pair[numerator] / pair[denominator] for pair in by_repeat.values() if len(pair) == 2]
-    return statistics.median(ratios) if ratios else float("nan")

@@ -108,17 +108,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    import yaml
-
     from lightrnn.benchmark.throughput import ThroughputSettings
+    from lightrnn.commands.params import parse_options
+    from lightrnn.loaders import short
+    from lightrnn.models import names
 
-    model_options: dict[str, dict] = {}
+    texts: dict[str, list[str]] = {}
     for option in args.options:
         model, colon, assignment = option.partition(":")
-        key, equals, value = assignment.partition("=")
+        key, equals, _value = assignment.partition("=")
         if not colon or not equals or not key:
-            raise ValueError(f"--option {option!r}: expected MODEL:KEY=VALUE, e.g. adaptive_softmax:div_value=2")
-        model_options.setdefault(model, {})[key] = yaml.safe_load(value)
+            raise ValueError(f"--option {short(option)}: expected MODEL:KEY=VALUE, e.g. adaptive_softmax:div_value=2")
+        if model not in names():
+            raise ValueError(f"--option {short(option)}: unknown model {short(model)}; choose one of: {', '.join(names())}")
+        texts.setdefault(model, []).append(assignment)
+    model_options = {model: parse_options(values, model) for model, values in texts.items()}
     return ThroughputSettings(
         vocab_sizes=tuple(args.vocab_sizes), models=tuple(args.models), embed_dim=args.embed_dim,
         hidden_dim=args.hidden_dim, num_layers=args.num_layers, dropout=args.dropout, batch_size=args.batch_size,
@@ -145,7 +149,7 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def run_throughput(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
     from lightrnn.benchmark.throughput import run_throughput as measure
 
     if args.out.suffix != ".csv":
@@ -170,7 +174,7 @@ def run_realloc(args: argparse.Namespace) -> int:
 
 def run_accumulate(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.accumulate import accumulation_speed
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
 
     if any(v < 2 for v in args.vocab_sizes) or args.batches < 1:
         raise ValueError(f"--vocab-sizes must be >= 2 and --batches >= 1, got {args.vocab_sizes} and {args.batches}")
@@ -181,7 +185,7 @@ def run_accumulate(args: argparse.Namespace) -> int:
 
 def run_fraction(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.accumulate import fraction_effect
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
 
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file; pass a LightRNN run's best.pt")
@@ -195,7 +199,7 @@ def run_fraction(args: argparse.Namespace) -> int:
 
 
 def run_sizes(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.csvio import write_csv
+    from lightrnn.csvio import write_csv
     from lightrnn.benchmark.scaling import model_sizes
 
     print(write_csv(model_sizes(), args.out))
@@ -203,8 +207,8 @@ def run_sizes(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.csvio import read_csv
-    from lightrnn.benchmark.report import plot_throughput
+    from lightrnn.csvio import read_csv
+    from lightrnn.benchmark.plot import plot_throughput
 
     for path in plot_throughput(read_csv(args.csv), args.out):
         print(path)
@@ -212,7 +216,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def run_readme(args: argparse.Namespace) -> int:
-    from lightrnn.benchmark.report import write_readme_section
+    from lightrnn.report.readme import write_performance_section
 
-    print(write_readme_section(args.bench_dir, args.readme))
+    print(write_performance_section(args.bench_dir, args.readme))
     return 0

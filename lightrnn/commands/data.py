@@ -34,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     limit = encode.add_mutually_exclusive_group()
     limit.add_argument("--min-count", type=int, help="keep training words seen at least N times")
     limit.add_argument("--max-vocab", type=int, help="keep the N most frequent entries, specials included")
+    limit.add_argument("--vocab", type=Path, help="encode with this vocabulary instead of building one: a trained "
+                       "model file (best.pt) or a vocab.tsv (its unk/eos from the meta.json beside it)")
     encode.set_defaults(func=_encode)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny generated archive in the corpus's real layout")
@@ -82,9 +84,48 @@ def _prepare(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from lightrnn.data.encode import encode
 
-    meta = encode(args.text, args.out, dataset=args.dataset, min_count=args.min_count, max_vocab=args.max_vocab)
+    vocab = _fixed_vocab(args.vocab, args.text, args.dataset) if args.vocab is not None else None
+    meta = encode(args.text, args.out, dataset=args.dataset, min_count=args.min_count, max_vocab=args.max_vocab,
+                  vocab=vocab)
     print(json.dumps({key: meta[key] for key in ("dataset", "vocab_size", "tokens", "oov_rate")}))
     return 0
+
+
+def _fixed_vocab(path: Path, text_dir: Path, dataset: str | None):
+    """`--vocab`: a model file's vocabulary, or a vocab.tsv with the unk/eos of its meta.json (else of the
+    dataset's rule, else <unk>/<eos>)."""
+    from lightrnn.data.encode import FixedVocab, _rule_for
+    from lightrnn.errors import DataError
+    from lightrnn.data.encoded import read_vocab
+
+    if path.is_dir():
+        raise IsADirectoryError(f"--vocab {path} is a folder; pass {path / 'vocab.tsv'} or a model file")
+    if not path.is_file():
+        raise FileNotFoundError(f"--vocab {path} does not exist; pass a vocab.tsv or a model file (best.pt)")
+    if path.suffix != ".tsv":
+        from lightrnn.checkpoint import load_checkpoint, vocab_from_payload
+
+        vocab = load_checkpoint(path).get("vocab")
+        if vocab is None:
+            raise DataError(f"--vocab {path} holds no vocabulary (an older checkpoint); pass the vocab.tsv of the "
+                            f"data dir it was trained on")
+        words, counts, unk, eos = vocab_from_payload(vocab)
+        if eos is None:
+            raise DataError(f"--vocab {path}: its vocabulary has no end-of-sentence token")
+        return FixedVocab(list(zip(words, counts.tolist())), unk, eos, str(path))
+    words, counts = read_vocab(path)
+    meta_path = path.parent / "meta.json"
+    if meta_path.is_file() and path.name == "vocab.tsv":
+        from lightrnn.data.encoded import load_meta
+
+        meta = load_meta(path.parent)  # checked: unk_token / eos_token are strings when present
+        unk, eos = meta.raw.get("unk_token"), meta.raw.get("eos_token")
+    else:
+        _, rule = _rule_for(Path(text_dir), dataset, None, None)
+        unk, eos = rule.unk, rule.eos
+    if unk is not None and unk not in words:
+        unk = None
+    return FixedVocab(list(zip(words, counts.tolist())), unk, eos, str(path))
 
 
 def _make_tiny(args: argparse.Namespace) -> int:

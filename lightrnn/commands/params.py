@@ -26,21 +26,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    import yaml
-
-    from lightrnn.models import build, param_count
+def parse_options(texts: list[str], model: str, flag: str = "--option") -> dict:
+    """KEY=VALUE option strings -> {key: YAML value}, each value typed by the model's constructor."""
+    from lightrnn.config import check_option_values
+    from lightrnn.loaders import parse_yaml, short
+    from lightrnn.models import check_options
 
     options = {}
-    for option in args.options:
+    for option in texts:
         key, separator, value = option.partition("=")
-        if not separator:
-            raise ValueError(f"--option {option!r}: expected key=value")
-        options[key] = yaml.safe_load(value)
+        if not separator or not key:
+            raise ValueError(f"{flag} {short(option)}: expected key=value")
+        options[key] = parse_yaml(value, f"{flag} {short(option)}")
+    check_options(model, options)
+    check_option_values(model, options, flag)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lightrnn.config import INT_BOUNDS
+    from lightrnn.loaders import short
+    from lightrnn.models import build, names, param_count
+    from lightrnn.preflight import meta_options
+
+    if args.model not in names():
+        raise ValueError(f"--model {short(args.model)}: unknown model; choose one of: {', '.join(names())}")
+    bounds = {"vocab_size": (1, 2**40), **{key: INT_BOUNDS[key] for key in ("embed_dim", "hidden_dim", "num_layers")}}
+    for key, (low, high) in bounds.items():
+        if not low <= getattr(args, key) <= high:
+            raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be in [{low}, {high}]")
+    options = parse_options(args.options, args.model)
     sizes = dict(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, num_layers=args.num_layers)
+    # Nothing is allocated: the model is built on the meta device, and a model with a word table
+    # gets a stand-in table (the real one is a permutation of ~V slots: gigabytes at huge V).
     with torch.device("meta"):
-        model = build(args.model, args.vocab_size, **sizes, **options)
+        model = build(args.model, args.vocab_size, **sizes, **meta_options(args.model, args.vocab_size, options))
     counted = sum(p.numel() for p in model.parameters())
     closed_form = param_count(args.model, args.vocab_size, **sizes, **options)
     result = {

@@ -91,26 +91,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_readme(args: argparse.Namespace) -> int:
-    from lightrnn.report.readme import marked_body, read_readme, replace_section, write_readme, write_smoke_block
-    from lightrnn.report.verdict import README_SECTION, readme_section
+    from lightrnn.report.readme import update_readme
 
     command = (f"lightrnn report readme --results {args.results} --readme {args.readme} --docs {args.docs} "
                f"--bench-dir {args.bench_dir}" + (f" --study {args.study}" if args.study else ""))
-    # Everything is built and checked before the first write.
-    verdict = readme_section(args.results, args.bench_dir, command, study_dir=args.study)
-    marked_body(read_readme(args.readme), README_SECTION)
-    if args.study:
-        from lightrnn.report.study import README_SECTION as STUDY_SECTION
-        from lightrnn.report.study import readme_block
-
-        readme_block(args.study, args.readme, args.docs, command)  # check its inputs before any write
-        marked_body(read_readme(args.readme), STUDY_SECTION)
-    written = write_smoke_block(args.results, args.readme, args.docs, args.aclw_plot_dataset, command)
-    if args.study:
-        from lightrnn.report.study import write_readme_block
-
-        written += write_readme_block(args.study, args.readme, args.docs, command)
-    write_readme(args.readme, replace_section(read_readme(args.readme), README_SECTION, verdict))
-    for path in written:
+    for path in update_readme(args.results, args.readme, args.docs, args.bench_dir, args.study,
+                              args.aclw_plot_dataset, command):
         print(path)
     return 0

@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="OUT holds a run of another config or other data: refuse (default, an error naming both) or "
         "move it to OUT/../<name>.old-<hash12>/ (kept) and start afresh (what the workflow uses)",
     )
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="live curves (ppl, tokens/s, lr, reallocations) as TensorBoard events in DIR; needs the "
+                        "tensorboard extra (config key tensorboard: true writes them to OUT/tensorboard)")
     parser.set_defaults(func=run)
 
 
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_yaml(args.config, [*args.overrides, f"model={args.model}"])
     try:
-        metrics_path = train(config, args.data, args.out, dataset=args.dataset, on_config_change=args.on_config_change)
+        metrics_path = train(config, args.data, args.out, dataset=args.dataset, on_config_change=args.on_config_change,
+                             tensorboard=args.tensorboard)
     except TrainingDiverged as error:
         print(f"lightrnn train: error: {error}", file=sys.stderr)
         return 1

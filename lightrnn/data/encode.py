@@ -24,21 +24,24 @@ whole and no temp files behind.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from lightrnn.data.corpora import SPLITS, VocabRule, get_dataset
+from lightrnn.data.corpora import DATASETS, SPLITS, VocabRule, get_dataset
+from lightrnn.data.encoded import META, VOCAB, open_stream, write_meta, write_vocab, writing
+from lightrnn.data.progress import Progress
 from lightrnn.errors import DataError
-from lightrnn.fileio import (
-    STAGING_PREFIX, TEMP_SUFFIX, atomic_path, check_free_space, read_json_object, staged_dir, write_json, write_text,
-)
+from lightrnn.fileio import STAGING_PREFIX, TEMP_SUFFIX, check_free_space
+from lightrnn.loaders import load_prepare
+from lightrnn.runlock import out_dir_lock
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
+# prepare refuses longer lines (lightrnn.data.prepare.MAX_LINE_BYTES); a hand-made text is held to it too.
+MAX_LINE_CHARS = 1 << 24
 GENERIC_RULE = VocabRule(min_count=1, unk="<unk>", eos="<eos>")
 
 
@@ -50,6 +53,10 @@ def _batches(path: Path) -> Iterator[list[str]]:
                 batch = handle.readlines(LINES_PER_READ_HINT)
                 if not batch:
                     return
+                if max(map(len, batch)) > MAX_LINE_CHARS:
+                    number = next(i for i, line in enumerate(batch) if len(line) > MAX_LINE_CHARS)
+                    raise DataError(f"{path}: a line ({number + 1} of a batch) is longer than {MAX_LINE_CHARS} "
+                                    f"characters: not text written by `lightrnn data prepare`; run it again")
                 yield batch
     except UnicodeDecodeError as error:
         line, reason = _first_bad_line(path)
@@ -70,9 +77,25 @@ def _first_bad_line(path: Path) -> tuple[int, str]:
     return 0, ""
 
 
+# The corpus's tokenisation, in one place: a line's words are its whitespace-separated tokens (the
+# prepared text is already tokenised); a line without any is not a sentence. `lightrnn score` and
+# `lightrnn generate` read new text through it, so it is tokenised as the corpus was.
+words_of = str.split
+
+
+class FixedVocab(NamedTuple):
+    """A vocabulary to encode with instead of building one (`data encode --vocab`): the entries
+    [(word, count)] in id order and its unk/eos tokens (unk None: an out-of-vocabulary word is an error)."""
+
+    entries: list[tuple[str, int]]
+    unk: str | None
+    eos: str
+    source: str
+
+
 def _sentences(batch: list[str]) -> list[list[str]]:
     """The words of each line that has any: a blank or whitespace-only line is not a sentence."""
-    return [words for words in map(str.split, batch) if words]
+    return [words for words in map(words_of, batch) if words]
 
 
 def _split_file(text_dir: Path, split: str) -> Path:
@@ -118,25 +141,16 @@ def build_vocab(counts: Counter, sentences: int, rule: VocabRule) -> list[tuple[
     return entries
 
 
-def write_vocab(entries: list[tuple[str, int]], path: Path) -> None:
-    """Write `word<TAB>count` lines atomically."""
-    write_text(path, "".join(f"{word}\t{count}\n" for word, count in entries))
-
-
 def encode_file(path: Path, out_path: Path, word_to_id: dict[str, int], unk_id: int, eos_id: int,
-                sentences: int, tokens: int) -> int:
+                sentences: int, tokens: int, progress: Progress | None = None) -> int:
     """Encode a text file into an int32 .npy of length tokens + sentences; return the OOV count.
 
-    Written sequentially (header, then batch after batch) to a temp file beside `out_path`,
-    flushed to disk and renamed into place (`atomic_path`); `encode` calls it inside a staging
-    folder.
+    Written sequentially through `lightrnn.data.encoded.open_stream` (the folder's one writer);
+    `encode` calls it inside the folder's staging area.
     """
-    length = tokens + sentences
-    position = oov = 0
+    oov = 0
     lookup = word_to_id.get
-    with atomic_path(out_path) as temp, open(temp, "wb") as handle:
-        header = {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (length,)}
-        np.lib.format.write_array_header_1_0(handle, header)
+    with open_stream(out_path, tokens + sentences, path) as write:
         for batch in _batches(path):
             split_lines = _sentences(batch)
             if not split_lines:
@@ -155,14 +169,9 @@ def encode_file(path: Path, out_path: Path, word_to_id: dict[str, int], unk_id: 
             is_word[eos_positions] = False
             chunk[eos_positions] = eos_id
             chunk[is_word] = ids
-            if position + size > length:
-                raise DataError(f"{path} changed while being encoded: run `lightrnn data encode` again")
-            handle.write(chunk.data)
-            position += size
-        if position != length:
-            raise DataError(f"{path} changed while being encoded: run `lightrnn data encode` again")
-        handle.flush()
-        os.fsync(handle.fileno())
+            write(chunk)
+            if progress is not None:
+                progress.add(lines=len(split_lines), tokens=size)
     return oov
 
 
@@ -171,15 +180,7 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
     if dataset is None:
         manifest = text_dir / "prepare.json"
         if manifest.is_file():
-            fix = "run `lightrnn data prepare` again, or pass --dataset NAME"
-            dataset = read_json_object(manifest, fix).get("dataset")
-            if dataset is not None and not isinstance(dataset, str):
-                raise DataError(f"{manifest}: \"dataset\" must be a dataset name, got {dataset!r}; {fix}")
-            if dataset is not None:
-                try:
-                    get_dataset(dataset)
-                except ValueError as error:
-                    raise DataError(f"{manifest}: {error}; {fix}") from None
+            dataset = load_prepare(manifest, DATASETS)["dataset"]  # checked: a registry name or absent
     rule = get_dataset(dataset).vocab if dataset else GENERIC_RULE
     name = dataset or text_dir.name
     if min_count is not None:
@@ -194,15 +195,24 @@ def _rule_for(text_dir: Path, dataset: str | None, min_count: int | None, max_vo
 
 
 def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count: int | None = None,
-           max_vocab: int | None = None) -> dict:
+           max_vocab: int | None = None, vocab: FixedVocab | None = None) -> dict:
     """Build the vocabulary from `text_dir/train.txt` and encode every split into `out_dir`.
 
     `dataset` picks the dataset's vocabulary rule (default: the one `prepare` recorded in
     `text_dir/prepare.json`, else min_count 1 with <unk>/<eos>); `min_count` / `max_vocab`
-    override it. Writes vocab.tsv, {train,valid,test}.npy (int32 [N]) and meta.json; returns
-    the meta dict.
+    override it. `vocab` (a trained model's, `data encode --vocab`): encode with it instead, so
+    the ids are the model's (its unk/eos replace the rule's). Writes vocab.tsv,
+    {train,valid,test}.npy (int32 [N]) and meta.json; returns the meta dict.
     """
     text_dir, out_dir = Path(text_dir), Path(out_dir)
+    # One writer per folder (OUT/.lock, as `lightrnn train`): two encodes into one folder would
+    # delete each other's staging files.
+    with out_dir_lock(out_dir, "lightrnn data encode"):
+        return _encode(text_dir, out_dir, dataset, min_count, max_vocab, vocab)
+
+
+def _encode(text_dir: Path, out_dir: Path, dataset: str | None, min_count: int | None,
+            max_vocab: int | None, vocab: FixedVocab | None) -> dict:
     if not (text_dir / "prepare.json").exists() and any(text_dir.glob(f"{STAGING_PREFIX}*{TEMP_SUFFIX}")):
         raise DataError(
             f"{text_dir}: a prepare was interrupted while replacing its files (no prepare.json, a staging folder "
@@ -219,10 +229,12 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
             raise DataError(f"{paths[split]} is empty: split {split!r} needs at least one sentence (blank lines "
                             f"do not count); "
                              f"check the corpus and run `lightrnn data prepare` again")
-    entries = build_vocab(counts, train_sentences, rule)
+    entries = build_vocab(counts, train_sentences, rule) if vocab is None else vocab.entries
     del counts
     word_to_id = {word: index for index, (word, _) in enumerate(entries)}
-    unk_id, eos_id = word_to_id[rule.unk], word_to_id[rule.eos]
+    if vocab is not None:
+        rule = _fixed_vocab_rule(vocab, word_to_id, rule)
+    unk_id, eos_id = word_to_id.get(rule.unk, -1), word_to_id[rule.eos]
 
     # The old set stays until the new one is complete, so the new one needs its full size free.
     needed = sum(4 * (tokens + sentences) + 128 for sentences, tokens in sizes.values())
@@ -241,18 +253,37 @@ def encode(text_dir: Path, out_dir: Path, dataset: str | None = None, min_count:
         "oov_rate": {},
         "text_dir": str(text_dir),
     }
-    with staged_dir(out_dir, last="meta.json") as staging:
-        write_vocab(entries, staging / "vocab.tsv")
+    progress = Progress("encode", f"encoding {text_dir} into {out_dir}")
+    with writing(out_dir) as staging:
+        write_vocab(entries, staging / VOCAB)
         for split in SPLITS:
             sentences, tokens = sizes[split]
-            oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens)
+            oov = encode_file(paths[split], staging / f"{split}.npy", word_to_id, unk_id, eos_id, sentences, tokens,
+                              progress)
+            if oov and unk_id < 0:
+                raise DataError(f"{paths[split]}: {oov} word(s) are not in --vocab {vocab.source}, which has no unk "
+                                f"token to map them to; encode text whose words are all in it")
             meta["sentences"][split] = sentences
             meta["tokens"][split] = tokens + sentences  # eos counted: it is predicted like any token
             # OOV rate over words (eos excluded): words outside the vocabulary, mapped to unk. A
             # corpus's own unk tokens (PTB, WikiText) are vocabulary entries, so they are not OOV.
             meta["oov_rate"][split] = oov / tokens if tokens else 0.0
-        write_json(staging / "meta.json", meta)
+        if vocab is not None:
+            meta["vocab_source"] = vocab.source
+            if vocab.unk is None:
+                meta["unk_token"] = meta["unk_id"] = None
+        write_meta(staging / META, meta)
+    progress.done()
     return meta
+
+
+def _fixed_vocab_rule(vocab: FixedVocab, word_to_id: dict[str, int], rule: VocabRule) -> VocabRule:
+    """The rule recorded in meta.json for a given vocabulary: its own unk/eos, counts not applied."""
+    if vocab.eos not in word_to_id:
+        raise DataError(f"--vocab {vocab.source}: the end-of-sentence token {vocab.eos!r} is not in it")
+    if vocab.unk is not None and vocab.unk not in word_to_id:
+        raise DataError(f"--vocab {vocab.source}: the unk token {vocab.unk!r} is not in it")
+    return VocabRule(1, None, vocab.unk if vocab.unk is not None else "", vocab.eos, ())
 
 
 def _count_lines_tokens(path: Path) -> tuple[int, int]:

@@ -37,8 +37,11 @@ from pathlib import Path
 
 from lightrnn import __version__
 from lightrnn.data.corpora import LOCK_ENV, Checksum, Corpus, expected_checksum, get_corpus, lock_file_path, read_lock
+from lightrnn.data.progress import Progress
 from lightrnn.errors import DataError, DiskFull, is_disk_full
 from lightrnn.fileio import write_text
+from lightrnn.loaders import content_length
+from lightrnn.runlock import out_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ CHUNK_BYTES = 1 << 20
 
 class IncompleteDownload(OSError):
     """The connection ended before Content-Length bytes arrived; resumable."""
+
+
+class BadResponse(http.client.HTTPException):
+    """A server's answer that is not what HTTP allows (a Content-Length that is no byte count)."""
 
 
 # A transfer that started and broke off: resumed with a Range request. Anything else (refused,
@@ -62,6 +69,10 @@ def redact_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
+    if parts.scheme == "file" and "@" not in parts.netloc:
+        # As the user wrote it: `file:relative/path` stays relative (read against the working
+        # directory), never rewritten to `file:///relative/path`, which names another file.
+        return url.split("#", 1)[0].split("?", 1)[0] + ("?..." if parts.query else "")
     host = parts.hostname or ""
     if parts.port is not None:
         host = f"{host}:{parts.port}"
@@ -102,6 +113,13 @@ def fetch(
         raise ValueError(f"corpus {entry.name!r} cannot be downloaded: {entry.note}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    # One fetch per folder (DEST/.lock, as `lightrnn train`): two would write one .part at once.
+    with out_dir_lock(dest, "lightrnn data fetch"):
+        return _fetch(entry, dest, url, sha256, lock_file, retries, timeout_s, backoff_s)
+
+
+def _fetch(entry: Corpus, dest: Path, url: str | None, sha256: str | None, lock_file: Path | None, retries: int,
+           timeout_s: float, backoff_s: float) -> Path:
     target = dest / entry.filename
     part = target.with_name(target.name + ".part")
     expected = Checksum("sha256", sha256) if sha256 else expected_checksum(entry, lock_file)
@@ -281,14 +299,17 @@ def _download_http(url: str, part: Path, timeout_s: float) -> None:
             return  # the .part already holds every byte; the checksum decides
         raise
     with response:
-        length = response.headers.get("Content-Length")
+        try:
+            length = content_length(response.headers.get("Content-Length"), redact_url(url))
+        except ValueError as error:
+            raise BadResponse(str(error)) from None
         if offset and response.status == 206:
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {offset}-"):
                 raise IncompleteDownload(f"server answered Content-Range {content_range!r} to a resume at {offset}")
         elif offset:
             offset = 0  # the server ignored the range and sends the whole file
-        total = offset + int(length) if length is not None else None
+        total = offset + length if length is not None else None
         with open(part, "ab" if offset else "wb") as writer:
             received = _copy_stream(response, writer, offset, total, part.name)
     if total is not None and received < total:
@@ -299,6 +320,7 @@ def _download_http(url: str, part: Path, timeout_s: float) -> None:
 def _copy_stream(reader, writer, offset: int, total: int | None, label: str) -> int:
     """Copy reader to writer in 1 MiB blocks; return the byte position reached (offset + copied)."""
     bar = None
+    progress = Progress("fetch", label, initial_bytes=offset)  # lines in a log when stderr is no terminal
     if sys.stderr.isatty():
         from tqdm import tqdm
 
@@ -310,8 +332,11 @@ def _copy_stream(reader, writer, offset: int, total: int | None, label: str) -> 
             position += len(block)
             if bar is not None:
                 bar.update(len(block))
+            else:
+                progress.add(bytes=len(block))
     finally:
         writer.flush()
         if bar is not None:
             bar.close()
+    progress.done()
     return position

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightrnn.fileio import save_npy, write_json, write_text
+from lightrnn.data import encoded
 
 EOS = "</s>"
 
@@ -108,11 +108,6 @@ def generate_markov_corpus(
     names = [EOS if original == eos_original else f"w{original}" for original in order]
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_text = "".join(f"{name}\t{counts[original]}\n" for name, original in zip(names, order))
-    write_text(out_dir / "vocab.tsv", vocab_text)
-    for split, stream in raw.items():
-        save_npy(out_dir / f"{split}.npy", new_id[stream].astype(np.int32))
 
     rate = entropy_rate(successors, zipf_exponent)
     meta: dict[str, object] = {
@@ -127,7 +122,13 @@ def generate_markov_corpus(
         "ppl_floor": math.exp(rate),
         "oracle_ppl": {split: _oracle_ppl(stream, table, probabilities) for split, stream in raw.items()},
     }
-    write_json(out_dir / "meta.json", meta)
+    # Written by the encoded folder's one owner (staged, meta.json checked and swapped in last).
+    with encoded.writing(out_dir) as staging:
+        encoded.write_vocab([(name, int(counts[original])) for name, original in zip(names, order)],
+                            staging / encoded.VOCAB)
+        for split, stream in raw.items():
+            encoded.write_split(staging / f"{split}.npy", new_id[stream])
+        encoded.write_meta(staging / encoded.META, meta)
     return meta
 
 

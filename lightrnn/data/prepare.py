@@ -15,6 +15,7 @@ old files whole and no temp files behind.
 
 from __future__ import annotations
 
+import contextvars
 import gzip
 import os
 import shutil
@@ -25,9 +26,18 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
 
 from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
+from lightrnn.data.progress import Progress
+from lightrnn.errors import DataError
 from lightrnn.fileio import staged_dir, write_json
+from lightrnn.runlock import out_dir_lock
 
 BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
+# The longest line prepare accepts: a sentence, or a WikiText paragraph, is a few KB; a 1.5 GB
+# "line" (an archive member that is one blob) is refused early instead of stalling for minutes.
+MAX_LINE_BYTES = 1 << 24
+
+# The running prepare's progress (read where lines are converted, several calls down).
+PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("prepare_progress", default=None)
 
 # What a damaged archive raises while being read (bz2 raises a bare OSError, errno None).
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
@@ -55,6 +65,19 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
             f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
         )
     stats = {split: {"lines": 0, "tokens": 0, "members": list(spec.splits[split])} for split in SPLITS}
+    progress = Progress("prepare", f"{source} -> {out_dir}")
+    token = PROGRESS.set(progress)
+    try:
+        with out_dir_lock(out_dir, "lightrnn data prepare"):
+            summary = _prepare(spec, corpus, source, out_dir, stats)
+    finally:
+        PROGRESS.reset(token)
+    progress.done()
+    return summary
+
+
+def _prepare(spec: Dataset, corpus: Corpus, source: Path, out_dir: Path, stats: dict) -> dict:
+    dataset = spec.name
     with staged_dir(out_dir, last="prepare.json") as staging:
         writers = {split: open(staging / f"{split}.txt", "w", encoding="utf-8", newline="\n") for split in SPLITS}
         try:
@@ -87,6 +110,8 @@ def _read_source(spec: Dataset, corpus: Corpus, source: Path, staging: Path, wri
             _read_zip(spec, source, writers, stats)
         else:
             _read_tar(spec, corpus, source, staging, writers, stats)
+    except (NotImplementedError, RuntimeError) as error:  # zipfile: a method or encryption it cannot read
+        raise DataError(f"{source}: a member cannot be read ({str(error)[:200]}); fetch the published archive") from None
     except _ARCHIVE_ERRORS + (OSError,) as error:
         if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
             raise  # a real I/O error (disk full, permissions), not a damaged archive
@@ -96,7 +121,7 @@ def _read_source(spec: Dataset, corpus: Corpus, source: Path, staging: Path, wri
         ) from error
 
 
-def convert_lines(binary: BinaryIO, writer: TextIO, label: str) -> tuple[int, int]:
+def convert_lines(binary: BinaryIO, writer: TextIO, label: str, progress: Progress | None = None) -> tuple[int, int]:
     """Copy one member's text to `writer`, one whitespace-normalised sentence per line.
 
     Returns (sentences written, tokens written). Blank lines are dropped. Raises ValueError
@@ -110,34 +135,54 @@ def convert_lines(binary: BinaryIO, writer: TextIO, label: str) -> tuple[int, in
             writer.write("\n".join(kept))
             writer.write("\n")
         sentences += len(kept)
-        tokens += sum(map(len, split_lines))
+        count = sum(map(len, split_lines))
+        tokens += count
+        if progress is not None:
+            progress.add(bytes=sum(map(len, kept)) + len(kept), lines=len(kept), tokens=count)
     return sentences, tokens
 
 
 def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
     """Batches of decoded lines, split at newlines only (tar streams are not seekable: no TextIOWrapper).
 
-    Decoding whole blocks that end at a newline keeps a bad byte's line number exact.
+    Decoding whole blocks that end at a newline keeps a bad byte's line number exact. A line
+    longer than MAX_LINE_BYTES is refused (no sentence is that long: the file is not this corpus);
+    the unfinished tail is kept as a list of blocks, so a long line costs linear time, not the
+    quadratic time of re-joining it with every new block.
     """
-    pending = b""
+    pending: list[bytes] = []  # the blocks of an unfinished last line
+    pending_bytes = 0
     lines_before = 0
     first = True
     while True:
         block = binary.read(BLOCK_BYTES)
-        data = pending + block
         if first:
-            data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a token
+            block = block.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a token
             first = False
-        if not block:
-            if not data:
-                return
-            cut = len(data)  # a last line without its newline
-        else:
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                pending = data
+        if block:
+            cut_in_block = block.rfind(b"\n") + 1
+            if cut_in_block == 0:
+                pending.append(block)
+                pending_bytes += len(block)
+                if pending_bytes > MAX_LINE_BYTES:
+                    raise ValueError(
+                        f"{label}: line {lines_before + 1} is longer than {MAX_LINE_BYTES >> 20} MiB: no sentence is; "
+                        f"the file is damaged or not this corpus: delete the archive and fetch it again"
+                    )
                 continue
-        complete, pending = data[:cut], data[cut:]
+            complete = b"".join([*pending, block[:cut_in_block]])
+            pending, pending_bytes = [block[cut_in_block:]], len(block) - cut_in_block
+        else:
+            complete = b"".join(pending)  # a last line without its newline
+            pending = []
+            if not complete:
+                return
+        longest = max(map(len, complete.split(b"\n"))) if len(complete) > MAX_LINE_BYTES else 0
+        if longest > MAX_LINE_BYTES:
+            raise ValueError(
+                f"{label}: a line after line {lines_before} is longer than {MAX_LINE_BYTES >> 20} MiB: no sentence "
+                f"is; the file is damaged or not this corpus: delete the archive and fetch it again"
+            )
         try:
             text = complete.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -155,6 +200,33 @@ def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
             yield lines
         if not block:
             return
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def check_zip_member(info: zipfile.ZipInfo, source: Path) -> None:
+    """DataError naming the member when it cannot be read as plain text: encrypted, compressed with
+    a method Python cannot decompress, or a symbolic link."""
+    from lightrnn.loaders import short
+
+    where = f"{source}: member {short(info.filename)}"
+    if info.flag_bits & 0x1:
+        raise DataError(f"{where} is encrypted; use an unencrypted copy of the corpus (fetch it again)")
+    if info.compress_type not in _ZIP_METHODS:
+        raise DataError(f"{where} uses compression method {info.compress_type}, which cannot be read (stored, "
+                        f"deflate, bzip2 and lzma can); repack it or fetch the published archive")
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        raise DataError(f"{where} is a symbolic link, not a file; fetch the published archive")
+
+
+def check_tar_member(info: tarfile.TarInfo, source: Path) -> None:
+    """DataError naming a member the registry reads when it is a link or not a regular file."""
+    from lightrnn.loaders import short
+
+    if not info.isfile():
+        kind = "a symbolic link" if info.issym() else "a hard link" if info.islnk() else "not a regular file"
+        raise DataError(f"{source}: member {short(info.name)} is {kind}; fetch the published archive")
 
 
 def _normalise(name: str) -> str:
@@ -199,6 +271,7 @@ def _read_zip(spec: Dataset, source: Path, writers: dict[str, TextIO], stats: di
         for info in archive.infolist():
             hit = _lookup(info.filename, wanted)
             if hit and not info.is_dir():
+                check_zip_member(info, source)
                 found.setdefault(hit[0], info)
         missing = [path for split in SPLITS for path in spec.splits[split] if path not in found]
         if missing:
@@ -206,7 +279,7 @@ def _read_zip(spec: Dataset, source: Path, writers: dict[str, TextIO], stats: di
         for split in SPLITS:
             for path in spec.splits[split]:
                 with archive.open(found[path]) as member:
-                    sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}")
+                    sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}", PROGRESS.get())
                 stats[split]["lines"] += sentences
                 stats[split]["tokens"] += tokens
 
@@ -230,13 +303,14 @@ def _read_tar(spec: Dataset, corpus: Corpus, source: Path, out_dir: Path, writer
             if len(present) < 5:
                 present.append(info.name)
             hit = _lookup(info.name, wanted)
-            if hit is None or not info.isfile() or hit[0] in seen:
+            if hit is None or info.isdir() or hit[0] in seen:
                 continue
+            check_tar_member(info, source)
             key, split, index = hit
             seen.add(key)
             member = archive.extractfile(info)
             if index == next_index[split]:
-                sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}")
+                sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}", PROGRESS.get())
                 next_index[split] += 1
                 while (split, next_index[split]) in spooled:
                     spool = spooled.pop((split, next_index[split]))
@@ -247,7 +321,7 @@ def _read_tar(spec: Dataset, corpus: Corpus, source: Path, out_dir: Path, writer
             else:
                 spool = out_dir / f".spool-{split}-{index:05d}.part"
                 with open(spool, "w", encoding="utf-8", newline="\n") as spool_writer:
-                    sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}")
+                    sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}", PROGRESS.get())
                 spooled[(split, index)] = spool
             stats[split]["lines"] += sentences
             stats[split]["tokens"] += tokens
@@ -263,7 +337,7 @@ def _read_manual(spec: Dataset, corpus: Corpus, raw_dir: Path, writers: dict[str
             if not file.is_file():
                 raise ValueError(f"dataset {spec.name!r} needs {file}, which does not exist. {corpus.note}")
             with open(file, "rb") as member:
-                sentences, tokens = convert_lines(member, writers[split], str(file))
+                sentences, tokens = convert_lines(member, writers[split], str(file), PROGRESS.get())
             stats[split]["lines"] += sentences
             stats[split]["tokens"] += tokens
     return raw_dir
@@ -282,19 +356,24 @@ def missing_members(corpus: Corpus, path: Path) -> list[str]:
     try:
         if corpus.archive_format == "zip":
             with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
+                members = [(info.filename, info) for info in archive.infolist() if not info.is_dir()]
         else:
             mode = {"tar.gz": "r:gz", "tar.bz2": "r:bz2"}[corpus.archive_format]
             with tarfile.open(path, mode=mode) as archive:
-                names = archive.getnames()
+                members = [(info.name, info) for info in archive.getmembers() if not info.isdir()]
     except _ARCHIVE_ERRORS + (OSError,) as error:
         if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile) and error.errno is not None:
             raise
         raise ValueError(f"it does not open as a {corpus.archive_format} archive ({error})") from None
-    for name in names:
+    for name, info in members:
         for index in wanted:
             hit = _lookup(name, index)
             if hit is not None:
+                # A member prepare reads must be readable text, checked before anything is pinned.
+                if isinstance(info, zipfile.ZipInfo):
+                    check_zip_member(info, path)
+                else:
+                    check_tar_member(info, path)
                 found.add(hit[0])
     return sorted(needed - found)
 

@@ -10,8 +10,9 @@ from lightrnn.fileio import write_text
 from lightrnn.report.jobs import jobs_table, read_job_benchmarks
 from lightrnn.report.layout import VERDICT_SUMMARY, dataset_family, planned_outputs, resolve_aclw_plot_dataset
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
-from lightrnn.report.results import load_evals, load_metrics
-from lightrnn.report.tables import BUILDERS, RENDERERS, Table, to_html
+from lightrnn.report.render import RENDERERS, Table, to_html
+from lightrnn.report.results import Results, load_evals, load_metrics
+from lightrnn.report.tables import BUILDERS
 from lightrnn.report.verdict import verdict_summary, verdict_table
 
 
@@ -53,7 +54,8 @@ def write_report(
             write_text(path, render(table))
             written.append(path)
 
-    verdict = verdict_table(rows, evals, date, bench_dir, run or out_dir.resolve().name)
+    results = Results(rows, evals)  # grouped once for every table, figure and the verdict
+    verdict = verdict_table(results, date, bench_dir, run or out_dir.resolve().name)
     write_table(verdict)
     written.append(write_text(out_dir / VERDICT_SUMMARY, to_html(verdict_summary(verdict))))
     families = {dataset_family(dataset) for dataset in datasets}
@@ -62,17 +64,17 @@ def write_report(
             continue
         if name == "reallocation" and "lightrnn" not in models:
             continue
-        write_table(builder(rows, evals, date))
+        write_table(builder(results, date))
         if name == "size-speed" and benchmarks_dir is not None:  # what the jobs cost, beside the speed
             folder = Path(benchmarks_dir)
             write_table(jobs_table(read_job_benchmarks(folder) if folder.is_dir() else [], date))
     aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     plots = out_dir / "plots"
     if aclw_plot_dataset in datasets and "lightrnn" in models:
-        written += perplexity_plot(rows, evals, aclw_plot_dataset, plots / f"{aclw_plot_dataset}-perplexity", date)
+        written += perplexity_plot(results, aclw_plot_dataset, plots / f"{aclw_plot_dataset}-perplexity", date)
     for dataset in datasets:
-        written += perplexity_plot(rows, evals, dataset, plots / f"curves-{dataset}", date, style="curves")
-    written += size_speed_chart(rows, evals, plots / "size-speed", date)
+        written += perplexity_plot(results, dataset, plots / f"curves-{dataset}", date, style="curves")
+    written += size_speed_chart(results, plots / "size-speed", date)
     expected = {
         out_dir / path for path in planned_outputs(datasets, models, aclw_plot_dataset, benchmarks_dir is not None)
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lightrnn.report.layout import dataset_label, model_label
-from lightrnn.report.tables import Table, format_float
+from lightrnn.report.render import Table, format_float
 
 # Snakemake's benchmark columns this table reads (the others: max_vms, max_uss, max_pss, io_*).
 COLUMNS = ("s", "max_rss", "mean_load", "cpu_time")

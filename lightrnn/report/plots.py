@@ -25,8 +25,8 @@ from lightrnn.report.layout import (
     model_label,
     model_sort_key,
 )
-from lightrnn.report.results import Row, RunSummary, epoch_axis, group_runs, summarize
-from lightrnn.report.tables import format_count
+from lightrnn.report.results import Results, Row, RunSummary
+from lightrnn.report.render import format_count
 
 # One colour per model, the same in every figure (colour-blind-safe Okabe-Ito palette).
 MODEL_COLORS = {
@@ -188,18 +188,18 @@ def _test_label(model: str, summary: RunSummary | None) -> str:
 
 
 def perplexity_plot(
-    rows: list[Row], evals: list[Row], dataset: str, stem: Path | str, date: str, style: str = "paper"
+    results: Results, dataset: str, stem: Path | str, date: str, style: str = "paper"
 ) -> list[Path]:
     """Perplexity against epoch for one dataset; writes STEM.{png,pdf} and returns the paths."""
     plt = _pyplot()
-    figure = perplexity_figure(rows, evals, dataset, date, style)
+    figure = perplexity_figure(results, dataset, date, style)
     try:
         return save_figure(figure, stem)
     finally:
         plt.close(figure)
 
 
-def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str, style: str = "paper") -> Any:
+def perplexity_figure(results: Results, dataset: str, date: str, style: str = "paper") -> Any:
     """The matplotlib Figure of `perplexity_plot` (the caller closes it).
 
     x = epochs completed (1, 2, ... across rounds); a reallocation sits at the epoch it followed,
@@ -208,12 +208,12 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     """
     if style not in ("paper", "curves"):
         raise ValueError(f"perplexity_plot: style must be 'paper' or 'curves', got {style!r}")
-    runs = {model: run for (name, model), run in group_runs(rows).items() if name == dataset}
+    runs = {model: run for (name, model), run in results.runs.items() if name == dataset}
     if not runs:
         raise ValueError(f"perplexity_plot: no metrics rows for dataset {dataset!r}")
     if style == "paper" and "lightrnn" not in runs:
         raise ValueError(f"perplexity_plot: the paper-style plot needs LightRNN rows for {dataset!r}")
-    summaries = summarize([row for run in runs.values() for row in run], evals)
+    summaries = results.summaries
     plt = _pyplot()
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -221,7 +221,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     plotted: list[float] = []
     notes: list[tuple[int, float, str]] = []  # (x, y, text) of the reallocation annotations
     for model in sorted(runs, key=model_sort_key):
-        points = [(x, row) for x, row in epoch_axis(runs[model]) if row.get("kind", "epoch") == "epoch"]
+        points = [(x, row) for x, row in runs[model].axis if row.get("kind", "epoch") == "epoch"]
         color = model_color(model)
         main = style == "curves" or model == "lightrnn"
         final = summaries.get((dataset, model))
@@ -244,7 +244,7 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     for model in sorted(runs, key=model_sort_key):
         if style == "paper" and model != "lightrnn":
             continue
-        axis = epoch_axis(runs[model])
+        axis = runs[model].axis
         previous_valid = None
         count = 0
         for x, row in axis:
@@ -310,7 +310,8 @@ def perplexity_figure(rows: list[Row], evals: list[Row], dataset: str, date: str
     # Below the axes: the curves keep the whole plotting area.
     legend = axes.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     axes.text(
-        0.0, 1.01, _provenance_line(sum(runs.values(), []), date), transform=axes.transAxes, ha="left",
+        0.0, 1.01, _provenance_line([row for run in runs.values() for row in run.rows], date),
+        transform=axes.transAxes, ha="left",
         va="bottom", fontsize=6, color="0.5",
     )
     _place_annotations(figure, axes, notes)
@@ -398,20 +399,20 @@ def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str
         taken.append(Text.get_window_extent(note, renderer))
 
 
-def size_speed_chart(rows: list[Row], evals: list[Row], stem: Path | str, date: str) -> list[Path]:
+def size_speed_chart(results: Results, stem: Path | str, date: str) -> list[Path]:
     """Two bar panels per (dataset, model): parameters (log scale) and training tokens/s; writes
     STEM.{png,pdf} and returns the paths."""
     plt = _pyplot()
-    figure = size_speed_figure(rows, evals, date)
+    figure = size_speed_figure(results, date)
     try:
         return save_figure(figure, stem)
     finally:
         plt.close(figure)
 
 
-def size_speed_figure(rows: list[Row], evals: list[Row], date: str) -> Any:
+def size_speed_figure(results: Results, date: str) -> Any:
     """The matplotlib Figure of `size_speed_chart` (the caller closes it)."""
-    summaries = summarize(rows, evals)
+    summaries = results.summaries
     if not summaries:
         raise ValueError("size_speed_chart: no metrics rows")
     keys = sorted(summaries, key=lambda key: (dataset_label(key[0]), model_sort_key(key[1])))
@@ -434,6 +435,6 @@ def size_speed_figure(rows: list[Row], evals: list[Row], date: str) -> Any:
         axes.spines[["top", "right"]].set_visible(False)
         axes.set_axisbelow(True)
     figure.suptitle("Model size and training speed")
-    figure.text(0.99, 0.005, _provenance_line(rows, date), ha="right", fontsize=6, color="0.5")
+    figure.text(0.99, 0.005, _provenance_line(results.rows, date), ha="right", fontsize=6, color="0.5")
     figure.tight_layout()
     return figure

@@ -4,7 +4,9 @@ The README marks each generated region with a pair of HTML comments: a whole sec
 (`<!-- section:NAME -->` ... `<!-- /section:NAME -->`, e.g. `lightrnn bench readme`'s performance
 section) or a block inside a section (`<!-- generated:NAME -->` ... `<!-- /generated:NAME -->`,
 e.g. `lightrnn report readme`'s smoke-run figure and tables in the workflow section). This module
-is the one place that finds and rewrites those markers and writes the README atomically.
+is the one place that finds and rewrites those markers and writes the README atomically: the
+other modules only build the text (`performance.performance_markdown`, `verdict.readme_section`,
+`study.readme_block`); `tests/test_structure.py` fails on a README write anywhere else.
 
 `write_smoke_block` is the `lightrnn report readme` generator: it copies a run's ACLW-French and
 size/speed PNGs into the docs folder and rewrites the `generated:<run>` block of the workflow
@@ -16,27 +18,14 @@ from __future__ import annotations
 
 import csv
 import os
-import textwrap
 from pathlib import Path
 
 from lightrnn.fileio import write_bytes
+from lightrnn.report.render import wrap_prose
 
 WORKFLOW_SECTION = "workflow"
 TABLES = ("aclw", "reallocation")  # the tables the block shows, in that order
 PROVENANCE = ("git_rev", "date", "device")  # CSV columns the sentence quotes
-
-
-def wrap_prose(lines: list[str], width: int = 100) -> list[str]:
-    """Prose lines wrapped at `width` (as the rest of the README); tables, images and code kept whole."""
-    wrapped, in_code = [], False
-    for line in lines:
-        if line.startswith("```"):
-            in_code = not in_code
-        if in_code or line.startswith(("```", "|", "!", "#")) or len(line) <= width:
-            wrapped.append(line)
-        else:
-            wrapped.extend(textwrap.wrap(line, width=width, break_long_words=False, break_on_hyphens=False))
-    return wrapped
 
 
 def markers(name: str, kind: str = "section") -> tuple[str, str]:
@@ -174,3 +163,43 @@ def write_smoke_block(
         write_bytes(target, source.read_bytes())
     write_readme(readme, text)
     return [*copies.values(), readme]
+
+
+def write_performance_section(bench_dir: str | Path, readme: str | Path) -> Path:
+    """Regenerate the README's performance section from `bench_dir`'s CSV files (atomic rewrite)."""
+    from lightrnn.report.performance import SECTION, performance_markdown
+
+    return write_readme(readme, replace_section(read_readme(readme), SECTION, performance_markdown(bench_dir)))
+
+
+def write_study_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> list[Path]:
+    """Copy the study's figure into DOCS and rewrite the README's `generated:<study folder>` block."""
+    from lightrnn.report.study import README_SECTION, readme_block
+
+    body, copies = readme_block(study_dir, readme, docs, command)
+    text = replace_block_in_section(read_readme(readme), README_SECTION, Path(study_dir).name, body)
+    for source, target in copies.items():
+        write_bytes(target, source.read_bytes())
+    write_readme(readme, text)
+    return [*copies.values(), Path(readme)]
+
+
+def update_readme(
+    results: Path | str, readme: Path | str, docs: Path | str, bench_dir: Path | str, study: Path | str | None,
+    aclw_plot_dataset: str | None, command: str,
+) -> list[Path]:
+    """`lightrnn report readme`: the verdict section, the smoke block and (with `study`) the study
+    block, from committed results; everything is built and checked before the first write."""
+    from lightrnn.report import study as study_module
+    from lightrnn.report.verdict import README_SECTION, readme_section
+
+    verdict = readme_section(results, bench_dir, command, study_dir=study)
+    marked_body(read_readme(readme), README_SECTION)
+    if study:
+        study_module.readme_block(study, readme, docs, command)  # check its inputs before any write
+        marked_body(read_readme(readme), study_module.README_SECTION)
+    written = write_smoke_block(results, readme, docs, aclw_plot_dataset, command)
+    if study:
+        written += write_study_block(study, readme, docs, command)
+    write_readme(readme, replace_section(read_readme(readme), README_SECTION, verdict))
+    return written

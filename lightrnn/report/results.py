@@ -7,42 +7,30 @@ Tables and plots read only `metrics.jsonl` (one JSON object per evaluation point
 
 from __future__ import annotations
 
-import json
+import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from lightrnn.fileio import read_jsonl
+from lightrnn.loaders import load_eval, read_metrics
 
 Row = dict[str, Any]
 
 
 def load_metrics(paths: Iterable[Path | str]) -> list[Row]:
-    """The rows of every metrics.jsonl file, in file order; each needs `dataset` and `model`."""
+    """The rows of every metrics.jsonl file, in file order, each checked (`lightrnn.loaders.read_metrics`):
+    dataset and model named, every number of the schema typed and in range."""
     rows: list[Row] = []
     for path in paths:
-        for row in read_jsonl(path):
-            missing = [key for key in ("dataset", "model") if row.get(key) is None]
-            if missing:
-                raise ValueError(f"{path}: a row lacks {', '.join(missing)}; it is not a lightrnn metrics file")
-            rows.append(row)
+        rows.extend(read_metrics(path))
     return rows
 
 
 def load_evals(paths: Iterable[Path | str]) -> list[Row]:
-    """The objects of every eval.json file."""
-    evals = []
-    for path in paths:
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error.msg}); rerun the evaluate job that wrote it") from error
-        for key in ("dataset", "model", "ppl"):
-            if key not in record:
-                raise ValueError(f"{path}: missing {key!r}; it is not a lightrnn eval.json")
-        evals.append(record)
-    return evals
+    """The objects of every eval.json file, each checked (`lightrnn.loaders.load_eval`): dataset and
+    model named, ppl a finite number >= 1."""
+    return [load_eval(path) for path in paths]
 
 
 def find_results(results_dir: Path | str) -> tuple[list[Path], list[Path]]:
@@ -89,10 +77,71 @@ def realloc_rows(rows: list[Row]) -> list[Row]:
 
 def group_runs(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
     """Rows by (dataset, model), keeping file order inside each run."""
-    runs: dict[tuple[str, str], list[Row]] = {}
+    grouped: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
-        runs.setdefault((row["dataset"], row["model"]), []).append(row)
-    return runs
+        grouped.setdefault((row["dataset"], row["model"]), []).append(row)
+    return grouped
+
+
+@dataclass(frozen=True)
+class Round:
+    """A segment of consecutive epoch rows with the same `round`, and the reallocation that
+    followed it (file order; None after the last round or for a model that never reallocates)."""
+
+    index: Any  # the rows' `round`
+    epochs: tuple[Row, ...]
+    realloc: Row | None = None
+
+    @property
+    def last(self) -> Row:
+        """The round's last epoch row: its valid and test perplexity are the round's result."""
+        return self.epochs[-1]
+
+
+def split_rounds(run: list[Row]) -> list[Round]:
+    """The one place a run's rows are cut into rounds: a new round starts at an epoch row whose
+    `round` differs from the previous one's, or after a reallocation row; a reallocation row ends
+    the round it follows (one before any epoch has nothing to follow and is left out)."""
+    segments: list[tuple[Any, list[Row], list[Row | None]]] = []
+    for row in run:
+        if row.get("kind", "epoch") == "epoch":
+            if not segments or segments[-1][0] != row.get("round") or segments[-1][2][0] is not None:
+                segments.append((row.get("round"), [], [None]))
+            segments[-1][1].append(row)
+        elif row.get("kind") == "realloc" and segments:
+            segments[-1][2][0] = row
+    return [Round(index, tuple(epochs), realloc[0]) for index, epochs, realloc in segments]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run (a dataset and a model): its rows in file order and the views every table,
+    plot and verdict reads, each computed once."""
+
+    dataset: str
+    model: str
+    rows: list[Row]
+
+    @functools.cached_property
+    def epochs(self) -> list[Row]:
+        return epoch_rows(self.rows)
+
+    @functools.cached_property
+    def reallocs(self) -> list[Row]:
+        return realloc_rows(self.rows)
+
+    @functools.cached_property
+    def rounds(self) -> list[Round]:
+        return split_rounds(self.rows)
+
+    @functools.cached_property
+    def axis(self) -> list[tuple[int, Row]]:
+        return epoch_axis(self.rows)
+
+
+def runs_of(rows: list[Row]) -> dict[tuple[str, str], Run]:
+    """The report's run model: rows grouped by (dataset, model) into `Run`s, file order kept."""
+    return {(dataset, model): Run(dataset, model, run) for (dataset, model), run in group_runs(rows).items()}
 
 
 def _median(values: Iterable[Any]) -> float | None:
@@ -105,7 +154,29 @@ def _last(values: Iterable[Any]) -> Any:
     return present[-1] if present else None
 
 
+@dataclass(frozen=True)
+class Results:
+    """What one report reads, grouped once: the metrics rows, the eval.json records, and (computed
+    on first use, then kept) the runs and their summaries. Every table, plot and verdict takes it."""
+
+    rows: list[Row]
+    evals: list[Row]
+
+    @functools.cached_property
+    def runs(self) -> dict[tuple[str, str], Run]:
+        return runs_of(self.rows)
+
+    @functools.cached_property
+    def summaries(self) -> dict[tuple[str, str], RunSummary]:
+        return _summaries(self.runs, self.evals)
+
+
 def summarize(rows: list[Row], evals: list[Row]) -> dict[tuple[str, str], RunSummary]:
+    """One RunSummary per (dataset, model) (`Results(rows, evals).summaries`)."""
+    return Results(rows, evals).summaries
+
+
+def _summaries(runs: dict[tuple[str, str], Run], evals: list[Row]) -> dict[tuple[str, str], RunSummary]:
     """One RunSummary per (dataset, model), from its metrics rows and (if present) its eval.json.
 
     Test perplexity: eval.json's exact value when there is one; otherwise the test perplexity
@@ -118,8 +189,8 @@ def summarize(rows: list[Row], evals: list[Row]) -> dict[tuple[str, str], RunSum
             raise ValueError(f"two eval.json files for dataset {key[0]!r}, model {key[1]!r}; keep one run per pair")
         eval_by_run[key] = record
     summaries = {}
-    for key, run in group_runs(rows).items():
-        epochs = epoch_rows(run)
+    for key, whole in runs.items():
+        run, epochs = whole.rows, whole.epochs
         record = eval_by_run.get(key)
         scored = [row for row in epochs if row.get("valid_ppl") is not None]
         best = min(scored, key=lambda row: row["valid_ppl"]) if scored else None

@@ -1,17 +1,13 @@
-"""Paper-style tables as pure functions of metrics rows, rendered as Markdown, LaTeX, CSV and HTML.
+"""Paper-style tables as pure functions of metrics rows (rendered by `lightrnn.report.render`).
 
-Each builder takes the rows of metrics.jsonl files and the eval.json records and returns a
+Each builder takes the `Results` (metrics.jsonl rows and eval.json records, grouped once) and returns a
 `Table`: display cells for Markdown/LaTeX, and full-precision CSV records where every row carries
 its provenance (git revision, device, date, config hash).
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from lightrnn.report import paper
@@ -24,64 +20,10 @@ from lightrnn.report.layout import (
     model_sort_key,
 )
 from lightrnn.report.paper import PAPER_MODELS, SAME_MODEL, Published, Result
-from lightrnn.report.results import Row, RunSummary, group_runs, summarize
+from lightrnn.report.render import Table, format_count, format_float, format_megabytes, format_ppl, format_ratio
+from lightrnn.report.results import Results, RunSummary
 
 REFERENCE_MODEL = "full_softmax"
-
-
-@dataclass(frozen=True)
-class Table:
-    """A rendered-ready table.
-
-    header: column titles; cells: display strings, one list per row (len == len(header));
-    bold: (row, column) cells to emphasise (the best perplexity of a group);
-    left: how many leading columns hold labels (left-aligned; the others are numbers);
-    records: CSV rows (dicts of raw values, provenance included), not necessarily one per cell row.
-    """
-
-    name: str
-    title: str
-    header: list[str]
-    cells: list[list[str]]
-    records: list[dict[str, Any]]
-    bold: frozenset[tuple[int, int]] = field(default_factory=frozenset)
-    note: str = ""
-    left: int = 1  # leading columns aligned left (labels); the rest right (numbers)
-
-
-# ----------------------------------------------------------------------------- number formats
-def format_count(value: float | None) -> str:
-    """Parameter counts the way the paper writes them: 950, 12.3K, 17.5M, 1.6G."""
-    if value is None:
-        return "–"
-    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= scale * 0.9995:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
-
-
-def format_ppl(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.1f}"
-
-
-def format_float(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
-def format_megabytes(value: float | None) -> str:
-    """Bytes as MB (10^6) with 3 significant digits, so tiny smoke models do not read 0.0."""
-    if value is None:
-        return "–"
-    megabytes = value / 1e6
-    return f"{megabytes:,.0f}" if megabytes >= 1000 else f"{megabytes:.3g}"
-
-
-def format_ratio(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}x"
 
 
 def _provenance(summary: RunSummary, date: str) -> dict[str, Any]:
@@ -244,13 +186,13 @@ def _comparison_table(
     return Table(name, title, [first] + _COMPARISON_HEADER, cells, records, frozenset(bold), note, left=3)
 
 
-def aclw_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def aclw_table(results: Results, date: str) -> Table:
     """ACLW: per language, the paper's perplexity and parameters beside ours, with the differences.
 
     Every language and model of the paper's table is listed; what this run lacks reads "not run",
     what the paper lacks (our baselines) "not in paper".
     """
-    summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "aclw"}
+    summaries = {key: value for key, value in results.summaries.items() if dataset_family(key[0]) == "aclw"}
     if not summaries:
         raise ValueError("aclw_table: no ACLW rows (datasets named aclw-<lang> or aclw-large-<lang>)")
     codes = {code: LANGUAGES.get(code, code) for code in paper.ACLW}
@@ -273,9 +215,9 @@ def aclw_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     )
 
 
-def billion_word_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def billion_word_table(results: Results, date: str) -> Table:
     """One Billion Word: the paper's perplexity and parameters beside ours, with the differences."""
-    summaries = {key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "billionw"}
+    summaries = {key: value for key, value in results.summaries.items() if dataset_family(key[0]) == "billionw"}
     if not summaries:
         raise ValueError("billion_word_table: no rows with dataset 'billionw'")
     return _comparison_table(
@@ -312,7 +254,7 @@ def _per_model_table(
     return Table(name, title, header, cells, records, frozenset(bold), "Lowest perplexity in bold.")
 
 
-def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def billion_word_speed_table(results: Results, date: str) -> Table:
     """The official example's One Billion Word speed table beside ours.
 
     Parameters: the published count beside `param_count` at V = 793,471 (exact, nothing trained).
@@ -321,7 +263,7 @@ def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Ta
     """
     from lightrnn import models
 
-    summaries = summarize(rows, evals)
+    summaries = results.summaries
     runs = [s for (d, m), s in summaries.items() if dataset_family(d) == "billionw" and m == "lightrnn"]
     vocab = paper.BILLIONW_VOCAB
     cells, records = [], []
@@ -374,10 +316,10 @@ def billion_word_speed_table(rows: list[Row], evals: list[Row], date: str) -> Ta
     )
 
 
-def benchmark_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def benchmark_table(results: Results, date: str) -> Table:
     """PTB and WikiText (not in the paper; the standard small benchmarks): model, ppl, params."""
     summaries = {
-        key: value for key, value in summarize(rows, evals).items() if dataset_family(key[0]) == "benchmarks"
+        key: value for key, value in results.summaries.items() if dataset_family(key[0]) == "benchmarks"
     }
     if not summaries:
         raise ValueError("benchmark_table: no PTB/WikiText rows")
@@ -386,9 +328,9 @@ def benchmark_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     )
 
 
-def size_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def size_speed_table(results: Results, date: str) -> Table:
     """Model size and speed per dataset and model, with ratios to the full softmax."""
-    summaries = summarize(rows, evals)
+    summaries = results.summaries
     cells, records = [], []
     for dataset, model in sorted(summaries, key=lambda key: (dataset_label(key[0]), model_sort_key(key[1]))):
         summary = summaries[(dataset, model)]
@@ -446,37 +388,26 @@ def size_speed_table(rows: list[Row], evals: list[Row], date: str) -> Table:
     )
 
 
-def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
+def reallocation_table(results: Results, date: str) -> Table:
     """Per LightRNN run and round: perplexities at the end of the round, then the reallocation.
 
-    Rounds are segments of consecutive epoch rows with the same `round`; a reallocation row
-    belongs to the round it follows (file order). Gap = (objective - lower bound) / objective.
+    Rounds as `results.split_rounds` cuts them (a reallocation row belongs to the round it
+    follows). Gap = (objective - lower bound) / objective.
     """
-    del evals  # reallocation happens during training; eval.json has nothing to add
-    runs = {key: run for key, run in group_runs(rows).items() if any(row.get("kind") == "realloc" for row in run)}
-    runs.update({key: run for key, run in group_runs(rows).items() if key[1] == "lightrnn"})
+    runs = {key: run for key, run in results.runs.items() if run.reallocs or key[1] == "lightrnn"}
     if not runs:
         raise ValueError("reallocation_table: no LightRNN rows and no 'realloc' rows")
     cells, records = [], []
     for dataset, model in sorted(runs, key=lambda key: (dataset_label(key[0]), model_sort_key(key[1]))):
-        segments: list[dict[str, Any]] = []
-        for row in runs[(dataset, model)]:
-            if row.get("kind", "epoch") == "epoch":
-                if not segments or segments[-1]["round"] != row.get("round") or segments[-1]["realloc"]:
-                    segments.append({"round": row.get("round"), "epochs": 0, "last": row, "realloc": None})
-                segments[-1]["epochs"] += 1
-                segments[-1]["last"] = row
-            elif row.get("kind") == "realloc" and segments:
-                segments[-1]["realloc"] = row
-        for segment in segments:
-            last, realloc = segment["last"], segment["realloc"] or {}
+        for segment in runs[(dataset, model)].rounds:
+            last, realloc = segment.last, segment.realloc or {}
             objective, bound = realloc.get("realloc_objective"), realloc.get("realloc_lower_bound")
             gap = (objective - bound) / abs(objective) if objective and bound is not None else None
             cells.append(
                 [
                     dataset_label(dataset) + ("" if model == "lightrnn" else f" ({model_label(model)})"),
-                    str(segment["round"]),
-                    str(segment["epochs"]),
+                    str(segment.index),
+                    str(len(segment.epochs)),
                     format_ppl(last.get("valid_ppl")),
                     format_ppl(last.get("test_ppl")),
                     format_float(objective),
@@ -491,8 +422,8 @@ def reallocation_table(rows: list[Row], evals: list[Row], date: str) -> Table:
                     "table": "reallocation",
                     "dataset": dataset,
                     "model": model,
-                    "round": segment["round"],
-                    "epochs": segment["epochs"],
+                    "round": segment.index,
+                    "epochs": len(segment.epochs),
                     "valid_ppl": last.get("valid_ppl"),
                     "test_ppl": last.get("test_ppl"),
                     "realloc_objective": objective,
@@ -537,150 +468,3 @@ BUILDERS = {
     "size-speed": size_speed_table,
     "reallocation": reallocation_table,
 }
-
-
-# ----------------------------------------------------------------------------- renderers
-def _emphasised(table: Table, markup: str) -> list[list[str]]:
-    return [
-        [markup.format(cell) if (i, j) in table.bold else cell for j, cell in enumerate(line)]
-        for i, line in enumerate(table.cells)
-    ]
-
-
-def markdown_table(header: list[str], cells: list[list[str]], left: int | None = 1) -> list[str]:
-    """Lines of a GitHub Markdown table: `left` leading columns left-aligned, the rest right-aligned;
-    `left=None` leaves the alignment to the renderer (plain `---`)."""
-    if left is None:
-        rule = "|" + "---|" * len(header)
-    else:
-        rule = "|" + "|".join([":---"] * left + ["---:"] * (len(header) - left)) + "|"
-    return ["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(line) + " |" for line in cells]
-
-
-def to_markdown(table: Table) -> str:
-    """GitHub Markdown: a bold title line, the table (numbers right-aligned), the note."""
-    lines = [f"**{table.title}**", ""]
-    lines += markdown_table(table.header, _emphasised(table, "**{}**"), table.left)
-    if table.note:
-        lines += ["", table.note]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "–": "--",
-    "Δ": r"$\Delta$",
-    "→": r"$\to$",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
-
-
-def _latex_columns(table: Table) -> str:
-    """l for labels, r for numbers; a table of prose only (the verdict) gets wrapping p columns."""
-    if table.left >= len(table.header):
-        return "".join([rf"p{{{0.95 / len(table.header):.3f}\linewidth}}"] * len(table.header))
-    return "l" * table.left + "r" * (len(table.header) - table.left)
-
-
-def to_latex(table: Table) -> str:
-    """A booktabs table environment (needs \\usepackage{booktabs})."""
-    escaped = Table(
-        table.name,
-        table.title,
-        table.header,
-        [[latex_escape(cell) for cell in line] for line in table.cells],
-        table.records,
-        table.bold,
-        table.note,
-        table.left,
-    )
-    caption = f"{table.title}. {table.note}" if table.note else table.title
-    lines = [
-        r"\begin{table}[t]",
-        r"  \centering",
-        f"  \\caption{{{latex_escape(caption)}}}",
-        f"  \\label{{tab:{table.name}}}",
-        r"  \begin{tabular}{" + _latex_columns(table) + "}",
-        r"    \toprule",
-        "    " + " & ".join(latex_escape(title) for title in table.header) + r" \\",
-        r"    \midrule",
-    ]
-    lines += ["    " + " & ".join(line) + r" \\" for line in _emphasised(escaped, r"\textbf{{{}}}")]
-    lines += [r"    \bottomrule", r"  \end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(table: Table) -> str:
-    """Full-precision records, columns in first-seen order; empty cells for missing values."""
-    columns: list[str] = []
-    for record in table.records:
-        columns += [key for key in record if key not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", restval="")
-    writer.writeheader()
-    for record in table.records:
-        writer.writerow({key: "" if value is None else value for key, value in record.items()})
-    return buffer.getvalue()
-
-
-# One small style sheet per fragment, scoped to the table's class: the fragment reads the same
-# standalone (Snakemake's report shows it in an iframe) and inserted into another page (the
-# report's front page shows the verdict).
-_HTML_STYLE = (
-    "<style>"
-    "table.lightrnn{border-collapse:collapse;font:13px/1.35 system-ui,sans-serif;margin:0.5em 0}"
-    "table.lightrnn caption{font-weight:600;text-align:left;padding:0 0 0.4em}"
-    "table.lightrnn th,table.lightrnn td{border-bottom:1px solid #ddd;padding:3px 8px;vertical-align:top}"
-    "table.lightrnn thead th{border-bottom:2px solid #444;text-align:left}"
-    "table.lightrnn td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
-    "p.lightrnn-note{font:12px/1.35 system-ui,sans-serif;color:#444;max-width:60em}"
-    "</style>"
-)
-
-
-def _html_text(text: str) -> str:
-    """Escaped, and ASCII only (character references): the report embeds files as data URIs
-    without a charset, where raw UTF-8 would show as mojibake."""
-    return html.escape(text).encode("ascii", "xmlcharrefreplace").decode("ascii")
-
-
-def to_html(table: Table) -> str:
-    """An HTML fragment: a scoped style, the table (labels left, numbers right, best in bold), the note."""
-    head = "".join(f"<th>{_html_text(title)}</th>" for title in table.header)
-    body = []
-    for i, line in enumerate(table.cells):
-        cells = []
-        for j, cell in enumerate(line):
-            text = _html_text(cell)
-            if (i, j) in table.bold:
-                text = f"<strong>{text}</strong>"
-            cells.append(f"<td>{text}</td>" if j < table.left else f'<td class="num">{text}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    lines = [
-        _HTML_STYLE,
-        f'<table class="lightrnn" id="table-{_html_text(table.name)}">',
-        f"<caption>{_html_text(table.title)}</caption>",
-        f"<thead><tr>{head}</tr></thead>",
-        "<tbody>",
-        *body,
-        "</tbody>",
-        "</table>",
-    ]
-    if table.note:
-        lines.append(f'<p class="lightrnn-note">{_html_text(table.note)}</p>')
-    return "\n".join(lines) + "\n"
-
-
-RENDERERS = {"md": to_markdown, "tex": to_latex, "csv": to_csv, "html": to_html}

@@ -20,10 +20,11 @@ from typing import Any
 from lightrnn import models
 from lightrnn.report import paper
 from lightrnn.report.layout import dataset_family, dataset_label, model_label
-from lightrnn.report.results import Row, RunSummary, group_runs, summarize
-from lightrnn.report.tables import Table, format_count
+from lightrnn.report.results import Results, Row, RunSummary
+from lightrnn.report.render import Table, format_count, markdown_table, wrap_prose
 
-CONFIRMED, NOT_CONFIRMED, NOT_RUN = "confirmed", "not confirmed", "not run here"
+CONFIRMED, NOT_CONFIRMED, PARTLY, NOT_RUN = "confirmed", "not confirmed", "partly", "not run here"
+WORDS = (CONFIRMED, NOT_CONFIRMED, PARTLY, NOT_RUN)
 SIMILAR = 1.05  # "similar or better": LightRNN's perplexity at most 5% above the best baseline's
 SPEEDUP = 2.0
 SIZE_RANGE = (40.0, 100.0)
@@ -39,16 +40,13 @@ class Verdict:
     claim: paper.Claim
     measured: str
     source: str
-    verdict: str
+    word: str  # one of WORDS, decided where the verdict is reached (the CSV's `verdict` column)
+    verdict: str  # the table's cell: the word and how (`verdict_detail` in the CSV)
     numbers: dict[str, Any]
 
-    @property
-    def verdict_word(self) -> str:
-        """confirmed / not confirmed / partly / not run here (the first words of `verdict`)."""
-        for word in (NOT_CONFIRMED, CONFIRMED, NOT_RUN, "partly"):
-            if self.verdict.startswith(word):
-                return word
-        raise ValueError(f"verdict {self.verdict!r} does not start with a verdict word")
+    def __post_init__(self) -> None:
+        if self.word not in WORDS or not self.verdict.startswith(self.word):
+            raise ValueError(f"verdict {self.verdict!r}: the word must be one of {WORDS} and open the text")
 
 
 def _ratio(value: float) -> str:
@@ -83,16 +81,19 @@ def size_rows() -> list[Verdict]:
     )
     low, high = SIZE_RANGE
     if low <= full <= high:
+        word = CONFIRMED
         verdict = f"{CONFIRMED}: {_ratio(full)} against a full-vocabulary softmax at the paper's 41M model"
         if adaptive < low:
             verdict += f"; only {_ratio(adaptive)} against the adaptive softmax, a later baseline"
     elif full > high:
+        word = CONFIRMED
         verdict = f"{CONFIRMED}: even more ({_ratio(full)}) than claimed at the paper's 41M model"
     else:
+        word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED}: {_ratio(full)} at the paper's 41M model"
     source = "closed form (`lightrnn.models.param_count`), no training: exact at any scale"
     claims = {claim.key: claim for claim in paper.CLAIMS}
-    size_row = Verdict(claims["size-ratio"], measured, source, verdict,
+    size_row = Verdict(claims["size-ratio"], measured, source, word, verdict,
                     {f"full_over_lightrnn_{s}": ratios[s]["full_softmax"] for s in BILLIONW_SIZES}
                     | {f"adaptive_over_lightrnn_{s}": ratios[s]["adaptive_softmax"] for s in BILLIONW_SIZES})
 
@@ -111,13 +112,15 @@ def size_rows() -> list[Verdict]:
         for name, s, _, count in checks
     )
     if all(_within_published_precision(count, value) for _, _, value, count in checks):
+        word = CONFIRMED
         verdict = f"{CONFIRMED}: both round to the published sizes"
     else:
+        word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED}: " + ", ".join(
             f"{name} {count / 1e6:.2f}M vs {value / 1e6:g}M" for name, _, value, count in checks
             if not _within_published_precision(count, value)
         )
-    sizes_row = Verdict(claims["sizes"], measured, source, verdict,
+    sizes_row = Verdict(claims["sizes"], measured, source, word, verdict,
                      {f"params_{name}": count for name, _, _, count in checks})
     return [size_row, sizes_row]
 
@@ -128,16 +131,16 @@ def speed_row(bench_dir: Path | str | None) -> Verdict:
     claim = next(claim for claim in paper.CLAIMS if claim.key == "speed")
     repeats = Path(bench_dir) / "throughput-repeats.csv" if bench_dir else None
     if repeats is None or not repeats.is_file():
-        return Verdict(claim, "no `lightrnn bench` results given", "–", f"{NOT_RUN}: run `lightrnn bench`", {})
-    from lightrnn.benchmark.csvio import read_csv
-    from lightrnn.benchmark.throughput import paired_ratio
+        return Verdict(claim, "no `lightrnn bench` results given", "–", NOT_RUN, f"{NOT_RUN}: run `lightrnn bench`", {})
+    from lightrnn.csvio import read_csv
+    from lightrnn.report.performance import paired_ratio
 
     raw = read_csv(repeats)
     summary = read_csv(Path(bench_dir) / "throughput.csv")  # type: ignore[arg-type]
     sizes = sorted({int(row["vocab_size"]) for row in raw})
     present = [name for name in BASELINES if any(row["model"] == name for row in raw)]
     if not sizes or not present or not any(row["model"] == "lightrnn" for row in raw):
-        return Verdict(claim, f"{repeats}: no LightRNN and baseline rows", str(repeats), f"{NOT_RUN}", {})
+        return Verdict(claim, f"{repeats}: no LightRNN and baseline rows", str(repeats), NOT_RUN, f"{NOT_RUN}", {})
     ratios = {(V, name): paired_ratio(raw, V, "lightrnn", name) for V in sizes for name in present}
     largest = sizes[-1]
     parts = []
@@ -160,19 +163,23 @@ def speed_row(bench_dir: Path | str | None) -> Verdict:
     slower = [name for name in present if ratios[(sizes[0], name)] < SPEEDUP]
     if min(at_largest) >= SPEEDUP:
         if device.startswith("cpu"):
+            word = PARTLY
             verdict = (f"partly: {_ratio(min(at_largest))} or more against every baseline at V = {largest:,}, "
                        f"on CPU at {setting.split(',')[0]}; the paper's GPU setting is not measured here")
         else:
+            word = CONFIRMED
             verdict = f"{CONFIRMED}: {_ratio(min(at_largest))} or more against every baseline at V = {largest:,}"
         if slower and sizes[0] != largest:
             verdict += (f"; below 2x at V = {sizes[0]:,} against "
                         + ", ".join(model_label(name).lower() for name in slower))
     elif max(at_largest) >= SPEEDUP:
+        word = PARTLY
         verdict = (f"partly: 2x or more at V = {largest:,} only against "
                    + ", ".join(model_label(n).lower() for n in present if ratios[(largest, n)] >= SPEEDUP))
     else:
+        word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED}: below 2x against every baseline at V = {largest:,} ({device})"
-    return Verdict(claim, measured, source, verdict, {f"speedup_{V}_{name}": ratios[(V, name)] for V, name in ratios})
+    return Verdict(claim, measured, source, word, verdict, {f"speedup_{V}_{name}": ratios[(V, name)] for V, name in ratios})
 
 
 # ----------------------------------------------------------------------------- a run's metrics
@@ -219,7 +226,7 @@ def perplexity_row(summaries: dict[tuple[str, str], RunSummary], run: str) -> Ve
         compared.append((dataset, light, best, light.test_ppl / best.test_ppl))  # type: ignore[operator]
     if not compared:
         return Verdict(claim, "no ACLW or One Billion Word run with LightRNN and a baseline", "–",
-                    f"{NOT_RUN}: train LightRNN and a baseline on ACLW / One Billion Word", {})
+                    NOT_RUN, f"{NOT_RUN}: train LightRNN and a baseline on ACLW / One Billion Word", {})
     measured = "LightRNN / best baseline test perplexity: " + "; ".join(
         f"{dataset_label(d)} {light.test_ppl:.1f} / {best.test_ppl:.1f} ({model_label(best.model).lower()}) "
         f"= {ratio:.2f}" for d, light, best, ratio in compared
@@ -235,65 +242,64 @@ def perplexity_row(summaries: dict[tuple[str, str], RunSummary], run: str) -> Ve
     missing = {"aclw": "ACLW", "billionw": "One Billion Word"}
     not_run = [label for family, label in missing.items() if family not in families]
     if len(held) == len(compared):
+        word = CONFIRMED if not small and not not_run else PARTLY
         verdict = f"{CONFIRMED} {scale_words}" if not small and not not_run else (
             f"partly: holds on every dataset run {scale_words}")
     elif held:
+        word = PARTLY
         verdict = f"partly: holds on {', '.join(map(dataset_label, held))} only ({scale_words})"
     else:
+        word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED} {scale_words}" + (
             " (says nothing about the paper's scale)" if small else "")
     if not_run:
         verdict += f"; {', '.join(not_run)} not run here"
-    return Verdict(claim, measured, source, verdict, {f"ratio_{d}": ratio for d, _, _, ratio in compared})
+    return Verdict(claim, measured, source, word, verdict, {f"ratio_{d}": ratio for d, _, _, ratio in compared})
 
 
-def reallocation_row(rows: list[Row], summaries: dict[tuple[str, str], RunSummary], run: str) -> Verdict:
+def reallocation_row(results: Results, run: str) -> Verdict:
     """End-of-round validation perplexity of every LightRNN run with reallocations, round by round."""
     claim = next(claim for claim in paper.CLAIMS if claim.key == "reallocation")
     falling, total, examples, better_table, reallocations = 0, 0, [], 0, 0
     first_run: RunSummary | None = None
-    for (dataset, model), run_rows in sorted(group_runs(rows).items(), key=lambda item: dataset_label(item[0][0])):
-        if model != "lightrnn" or not any(row.get("kind") == "realloc" for row in run_rows):
+    for (dataset, model), run_model in sorted(results.runs.items(), key=lambda item: dataset_label(item[0][0])):
+        if model != "lightrnn" or not run_model.reallocs:
             continue
-        ends: list[float] = []
-        last: float | None = None
-        for row in run_rows:
-            if row.get("kind", "epoch") == "epoch":
-                last = row.get("valid_ppl", last)
-            elif row.get("kind") == "realloc":
-                reallocations += 1
-                before, after = row.get("realloc_nll_before"), row.get("realloc_nll_after")
-                better_table += before is not None and after is not None and after < before
-                if last is not None:
-                    ends.append(float(last))
-        if last is not None:
-            ends.append(float(last))
+        for row in run_model.reallocs:
+            before, after = row.get("realloc_nll_before"), row.get("realloc_nll_after")
+            better_table += before is not None and after is not None and after < before
+        reallocations += len(run_model.reallocs)
+        # The valid ppl at the end of every round (`Round.last`), the last round included.
+        ends = [float(r.last["valid_ppl"]) for r in run_model.rounds if r.last.get("valid_ppl") is not None]
         total += 1
-        first_run = first_run or summaries.get((dataset, model))
+        first_run = first_run or results.summaries.get((dataset, model))
         falling += all(b < a for a, b in itertools.pairwise(ends))
         if len(examples) < 2:
             examples.append(f"{dataset_label(dataset)} " + " → ".join(f"{value:.1f}" for value in ends))
     if not total:
         return Verdict(claim, "no LightRNN run with a word reallocation", "–",
-                    f"{NOT_RUN}: train LightRNN with more than one round", {})
+                    NOT_RUN, f"{NOT_RUN}: train LightRNN with more than one round", {})
     measured = (
         f"end-of-round validation perplexity fell every round in {falling}/{total} runs ({'; '.join(examples)}); "
         f"the new table's training loss was below the old one's in {better_table}/{reallocations} reallocations"
     )
     source = _scale(run, first_run, _paper_lightrnn(first_run.dataset)) if first_run else f"run {run}"
     if falling == total:
+        word = PARTLY
         verdict = ("partly: perplexity fell round after round in every run, but no fixed-table control was "
                    "run, so the part due to reallocation is not separated from further training")
     elif falling:
+        word = PARTLY
         verdict = f"partly: fell round after round in {falling} of {total} runs"
     else:
+        word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED}: in no run did perplexity fall every round"
-    return Verdict(claim, measured, source, verdict, {"runs_falling": falling, "runs": total})
+    return Verdict(claim, measured, source, word, verdict, {"runs_falling": falling, "runs": total})
 
 
 # ----------------------------------------------------------------------------- the ablation study
 def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
-    from lightrnn.benchmark.csvio import read_csv
+    from lightrnn.csvio import read_csv
 
     path = Path(study_dir) / "tables" / "ablation.csv"
     if not path.is_file():
@@ -323,7 +329,7 @@ def study_perplexity_row(study_dir: Path | str) -> Verdict:
     best = {r["model"]: r for r in records if str(r.get("best_recipe")) == "True" and r.get("test_ppl_mean") != ""}
     if "lightrnn" not in best or not set(best) & set(BASELINES):
         return Verdict(claim, "the study has no best recipe of LightRNN and of a baseline", "–",
-                       f"{NOT_RUN}: run the study's recipe group", {})
+                       NOT_RUN, f"{NOT_RUN}: run the study's recipe group", {})
     light = best["lightrnn"]
     ratios = {m: float(light["test_ppl_mean"]) / float(r["test_ppl_mean"]) for m, r in best.items() if m != "lightrnn"}
     strongest = min(ratios, key=lambda m: float(best[m]["test_ppl_mean"]))
@@ -333,12 +339,53 @@ def study_perplexity_row(study_dir: Path | str) -> Verdict:
                     f"(LightRNN / it = {ratio:.3f})" for m, ratio in sorted(ratios.items(), key=lambda i: i[1])))
     ratio = ratios[strongest]
     if ratio <= SIMILAR:
+        word = PARTLY
         verdict = (f"partly: similar or better at the study's small scale (within {100 * (SIMILAR - 1):.0f}% of the "
                    f"best baseline, {model_label(strongest).lower()}); ACLW and One Billion Word not run here")
     else:
+        word = NOT_CONFIRMED
         verdict = (f"{NOT_CONFIRMED} at the study's small scale: {100 * (ratio - 1):.0f}% above the best baseline "
                    f"({model_label(strongest).lower()}); ACLW and One Billion Word not run here")
-    return Verdict(claim, measured, _study_source(records, study_dir), verdict, {"ratio_best_baseline": ratio})
+    return Verdict(claim, measured, _study_source(records, study_dir), word, verdict, {"ratio_best_baseline": ratio})
+
+
+def _study_spikes(study_dir: Path | str, label: str) -> tuple[str, list[float]]:
+    """The spike as the paper measures it (valid ppl one epoch after each reallocation over the end of
+    the round before) for the study's `label` LightRNN runs, beside the paper's and the frozen model's."""
+    from lightrnn.csvio import read_csv
+    from lightrnn.report.study import paper_spikes
+
+    path = Path(study_dir) / "tables" / "study-realloc.csv"
+    if not path.is_file():
+        return "", []
+    records = [r for r in read_csv(path) if r.get("label") == label and r.get("group") == "recipe"
+               and r.get("valid_spike_one_epoch") not in (None, "")]
+    if not records:
+        return "", []
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        by_round.setdefault(int(record["round"]), []).append(record)
+
+    def mean(rows: list[dict[str, Any]], key: str) -> float:
+        return sum(float(row[key]) for row in rows) / len(rows)
+
+    def spikes(rows_by_round, key: str) -> str:
+        values = [[float(r[key]) for r in rows if r.get(key) not in (None, "")] for _, rows in sorted(rows_by_round)]
+        return ", ".join(f"{100 * sum(v) / len(v):+.0f}%" for v in values if v)
+
+    published = paper_spikes()
+    ours_valid = spikes(by_round.items(), "valid_spike_one_epoch")
+    ours_test = spikes(by_round.items(), "test_spike_one_epoch")
+    paper_valid = spikes(((r["round"], [r]) for r in published), "valid_spike_one_epoch")
+    paper_test = spikes(((r["round"], [r]) for r in published), "test_spike_one_epoch")
+    first = by_round[min(by_round)]
+    valid_means = [mean(rows, "valid_spike_one_epoch") for _, rows in sorted(by_round.items())]
+    return (f"; the spike as the paper measures it (one epoch on the new table over the end of the round before): "
+            f"valid {ours_valid}" + (f", test {ours_test}" if ours_test else "")
+            + f" (paper: valid {paper_valid}, test {paper_test}: {published[0]['test_before']:.0f} -> "
+            f"{published[0]['test_after_one_epoch']:.0f}); right after the first reallocation, before any training on "
+            f"the new table (a number the paper does not show): valid {mean(first, 'valid_before'):.0f} -> "
+            f"{mean(first, 'valid_right_after'):,.0f}"), valid_means
 
 
 def study_reallocation_row(study_dir: Path | str) -> Verdict:
@@ -350,54 +397,65 @@ def study_reallocation_row(study_dir: Path | str) -> Verdict:
     default = next((r for r in light if r["group"] == "recipe" and "default" in str(r["label"])), None)
     if control is None or default is None:
         return Verdict(claim, "the study has no LightRNN pair with and without reallocation", "–",
-                       f"{NOT_RUN}: run the study's reallocation group", {})
+                       NOT_RUN, f"{NOT_RUN}: run the study's reallocation group", {})
     with_, without = float(default["test_ppl_mean"]), float(control["test_ppl_mean"])
     moved = default.get("realloc_moved_mean")
     measured = (f"LightRNN, same recipe and epochs, test perplexity {with_:.1f} with reallocations vs {without:.1f} "
                 f"with its first table kept ({100 * (with_ / without - 1):+.1f}%)"
                 + (f"; each reallocation moved {100 * float(moved):.0f}% of the words" if moved not in (None, "") else ""))
+    spike_text, spikes = _study_spikes(study_dir, default["label"])
+    measured += spike_text
     # Beyond the seed spread: every seed with reallocation below every seed without.
     worst_with = float(default.get("test_ppl_max") or with_)
     best_without = float(control.get("test_ppl_min") or without)
     if worst_with < best_without:
+        word = CONFIRMED
         verdict = f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table, beyond the seed spread"
     elif with_ < without:
+        word = PARTLY
         verdict = "partly: lower with reallocation on average, but within the seed spread"
     else:
+        word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED} at the study's small scale: keeping the table is as good"
-    return Verdict(claim, measured, _study_source(records, study_dir), verdict,
-                   {"ppl_with_realloc": with_, "ppl_without_realloc": without})
+    if spikes and max(spikes) <= 0:
+        verdict += ("; no spike where the paper measures it: one epoch after each reallocation the perplexity is "
+                    f"already below the end of the round before (the paper's rounds were "
+                    f"{paper.ACLW_FR_CURVE.realloc_after[0]} epochs, ending near a plateau)")
+    elif spikes:
+        verdict += f"; a spike where the paper measures it (up to {100 * max(spikes):+.0f}% one epoch after)"
+    return Verdict(claim, measured, _study_source(records, study_dir), word, verdict,
+                   {"ppl_with_realloc": with_, "ppl_without_realloc": without,
+                    **({"valid_spike_one_epoch": " ".join(f"{value:.4f}" for value in spikes)} if spikes else {})})
 
 
 # ----------------------------------------------------------------------------- the table
 def verdict_rows(
-    rows: list[Row], evals: list[Row], bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None
+    results: Results, bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None
 ) -> list[Verdict]:
     """One verdict per claim of `paper.CLAIMS`, in that order.
 
     With `study_dir` (an ablation study's run folder) perplexity and reallocation come from the
     study (best recipe against best recipe, and a fixed-table control), else from the run's rows.
     """
-    summaries = summarize(rows, evals) if rows else {}
     by_key = {row.claim.key: row for row in size_rows()}
     by_key["speed"] = speed_row(bench_dir)
     if study_dir is not None:
         by_key["perplexity"] = study_perplexity_row(study_dir)
         by_key["reallocation"] = study_reallocation_row(study_dir)
     else:
-        by_key["perplexity"] = perplexity_row(summaries, run)
-        by_key["reallocation"] = reallocation_row(rows, summaries, run)
+        by_key["perplexity"] = perplexity_row(results.summaries, run)
+        by_key["reallocation"] = reallocation_row(results, run)
     return [by_key[claim.key] for claim in paper.CLAIMS]
 
 
 def verdict_table(
-    rows: list[Row], evals: list[Row], date: str, bench_dir: Path | str | None = None, run: str = "this run",
+    results: Results, date: str, bench_dir: Path | str | None = None, run: str = "this run",
     study_dir: Path | str | None = None,
 ) -> Table:
     """The verdict as a `Table` (rendered like every other table: Markdown, LaTeX, CSV)."""
-    verdicts = verdict_rows(rows, evals, bench_dir, run, study_dir)
-    revisions = sorted({str(row["git_rev"]) for row in rows if row.get("git_rev")})
-    devices = sorted({str(row["device"]) for row in rows if row.get("device")})
+    verdicts = verdict_rows(results, bench_dir, run, study_dir)
+    revisions = sorted({str(row["git_rev"]) for row in results.rows if row.get("git_rev")})
+    devices = sorted({str(row["device"]) for row in results.rows if row.get("device")})
     cells, records = [], []
     for item in verdicts:
         says = f"{item.claim.paper_says} ({paper.SHORT_SOURCES[item.claim.source]})"
@@ -409,7 +467,7 @@ def verdict_table(
             "paper_source": item.claim.source,
             "measured": item.measured,
             "measured_from": item.source,
-            "verdict": item.verdict_word,
+            "verdict": item.word,
             "verdict_detail": item.verdict,
             **{key: value for key, value in item.numbers.items()},
             "git_rev": ", ".join(revisions) or None,
@@ -454,9 +512,7 @@ def readme_section(
     Perplexity and reallocation come from RESULTS's metrics files when the folder has any (else
     those rows read "not run here"); speed from BENCH_DIR; sizes from the closed form.
     """
-    from lightrnn.report.readme import wrap_prose
     from lightrnn.report.results import find_results, load_evals, load_metrics
-    from lightrnn.report.tables import markdown_table
 
     rows: list[Row] = []
     evals: list[Row] = []
@@ -468,7 +524,7 @@ def readme_section(
     if bench_dir is not None and not (Path(bench_dir) / "throughput-repeats.csv").is_file():
         raise FileNotFoundError(f"--bench-dir {bench_dir}: no throughput-repeats.csv; run `lightrnn bench all "
                                 f"--out {bench_dir}` first")
-    table = verdict_table(rows, evals, date="", bench_dir=bench_dir, run=run, study_dir=study_dir)
+    table = verdict_table(Results(rows, evals), date="", bench_dir=bench_dir, run=run, study_dir=study_dir)
     used = [f"`{Path(bench_dir).as_posix()}/` (speed)"] if bench_dir else []
     if study_dir is not None:
         used.append(f"`{Path(study_dir).as_posix()}/` (perplexity and reallocation: the ablation study)")

@@ -5,12 +5,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # This checkout's lightrnn package, whichever environment runs Snakemake.
 sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
 from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
 from lightrnn.models import names as model_names  # noqa: E402  (light: no torch)
+from lightrnn.runlock import live_holder  # noqa: E402  (light: no torch)
 from lightrnn.report.layout import (
     STUDY_OUTPUTS,
     planned_outputs,
@@ -232,7 +234,9 @@ def report_output(path):
     front page (workflow/report/workflow.rst) inserts tables/verdict.html itself.
     """
     target = f"{RESULTS}/{path}"
-    if "/" not in path:  # verdict-summary.html: inserted into the front page, not a result
+    if (
+        "/" not in path
+    ):  # verdict-summary.html: inserted into the front page, not a result
         return target
     folder, name = path.split("/")
     stem, fmt = name.rsplit(".", 1)
@@ -262,3 +266,17 @@ def report_output(path):
             target, caption=caption, category="Figures", labels={"figure": figure}
         )
     return target
+
+
+def train_inputs(wildcards):
+    """The train job's inputs; refuses the job while another process holds its OUT/.lock, before
+    Snakemake deletes the outputs that process is writing (see workflow/rules/train.smk).
+    """
+    out_dir = f"{RESULTS}/{wildcards.dataset}/{wildcards.model}"
+    holder = live_holder(out_dir)
+    if holder is not None:
+        raise WorkflowError(
+            f"{out_dir} is in use by {holder}; this workflow would delete its metrics.jsonl and best.pt: "
+            "wait for that process to finish (or stop it), then run the workflow again"
+        )
+    return encoded(wildcards.dataset)

@@ -2,12 +2,20 @@
 # deletes a job's outputs before rerunning it, and the checkpoint is what a rerun resumes from.
 # resources.gpu = N > 1 runs the job data-parallel, one torchrun process per GPU on one node
 # (batch_size is per GPU); 0 or 1 trains in the job's own process.
+#
+# A live run is never damaged by the workflow. Snakemake deletes a job's declared outputs before it
+# runs the job (and again when it fails), so a job that OUT/.lock would refuse must be refused
+# before that: its input function (`train_inputs`, workflow/rules/common.smk) asks the lock while
+# Snakemake plans the job and stops the workflow with one message naming the process that holds
+# it, before any file is deleted. As a second line, the lock holder itself restores what a
+# workflow manager deleted meanwhile: best.pt is relinked from checkpoint-best.pt and
+# metrics.jsonl is rewritten whole from the checkpoint's rows (at the next row and at the end).
 
 
 rule train:
     """Train one model on one encoded dataset; metrics.jsonl gets a row per epoch and reallocation."""
     input:
-        encoded=lambda wildcards: encoded(wildcards.dataset),
+        encoded=train_inputs,
     output:
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/metrics.jsonl",
         best=f"{RESULTS}/{{dataset}}/{{model}}/best.pt",

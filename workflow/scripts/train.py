@@ -23,7 +23,8 @@ import torch  # noqa: E402
 from lightrnn.config import TrainConfig  # noqa: E402
 from lightrnn.distributed import launch_command  # noqa: E402
 from lightrnn.errors import UsageError  # noqa: E402
-from lightrnn.train import require_gpus, train  # noqa: E402
+from lightrnn.preflight import require_gpus  # noqa: E402
+from lightrnn.train import train  # noqa: E402
 
 config = TrainConfig.from_dict(snakemake.params.config, source=f"config for rule train {snakemake.wildcards}")  # noqa: F821
 out_dir = Path(snakemake.output.metrics).parent  # noqa: F821

@@ -1,8 +1,8 @@
-"""The benchmark's plot and the README `performance` section, as pure functions of its CSV files.
+"""The README's `performance` section, a pure function of a `lightrnn bench` folder's CSV files.
 
-Nothing here measures or types a number: the README text between
-`<!-- section:performance -->` and `<!-- /section:performance -->` is rewritten from
-throughput.csv (+ throughput-repeats.csv, realloc.csv, sizes.csv when present).
+Nothing here measures or types a number: the section is built from throughput.csv (+
+throughput-repeats.csv, realloc.csv, sizes.csv when present); `lightrnn.report.readme` writes it
+into the README. The report reads the benchmark's CSV files and never imports the benchmark.
 """
 
 from __future__ import annotations
@@ -11,56 +11,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lightrnn.benchmark.csvio import read_csv
-from lightrnn.fileio import atomic_path
-from lightrnn.benchmark.throughput import paired_ratio
-from lightrnn.report.readme import read_readme, replace_section, wrap_prose, write_readme
-from lightrnn.report.tables import markdown_table
+import statistics
+
+from lightrnn.csvio import read_csv
+from lightrnn.report.render import markdown_table, wrap_prose
 
 SECTION = "performance"
 REFERENCE = "lightrnn"  # the model whose ratios the section states (the paper's claim)
-
-
-def plot_throughput(rows: list[dict[str, Any]], out_png: str | Path) -> list[Path]:
-    """Training tokens/s, evaluation tokens/s and peak memory against V, one line per model.
-
-    Writes `out_png` and the same figure as PDF beside it (atomically); returns both paths.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        raise ValueError("plot_throughput: no throughput rows")
-    out_png = Path(out_png)
-    models = list(dict.fromkeys(row["model"] for row in rows))
-    panels = (("train_tokens_per_s", "training tokens/s"), ("eval_tokens_per_s", "evaluation tokens/s"),
-              ("peak_memory_bytes", "peak memory (MiB)"))
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
-    for axis, (column, label) in zip(axes, panels):
-        for model in models:
-            points = sorted((row["vocab_size"], row[column]) for row in rows if row["model"] == model)
-            scale = 2**20 if column == "peak_memory_bytes" else 1
-            axis.plot([v for v, _ in points], [value / scale for _, value in points], marker="o", label=model)
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xlabel("vocabulary size V")
-        axis.set_ylabel(label)
-        axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend()
-    first = rows[0]
-    figure.suptitle(
-        f"E = {first['embed_dim']}, H = {first['hidden_dim']}, {first['num_layers']} layers, batch "
-        f"{first['batch_size']} x {first['bptt']}, {first['device']}, {first['threads']} thread(s), {first['dtype']}"
-    )
-    written = []
-    for path in (out_png, out_png.with_suffix(".pdf")):
-        with atomic_path(path) as temp:
-            figure.savefig(temp, dpi=150, format=path.suffix.lstrip("."))
-        written.append(path)
-    plt.close(figure)
-    return written
 
 
 def _si(value: float) -> str:
@@ -182,6 +139,16 @@ def performance_markdown(bench_dir: str | Path) -> str:
     return "\n".join(wrap_prose(out))
 
 
-def write_readme_section(bench_dir: str | Path, readme: str | Path) -> Path:
-    """Regenerate the README's performance section from `bench_dir`'s CSV files (atomic rewrite)."""
-    return write_readme(readme, replace_section(read_readme(readme), SECTION, performance_markdown(bench_dir)))
+def paired_ratio(raw: list[dict[str, Any]], vocab_size: int, numerator: str, denominator: str,
+                 column: str = "train_tokens_per_s") -> float:
+    """Median over repeats of numerator / denominator `column`, each ratio within one repeat.
+
+    Within a repeat the two models ran minutes apart at most, so the ratio is steadier than a
+    ratio of medians on a machine whose load changes. NaN when either model is missing.
+    """
+    by_repeat: dict[int, dict[str, float]] = {}
+    for row in raw:
+        if int(row["vocab_size"]) == int(vocab_size) and row["model"] in (numerator, denominator):
+            by_repeat.setdefault(int(row["repeat"]), {})[row["model"]] = float(row[column])
+    ratios = [pair[numerator] / pair[denominator] for pair in by_repeat.values() if len(pair) == 2]
+    return statistics.median(ratios) if ratios else float("nan")

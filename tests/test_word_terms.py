@@ -1,0 +1,130 @@
+"""LightRNN's per-word capacity options (word_bias, word_dim, word_input_dim): the same contract as
+the plain model (an exact distribution, nll = -log P(target), the training gradient equal to the
+full distribution's, a closed-form parameter count), and the terms follow a word when it moves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightrnn.model import LightRNN
+from lightrnn.models import build, param_count
+from lightrnn.table import WordTable
+
+OPTIONS = [
+    {"word_bias": True},
+    {"word_dim": 3},
+    {"word_input_dim": 2},
+    {"word_bias": True, "word_dim": 4, "word_input_dim": 3},
+]
+
+
+def _model(vocab_size: int, options: dict, seed: int = 0) -> LightRNN:
+    torch.manual_seed(seed)
+    model = LightRNN(vocab_size, embed_dim=6, hidden_dim=10, num_layers=2, dropout=0.0, **options).double()
+    with torch.no_grad():  # nonzero per-word terms, so a wrong gather shows
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return model.eval()
+
+
+def _stream(vocab_size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    stream = torch.randint(0, vocab_size, (3, 8), generator=torch.Generator().manual_seed(seed))
+    return stream[:, :-1], stream[:, 1:]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_log_prob_is_a_distribution_and_matches_nll_and_slot_log_probs(options):
+    model = _model(16, options)
+    tokens, targets = _stream(16)
+    state = tuple(torch.randn(2, 3, 10, dtype=torch.float64) for _ in range(2))
+    with torch.no_grad():
+        log_prob, _ = model.log_prob(tokens, state, max_candidates=7)  # several chunks
+        output = model(tokens, targets, state)
+        row_logp, col_logp, _ = model.slot_log_probs(tokens, targets, state)
+    torch.testing.assert_close(log_prob.exp().sum(-1), torch.ones(3, 7, dtype=torch.float64))
+    torch.testing.assert_close(output.nll, -log_prob.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
+    rows, cols = model.word_row[targets], model.word_col[targets]
+    from_slots = -(row_logp.gather(-1, rows.unsqueeze(-1)) + col_logp.gather(-1, cols.unsqueeze(-1))).squeeze(-1)
+    torch.testing.assert_close(output.nll, from_slots)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_training_gradient_equals_the_full_distribution_gradient(options):
+    model = _model(16, options)
+    tokens, targets = _stream(16, seed=2)
+
+    def gradients(loss: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    from_forward = gradients(model(tokens, targets).nll.sum())
+    from_log_prob = gradients(-torch.gather(_log_prob_with_grad(model, tokens), -1, targets[..., None]).sum())
+    assert len(from_forward) == len(from_log_prob) == len(list(model.parameters()))
+    for grad_forward, grad_log_prob in zip(from_forward, from_log_prob):
+        torch.testing.assert_close(grad_forward, grad_log_prob)
+
+
+def _log_prob_with_grad(model: LightRNN, tokens: torch.Tensor) -> torch.Tensor:
+    """log_prob is decorated no_grad; call the undecorated function to differentiate through it."""
+    return LightRNN.log_prob.__wrapped__(model, tokens)[0]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("sizes", [(7, 12, 1), (16, 16, 2)])
+def test_param_count_matches_the_allocated_model(options, sizes):
+    embed_dim, hidden_dim, num_layers = sizes
+    model = build("lightrnn", 41, embed_dim, hidden_dim, num_layers, **options)
+    allocated = sum(p.numel() for p in model.parameters())
+    assert param_count("lightrnn", 41, embed_dim, hidden_dim, num_layers, **options) == allocated
+    plain = param_count("lightrnn", 41, embed_dim, hidden_dim, num_layers)
+    expected = (41 if options.get("word_bias") else 0) + options.get("word_dim", 0) * (41 + hidden_dim) \
+        + options.get("word_input_dim", 0) * (41 + embed_dim)
+    assert allocated - plain == expected
+
+
+def test_the_terms_follow_a_word_when_it_moves():
+    # Swapping two words' slots and their per-word parameters' owners changes nothing about a word's
+    # own terms: the bias of word 3 is read wherever word 3 sits.
+    model = _model(16, {"word_bias": True})
+    tokens, targets = _stream(16, seed=3)
+    with torch.no_grad():
+        model.word_bias.zero_()
+        model.word_bias[targets[0, 0]] = 50.0  # that word takes (nearly) all of its row's column mass
+        row_logp, col_logp, _ = model.slot_log_probs(tokens, targets)
+        table = model.table
+        word = int(targets[0, 0])
+        other = int((table.rows != table.rows[word]).nonzero()[0][0])
+        rows, cols = table.rows.copy(), table.cols.copy()
+        rows[[word, other]], cols[[word, other]] = rows[[other, word]], cols[[other, word]]
+        model.set_table(WordTable(rows, cols, table.num_rows, table.num_cols))
+        output = model(tokens, targets)
+        row_nll = -model.slot_log_probs(tokens, targets)[0][0, 0, rows[word]]
+    assert float(-col_logp[0, 0, table.cols[word]]) < 1e-6  # its own column, under its old row
+    assert float(output.nll[0, 0] - row_nll) < 1e-6  # and under its new row too: the bias moved with it
+
+
+def test_bad_options_name_themselves():
+    with pytest.raises(ValueError, match="word_dim"):
+        LightRNN(16, 4, 4, 1, word_dim=-1)
+    with pytest.raises(ValueError, match="word_bias"):
+        LightRNN(16, 4, 4, 1, word_bias=1)
+    with pytest.raises(ValueError, match="realloc_columns"):
+        LightRNN(16, 4, 4, 1, realloc_columns="joint")
+    with pytest.raises(ValueError, match="realloc_alternate"):
+        LightRNN(16, 4, 4, 1, realloc_alternate=0)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_generate_step_samples_the_exact_distribution_with_word_terms(options):
+    """Frequencies of 20k one-step draws match exp(log_prob): sampling reads the same per-word terms."""
+    import numpy as np
+
+    model = _model(16, options).float()
+    token = torch.full((20000,), 3, dtype=torch.long)
+    words, _ = model.generate_step(token, None, 1.0, None, torch.Generator().manual_seed(0))
+    empirical = np.bincount(words.numpy(), minlength=16) / len(token)
+    with torch.no_grad():
+        exact = model.log_prob(token[:1, None])[0][0, 0].exp().double().numpy()
+    assert 0.5 * np.abs(empirical - exact).sum() < 0.03
