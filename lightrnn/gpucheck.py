@@ -208,6 +208,13 @@ def _text(value: str | bytes | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
 
 
+def titan_x_figures() -> dict[tuple[int, int, int], float]:
+    """The official example's 1-GPU tokens/s by (embed, hidden, batch), from `lightrnn.report.paper.SPEED`."""
+    from lightrnn.report import paper
+
+    return {(row.embed_dim, row.hidden_dim, row.batch_size): float(row.tokens_per_s_1gpu.value) for row in paper.SPEED}
+
+
 def check_paper(summary: Summary, out: Path, deadline: float) -> str:
     """Tokens/s and peak memory at V = 793,471 (`lightrnn.benchmark.paper_speed`) -> OUT/paper-throughput.csv."""
     from lightrnn.benchmark import paper_speed
@@ -217,8 +224,11 @@ def check_paper(summary: Summary, out: Path, deadline: float) -> str:
                                           bptt=4, device=DEVICE, min_seconds=0.0, timed_steps=1, warmup_steps=0)
         guesses = {name: 1.0 for name in (*plan.models, paper_speed.FULL)}
     else:
-        plan, guesses = paper_speed.PaperSpeedPlan(device=DEVICE, dtypes=DTYPES), None
-    rows = paper_speed.run_paper_speed(plan, deadline=deadline, first_guess_s=guesses)
+        from lightrnn.report.paper import BILLIONW_VOCAB
+
+        plan = paper_speed.PaperSpeedPlan(vocab_size=BILLIONW_VOCAB, device=DEVICE, dtypes=DTYPES)
+        guesses = None
+    rows = paper_speed.run_paper_speed(plan, deadline=deadline, first_guess_s=guesses, titan_x=titan_x_figures())
     path = paper_speed.write_paper_speed(rows, out)
     for row in rows:
         setting = f"{row['model']} V={row['vocab_size']} {row['embed_dim']}/{row['hidden_dim']} batch {row['batch_size']} {row['dtype']}"

@@ -36,12 +36,16 @@ def test_budget_keeps_each_later_step_its_share() -> None:
 
 
 def test_titan_x_figures_come_from_the_published_table() -> None:
-    assert [paper_speed.titan_x_tokens_per_s(e, h, b) for e, h, b in paper_speed.CONFIGS] == [24_615, 13_000, 7_250]
-    assert paper_speed.titan_x_tokens_per_s(16, 16, 2) is None
+    figures = gpucheck.titan_x_figures()
+    assert [paper_speed.titan_x_tokens_per_s(e, h, b, figures) for e, h, b in paper_speed.CONFIGS] == [24_615, 13_000, 7_250]
+    assert paper_speed.titan_x_tokens_per_s(16, 16, 2, figures) is None
+    from lightrnn.report.paper import BILLIONW_VOCAB
+
+    assert paper_speed.PaperSpeedPlan().vocab_size == BILLIONW_VOCAB
 
 
 def test_memory_estimate_refuses_the_full_softmax_where_it_cannot_fit() -> None:
-    vocab = paper_speed.paper.BILLIONW_VOCAB
+    vocab = paper_speed.PaperSpeedPlan().vocab_size
     full = paper_speed.estimate_bytes("full_softmax", vocab, 1500, 1500, 2, 200, 32, "bf16")
     light = paper_speed.estimate_bytes("lightrnn", vocab, 1500, 1500, 2, 200, 32, "bf16")
     # 2.4B parameters x 16 bytes plus [6400, 793471] logits x 12 bytes: about 96 GB, not a 12 GB Titan X.

@@ -31,7 +31,6 @@ import torch
 
 from lightrnn.csvio import read_csv, write_csv
 from lightrnn.benchmark.machine import machine_info
-from lightrnn.report import paper
 
 FILE_NAME = "paper-throughput.csv"
 BPTT = 32  # the official example's sequence length (docs/PAPER.md)
@@ -51,7 +50,7 @@ MEMORY_HEADROOM = 0.85
 class PaperSpeedPlan:
     """What one paper-size run measures (the dry run shrinks every size)."""
 
-    vocab_size: int = paper.BILLIONW_VOCAB
+    vocab_size: int = 793_471  # One Billion Word (lightrnn.report.paper.BILLIONW_VOCAB; gpucheck passes it)
     configs: tuple[tuple[int, int, int], ...] = CONFIGS
     dtypes: tuple[str, ...] = ("bf16", "fp32")
     models: tuple[str, ...] = MODELS
@@ -64,12 +63,15 @@ class PaperSpeedPlan:
     warmup_steps: int = 1
 
 
-def titan_x_tokens_per_s(embed_dim: int, hidden_dim: int, batch_size: int) -> float | None:
-    """The official example's 1-GPU tokens/s (GeForce GTX Titan X) at this size, None if it has no such row."""
-    for row in paper.SPEED:
-        if (row.embed_dim, row.hidden_dim, row.batch_size) == (embed_dim, hidden_dim, batch_size):
-            return float(row.tokens_per_s_1gpu.value)
-    return None
+# The official example's 1-GPU tokens/s (GeForce GTX Titan X) by (embed, hidden, batch). benchmark/
+# does not import report/ (tests/test_structure.py): the caller passes them, read from
+# `lightrnn.report.paper.SPEED` (`lightrnn.gpucheck.titan_x_figures`), never retyped.
+TitanX = dict[tuple[int, int, int], float]
+
+
+def titan_x_tokens_per_s(embed_dim: int, hidden_dim: int, batch_size: int, titan_x: TitanX | None) -> float | None:
+    """The Titan X figure at this size from `titan_x`, None where there is none."""
+    return (titan_x or {}).get((embed_dim, hidden_dim, batch_size))
 
 
 def estimate_bytes(name: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int,
@@ -121,6 +123,7 @@ def run_paper_speed(
     deadline: float = math.inf,
     progress: Callable[[str], None] | None = print,
     first_guess_s: dict[str, float] | None = None,
+    titan_x: TitanX | None = None,
 ) -> list[dict[str, Any]]:
     """Every planned measurement that fits the deadline and the memory; one row per planned one.
 
@@ -142,7 +145,7 @@ def run_paper_speed(
     rows: list[dict[str, Any]] = []
     streams: dict[int, Any] = {}
     for name, embed, hidden, batch, dtype in planned_measurements(plan):
-        titan = titan_x_tokens_per_s(embed, hidden, batch)
+        titan = titan_x_tokens_per_s(embed, hidden, batch, titan_x)
         row: dict[str, Any] = dict(head, model=name, vocab_size=plan.vocab_size, embed_dim=embed, hidden_dim=hidden,
                                    num_layers=plan.num_layers, batch_size=batch, bptt=plan.bptt, dtype=dtype,
                                    status="", reason="", train_tokens_per_s=float("nan"),
@@ -232,7 +235,10 @@ def speed_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         full = measured.get((FULL, embed, hidden, batch, dtype))
         nan = float("nan")
         light_speed = float(light["train_tokens_per_s"]) if light else nan
-        titan = titan_x_tokens_per_s(embed, hidden, batch)
+        # The figure the measuring run wrote beside its rows.
+        titan = next((float(r["titan_x_tokens_per_s"]) for r in rows if (int(r["embed_dim"]), int(r["hidden_dim"]),
+                      int(r["batch_size"])) == (embed, hidden, batch) and r.get("titan_x_tokens_per_s") == r.get(
+                      "titan_x_tokens_per_s") and r.get("titan_x_tokens_per_s") not in ("", None)), None)
         out.append({
             "device": (light or adaptive or full or {}).get("device", ""), "embed_dim": embed, "hidden_dim": hidden,
             "batch_size": batch, "dtype": dtype, "lightrnn_tokens_per_s": light_speed,
