@@ -53,7 +53,9 @@ bench: venv
 	$(BIN)/snakemake --cores $(CORES) bench
 	$(BIN)/lightrnn bench readme --bench-dir results/$(BENCH_RUN)/bench --readme README.md
 
-# Every CUDA path on this machine's GPU (README: GPU); plain python, no venv, no Snakemake, no network.
-# Exits 2 with a one-line message where there is no CUDA device.
+# Every CUDA path on this machine's GPU and the paper-size throughput (README: GPU), within BUDGET
+# seconds (default 330: under 6 minutes on a lent H100/H200); plain python, no venv, no Snakemake,
+# no network. Exits 2 with a one-line message where there is no CUDA device.
+# `make gpu-check DRY_RUN=1 OUT=/tmp/dry` runs the same logic on the CPU at tiny sizes.
 gpu-check:
-	PYTHONPATH=. $(PYTHON) -m lightrnn.gpucheck $(if $(OUT),--out $(OUT))
+	PYTHONPATH=. $(PYTHON) -m lightrnn.gpucheck $(if $(OUT),--out $(OUT)) $(if $(BUDGET),--budget-s $(BUDGET)) $(if $(DRY_RUN),--dry-run)

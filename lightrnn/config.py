@@ -27,7 +27,7 @@ from lightrnn.loaders import parse_yaml, short
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
-    "realloc_method": ("auto", "exact", "greedy", "sparse", "refine"),
+    "realloc_method": ("auto", "exact", "greedy", "sparse", "refine", "auction"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
 RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard")

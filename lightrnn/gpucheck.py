@@ -1,24 +1,38 @@
-"""`make gpu-check`: every CUDA path of the project on this machine's GPU, and one summary table.
+"""`make gpu-check`: every CUDA path of the project on this machine's GPU, within a time budget.
 
-    PYTHONPATH=. python -m lightrnn.gpucheck [--out DIR] [--skip tests train bench peak]
+    PYTHONPATH=. python -m lightrnn.gpucheck [--budget-s 330] [--out DIR] [--skip STEP ...]
+    PYTHONPATH=. python -m lightrnn.gpucheck --dry-run --out DIR    # the same logic on the CPU, tiny sizes
 
-Plain Python (no Snakemake, no network). Each step below adds rows to the summary; a failing
-step is recorded as FAIL and the others still run:
+Plain Python (no Snakemake, no network). It prints its plan and budget first, then runs the
+steps in order of value; each step adds rows to one summary table, a failing step is recorded
+as FAIL and the others still run, and a step (or part of one) that would not fit in what is
+left of the budget is recorded as SKIP with the numbers, so the whole run ends within
+`--budget-s` (default 330 s: under 6 minutes of wall time on one lent H100/H200, start-up
+included). Each step has a share of the budget (`SHARES`) that later steps keep; time a step
+leaves unused goes to the next.
 
-- tests: `pytest -m gpu` (tests/test_gpu.py): bf16 autocast keeps the LSTM and its state float32
-  with bf16 heads, the adaptive and class softmaxes under bf16, the CUDA peak-memory counter per
-  phase, `accumulate_losses` flushing float32 blocks into float64, evaluation and checkpoints on
-  CUDA against the CPU, the chunked `LightRNN.log_prob`, the batched matmul peak;
-- train: every model with bf16 off and on, on a generated Markov corpus (V = 2000): a short run
-  (LightRNN: two rounds, so one word reallocation on CUDA), a resume from its checkpoint rewound
-  to after the first epoch, and `evaluate_checkpoint` of best.pt on the test split;
-- bench: `lightrnn bench throughput` with fp32 and bf16 at V = 10k and 100k (every model);
-- peak: the square-GEMM peak, fp32 and bf16, timed in batches of >= 10 ms per synchronize (what
-  the benchmarks divide by) and one product per synchronize (the old method, for comparison).
+1. tests: `pytest -m gpu` (tests/test_gpu.py): bf16 autocast keeps the LSTM and its state
+   float32 with bf16 heads, the adaptive and class softmaxes under bf16, the CUDA peak-memory
+   counter per phase, `accumulate_losses` flushing float32 blocks into float64, evaluation and
+   checkpoints on CUDA against the CPU, the chunked `LightRNN.log_prob`, the batched matmul peak;
+2. paper: training tokens/s and peak memory at One Billion Word's V = 793,471
+   (`lightrnn.benchmark.paper_speed`): LightRNN and the adaptive softmax at 500/500 batch 100,
+   1000/1000 batch 200 and 1500/1500 batch 200, bf16 and fp32, the full softmax where its
+   estimated memory fits; beside the official Titan X figures. OUT/paper-throughput.csv;
+3. train: every model with bf16 off and on, on a generated Markov corpus (V = 2000): a short run
+   (LightRNN: two rounds, so one word reallocation on CUDA), a resume from its checkpoint rewound
+   to after the first epoch, and `evaluate_checkpoint` of best.pt on the test split;
+4. bench: `lightrnn bench throughput` with fp32 and bf16 at V = 10k and 100k (every model);
+5. peak: the square-GEMM peak, fp32 and bf16, timed in batches of >= 10 ms per synchronize (what
+   the benchmarks divide by) and one product per synchronize (the old method, for comparison).
 
-Writes OUT/summary.md (the table it prints), summary.csv, provenance.json, pytest.log, the
-throughput CSVs and every run's metrics.jsonl; OUT defaults to results/paper/gpu-check-<gpu>.
-Exit status: 0 every check passed, 1 one failed, 2 no CUDA device (nothing written).
+Writes OUT/summary.md (the table it prints), summary.csv, provenance.json, pytest.log,
+paper-throughput.csv, the throughput CSVs and every run's metrics.jsonl; OUT defaults to
+results/paper/gpu-<gpu> (e.g. results/paper/gpu-nvidia-h200).
+`--dry-run` runs every step on the CPU at tiny sizes (pytest only collects the GPU tests, fp32
+only, V = 2000 for the paper step) with the same budget logic: what the test suite checks.
+Exit status: 0 every check passed (SKIP rows included), 1 one failed, 2 no CUDA device
+(nothing written).
 """
 
 from __future__ import annotations
@@ -40,12 +54,72 @@ from typing import Any, Callable
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = ("tests", "train", "bench", "peak")
+STEPS = ("tests", "paper", "train", "bench", "peak")  # in order of value
+# Each step's share of the budget, kept for it while earlier steps run; what a step leaves
+# unused goes to the next. The expected seconds on an H200 are in PLAN_NOTES.
+SHARES = {"tests": 0.25, "paper": 0.40, "train": 0.15, "bench": 0.15, "peak": 0.05}
+PLAN_NOTES = {
+    "tests": "pytest -m gpu (CUDA correctness)",
+    "paper": "tokens/s + peak memory at V = 793,471: LightRNN, adaptive softmax, full softmax if it fits; bf16, fp32",
+    "train": "train + resume + eval of every model, bf16 off and on (Markov corpus, V = 2000)",
+    "bench": "lightrnn bench throughput fp32 and bf16 at V = 10k, 100k",
+    "peak": "matmul peak fp32 and bf16, batched and one product per sync",
+}
+DEFAULT_BUDGET_S = 330.0
 MARKOV = dict(vocab_size=2000, successors=8, train_tokens=100_000, valid_tokens=10_000, test_tokens=10_000, seed=0)
 TRAIN = ["embed_dim=64", "hidden_dim=128", "num_layers=2", "dropout=0.1", "batch_size=16", "bptt=20",
          "eval_batch_size=8", "lr=0.002", "max_steps_per_epoch=30"]
 BENCH_SIZES = ("10000", "100000")
-DEVICE = "cuda"  # what every step runs on (a dry run of this script's own logic may set "cpu")
+BENCH_ARGS: list[str] = []
+PEAK_SIZES = (1024, 4096)
+DTYPES = ("fp32", "bf16")
+DEVICE = "cuda"  # what every step runs on (`--dry-run` sets "cpu" and the tiny sizes below)
+DRY_RUN = False
+
+
+def use_dry_run() -> None:
+    """Tiny sizes on the CPU: the script's own logic (steps, budget, files) without a GPU."""
+    global DEVICE, DRY_RUN, MARKOV, TRAIN, BENCH_SIZES, BENCH_ARGS, PEAK_SIZES, DTYPES
+    DEVICE, DRY_RUN, DTYPES = "cpu", True, ("fp32",)
+    MARKOV = dict(vocab_size=100, successors=4, train_tokens=3_000, valid_tokens=400, test_tokens=400, seed=0)
+    TRAIN = ["embed_dim=8", "hidden_dim=16", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8",
+             "eval_batch_size=4", "lr=0.01", "max_steps_per_epoch=2"]
+    BENCH_SIZES = ("300",)
+    BENCH_ARGS = ["--embed-dim", "8", "--hidden-dim", "16", "--batch-size", "2", "--bptt", "4", "--repeats", "1",
+                  "--min-seconds", "0", "--timed-steps", "1", "--warmup-steps", "0"]
+    PEAK_SIZES = (64,)
+
+
+class Budget:
+    """The run's deadline and each step's share of it (`SHARES`)."""
+
+    def __init__(self, seconds: float, steps: list[str]) -> None:
+        self.seconds, self.steps = float(seconds), list(steps)
+        self.start = time.perf_counter()
+        self.deadline = self.start + self.seconds
+        total = sum(SHARES[step] for step in self.steps) or 1.0
+        self.share = {step: SHARES[step] / total * self.seconds for step in self.steps}
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def step_deadline(self, step: str) -> float:
+        """When `step` must stop: now + (what is left minus the shares of the steps after it), at least its own share."""
+        later = sum(self.share[s] for s in self.steps[self.steps.index(step) + 1:])
+        allowed = max(self.share[step], self.left() - later)
+        return min(self.deadline, time.perf_counter() + allowed)
+
+    def plan(self) -> str:
+        lines = [f"gpu-check plan: budget {self.seconds:.0f} s ({self.seconds / 60:.1f} min) on {DEVICE}"
+                 + (" (dry run: tiny sizes)" if DRY_RUN else "") + "; steps in order of value:"]
+        lines += [f"  {i}. {step:6s} share {self.share[step]:5.0f} s  {PLAN_NOTES[step]}"
+                  for i, step in enumerate(self.steps, 1)]
+        lines.append("  a step, or part of one, that would not fit in what is left is recorded as SKIP")
+        return "\n".join(lines)
+
+
+def _skip_row(summary: "Summary", check: str, setting: str, left: float, needed: float) -> None:
+    summary.add(check, setting, "SKIP", f"budget: {max(0.0, left):.0f} s left, about {needed:.0f} s needed", 0.0)
 
 
 def no_cuda_message() -> str | None:
@@ -62,6 +136,10 @@ def gpu_slug() -> str:
     return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-") or "gpu"
 
 
+class BudgetStop(RuntimeError):
+    """A step stopped because the budget ran out: recorded as SKIP, not as a failure."""
+
+
 class Summary:
     """The rows of the summary table: check, setting, status (ok / FAIL), result, seconds."""
 
@@ -73,6 +151,8 @@ class Summary:
         start = time.perf_counter()
         try:
             result, status = body(), "ok"
+        except BudgetStop as stop:
+            result, status = str(stop), "SKIP"
         except Exception as error:  # noqa: BLE001 (recorded, the remaining checks still run)
             traceback.print_exc()
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -93,24 +173,75 @@ class Summary:
 
     @property
     def failed(self) -> int:
-        return sum(row["status"] != "ok" for row in self.rows)
+        return sum(row["status"] == "FAIL" for row in self.rows)
+
+    @property
+    def skipped(self) -> int:
+        return sum(row["status"] == "SKIP" for row in self.rows)
 
 
-def check_tests(summary: Summary, out: Path) -> None:
-    """pytest -m gpu, its log in OUT/pytest.log."""
+def check_tests(summary: Summary, out: Path, deadline: float) -> None:
+    """pytest -m gpu (the dry run only collects them), its log in OUT/pytest.log; stopped at `deadline`."""
     from lightrnn.fileio import write_text
 
     def body() -> str:
         command = [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False,
-                                env=_env())
+        if DRY_RUN:
+            command = [*command[:-3], str(ROOT / "tests" / "test_gpu.py"), "--collect-only", "-q", "-p", "no:cacheprovider"]
+        timeout = max(1.0, deadline - time.perf_counter())
+        try:
+            result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False,
+                                    env=_env(), timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            write_text(out / "pytest.log", _text(error.stdout) + _text(error.stderr))
+            raise RuntimeError(f"pytest -m gpu stopped by the budget after {timeout:.0f} s (see pytest.log)") from None
         write_text(out / "pytest.log", result.stdout + result.stderr)
         last = (result.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
         if result.returncode != 0 or "skipped" in last and "passed" not in last:
             raise RuntimeError(f"pytest -m gpu: {last} (see pytest.log)")
         return last
 
-    summary.run("tests", "pytest -m gpu", body)
+    summary.run("tests", "pytest -m gpu" + (" --collect-only (dry run)" if DRY_RUN else ""), body)
+
+
+def _text(value: str | bytes | None) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
+
+
+def titan_x_figures() -> dict[tuple[int, int, int], float]:
+    """The official example's 1-GPU tokens/s by (embed, hidden, batch), from `lightrnn.report.paper.SPEED`."""
+    from lightrnn.report import paper
+
+    return {(row.embed_dim, row.hidden_dim, row.batch_size): float(row.tokens_per_s_1gpu.value) for row in paper.SPEED}
+
+
+def check_paper(summary: Summary, out: Path, deadline: float) -> str:
+    """Tokens/s and peak memory at V = 793,471 (`lightrnn.benchmark.paper_speed`) -> OUT/paper-throughput.csv."""
+    from lightrnn.benchmark import paper_speed
+
+    if DRY_RUN:
+        plan = paper_speed.PaperSpeedPlan(vocab_size=2000, configs=((16, 16, 2), (24, 24, 2)), dtypes=DTYPES,
+                                          bptt=4, device=DEVICE, min_seconds=0.0, timed_steps=1, warmup_steps=0)
+        guesses = {name: 1.0 for name in (*plan.models, paper_speed.FULL)}
+    else:
+        from lightrnn.report.paper import BILLIONW_VOCAB
+
+        plan = paper_speed.PaperSpeedPlan(vocab_size=BILLIONW_VOCAB, device=DEVICE, dtypes=DTYPES)
+        guesses = None
+    rows = paper_speed.run_paper_speed(plan, deadline=deadline, first_guess_s=guesses, titan_x=titan_x_figures())
+    path = paper_speed.write_paper_speed(rows, out)
+    for row in rows:
+        setting = f"{row['model']} V={row['vocab_size']} {row['embed_dim']}/{row['hidden_dim']} batch {row['batch_size']} {row['dtype']}"
+        if row["status"] == "ok":
+            text = (f"train {row['train_tokens_per_s']:.0f} tok/s, eval {row['eval_tokens_per_s']:.0f} tok/s, "
+                    f"peak {row['peak_memory_bytes'] / 2**20:.0f} MiB (estimated {row['estimated_bytes'] / 2**20:.0f})")
+            if row["over_titan_x"] == row["over_titan_x"]:  # not NaN
+                text += f", {row['over_titan_x']:.2f}x the Titan X figure {row['titan_x_tokens_per_s']:.0f}"
+        else:
+            text = row["reason"]
+        summary.add("paper", setting, {"ok": "ok", "skipped": "SKIP"}.get(row["status"], "FAIL"), text, row["seconds"])
+    counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "FAIL")}
+    return f"{path.name}: {counts['ok']} measured, {counts['skipped']} skipped, {counts['FAIL']} failed"
 
 
 def _finite_ppl(rows: list[dict[str, Any]], what: str) -> None:
@@ -119,7 +250,7 @@ def _finite_ppl(rows: list[dict[str, Any]], what: str) -> None:
         raise RuntimeError(f"{what}: a row without a finite valid ppl ({len(bad)} of {len(rows)})")
 
 
-def check_training(summary: Summary, out: Path, work: Path) -> None:
+def check_training(summary: Summary, out: Path, work: Path, deadline: float) -> None:
     """Train, resume from a rewound checkpoint and evaluate every model, bf16 off and on."""
     from lightrnn.checkpoint import load_checkpoint, save_checkpoint
     from lightrnn.config import TrainConfig
@@ -131,9 +262,15 @@ def check_training(summary: Summary, out: Path, work: Path) -> None:
 
     data = work / "markov"
     generate_markov_corpus(data, **MARKOV)
+    slowest = 2.0 if DRY_RUN else 15.0  # first guess of one model's train + resume + eval
     for name in names():
-        for bf16 in (False, True):
+        for bf16 in [dtype == "bf16" for dtype in DTYPES]:
             label = f"{name} {'bf16' if bf16 else 'fp32'}"
+            left = deadline - time.perf_counter()
+            if slowest > left:
+                _skip_row(summary, "train", label, left, slowest)
+                continue
+            started = time.perf_counter()
             rounds = "[1,1]" if name == "lightrnn" else "[2]"  # LightRNN: a reallocation between its rounds
             config = TrainConfig.from_yaml(None, [*TRAIN, f"device={DEVICE}", f"model={name}", f"rounds={rounds}", f"bf16={str(bf16).lower()}"])
             run_dir = work / label.replace(" ", "-")
@@ -178,19 +315,30 @@ def check_training(summary: Summary, out: Path, work: Path) -> None:
                 summary.run("eval", label, run_eval)
             if (run_dir / "metrics.jsonl").is_file():
                 write_text(out / "runs" / f"{label.replace(' ', '-')}.jsonl", (run_dir / "metrics.jsonl").read_text())
+            slowest = max(slowest, time.perf_counter() - started)
 
 
-def check_bench(summary: Summary, out: Path) -> None:
-    """`lightrnn bench throughput` on CUDA, fp32 and bf16, V = 10k and 100k."""
+def check_bench(summary: Summary, out: Path, deadline: float) -> None:
+    """`lightrnn bench throughput` on the device, fp32 and bf16, V = 10k and 100k; stopped at `deadline`."""
     from lightrnn.csvio import read_csv
 
-    for dtype in ("fp32", "bf16"):
+    needed = 2.0 if DRY_RUN else 20.0
+    for dtype in DTYPES:
         csv = out / f"throughput-{dtype}.csv"
+        left = deadline - time.perf_counter()
+        if needed > left:
+            _skip_row(summary, "bench", f"throughput {dtype}", left, needed)
+            continue
 
         def body() -> str:
             command = [sys.executable, "-m", "lightrnn", "bench", "throughput", "--device", DEVICE, "--dtype", dtype,
-                       "--vocab-sizes", *BENCH_SIZES, "--repeats", "2", "--out", str(csv)]
-            result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=_env())
+                       "--vocab-sizes", *BENCH_SIZES, "--repeats", "2", *BENCH_ARGS, "--out", str(csv)]
+            timeout = max(1.0, deadline - time.perf_counter())
+            try:
+                result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=_env(),
+                                        timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise BudgetStop(f"budget: stopped after {timeout:.0f} s") from None
             if result.returncode != 0:
                 raise RuntimeError((result.stderr.strip().splitlines() or ["failed"])[-1])
             return f"{csv.name}: {len(read_csv(csv))} rows"
@@ -203,16 +351,24 @@ def check_bench(summary: Summary, out: Path) -> None:
                             0.0)
 
 
-def check_peak(summary: Summary) -> None:
+def check_peak(summary: Summary, deadline: float) -> None:
     """The matmul peak, batched (>= 10 ms per synchronize) and one product per synchronize."""
     from lightrnn.benchmark.machine import matmul_flops_per_s
 
     device = torch.device(DEVICE)
+    seconds = 0.05 if DRY_RUN else 0.5
     for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        for size in (1024, 4096):
+        if dtype_name not in DTYPES:
+            continue
+        for size in PEAK_SIZES:
+            left = deadline - time.perf_counter()
+            if 3 * seconds > left:
+                _skip_row(summary, "matmul peak", f"{size}^3 {dtype_name}", left, 3 * seconds)
+                continue
+
             def body() -> str:
-                batched = matmul_flops_per_s(size, dtype, device, min_seconds=0.5)
-                single = matmul_flops_per_s(size, dtype, device, min_seconds=0.5, min_batch_seconds=0.0)
+                batched = matmul_flops_per_s(size, dtype, device, min_seconds=seconds)
+                single = matmul_flops_per_s(size, dtype, device, min_seconds=seconds, min_batch_seconds=0.0)
                 return f"{batched / 1e12:.1f} TFLOP/s batched, {single / 1e12:.1f} TFLOP/s one product per sync"
 
             summary.run("matmul peak", f"{size}^3 {dtype_name}", body)
@@ -228,47 +384,75 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     return {
         **machine_info(torch.device(DEVICE)),
         "cuda_version": torch.version.cuda, "cudnn_version": torch.backends.cudnn.version(),
-        "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0, "command": "python -m lightrnn.gpucheck " + " ".join(argv),
+        "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "command": "python -m lightrnn.gpucheck " + " ".join(argv), "dry_run": DRY_RUN,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m lightrnn.gpucheck", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="folder for the summary (default results/paper/gpu-check-<gpu>)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the results (default results/paper/gpu-<gpu>)")
     parser.add_argument("--skip", nargs="*", choices=STEPS, default=[], help="steps to leave out")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                        help=f"seconds the whole run may take (default {DEFAULT_BUDGET_S:.0f}: under 6 min on a lent GPU)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="every step on the CPU at tiny sizes (the script's logic; needs --out)")
     args = parser.parse_args(argv)
-    message = no_cuda_message()
-    if message:
-        print(message, file=sys.stderr)
+    if args.budget_s <= 0:
+        print(f"gpu-check: --budget-s must be > 0 seconds, got {args.budget_s:g}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        if args.out is None:
+            print("gpu-check: --dry-run needs --out DIR (a dry run's numbers do not belong in results/paper)",
+                  file=sys.stderr)
+            return 2
+        use_dry_run()
+    else:
+        message = no_cuda_message()
+        if message:
+            print(message, file=sys.stderr)
+            return 2
 
     from lightrnn.csvio import write_csv
     from lightrnn.fileio import write_json, write_text
     from lightrnn.runtime import use_fp32_matmul
 
+    steps = [step for step in STEPS if step not in args.skip]
+    budget = Budget(args.budget_s, steps)
+    print(budget.plan(), flush=True)
     use_fp32_matmul()
-    out = args.out or ROOT / "results" / "paper" / f"gpu-check-{gpu_slug()}"
+    out = args.out or ROOT / "results" / "paper" / f"gpu-{gpu_slug()}"
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary()
-    start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lightrnn-gpucheck-"))
     try:
-        if "tests" not in args.skip:
-            check_tests(summary, out)
-        if "train" not in args.skip:
-            check_training(summary, out, work)
-        if "bench" not in args.skip:
-            check_bench(summary, out)
-        if "peak" not in args.skip:
-            check_peak(summary)
+        for step in steps:
+            deadline = budget.step_deadline(step)
+            if deadline - time.perf_counter() < 1.0:  # less than a second: nothing useful fits
+                _skip_row(summary, step, "whole step", budget.left(), budget.share[step])
+                continue
+            print(f"--- {step}: until {deadline - budget.start:.0f} s of {budget.seconds:.0f} s", flush=True)
+            if step == "tests":
+                check_tests(summary, out, deadline)
+            elif step == "paper":
+                summary.run("paper", "paper-size throughput", lambda: check_paper(summary, out, deadline))
+            elif step == "train":
+                check_training(summary, out, work, deadline)
+            elif step == "bench":
+                check_bench(summary, out, deadline)
+            elif step == "peak":
+                check_peak(summary, deadline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info = provenance(argv)
-    header = (f"# gpu-check on {info['device']}\n\n{info['date']}, git {info['git_rev']}, torch {info['torch_version']}, "
-              f"CUDA {info['cuda_version']}, tf32 {info['tf32']}; {len(summary.rows)} checks, {summary.failed} failed, "
-              f"{time.perf_counter() - start:.0f} s\n\n")
+    elapsed = time.perf_counter() - budget.start
+    info.update(budget_s=budget.seconds, elapsed_s=round(elapsed, 1))
+    header = (f"# gpu-check on {info['device']}{' (dry run)' if DRY_RUN else ''}\n\n{info['date']}, git {info['git_rev']}, "
+              f"torch {info['torch_version']}, CUDA {info['cuda_version']}, tf32 {info['tf32']}; {len(summary.rows)} checks, "
+              f"{summary.failed} failed, {summary.skipped} skipped (budget or memory); {elapsed:.0f} s of a "
+              f"{budget.seconds:.0f} s budget\n\n")
     table = header + summary.markdown()
     summary_path = out / "summary"  # .md (the printed table) and .csv beside it
     write_text(summary_path.with_suffix(".md"), table)

@@ -18,6 +18,9 @@ Methods of `solve`:
     refine  local search from a start table (`init`, else greedy's), never worse than it:
             vectorised moves to another row and column at once (swaps with the occupant or
             into an empty slot), alternated with exact per-row and per-column assignments.
+    auction an eps-optimal matching of the words to their 6 best rows x 6 best columns (and
+            their slot in the start table, the better of `init` and greedy's), by a vectorised
+            auction (`assignment.auction_matching`) within `time_limit`; never worse than the start.
     auto    exact when affordable, else sparse (while V * (k*k + 1) edges stay under
             `max_sparse_edges`) followed by refine, else refine; from the better of `init` and greedy.
 Every result carries a valid lower bound, the largest of three Lagrangian bounds: prices on
@@ -45,7 +48,7 @@ from lightrnn import assignment, distributed
 from lightrnn.fileio import atomic_open
 from lightrnn.table import WordTable
 
-METHODS = ("exact", "greedy", "sparse", "refine", "auto")
+METHODS = ("exact", "greedy", "sparse", "refine", "auction", "auto")
 # Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
 MAX_EXACT_CELLS = 4_000_000
 # Defaults of the sparse matching: candidates per side, and the edge count above which `auto`
@@ -297,13 +300,13 @@ def solve(
 
     Args:
         row_loss: [V, R] float32/float64, col_loss: [V, C]; V <= R * C (empty slots allowed).
-        method: "exact" | "greedy" | "sparse" | "refine" | "auto" (see the module docstring).
+        method: "exact" | "greedy" | "sparse" | "refine" | "auction" | "auto" (see the module docstring).
         init: start of `refine` (default: greedy's table); `sparse` and `auto` start from the
             better of it and greedy's.
         options: max_exact_cells (default 4e6: V * R * C above which `exact` refuses),
             sparse_candidates (k best rows x k best columns per word in `sparse`, default 12),
             max_sparse_edges (default 2e6: V * (k*k + 1) above which `auto` skips `sparse`),
-            time_limit (seconds for refine's search, default none), max_rounds (refine
+            time_limit (seconds for refine's search, or since the start for the auction; default none), max_rounds (refine
             rounds, default 50), swap_rows / swap_cols (candidate rows/columns per word in a
             swap round, default 4), bound_iterations (default 60), bound_candidates (16),
             bound_slot_iterations (100), bound_slot_candidates (see `lower_bound`).
@@ -353,6 +356,10 @@ def solve(
                                              row_prices, col_prices)
     if resolved in ("refine", "sparse+refine"):
         rows, cols = refine(row_loss, col_loss, rows, cols, **search_options)
+    if resolved == "auction":
+        limit = search_options.get("time_limit")
+        rows, cols, _ = assignment.auction_matching(
+            row_loss, col_loss, rows, cols, deadline=math.inf if limit is None else start + float(limit))
     value = assignment.objective(row_loss, col_loss, rows, cols)
     bound_start = time.perf_counter()
     bound = min(value, lower_bound(row_loss, col_loss, rows, cols, **bound_options))

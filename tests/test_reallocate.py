@@ -478,7 +478,7 @@ def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -
     assert main(["bench", "realloc", "--out", str(out), "--losses", str(tmp_path / "losses-1.npz"),
                  "--time-limit", "5"]) == 0
     rows = read_csv(out)
-    assert [row["method"] for row in rows] == ["exact", "sparse", "greedy", "refine", "auto"]
+    assert [row["method"] for row in rows] == ["exact", "sparse", "greedy", "refine", "auction", "auto"]
     optimum = solve(row_loss, col_loss, method="exact").objective
     for row in rows:
         assert row["losses"] == "losses-1.npz" and (row["V"], row["R"], row["C"]) == (40, 7, 7)
@@ -491,7 +491,7 @@ def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -
     # --append keeps those rows and adds the synthetic instance beside them.
     assert main(["bench", "realloc", "--out", str(out), "--sizes", "30", "--append", "--time-limit", "1"]) == 0
     both = read_csv(out)
-    assert [row["losses"] for row in both] == ["losses-1.npz"] * 5 + ["synthetic"] * 5
+    assert [row["losses"] for row in both] == ["losses-1.npz"] * 6 + ["synthetic"] * 6
     assert main(["bench", "realloc", "--out", str(out), "--losses", str(tmp_path / "missing.npz")]) != 0
     assert "missing.npz: no such file" in capsys.readouterr().err
 

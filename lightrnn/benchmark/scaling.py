@@ -39,7 +39,7 @@ PAPER_CONFIGS: tuple[tuple[str, str, int, int, int, int], ...] = (
 # GB), the sparse one up to 4M edges (V = 27,000 at k = 12; scipy's time grows steeply past it).
 BENCH_MAX_EXACT_CELLS = 100_000_000
 BENCH_MAX_SPARSE_EDGES = 4_000_000
-METHOD_ORDER = ("exact", "sparse", "greedy", "refine", "auto")
+METHOD_ORDER = ("exact", "sparse", "greedy", "refine", "auction", "auto")
 
 
 def _peak_rss_mb() -> float:
@@ -54,8 +54,9 @@ def compare_solvers(
     max_exact_cells: int = BENCH_MAX_EXACT_CELLS,
     max_sparse_edges: int = BENCH_MAX_SPARSE_EDGES,
     progress=None,
+    methods: Sequence[str] = METHOD_ORDER,
 ) -> list[dict[str, Any]]:
-    """Every solver on one instance: a row per method (exact and sparse where within the limits).
+    """Every solver in `methods` on one instance: a row per method (exact and sparse where within the limits).
 
     Each solve is timed whole (seconds, cpu_s = CPU seconds of all threads) and split into
     solve_s and bound_s. After it, untimed: the per-side (transport) bound of the same table.
@@ -73,6 +74,8 @@ def compare_solvers(
     naive = assignment.naive_bound(row_loss, col_loss)
     rows_out: dict[str, dict[str, Any]] = {}
     for method in METHOD_ORDER:
+        if method not in methods:
+            continue
         if method == "exact" and cells > max_exact_cells:
             continue
         if method == "sparse" and edges > max_sparse_edges:
@@ -100,7 +103,7 @@ def compare_solvers(
             progress(f"V={num_words} {method}: {wall:.1f}s objective {allocation.objective:.6g} "
                      f"bound {allocation.lower_bound:.6g}")
     rows = [rows_out[m] for m in METHOD_ORDER if m in rows_out]
-    greedy = rows_out["greedy"]["objective"]
+    greedy = rows_out["greedy"]["objective"] if "greedy" in rows_out else float("nan")
     best_bound = max(row["lower_bound"] for row in rows)
     exact = rows_out["exact"]["objective"] if "exact" in rows_out else None
     for row in rows:
@@ -125,11 +128,13 @@ def realloc_scaling(
     max_exact_cells: int = BENCH_MAX_EXACT_CELLS,
     max_sparse_edges: int = BENCH_MAX_SPARSE_EDGES,
     progress=None,
+    methods: Sequence[str] = METHOD_ORDER,
 ) -> list[dict[str, Any]]:
     """`compare_solvers` on synthetic losses at every V in `sizes` and on every file in `losses`.
 
     Rows (CSV at `out`, atomically; `append` keeps the rows already there): the instance
-    (losses = "synthetic" or the file's name, V, R, C, seed), the method's numbers (see
+    (losses = "synthetic" or the file's name, V, R, C, seed, losses_s: seconds to generate or
+    load them), the method's numbers (see
     `compare_solvers`), peak RSS of the process (reset at the start; cumulative over the
     instances) and provenance (machine, software, date, git revision, load average).
     `time_limit` caps refine's search per instance (seconds).
@@ -140,6 +145,9 @@ def realloc_scaling(
         raise ValueError("realloc benchmark: nothing to run; give --sizes V... and/or --losses FILE.npz")
     if time_limit <= 0:
         raise ValueError(f"realloc time_limit must be > 0 seconds, got {time_limit}")
+    unknown = sorted(set(methods) - set(METHOD_ORDER))
+    if unknown or not methods:
+        raise ValueError(f"realloc methods: got {unknown or 'none'}; choose from {', '.join(METHOD_ORDER)}")
     for path in losses:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--losses {path}: no such file; training writes losses-<round>.npz into its "
@@ -155,10 +163,15 @@ def realloc_scaling(
     instances += [({"losses": Path(path).name, "seed": ""}, lambda p=path: reallocate.load_losses(p)) for path in losses]
     rows_out: list[dict[str, Any]] = []
     for source, load in instances:
+        started = time.perf_counter()
         row_loss, col_loss, init = load()
-        head = dict(source, V=row_loss.shape[0], R=row_loss.shape[1], C=col_loss.shape[1])
+        # losses_s: generating (synthetic) or loading (saved) the losses; training's accumulation
+        # pass is benchmarked on its own (`lightrnn bench accumulate`).
+        head = dict(source, V=row_loss.shape[0], R=row_loss.shape[1], C=col_loss.shape[1],
+                    losses_s=round(time.perf_counter() - started, 2))
         head.update(machine_info(torch.device("cpu")), load_average=load_average())
-        for row in compare_solvers(row_loss, col_loss, init, time_limit, max_exact_cells, max_sparse_edges, progress):
+        for row in compare_solvers(row_loss, col_loss, init, time_limit, max_exact_cells, max_sparse_edges, progress,
+                                   methods):
             rows_out.append(dict(head, **row))
         del row_loss, col_loss
     write_csv(previous + rows_out, out)

@@ -67,6 +67,9 @@ class ThroughputSettings:
     clip: float = 5.0
     sparse_embedding: bool = True
     seed: int = 0
+    # Create the parameters on the device itself (paper-size models: initialising 2B parameters
+    # on the CPU and copying them takes longer than the measurement); off: build, then .to(device).
+    build_on_device: bool = False
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -187,7 +190,11 @@ def measure_once(name: str, vocab_size: int, stream: np.ndarray, settings: Throu
     tokens_per_step = settings.batch_size * settings.bptt
     torch.manual_seed(settings.seed)
     with PeakMemory(device) as memory:
-        model = build_for_bench(name, vocab_size, settings).to(device)
+        if settings.build_on_device:
+            with device:
+                model = build_for_bench(name, vocab_size, settings)
+        else:
+            model = build_for_bench(name, vocab_size, settings).to(device)
         optimizers = make_optimizers(model, settings.lr)
         state = _train_steps(model, optimizers, warmup, None, settings, device)
         train_steps, train_s = _timed(

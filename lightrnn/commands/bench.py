@@ -68,7 +68,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     realloc.add_argument("--append", action="store_true", help="keep the rows already in --out")
     realloc.add_argument("--time-limit", type=float, default=60.0, help="seconds of refine's search per instance")
     realloc.add_argument("--seed", type=int, default=0)
+    realloc.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                         help="solvers to run (default: exact sparse greedy refine auction auto, "
+                              "exact and sparse only where affordable)")
     realloc.set_defaults(func=run_realloc)
+
+    accumulate = commands.add_parser(
+        "accumulate", help="the reallocation's loss-accumulation pass: tokens/s and memory beside training's")
+    accumulate.add_argument("--out", type=Path, required=True, help="CSV")
+    accumulate.add_argument("--vocab-sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000], metavar="V")
+    accumulate.add_argument("--batches", type=int, default=8, help="batches of the timed accumulation pass")
+    accumulate.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    accumulate.set_defaults(func=run_accumulate)
+
+    fraction = commands.add_parser(
+        "fraction", help="the table the solver picks from a fraction of the batches (realloc_fraction) vs from all")
+    fraction.add_argument("--checkpoint", type=Path, required=True, help="a LightRNN best.pt / checkpoint.pt")
+    fraction.add_argument("--data", type=Path, required=True, help="the encoded data dir it was trained on")
+    fraction.add_argument("--out", type=Path, required=True, help="CSV")
+    fraction.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
+    fraction.add_argument("--method", default="auto", help="solver (realloc_method)")
+    fraction.add_argument("--max-batches", type=int, default=0,
+                          help="read only the first N training batches as 'all of them' (0: the whole split)")
+    fraction.set_defaults(func=run_fraction)
 
     sizes = commands.add_parser("sizes", help="parameters and bytes at the paper's configurations (no allocation)")
     sizes.add_argument("--out", type=Path, required=True, help="CSV")
@@ -142,9 +164,37 @@ def run_realloc(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.scaling import realloc_scaling
 
     sizes = args.sizes if args.sizes is not None else ([] if args.losses else [10_000, 100_000])
+    from lightrnn.benchmark.scaling import METHOD_ORDER
+
     realloc_scaling(sizes, args.out, time_limit=args.time_limit, seed=args.seed, losses=args.losses,
-                    append=args.append, progress=_progress)
+                    append=args.append, progress=_progress, methods=args.methods or METHOD_ORDER)
     print(args.out)
+    return 0
+
+
+def run_accumulate(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.accumulate import accumulation_speed
+    from lightrnn.csvio import write_csv
+
+    if any(v < 2 for v in args.vocab_sizes) or args.batches < 1:
+        raise ValueError(f"--vocab-sizes must be >= 2 and --batches >= 1, got {args.vocab_sizes} and {args.batches}")
+    print(write_csv(accumulation_speed(args.vocab_sizes, batches=args.batches, threads=args.threads,
+                                       progress=_progress), args.out))
+    return 0
+
+
+def run_fraction(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.accumulate import fraction_effect
+    from lightrnn.csvio import write_csv
+
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file; pass a LightRNN run's best.pt")
+    if any(not 0 < f <= 1 for f in args.fractions):
+        raise ValueError(f"--fractions must be in (0, 1], got {args.fractions}")
+    if args.max_batches < 0:
+        raise ValueError(f"--max-batches must be >= 0, got {args.max_batches}")
+    print(write_csv(fraction_effect(args.checkpoint, args.data, sorted(set(args.fractions) | {1.0}), args.method,
+                                    max_batches=args.max_batches, progress=_progress), args.out))
     return 0
 
 
