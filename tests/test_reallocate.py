@@ -11,9 +11,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from lightrnn import assignment
+from lightrnn.method import assignment
 from lightrnn.metrics import undeclared
-from lightrnn.reallocate import (
+from lightrnn.method.reallocate import (
     Allocation,
     accumulate_column_losses,
     accumulate_losses,
@@ -25,7 +25,7 @@ from lightrnn.reallocate import (
     save_losses,
     solve,
 )
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
 
 METHODS = ["exact", "greedy", "sparse", "refine", "auto"]
 
@@ -281,7 +281,7 @@ def test_solve_rejects_bad_input(row_loss, col_loss, kwargs, message) -> None:
 
 
 class FakeLightRNN(nn.Module):
-    """Same table/slot_log_probs contract as lightrnn.model.LightRNN, tiny and deterministic.
+    """Same table/slot_log_probs contract as lightrnn.method.model.LightRNN, tiny and deterministic.
 
     Row logits depend on the input token and the carried state (a running sum, so carrying it
     matters); column logits also on the target's true row under the current table.
@@ -576,7 +576,7 @@ def test_consistent_columns_are_scored_under_the_new_rows() -> None:
 
 
 def test_consistent_reallocation_of_a_lightrnn_alternates_and_restores_the_table_on_the_way() -> None:
-    from lightrnn.models import build
+    from lightrnn.registry import build
 
     torch.manual_seed(0)
     model = build("lightrnn", 30, 8, 8, 1, table_seed=0, realloc_columns="consistent", realloc_alternate=2)

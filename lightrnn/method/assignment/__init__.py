@@ -1,4 +1,4 @@
-"""The word-to-slot assignment solvers behind `lightrnn.reallocate`.
+"""The word-to-slot assignment solvers behind `lightrnn.method.reallocate`.
 
 The official greedy heuristic, the sparse exact matching on each word's best slots, the local
 search, the auction on candidate slots, the dense exact matching and the lower bounds (per-side

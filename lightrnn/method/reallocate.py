@@ -44,9 +44,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightrnn import assignment, distributed
+from lightrnn import distributed
 from lightrnn.fileio import atomic_open
-from lightrnn.table import WordTable
+from lightrnn.method import assignment
+from lightrnn.method.word_table import WordTable
 
 METHODS = ("exact", "greedy", "sparse", "refine", "auction", "auto")
 # Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
