@@ -22,7 +22,8 @@ from lightrnn.benchmark.throughput import (
 )
 from lightrnn.data.encode import encode
 from lightrnn.registry import names
-from lightrnn.method.reallocate import accumulate_losses, solve
+from lightrnn.method.losses import accumulate_losses
+from lightrnn.method.reallocate import solve
 
 VOCAB, DIM, BATCH, BPTT = 20_000, 128, 16, 16
 LOG_PROB_VOCAB = 44 * 44

@@ -25,7 +25,7 @@ from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate
 from lightrnn.registry import build, names
 from lightrnn.optim import Optimizers
-from lightrnn.method.reallocate import accumulate_losses
+from lightrnn.method.losses import accumulate_losses
 from lightrnn.runtime import PhasePeaks, use_fp32_matmul
 from lightrnn.step import train_step
 from lightrnn.optim import PlateauDecay

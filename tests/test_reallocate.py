@@ -13,11 +13,9 @@ from torch import nn
 
 from lightrnn.method import assignment
 from lightrnn.method.assignment.heuristic import _first_priority
-from lightrnn.metrics import undeclared
+from lightrnn.method.losses import accumulate_column_losses, accumulate_losses
 from lightrnn.method.reallocate import (
     Allocation,
-    accumulate_column_losses,
-    accumulate_losses,
     assign_columns,
     load_losses,
     lower_bound,
@@ -27,6 +25,7 @@ from lightrnn.method.reallocate import (
     solve,
 )
 from lightrnn.method.word_table import WordTable
+from lightrnn.metrics import undeclared
 
 METHODS = ["exact", "greedy", "sparse", "refine", "auto"]
 
