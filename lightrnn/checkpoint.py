@@ -257,6 +257,8 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str,
     # LightRNN's word table (the class softmax has a `word_row` buffer of its own, and no `word_col`).
     if values.get("model") == "lightrnn" or "word_col" in model:
         _check_table(fields, model, vocab_size)
+    if payload.get("vocab") is not None:
+        _check_vocab(fields, payload["vocab"], vocab_size)
     for key in ("optimizer", "scheduler"):
         if key in payload:
             fields.mapping(payload[key], key)
@@ -308,6 +310,23 @@ def require_resumable(checkpoint: dict[str, Any], path: str | os.PathLike) -> No
     if missing:
         raise DataError(f"checkpoint {path}: {', '.join(missing)}: missing, so the run cannot resume from it; "
                         f"{_CHECKPOINT_FIX}")
+
+
+def _check_vocab(fields: Fields, vocab: Any, vocab_size: int) -> None:
+    """The vocabulary inside a model file (`vocab_payload`): V distinct words, V counts >= 0, and
+    unk/eos tokens that are among the words (or None)."""
+    vocab = fields.mapping(vocab, "vocab")
+    words = vocab.get("words")
+    if not isinstance(words, str) or len(listed := words.split("\n")) != vocab_size or len(set(listed)) != vocab_size:
+        raise fields.error("vocab.words", f"{vocab_size} distinct words, one per line", words)
+    counts = vocab.get("counts")
+    if (not isinstance(counts, torch.Tensor) or counts.dim() != 1 or counts.numel() != vocab_size
+            or counts.is_floating_point() or counts.is_complex() or bool((counts < 0).any())):
+        raise fields.error("vocab.counts", f"an integer tensor of {vocab_size} counts >= 0", counts)
+    for key in ("unk_token", "eos_token"):
+        token = vocab.get(key)
+        if token is not None and (not isinstance(token, str) or token not in set(listed)):
+            raise fields.error(f"vocab.{key}", "one of the vocabulary's words, or null", token)
 
 
 def _check_table(fields: Fields, model: dict[str, Any], vocab_size: int) -> None:

@@ -165,6 +165,24 @@ def _old_layout(model_file: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.parametrize(("damage", "field"), [
+    (lambda v: v.update(words=v["words"] + "\nextra"), "vocab.words"),
+    (lambda v: v.update(words="\n".join(["same"] * len(v["words"].split("\n")))), "vocab.words"),
+    (lambda v: v.update(counts=v["counts"][:-1]), "vocab.counts"),
+    (lambda v: v.update(counts=-v["counts"] - 1), "vocab.counts"),
+    (lambda v: v.update(unk_token="not-a-word"), "vocab.unk_token"),
+    (lambda v: v.update(eos_token=5), "vocab.eos_token"),
+], ids=["more words than V", "repeated words", "short counts", "negative counts", "unk not a word", "eos not text"])
+def test_a_damaged_vocabulary_in_a_model_file_is_named(damage, field, trained, corpus, capsys) -> None:
+    """The vocabulary inside a model file is checked when it is loaded: one line naming the file and field."""
+    payload = load_checkpoint(trained["lightrnn"])
+    damage(payload["vocab"])
+    bad = save_checkpoint(corpus["root"] / "bad-vocab.pt", payload)
+    code, _, err = _run(["score", "--model", str(bad), "--text", str(corpus["text"] / "valid.txt")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(bad) in err and field in err, err
+
+
 def test_an_old_checkpoint_says_how_to_export_it_and_export_makes_it_usable(trained, corpus, capsys) -> None:
     old = _old_layout(trained["lightrnn"], corpus["root"] / "old.pt")
     text = corpus["text"] / "valid.txt"

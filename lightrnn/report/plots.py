@@ -213,18 +213,46 @@ def perplexity_figure(results: Results, dataset: str, date: str, style: str = "p
         raise ValueError(f"perplexity_plot: no metrics rows for dataset {dataset!r}")
     if style == "paper" and "lightrnn" not in runs:
         raise ValueError(f"perplexity_plot: the paper-style plot needs LightRNN rows for {dataset!r}")
-    summaries = results.summaries
-    plt = _pyplot()
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    figure, axes = _pyplot().subplots(figsize=(7.5, 4.6))
+    plotted = _draw_curves(axes, runs, results.summaries, dataset, style)
+    marked, notes = _draw_reallocations(axes, runs, style)
+    plotted += marked
+    published = style == "paper" and published_curve_applies(dataset)
+    if published:
+        plotted += _draw_published_curve(axes)
+    baseline = _draw_best_baseline(axes, results.summaries) if style == "paper" else None
+    if baseline is not None:
+        plotted.append(baseline[1])
+    _style_axes(axes, plotted, baseline, f"{dataset_label(dataset)}: "
+                + ("Perplexity during training" if style == "paper" else "Training curves"))
+    # Below the axes: the curves keep the whole plotting area.
+    legend = axes.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    axes.text(
+        0.0, 1.01, _provenance_line([row for run in runs.values() for row in run.rows], date),
+        transform=axes.transAxes, ha="left", va="bottom", fontsize=6, color="0.5",
+    )
+    _place_annotations(figure, axes, notes)
+    if published:
+        # Says where the grey points come from and which data ours are on, under the legend
+        # (placed from the legend's drawn extent, so a longer legend pushes it down).
+        renderer = figure.canvas.get_renderer()
+        bottom = legend.get_window_extent(renderer).transformed(figure.transFigure.inverted()).y0
+        figure.text(
+            axes.get_position().x0, bottom - 0.02, f"Grey: official LightRNN example, {paper.CURVE_NOTE}; published "
+            f"epoch e drawn at e + 1 epochs completed. {data_note(dataset)}", ha="left", va="top", fontsize=7,
+            color="0.3", wrap=True,
+        )
+    return figure
 
-    figure, axes = plt.subplots(figsize=(7.5, 4.6))
+
+def _draw_curves(axes: Any, runs: dict[str, Any], summaries: dict[tuple[str, str], RunSummary], dataset: str,
+                 style: str) -> list[float]:
+    """Valid (and, for the main models, test) perplexity per epoch; returns the plotted values."""
     plotted: list[float] = []
-    notes: list[tuple[int, float, str]] = []  # (x, y, text) of the reallocation annotations
     for model in sorted(runs, key=model_sort_key):
         points = [(x, row) for x, row in runs[model].axis if row.get("kind", "epoch") == "epoch"]
         color = model_color(model)
         main = style == "curves" or model == "lightrnn"
-        final = summaries.get((dataset, model))
         xs, ys = _xy(points, "valid_ppl")
         label = f"{model_label(model)} valid" if main else f"{model_label(model)} (valid)"
         axes.plot(
@@ -237,17 +265,23 @@ def perplexity_figure(results: Results, dataset: str, date: str, style: str = "p
             if ys:
                 axes.plot(
                     xs, ys, color=color, marker="s", markersize=4, markerfacecolor="white", linestyle="--",
-                    linewidth=1.5, label=_test_label(model, final), zorder=3,
+                    linewidth=1.5, label=_test_label(model, summaries.get((dataset, model))), zorder=3,
                 )
                 plotted += ys
-    # Reallocations: a dotted line at the round boundary and the valid ppl right after the move.
+    return plotted
+
+
+def _draw_reallocations(axes: Any, runs: dict[str, Any], style: str) -> tuple[list[float], list[tuple[int, float, str]]]:
+    """A dotted line at each round boundary and a star at the valid ppl right after the words moved
+    (LightRNN only in the paper style); returns the plotted values and the notes (x, y, text) to place."""
+    plotted: list[float] = []
+    notes: list[tuple[int, float, str]] = []
     for model in sorted(runs, key=model_sort_key):
         if style == "paper" and model != "lightrnn":
             continue
-        axis = runs[model].axis
         previous_valid = None
         count = 0
-        for x, row in axis:
+        for x, row in runs[model].axis:
             if row.get("kind", "epoch") == "epoch":
                 previous_valid = row.get("valid_ppl", previous_valid)
                 continue
@@ -266,23 +300,28 @@ def perplexity_figure(results: Results, dataset: str, date: str, style: str = "p
             if style == "paper":
                 change = f"\n{previous_valid:.1f} → {after:.1f}" if previous_valid is not None else ""
                 notes.append((x, float(after), f"word reallocation {count}{change}"))
-    published = style == "paper" and published_curve_applies(dataset)
-    if published:
-        plotted += _draw_published_curve(axes)
-    baseline = None  # (model, test ppl) of the best baseline's line
-    if style == "paper":
-        baselines = [
-            summary for (_, model), summary in summaries.items() if model != "lightrnn" and summary.test_ppl is not None
-        ]
-        if baselines:
-            best = min(baselines, key=lambda summary: summary.test_ppl)  # type: ignore[arg-type,return-value]
-            axes.axhline(
-                best.test_ppl, color=model_color(best.model), linestyle=(0, (6, 3)), linewidth=1.3,
-                label=f"best baseline test ({model_label(best.model)}: {best.test_ppl:.1f}, {format_count(best.params)} params)",
-                zorder=2,
-            )
-            plotted.append(float(best.test_ppl))  # type: ignore[arg-type]
-            baseline = (best.model, float(best.test_ppl))  # type: ignore[arg-type]
+    return plotted, notes
+
+
+def _draw_best_baseline(axes: Any, summaries: dict[tuple[str, str], RunSummary]) -> tuple[str, float] | None:
+    """A dashed line at the best baseline's exact test perplexity; returns (model, ppl), or None."""
+    baselines = [s for (_, model), s in summaries.items() if model != "lightrnn" and s.test_ppl is not None]
+    if not baselines:
+        return None
+    best = min(baselines, key=lambda summary: summary.test_ppl)  # type: ignore[arg-type,return-value]
+    axes.axhline(
+        best.test_ppl, color=model_color(best.model), linestyle=(0, (6, 3)), linewidth=1.3,
+        label=f"best baseline test ({model_label(best.model)}: {best.test_ppl:.1f}, {format_count(best.params)} params)",
+        zorder=2,
+    )
+    return best.model, float(best.test_ppl)  # type: ignore[arg-type]
+
+
+def _style_axes(axes: Any, plotted: list[float], baseline: tuple[str, float] | None, title: str) -> None:
+    """Log y axis when the values span more than 4x, integer epochs, labels, title, grid, and the
+    best baseline's value written at the right end of its line."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     # Early epochs of small runs can sit orders of magnitude above the end: a log axis keeps
     # the part that matters readable.
     if plotted and max(plotted) / max(min(plotted), 1e-9) > 4:
@@ -291,14 +330,12 @@ def perplexity_figure(results: Results, dataset: str, date: str, style: str = "p
         plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "1235" else "")
         axes.yaxis.set_major_formatter(plain)
         axes.yaxis.set_minor_formatter(plain)
-    if axes.get_yscale() == "log":
         _nice_log_floor(axes)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("Epoch")
     axes.set_ylabel("Perplexity")
-    title = "Perplexity during training" if style == "paper" else "Training curves"
     # Title on the left, the provenance line between it and the axes.
-    axes.set_title(f"{dataset_label(dataset)}: {title}", loc="left", pad=14)
+    axes.set_title(title, loc="left", pad=14)
     axes.grid(True, which="major", color="0.9")
     axes.spines[["top", "right"]].set_visible(False)
     if baseline is not None:
@@ -307,26 +344,6 @@ def perplexity_figure(results: Results, dataset: str, date: str, style: str = "p
             f"{baseline[1]:.1f}", xy=(1.0, baseline[1]), xycoords=("axes fraction", "data"), xytext=(2, 0),
             textcoords="offset points", ha="left", va="center", fontsize=7, color=model_color(baseline[0]),
         )
-    # Below the axes: the curves keep the whole plotting area.
-    legend = axes.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-    axes.text(
-        0.0, 1.01, _provenance_line([row for run in runs.values() for row in run.rows], date),
-        transform=axes.transAxes, ha="left",
-        va="bottom", fontsize=6, color="0.5",
-    )
-    _place_annotations(figure, axes, notes)
-    if published:
-        # Says where the grey points come from and which data ours are on, under the legend
-        # (placed from the legend's drawn extent, so a longer legend pushes it down).
-        renderer = figure.canvas.get_renderer()
-        bottom = legend.get_window_extent(renderer).transformed(figure.transFigure.inverted()).y0
-        left = axes.get_position().x0
-        figure.text(
-            left, bottom - 0.02, f"Grey: official LightRNN example, {paper.CURVE_NOTE}; published epoch e drawn "
-            f"at e + 1 epochs completed. {data_note(dataset)}", ha="left", va="top", fontsize=7, color="0.3",
-            wrap=True,
-        )
-    return figure
 
 
 def _count_ticks(axis: Any, values: list[float]) -> None:
