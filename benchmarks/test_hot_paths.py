@@ -21,8 +21,9 @@ from lightrnn.benchmark.throughput import (
     ThroughputSettings, _train_steps, build_for_bench, make_optimizers, stream_windows, zipf_stream,
 )
 from lightrnn.data.encode import encode
-from lightrnn.models import names
-from lightrnn.reallocate import accumulate_losses, solve
+from lightrnn.registry import names
+from lightrnn.method.losses import accumulate_losses
+from lightrnn.method.reallocate import solve
 
 VOCAB, DIM, BATCH, BPTT = 20_000, 128, 16, 16
 LOG_PROB_VOCAB = 44 * 44

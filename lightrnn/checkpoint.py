@@ -331,7 +331,7 @@ def _check_vocab(fields: Fields, vocab: Any, vocab_size: int) -> None:
 
 def _check_table(fields: Fields, model: dict[str, Any], vocab_size: int) -> None:
     """The word table in a state_dict: a bijection of the V words onto distinct slots, ids < V."""
-    from lightrnn.table import WordTable
+    from lightrnn.method.word_table import WordTable
 
     rows, cols = model.get("word_row"), model.get("word_col")
     for name, tensor in (("word_row", rows), ("word_col", cols)):

@@ -76,7 +76,7 @@ class TrainConfig:
     # reallocation). A moved word reads another row and column vector, which the objective ignores.
     realloc_keep_bonus: float = 0.0
     realloc_save_losses: bool = False  # also write each reallocation's losses to OUT/losses-<round>.npz
-    # random | frequency | context (words with similar previous words share a row: lightrnn.initial_table)
+    # random | frequency | context (words with similar previous words share a row: lightrnn.method.initial_table)
     # | path to a .npy (models with a table)
     initial_table: str = "random"
     eval_batch_size: int = 10
@@ -174,7 +174,7 @@ class TrainConfig:
     # ----- validation -----------------------------------------------------------------------
 
     def _validate(self) -> None:
-        from lightrnn.models import check_options, names
+        from lightrnn.registry import check_options, names
 
         if self.model not in names():
             raise ValueError(f"config key model: unknown model {short(self.model)}; allowed values: {', '.join(names())}")
@@ -289,7 +289,7 @@ def check_option_values(model: str, options: dict[str, Any], where: str) -> None
     constructor declares (`model_options={table: 5}`, `word_counts: 5`, `div_value: [1]`)."""
     import inspect
 
-    from lightrnn.models import model_class
+    from lightrnn.registry import model_class
 
     if not isinstance(options, dict):
         raise ValueError(f"{where}: expected a mapping of options, got {short(options)}")

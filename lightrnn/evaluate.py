@@ -16,7 +16,7 @@ from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.lm import detach_state
 from lightrnn.metrics import git_rev, param_stats, perplexity
-from lightrnn.models import build_from_config
+from lightrnn.registry import build_from_config
 from lightrnn.preflight import check_fits
 from lightrnn.runtime import autocast_context, resolve_device
 

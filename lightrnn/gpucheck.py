@@ -257,7 +257,7 @@ def check_training(summary: Summary, out: Path, work: Path, deadline: float) -> 
     from lightrnn.data.markov import generate_markov_corpus
     from lightrnn.evaluate import evaluate_checkpoint
     from lightrnn.fileio import read_jsonl, write_text
-    from lightrnn.models import names
+    from lightrnn.registry import names
     from lightrnn.train import train
 
     data = work / "markov"

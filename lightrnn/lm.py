@@ -56,7 +56,7 @@ class LanguageModel(nn.Module, abc.ABC):
     hidden_dim: int
     num_layers: int
     # The model-specific constructor options (beyond the five shared arguments): what
-    # `lightrnn.models.build` accepts for this model and what `model_options` may hold.
+    # `lightrnn.registry.build` accepts for this model and what `model_options` may hold.
     options: ClassVar[tuple[str, ...]] = ()
 
     def init_state(self, batch_size: int) -> State:

@@ -77,7 +77,7 @@ def meta_table(vocab_size: int, grid: tuple[int, int] | None = None):
     real table (a permutation of R*C slots: 16 GB at V = 10^9) is never drawn. `grid`: (R, C)
     of a saved table, else the square one.
     """
-    from lightrnn.table import WordTable
+    from lightrnn.method.word_table import WordTable
 
     side = WordTable.square_size(vocab_size)
     rows, cols = grid if grid is not None else (side, side)
@@ -100,7 +100,7 @@ def _saved_grid(path: str) -> tuple[int, int] | None:
 
 def meta_options(model: str, vocab_size: int, options: dict) -> dict:
     """`options` with a stand-in table (`meta_table`) for a model that takes one: for meta builds."""
-    from lightrnn.models import accepts
+    from lightrnn.registry import accepts
 
     options = dict(options)
     if accepts(model, "table") and "table" not in options:
@@ -114,7 +114,7 @@ def meta_options(model: str, vocab_size: int, options: dict) -> dict:
 def count_parameters(config, vocab_size: int, word_counts: np.ndarray | None = None) -> int:
     """Parameters of the model `config` describes, counted on the meta device (nothing allocated,
     the word table included: a stand-in table fills its meta buffers)."""
-    from lightrnn.models import CONFIG_OPTIONS, accepts, build
+    from lightrnn.registry import CONFIG_OPTIONS, accepts, build
 
     options = dict(config.model_options)
     for key, option in CONFIG_OPTIONS.items():
@@ -138,7 +138,7 @@ def count_parameters(config, vocab_size: int, word_counts: np.ndarray | None = N
 
 def _closed_form(config, vocab_size: int) -> int | None:
     """The model's closed-form parameter count (O(1)), None when it needs what only a build knows."""
-    from lightrnn.models import param_count
+    from lightrnn.registry import param_count
 
     try:
         return int(param_count(config.model, vocab_size, config.embed_dim, config.hidden_dim, config.num_layers))

@@ -51,7 +51,7 @@ from lightrnn.data.encode import words_of
 from lightrnn.errors import DataError, UsageError
 from lightrnn.lm import LanguageModel, detach_state
 from lightrnn.metrics import perplexity
-from lightrnn.models import build_from_config
+from lightrnn.registry import build_from_config
 from lightrnn.runtime import resolve_device
 from lightrnn.sampling import check_sampling
 

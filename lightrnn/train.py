@@ -57,7 +57,7 @@ from lightrnn.epoch import train_epoch
 from lightrnn.evaluate import evaluate_distributed
 from lightrnn.fileio import append_line, remove_stale_temps, write_lines
 from lightrnn.metrics import epoch_row, param_stats, realloc_row, row_to_line, run_fields
-from lightrnn.models import build_from_config
+from lightrnn.registry import build_from_config
 from lightrnn.optim import Optimizers, PlateauDecay
 from lightrnn.preflight import check_fits
 from lightrnn.rundir import ensure_best, keep_best_copy, link_best, move_aside

@@ -23,9 +23,9 @@ from lightrnn import distributed
 from lightrnn.batches import TrainPairs, load_split, load_vocab, shard_stream
 from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate_distributed
-from lightrnn.model import LightRNN
-from lightrnn.models import names
-from lightrnn.reallocate import reallocate_model
+from lightrnn.method.model import LightRNN
+from lightrnn.registry import names
+from lightrnn.method.reallocate import reallocate_model
 from lightrnn.train import train
 
 # Shared with tests/test_distributed.py: the per-rank batch here is half the single-process one.

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lightrnn import distributed
-from lightrnn.models import build
+from lightrnn.registry import build
 from lightrnn.optim import Optimizers
 from lightrnn.step import TrainingDiverged, train_step
 

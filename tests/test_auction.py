@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from lightrnn import assignment
-from lightrnn.reallocate import resolve_method, solve
+from lightrnn.method import assignment
+from lightrnn.method.reallocate import resolve_method, solve
 
 
 def _losses(num_words: int, num_rows: int, num_cols: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

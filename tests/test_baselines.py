@@ -9,7 +9,7 @@ import torch
 from baselines.adaptive_softmax import AdaptiveSoftmaxLM, mass_cutoffs
 from baselines.class_softmax import ClassSoftmaxLM, frequency_classes
 from baselines.full_softmax import FullSoftmaxLM
-from lightrnn import models
+from lightrnn import registry
 
 BASELINES = ["full_softmax", "class_softmax", "adaptive_softmax"]
 VOCAB = 41  # not a square, so ceil(sqrt(V)) rounds up
@@ -40,7 +40,7 @@ def resolve(options: dict) -> dict:
 
 def build(name: str, options: dict, embed_dim: int = 16, hidden_dim: int = 16, num_layers: int = 2):
     torch.manual_seed(0)
-    return models.build(
+    return registry.build(
         name, VOCAB, embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers,
         dropout=0.2, **resolve(options),
     )
@@ -173,7 +173,7 @@ def test_param_count_matches_the_allocated_model(name, options, sizes):
     embed_dim, hidden_dim, num_layers = sizes
     model = build(name, options, embed_dim, hidden_dim, num_layers)
     allocated = sum(p.numel() for p in model.parameters())
-    closed_form = models.model_class(name).param_count(
+    closed_form = registry.model_class(name).param_count(
         VOCAB, embed_dim, hidden_dim, num_layers, **resolve(options)
     )
     assert closed_form == allocated
@@ -184,9 +184,9 @@ def test_param_count_at_paper_scale_on_the_meta_device(name):
     # What `lightrnn params` does: build without allocating, count, compare with the closed form.
     sizes = dict(embed_dim=1000, hidden_dim=1000, num_layers=2)
     with torch.device("meta"):
-        model = models.build(name, 136912, dropout=0.5, **sizes)
+        model = registry.build(name, 136912, dropout=0.5, **sizes)
     allocated = sum(p.numel() for p in model.parameters())
-    assert models.model_class(name).param_count(136912, **sizes) == allocated
+    assert registry.model_class(name).param_count(136912, **sizes) == allocated
     if name == "full_softmax":  # 2 * V * 1000 + V + 16,016,000 for the LSTM
         assert allocated == 2 * 136912 * 1000 + 136912 + 16_016_000
 
@@ -264,11 +264,11 @@ def test_bad_arguments_name_themselves(name, options, message):
     arguments = dict(vocab_size=VOCAB, embed_dim=16, hidden_dim=16, num_layers=1, dropout=0.0)
     arguments.update(options)
     with pytest.raises(ValueError, match=message):
-        models.model_class(name)(**arguments)
+        registry.model_class(name)(**arguments)
     arguments.pop("dropout")
     if "dropout" not in options:  # param_count takes no dropout
         with pytest.raises(ValueError, match=message):
-            models.model_class(name).param_count(**arguments)
+            registry.model_class(name).param_count(**arguments)
 
 
 def test_mismatched_targets_are_rejected():

@@ -21,7 +21,7 @@ from lightrnn.benchmark.throughput import (
 )
 from lightrnn.cli import main
 from lightrnn.csvio import read_csv, write_csv
-from lightrnn.models import build, model_class, names
+from lightrnn.registry import build, model_class, names
 from lightrnn.optim import clip_grad_norm
 from lightrnn.report.performance import paired_ratio, performance_markdown
 from lightrnn.report.readme import write_performance_section

@@ -1,6 +1,6 @@
 import pytest
 
-from lightrnn import cli, models
+from lightrnn import cli, registry
 
 
 def test_help_lists_the_command(capsys):
@@ -12,4 +12,4 @@ def test_help_lists_the_command(capsys):
 
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="unknown model 'nope'.*lightrnn"):
-        models.model_class("nope")
+        registry.model_class("nope")

@@ -28,9 +28,9 @@ from lightrnn.config import TrainConfig
 from lightrnn.data.markov import generate_markov_corpus
 from lightrnn.evaluate import evaluate
 from lightrnn.fileio import read_jsonl as read_metrics
-from lightrnn.model import LightRNN
-from lightrnn.models import names
-from lightrnn.reallocate import reallocate_model
+from lightrnn.method.model import LightRNN
+from lightrnn.registry import names
+from lightrnn.method.reallocate import reallocate_model
 from lightrnn.train import train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -122,13 +122,13 @@ def third_party_imports(script: Path) -> set[str]:
     """Top-level third-party modules reachable from `script` through the project's own modules.
 
     Modules loaded by name count too: `lightrnn.cli` loads every `lightrnn.commands` module, and
-    `lightrnn.models` every model module of its REGISTRY.
+    `lightrnn.registry` every model module of its REGISTRY.
     """
-    from lightrnn.models import REGISTRY
+    from lightrnn.registry import REGISTRY
 
     by_name = {
         "lightrnn.cli": sorted((REPO / "lightrnn" / "commands").glob("*.py")),
-        "lightrnn.models": [_module_file(entry.split(":")[0]) for entry in REGISTRY.values()],
+        "lightrnn.registry": [_module_file(entry.split(":")[0]) for entry in REGISTRY.values()],
     }
     seen: set[Path] = set()
     todo, found = [script], set()

@@ -31,7 +31,7 @@ from lightrnn.data.prepare import prepare
 from lightrnn.data.tiny import make_tiny_archive
 from lightrnn.errors import DiskFull, explain
 from lightrnn.metrics import perplexity
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
 from tests._data_fixtures import archive_server  # noqa: F401 (pytest fixture)
 from tests.conftest import markov_corpus
 
@@ -502,12 +502,12 @@ def test_huge_batch_is_refused_before_allocating(corpus, tmp_path, capsys) -> No
 
 
 def test_the_size_check_counts_the_model_exactly_and_fits_a_normal_run() -> None:
-    from lightrnn import models
+    from lightrnn import registry
     from lightrnn.config import TrainConfig
     from lightrnn.preflight import check_fits, count_parameters
 
     config = TrainConfig(model="lightrnn", device="cpu")
-    assert count_parameters(config, 10_000) == models.param_count("lightrnn", 10_000, 512, 512, 2)
+    assert count_parameters(config, 10_000) == registry.param_count("lightrnn", 10_000, 512, 512, 2)
     assert 0 < check_fits(config, 10_000, None, torch.device("cpu"), train_tokens=100_000) < 2**30
 
 

@@ -23,9 +23,9 @@ from lightrnn.benchmark.machine import matmul_flops_per_s
 from lightrnn.checkpoint import Progress, resume_training, rng_state, save_training, set_rng_state
 from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate
-from lightrnn.models import build, names
+from lightrnn.registry import build, names
 from lightrnn.optim import Optimizers
-from lightrnn.reallocate import accumulate_losses
+from lightrnn.method.losses import accumulate_losses
 from lightrnn.runtime import PhasePeaks, use_fp32_matmul
 from lightrnn.step import train_step
 from lightrnn.optim import PlateauDecay

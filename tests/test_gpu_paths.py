@@ -29,7 +29,7 @@ from lightrnn.checkpoint import resume_training, rng_state, set_rng_state
 from lightrnn.config import TrainConfig
 from lightrnn.evaluate import evaluate_checkpoint
 from lightrnn.fileio import read_jsonl
-from lightrnn.models import build, names
+from lightrnn.registry import build, names
 from lightrnn.optim import Optimizers
 from lightrnn.optim import PlateauDecay
 from lightrnn.train import train

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lightrnn.lm import LMOutput
-from lightrnn.model import LightRNN
-from lightrnn.models import build
-from lightrnn.table import WordTable
+from lightrnn.method.model import LightRNN
+from lightrnn.registry import build
+from lightrnn.method.word_table import WordTable
 
 
 def _model(vocab_size: int, seed: int = 0, dropout: float = 0.0, **kwargs) -> LightRNN:

@@ -11,12 +11,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from lightrnn import assignment
-from lightrnn.metrics import undeclared
-from lightrnn.reallocate import (
+from lightrnn.method import assignment
+from lightrnn.method.assignment.heuristic import _first_priority
+from lightrnn.method.losses import accumulate_column_losses, accumulate_losses
+from lightrnn.method.reallocate import (
     Allocation,
-    accumulate_column_losses,
-    accumulate_losses,
     assign_columns,
     load_losses,
     lower_bound,
@@ -25,7 +24,8 @@ from lightrnn.reallocate import (
     save_losses,
     solve,
 )
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
+from lightrnn.metrics import undeclared
 
 METHODS = ["exact", "greedy", "sparse", "refine", "auto"]
 
@@ -229,12 +229,12 @@ def _official_heap(loss: np.ndarray, words: list[int], capacity: list[int]) -> d
 def _official_greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
-    priority = assignment._first_priority(row_loss)
+    priority = _first_priority(row_loss)
     words = [int(w) for w in np.argsort(-priority, kind="stable")]
     row_of = _official_heap(row_loss, words, [num_cols] * num_rows)
     rows = np.array([row_of[w] for w in range(num_words)])
     cols = np.empty(num_words, dtype=np.int64)
-    col_priority = assignment._first_priority(col_loss)
+    col_priority = _first_priority(col_loss)
     for row in range(num_rows):
         members = [int(w) for w in np.flatnonzero(rows == row)]
         members.sort(key=lambda w: -col_priority[w])
@@ -281,7 +281,7 @@ def test_solve_rejects_bad_input(row_loss, col_loss, kwargs, message) -> None:
 
 
 class FakeLightRNN(nn.Module):
-    """Same table/slot_log_probs contract as lightrnn.model.LightRNN, tiny and deterministic.
+    """Same table/slot_log_probs contract as lightrnn.method.model.LightRNN, tiny and deterministic.
 
     Row logits depend on the input token and the carried state (a running sum, so carrying it
     matters); column logits also on the target's true row under the current table.
@@ -576,7 +576,7 @@ def test_consistent_columns_are_scored_under_the_new_rows() -> None:
 
 
 def test_consistent_reallocation_of_a_lightrnn_alternates_and_restores_the_table_on_the_way() -> None:
-    from lightrnn.models import build
+    from lightrnn.registry import build
 
     torch.manual_seed(0)
     model = build("lightrnn", 30, 8, 8, 1, table_seed=0, realloc_columns="consistent", realloc_alternate=2)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from lightrnn.config import TrainConfig
-from lightrnn.models import names
+from lightrnn.registry import names
 from lightrnn.report.layout import MODEL_LABELS, MODEL_ORDER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_the_layer_check_finds_an_upward_import() -> None:
     graph = {"lightrnn.lm": {"lightrnn.train"}, "lightrnn.report.tables": {"lightrnn.lm"}, "lightrnn.train": set()}
     assert _upward_imports(graph, placed) == ["lightrnn.lm (layer 0) imports lightrnn.train (layer 2)"]
     assert _layer_of("lightrnn.report.tables", placed) == 1 and _layer_of("lightrnn.report", placed) == 1
-    assert _layer_of("lightrnn.table", placed) is None  # `__init__.py` places the package alone, not its modules
+    assert _layer_of("lightrnn.method.word_table", placed) is None  # `__init__.py` places the package alone, not its modules
     diagram = "## Layers\n```\ntop    train.py  report/  (a comment.py)\nbottom    lm.py  baselines/\n```\n"
     assert _layer_diagram(diagram) == [("top", ["train.py", "report/"]), ("bottom", ["lm.py", "baselines/"])]
 
@@ -230,7 +230,7 @@ def test_training_keys_agree_everywhere() -> None:
 
 
 def test_every_model_declares_its_options() -> None:
-    from lightrnn.models import check_options, model_class
+    from lightrnn.registry import check_options, model_class
 
     for name in names():
         options = model_class(name).options

@@ -13,8 +13,8 @@ from test_workflow import job_counts, snakemake
 
 from lightrnn.config import TrainConfig
 from lightrnn.fileio import write_lines
-from lightrnn.initial_table import context_table
-from lightrnn.models import build_from_config
+from lightrnn.method.initial_table import context_table
+from lightrnn.registry import build_from_config
 from lightrnn.report.study import ablation_figure, ablation_table, load_variants, realloc_table, write_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,8 +172,8 @@ def test_the_study_config_plans_every_variant_and_the_study_outputs(clean_copy: 
 
 
 def test_a_large_keep_bonus_keeps_every_word_and_none_moves_without_gain():
-    from lightrnn.reallocate import apply_keep_bonus, solve
-    from lightrnn.table import WordTable
+    from lightrnn.method.reallocate import apply_keep_bonus, solve
+    from lightrnn.method.word_table import WordTable
 
     rng = np.random.default_rng(1)
     table = WordTable.random(12, seed=3)
@@ -190,8 +190,8 @@ def test_a_large_keep_bonus_keeps_every_word_and_none_moves_without_gain():
 def test_reallocation_rows_report_the_predicted_nll_and_the_bonus(tmp_path):
     import torch
 
-    from lightrnn.models import build
-    from lightrnn.reallocate import reallocate_model
+    from lightrnn.registry import build
+    from lightrnn.method.reallocate import reallocate_model
 
     torch.manual_seed(0)
     model = build("lightrnn", 30, 8, 8, 1, table_seed=0)

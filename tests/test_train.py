@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightrnn import cli, models
+from lightrnn import cli, registry
 from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches
 from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
@@ -23,8 +23,8 @@ from lightrnn.data.markov import entropy_rate, generate_markov_corpus
 from lightrnn.evaluate import evaluate
 from lightrnn.fileio import read_jsonl as read_metrics
 from lightrnn.metrics import FIELDS, undeclared
-from lightrnn.model import LightRNN
-from lightrnn.table import WordTable
+from lightrnn.method.model import LightRNN
+from lightrnn.method.word_table import WordTable
 from lightrnn.train import TrainingDiverged, train
 from tests.conftest import markov_corpus
 
@@ -166,7 +166,7 @@ class Diverges(LightRNN):
 @pytest.fixture
 def fake_models(monkeypatch):
     for name in ("FakeRealloc", "NoRealloc", "Diverges"):
-        monkeypatch.setitem(models.REGISTRY, name.lower(), f"{__name__}:{name}")
+        monkeypatch.setitem(registry.REGISTRY, name.lower(), f"{__name__}:{name}")
 
 
 def test_rounds_reallocate_between_rounds_and_write_realloc_rows(corpus: Path, tmp_path, fake_models) -> None:

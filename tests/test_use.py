@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lightrnn
-from lightrnn import cli, models
+from lightrnn import cli, registry
 from lightrnn.checkpoint import load_checkpoint, save_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.encode import encode
@@ -24,7 +24,7 @@ from lightrnn.fileio import read_jsonl
 from lightrnn.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = models.names()
+MODELS = registry.names()
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12", "lr=0.01",
         "eval_batch_size=4", "device=cpu", "rounds=[1]", "max_steps_per_epoch=6", "log_every_s=0",
         "checkpoint_every_s=0"]
@@ -241,7 +241,7 @@ def test_generate_step_samples_the_exact_distribution(name) -> None:
     torch.manual_seed(0)
     vocab = 16  # LightRNN: a full 4 x 4 table
     options = {"cutoffs": [4, 9], "div_value": 2.0} if name == "adaptive_softmax" else {}
-    model = models.build(name, vocab, embed_dim=8, hidden_dim=12, num_layers=1, dropout=0.0, **options).eval()
+    model = registry.build(name, vocab, embed_dim=8, hidden_dim=12, num_layers=1, dropout=0.0, **options).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter))  # a peaked, far from uniform distribution
@@ -259,7 +259,7 @@ def test_generate_step_samples_the_exact_distribution(name) -> None:
 
 
 def test_lightrnn_never_samples_an_empty_slot() -> None:
-    model = models.build("lightrnn", 10, embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.0).eval()  # 4 x 4, 6 empty
+    model = registry.build("lightrnn", 10, embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.0).eval()  # 4 x 4, 6 empty
     words, _ = model.generate_step(torch.zeros(5000, dtype=torch.long), None, 3.0, None, torch.Generator().manual_seed(0))
     assert words.min() >= 0 and words.max() < 10
 

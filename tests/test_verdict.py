@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lightrnn import cli, models
+from lightrnn import cli, registry
 from lightrnn.report import paper, plots
 from lightrnn.report.results import Results, find_results, load_evals, load_metrics
 from lightrnn.report.render import to_markdown
@@ -31,14 +31,14 @@ def by_claim(rows, evals, bench=None):
 def test_size_claims_come_from_the_closed_form_and_match_the_paper():
     verdicts = by_claim([], [])
     sizes = verdicts["sizes"]
-    billion = models.param_count("lightrnn", 793_471, 1500, 1500, 2)
-    french = models.param_count("lightrnn", 136_912, 1000, 1000, 2)
+    billion = registry.param_count("lightrnn", 793_471, 1500, 1500, 2)
+    french = registry.param_count("lightrnn", 136_912, 1000, 1000, 2)
     assert sizes.numbers == {"params_One Billion Word": billion, "params_ACLW-French": french}
     # The paper writes 41M and 17M: ours round to them (within one unit of the last digit).
     assert abs(billion - 41e6) < 1e6 and abs(french - 17e6) < 1e6
     assert f"{billion / 1e6:.2f}M" in sizes.measured and sizes.word == "confirmed"
     ratio = verdicts["size-ratio"]
-    full = models.param_count("full_softmax", 793_471, 1500, 1500, 2) / billion
+    full = registry.param_count("full_softmax", 793_471, 1500, 1500, 2) / billion
     assert ratio.numbers["full_over_lightrnn_1500"] == pytest.approx(full)
     assert 40 <= full <= 100 and ratio.word == "confirmed"
 
@@ -166,7 +166,7 @@ def test_speed_table_shows_ours_only_for_a_run_of_the_published_size(loaded):
     assert [line[column["Our tokens/s"]] for line in table.cells] == ["not run"] * len(paper.SPEED)
     assert table.cells[-1][column["Paper tokens/s"]] == "7,250" and table.cells[-1][column["Paper params"]] == "41M"
     # A LightRNN run with exactly the closed-form count of 1500/1500 at V = 793,471 fills both 1500 rows.
-    count = models.param_count("lightrnn", 793_471, 1500, 1500, 2)
+    count = registry.param_count("lightrnn", 793_471, 1500, 1500, 2)
     resized = [{**row, "params": count} if row["dataset"] == "billionw" else row for row in rows]
     resized_evals = [{**e, "params": count} if e["dataset"] == "billionw" else e for e in evals]
     table = billion_word_speed_table(Results(resized, resized_evals), DATE)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightrnn.model import LightRNN
-from lightrnn.models import build, param_count
-from lightrnn.table import WordTable
+from lightrnn.method.model import LightRNN
+from lightrnn.registry import build, param_count
+from lightrnn.method.word_table import WordTable
 
 OPTIONS = [
     {"word_bias": True},

@@ -1,7 +1,7 @@
 """The reallocation's loss-accumulation pass: its speed and memory, and how much data the solver needs.
 
 `accumulation_speed`: at each V, a LightRNN (the throughput benchmark's sizes) runs
-`reallocate.accumulate_losses` (a frozen forward pass that adds every position's [R] row and [C]
+`losses.accumulate_losses` (a frozen forward pass that adds every position's [R] row and [C]
 column log-probabilities into two [V, R] / [V, C] float64 sums) over a Zipfian stream, timed
 and with its peak memory measured, beside the same model's training and evaluation tokens/s
 (`throughput.measure_once`, the training loop's step). A row at One Billion Word's V is added by
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lightrnn.benchmark.machine import PeakMemory, machine_info, torch_threads
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
 
 BILLIONW_VOCAB = 793_471
 BILLIONW_TRAIN_TOKENS = 799_000_000  # about 0.8B training tokens (docs/PAPER.md)
@@ -51,7 +51,7 @@ def accumulation_speed(
     from lightrnn.benchmark.throughput import (
         ThroughputSettings, build_for_bench, measure_once, stream_windows, zipf_stream,
     )
-    from lightrnn.reallocate import accumulate_losses
+    from lightrnn.method.losses import accumulate_losses
     from lightrnn.runtime import use_fp32_matmul
 
     use_fp32_matmul()
@@ -141,8 +141,9 @@ def fraction_effect(
     from lightrnn.batches import lm_batches, load_split, load_vocab
     from lightrnn.checkpoint import load_checkpoint
     from lightrnn.config import TrainConfig
-    from lightrnn.models import build_from_config
-    from lightrnn.reallocate import accumulate_losses, solve
+    from lightrnn.registry import build_from_config
+    from lightrnn.method.losses import accumulate_losses
+    from lightrnn.method.reallocate import solve
 
     payload = load_checkpoint(checkpoint, map_location="cpu")
     values = dict(payload["config"])

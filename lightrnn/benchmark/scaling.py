@@ -1,6 +1,6 @@
 """Scale without training: reallocation time and optimality against V, and model sizes.
 
-Reallocation: every solver of `lightrnn.reallocate.solve` on the same losses, side by side:
+Reallocation: every solver of `lightrnn.method.reallocate.solve` on the same losses, side by side:
 synthetic ones (`lightrnn.benchmark.synthetic_losses`) at the sizes asked, and real ones saved by
 training (`realloc_save_losses: true` -> `losses-<round>.npz`). Model sizes use each model's
 closed-form `param_count`: nothing is allocated, so the full softmax at V = 10M costs no memory.
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightrnn import assignment, reallocate
+from lightrnn.method import assignment, reallocate
 from lightrnn.csvio import read_csv, write_csv
 from lightrnn.benchmark.machine import load_average, machine_info, reset_peak_rss
 from lightrnn.benchmark.synthetic_losses import synthetic_losses
 from lightrnn.metrics import git_rev
-from lightrnn.models import names, param_count
+from lightrnn.registry import names, param_count
 from lightrnn.runtime import peak_memory_bytes
 
 # The paper's configurations (docs/PAPER.md): (name, dataset, V, embed, hidden, layers).

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightrnn.assignment import word_chunks
-from lightrnn.table import WordTable
+from lightrnn.method.assignment import word_chunks
+from lightrnn.method.word_table import WordTable
 
 
 def _side_losses(counts: np.ndarray, width: int, rng: np.random.Generator) -> np.ndarray:

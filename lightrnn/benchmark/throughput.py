@@ -36,7 +36,7 @@ from lightrnn.benchmark.flops import flops_per_token
 from lightrnn.benchmark.machine import (
     PeakMemory, gemm_size, load_average, machine_info, matmul_flops_per_s, synchronize, torch_threads,
 )
-from lightrnn.models import accepts, build, model_class, names
+from lightrnn.registry import accepts, build, model_class, names
 from lightrnn.optim import Optimizers
 from lightrnn.runtime import autocast_context, use_fp32_matmul
 from lightrnn.step import train_step

@@ -111,7 +111,7 @@ def _settings(args: argparse.Namespace):
     from lightrnn.benchmark.throughput import ThroughputSettings
     from lightrnn.commands.params import parse_options
     from lightrnn.loaders import short
-    from lightrnn.models import names
+    from lightrnn.registry import names
 
     texts: dict[str, list[str]] = {}
     for option in args.options:

@@ -30,7 +30,7 @@ def parse_options(texts: list[str], model: str, flag: str = "--option") -> dict:
     """KEY=VALUE option strings -> {key: YAML value}, each value typed by the model's constructor."""
     from lightrnn.config import check_option_values
     from lightrnn.loaders import parse_yaml, short
-    from lightrnn.models import check_options
+    from lightrnn.registry import check_options
 
     options = {}
     for option in texts:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lightrnn.config import INT_BOUNDS
     from lightrnn.loaders import short
-    from lightrnn.models import build, names, param_count
+    from lightrnn.registry import build, names, param_count
     from lightrnn.preflight import meta_options
 
     if args.model not in names():

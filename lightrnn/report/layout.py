@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from lightrnn.models import names
+from lightrnn.registry import names
 
 # Display order (the registry's) and names of the models in every table and legend.
 MODEL_ORDER: tuple[str, ...] = tuple(names())

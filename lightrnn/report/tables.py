@@ -261,14 +261,14 @@ def billion_word_speed_table(results: Results, date: str) -> Table:
     Tokens/s and memory: a LightRNN run of this report on One Billion Word whose parameter count
     is that closed form (the same vocabulary and sizes), else "not run".
     """
-    from lightrnn import models
+    from lightrnn import registry
 
     summaries = results.summaries
     runs = [s for (d, m), s in summaries.items() if dataset_family(d) == "billionw" and m == "lightrnn"]
     vocab = paper.BILLIONW_VOCAB
     cells, records = [], []
     for row in paper.SPEED:
-        count = models.param_count("lightrnn", vocab, row.embed_dim, row.hidden_dim, 2)
+        count = registry.param_count("lightrnn", vocab, row.embed_dim, row.hidden_dim, 2)
         ours = next((s for s in runs if s.params == count), None)
         speed = ours.train_tokens_per_s if ours else None
         cells.append([
@@ -310,7 +310,7 @@ def billion_word_speed_table(results: Results, date: str) -> Table:
         cells=cells,
         records=records,
         note=f"Paper: {paper.SOURCES['cntk-readme']}, 2 layers, one {paper.SPEED_GPU}. Closed-form params: "
-        f"lightrnn.models.param_count at V = {vocab:,}. Ours: a LightRNN run of this report with exactly that "
+        f"lightrnn.registry.param_count at V = {vocab:,}. Ours: a LightRNN run of this report with exactly that "
         "parameter count, at its own batch size and device (median training tokens/s over epochs).",
         left=2,
     )

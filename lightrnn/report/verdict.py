@@ -1,7 +1,7 @@
 """The replication verdict: one row per claim of the paper, what it says, what this suite measured.
 
 Sources of the measured side, each named in its row:
-- sizes: closed-form parameter counts (`lightrnn.models.param_count`) at the paper's configurations,
+- sizes: closed-form parameter counts (`lightrnn.registry.param_count`) at the paper's configurations,
   exact without training;
 - speed: a `lightrnn bench` folder (throughput-repeats.csv: ratios paired within a repeat);
 - perplexity and reallocation: a run folder's metrics (`RunSummary`), at whatever scale it was run.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightrnn import models
+from lightrnn import registry
 from lightrnn.report import paper
 from lightrnn.report.layout import dataset_family, dataset_label, model_label
 from lightrnn.report.results import Results, Row, RunSummary
@@ -66,9 +66,9 @@ def size_rows() -> list[Verdict]:
     ratios: dict[int, dict[str, float]] = {}
     light: dict[int, int] = {}
     for size in BILLIONW_SIZES:
-        light[size] = models.param_count("lightrnn", V, size, size, 2)
+        light[size] = registry.param_count("lightrnn", V, size, size, 2)
         ratios[size] = {
-            name: models.param_count(name, V, size, size, 2) / light[size] for name in BASELINES
+            name: registry.param_count(name, V, size, size, 2) / light[size] for name in BASELINES
         }
     at = paper.BILLIONW_LIGHTRNN.hidden_dim
     full = ratios[at]["full_softmax"]
@@ -91,7 +91,7 @@ def size_rows() -> list[Verdict]:
     else:
         word = NOT_CONFIRMED
         verdict = f"{NOT_CONFIRMED}: {_ratio(full)} at the paper's 41M model"
-    source = "closed form (`lightrnn.models.param_count`), no training: exact at any scale"
+    source = "closed form (`lightrnn.registry.param_count`), no training: exact at any scale"
     claims = {claim.key: claim for claim in paper.CLAIMS}
     size_row = Verdict(claims["size-ratio"], measured, source, word, verdict,
                     {f"full_over_lightrnn_{s}": ratios[s]["full_softmax"] for s in BILLIONW_SIZES}
@@ -103,7 +103,7 @@ def size_rows() -> list[Verdict]:
         ("ACLW-French", paper.ACLW_FR_LIGHTRNN, paper.ACLW["fr"]["lightrnn"].params),
     ):
         assert published is not None
-        count = models.param_count(
+        count = registry.param_count(
             "lightrnn", setting.vocab_size, setting.embed_dim, setting.hidden_dim, setting.num_layers
         )
         checks.append((name, setting, published.value, count))

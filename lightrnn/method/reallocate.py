@@ -1,4 +1,4 @@
-"""Bootstrap word reallocation (docs/PAPER.md, steps 3-5): accumulate losses, solve, apply.
+"""Bootstrap word reallocation (docs/PAPER.md, steps 3-5): accumulate losses (`losses`), solve, apply.
 
 After a training round the frozen model scores every row and every column for every word:
 row_loss[w, r] = sum over the positions t where w is the target of -log P_row(r | h_t), and
@@ -32,11 +32,10 @@ the table is optimal on each word's candidate slots). See `lower_bound`.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,9 +43,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightrnn import assignment, distributed
+from lightrnn import distributed
 from lightrnn.fileio import atomic_open
-from lightrnn.table import WordTable
+from lightrnn.method import assignment
+from lightrnn.method.losses import accumulate_column_losses, accumulate_losses, mean_nll, take_batches
+from lightrnn.method.word_table import WordTable
 
 METHODS = ("exact", "greedy", "sparse", "refine", "auction", "auto")
 # Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
@@ -71,124 +72,6 @@ class Allocation(NamedTuple):
     lower_bound: float
     seconds: float
     bound_seconds: float = 0.0
-
-
-# ----- loss accumulation -------------------------------------------------------------------------
-
-
-def _take_batches(batches: Iterable[tuple[Tensor, Tensor]], fraction: float) -> Iterable[tuple[Tensor, Tensor]]:
-    """The first `fraction` of `batches` (at least one), re-iterable when `batches` was."""
-    if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0):
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}; pass e.g. fraction=0.1 for a tenth of the batches")
-    if hasattr(batches, "__len__") and not isinstance(batches, Iterator):  # a list, a DataLoader, ...
-        count = max(1, math.floor(fraction * len(batches)))  # type: ignore[arg-type]
-        if fraction == 1.0:
-            return batches
-
-        class _Prefix:
-            def __len__(self) -> int:
-                return count
-
-            def __iter__(self):
-                return itertools.islice(iter(batches), count)
-
-        return _Prefix()
-    taken = list(batches)  # a one-shot iterator: keep what we use so it can be read twice
-    if not taken:
-        raise ValueError("batches is empty: reallocation needs at least one (tokens, targets) batch")
-    return taken[: max(1, math.floor(fraction * len(taken)))]
-
-
-def _device_of(model: Any) -> torch.device:
-    parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def accumulate_losses(
-    model: Any, batches: Iterable[tuple[Tensor, Tensor]], fraction: float = 1.0,
-    target_counts: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Row and column losses of every word under the model's current table, in one pass.
-
-    Args:
-        model: a LightRNN (anything with `table`, `vocab_size`, `num_rows`, `num_cols` and
-            `slot_log_probs(tokens, targets, state) -> (row_logp [B, T, R], col_logp [B, T, C], state)`).
-        batches: (tokens, targets) LongTensor [B, T] pairs of consecutive stretches of the
-            training stream; the recurrent state is carried from one to the next.
-        fraction: use the first `fraction` of the batches (at least one).
-
-    Returns:
-        row_loss [V, R] float64: row_loss[w, r] = sum over positions with target w of -log P_row(r);
-        col_loss [V, C] float64: the same for columns (given the true row, teacher forcing);
-        the mean NLL per token (row + column cross-entropy) of this pass, in nats.
-
-    The sums are `index_add_` of whole [B*T, R] blocks on the model's device: float64 on CPU;
-    on an accelerator float32 blocks flushed into float64 every few batches (float32 alone
-    would lose the small terms of frequent words after ~10^7 additions).
-    """
-    batches = _take_batches(batches, fraction)
-    device = _device_of(model)
-    table = model.table
-    vocab_size, num_rows, num_cols = int(model.vocab_size), int(model.num_rows), int(model.num_cols)
-    word_row = torch.as_tensor(table.rows, dtype=torch.long, device=device)
-    word_col = torch.as_tensor(table.cols, dtype=torch.long, device=device)
-    exact_dtype = torch.float64
-    fast_dtype = torch.float64 if device.type == "cpu" else torch.float32
-    row_total = torch.zeros(vocab_size, num_rows, dtype=exact_dtype, device=device)
-    col_total = torch.zeros(vocab_size, num_cols, dtype=exact_dtype, device=device)
-    row_part, col_part = (row_total, col_total) if fast_dtype == exact_dtype else (
-        torch.zeros_like(row_total, dtype=fast_dtype), torch.zeros_like(col_total, dtype=fast_dtype))
-    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
-    counts = torch.zeros(vocab_size, dtype=torch.float64, device=device) if target_counts is not None else None
-    tokens_seen, state, since_flush = 0, None, 0
-    for tokens, targets in batches:
-        tokens, targets = tokens.to(device), targets.to(device)
-        row_logp, col_logp, state = model.slot_log_probs(tokens, targets, state)  # [B, T, R], [B, T, C]
-        flat_targets = targets.reshape(-1)  # [N]
-        if counts is not None:
-            counts += torch.bincount(flat_targets, minlength=vocab_size)
-        row_logp = row_logp.reshape(flat_targets.numel(), num_rows)  # [N, R]
-        col_logp = col_logp.reshape(flat_targets.numel(), num_cols)  # [N, C]
-        row_part.index_add_(0, flat_targets, row_logp.to(fast_dtype), alpha=-1)
-        col_part.index_add_(0, flat_targets, col_logp.to(fast_dtype), alpha=-1)
-        target_logp = row_logp.gather(1, word_row[flat_targets, None]) + col_logp.gather(1, word_col[flat_targets, None])
-        nll_sum -= target_logp.double().sum()
-        tokens_seen += flat_targets.numel()
-        since_flush += 1
-        if row_part is not row_total and since_flush >= 16:
-            row_total += row_part
-            col_total += col_part
-            row_part.zero_()
-            col_part.zero_()
-            since_flush = 0
-    if tokens_seen == 0:
-        raise ValueError("batches is empty: reallocation needs at least one (tokens, targets) batch")
-    if row_part is not row_total:
-        row_total += row_part
-        col_total += col_part
-    if counts is not None:
-        target_counts += counts.cpu().numpy()
-    return row_total.cpu().numpy(), col_total.cpu().numpy(), float(nll_sum) / tokens_seen
-
-
-@torch.no_grad()
-def _mean_nll(model: Any, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
-    """Mean NLL per token (row + column cross-entropy) of the frozen model under its table."""
-    device = _device_of(model)
-    table = model.table
-    word_row = torch.as_tensor(table.rows, dtype=torch.long, device=device)
-    word_col = torch.as_tensor(table.cols, dtype=torch.long, device=device)
-    nll_sum, tokens_seen, state = 0.0, 0, None
-    for tokens, targets in batches:
-        tokens, targets = tokens.to(device), targets.to(device)
-        row_logp, col_logp, state = model.slot_log_probs(tokens, targets, state)
-        nll_sum -= float(
-            row_logp.gather(-1, word_row[targets].unsqueeze(-1)).double().sum()
-            + col_logp.gather(-1, word_col[targets].unsqueeze(-1)).double().sum()
-        )
-        tokens_seen += targets.numel()
-    return nll_sum / max(1, tokens_seen)
 
 
 # ----- solving -----------------------------------------------------------------------------------
@@ -422,31 +305,6 @@ def refine(
 # ----- the self-consistent reallocation (rows, then columns under the new rows) ---------------------
 
 
-@torch.no_grad()
-def accumulate_column_losses(model: Any, batches: Iterable[tuple[Tensor, Tensor]], rows: np.ndarray) -> np.ndarray:
-    """col_loss [V, C] float64 with every word fed its row in `rows` [V] (not the model's table).
-
-    The column step of a target then reads x_r(rows[w]), the row it will have, so its column
-    losses are scored under the new row (the history reads the new rows and the old columns,
-    the best guess of the new table before its columns are known). The model's table is put
-    back afterwards.
-    """
-    device = _device_of(model)
-    vocab_size, num_cols = int(model.vocab_size), int(model.num_cols)
-    saved = model.word_row.clone()
-    total = torch.zeros(vocab_size, num_cols, dtype=torch.float64, device=device)
-    try:
-        model.word_row.copy_(torch.as_tensor(rows, dtype=torch.long, device=device))
-        state = None
-        for tokens, targets in batches:
-            tokens, targets = tokens.to(device), targets.to(device)
-            _, col_logp, state = model.slot_log_probs(tokens, targets, state)  # [B, T, C]
-            total.index_add_(0, targets.reshape(-1), col_logp.reshape(-1, num_cols).double(), alpha=-1)
-    finally:
-        model.word_row.copy_(saved)
-    return total.cpu().numpy()
-
-
 def assign_columns(col_loss: np.ndarray, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray, float]:
     """The best columns given the rows: one exact C x C assignment per row (scipy). (cols [V], value)."""
     from scipy.optimize import linear_sum_assignment
@@ -613,7 +471,7 @@ def reallocate_model(
         model.eval()
     try:
         with torch.no_grad():
-            used = _take_batches(batches, fraction)
+            used = take_batches(batches, fraction)
             tokens = np.zeros(model.vocab_size, dtype=np.float64)  # how often each word is a target
             row_loss, col_loss, nll_before = accumulate_losses(model, used, target_counts=tokens)
             # Data-parallel (identity in one process): the ranks' shard losses are summed into
@@ -649,7 +507,7 @@ def reallocate_model(
             predicted = (allocation.objective + kept) / max(tokens.sum(), 1.0)
             model.set_table(table)
             seconds = time.perf_counter() - start
-            nll_after = distributed.mean_over_ranks(_mean_nll(model, used))
+            nll_after = distributed.mean_over_ranks(mean_nll(model, used))
     finally:
         if hasattr(model, "train"):
             model.train(was_training)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # light at import time: the Snakefile and the report read `na
 
 # name -> "module:Class". Strings, so that importing the registry imports no model code.
 REGISTRY: dict[str, str] = {
-    "lightrnn": "lightrnn.model:LightRNN",
+    "lightrnn": "lightrnn.method.model:LightRNN",
     "full_softmax": "baselines.full_softmax:FullSoftmaxLM",
     "class_softmax": "baselines.class_softmax:ClassSoftmaxLM",
     "adaptive_softmax": "baselines.adaptive_softmax:AdaptiveSoftmaxLM",
@@ -78,7 +78,7 @@ def build_from_config(
 
     `config.model_options` go to the model as they are; the run-level keys of `CONFIG_OPTIONS`
     go only to models that take them (a baseline has no word table). `initial_table: context`
-    builds the table from `train_stream` (`lightrnn.initial_table`); without a stream (counting
+    builds the table from `train_stream` (`lightrnn.method.initial_table`); without a stream (counting
     parameters, rebuilding a checkpoint whose table is in its state_dict) a random one stands in.
     """
     options: dict[str, Any] = dict(config.model_options)
@@ -88,7 +88,7 @@ def build_from_config(
     if options.get("initial_table") == "context":
         options["initial_table"] = "random"
         if train_stream is not None:
-            from lightrnn.initial_table import context_table
+            from lightrnn.method.initial_table import context_table
 
             options.setdefault("table", context_table(train_stream, vocab_size, seed=config.seed))
     if word_counts is not None and accepts(config.model, "word_counts"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
 
 
 @pytest.mark.parametrize("vocab_size, side", [(1, 1), (2, 2), (4, 2), (5, 3), (9, 3), (10, 4), (793471, 891), (136912, 371)])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
 
 
 def context_vectors(stream: np.ndarray, vocab_size: int, contexts: int = 1000, dims: int = 16) -> np.ndarray:
@@ -85,7 +85,7 @@ def context_table(stream: np.ndarray, vocab_size: int, seed: int = 0, method: st
     distance costs are full of near-ties, on which an exact dense assignment at V = 10,000 takes
     tens of minutes.
     """
-    from lightrnn.reallocate import solve
+    from lightrnn.method.reallocate import solve
 
     side = WordTable.square_size(vocab_size)
     vectors = context_vectors(stream, vocab_size)

@@ -1,6 +1,6 @@
 """LightRNN (Li et al., NIPS 2016): 2-component shared embeddings and a 2-D factorised softmax.
 
-Every word w sits in a table slot (r(w), c(w)) (`lightrnn.table.WordTable`). The model keeps one
+Every word w sits in a table slot (r(w), c(w)) (`lightrnn.method.word_table.WordTable`). The model keeps one
 input vector per row and per column (X_r, X_c: R x E and C x E), one LSTM stack shared by both
 half-steps, and two output heads (hidden -> R rows, hidden -> C columns, with bias):
 
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from lightrnn.lm import LanguageModel, LMOutput, State, lstm_param_count
 from lightrnn.runtime import run_lstm
-from lightrnn.table import WordTable
+from lightrnn.method.word_table import WordTable
 
 # log_prob runs the candidate column steps of at most this many (position, row) pairs per LSTM
 # call (at least one position's B * R): ~1 GB of temporaries at H = 1500, L = 2, C = 891.
@@ -70,7 +70,7 @@ class LightRNN(LanguageModel):
         realloc_columns: "separable" (the paper: one matching of the row and column losses, both
             scored under the old table) or "consistent" (rows first from the row losses, then the
             columns scored with every word fed its NEW row, then an exact C x C assignment per row;
-            `lightrnn.reallocate.reallocate_model`).
+            `lightrnn.method.reallocate.reallocate_model`).
         realloc_alternate: with "consistent", how many rows-then-columns passes (>= 1).
 
     Capacity fixes (word_bias, word_dim, word_input_dim) keep LightRNN's O(sqrt V) work per
@@ -393,8 +393,8 @@ class LightRNN(LanguageModel):
         return embeddings + lstm_param_count(embed_dim, hidden_dim, num_layers) + heads + words
 
     def between_rounds(self, batches, **options) -> dict[str, float]:
-        """Bootstrap word reallocation (docs/PAPER.md): see `lightrnn.reallocate.reallocate_model`."""
-        from lightrnn.reallocate import reallocate_model
+        """Bootstrap word reallocation (docs/PAPER.md): see `lightrnn.method.reallocate.reallocate_model`."""
+        from lightrnn.method.reallocate import reallocate_model
 
         options.setdefault("columns", self.realloc_columns)
         options.setdefault("alternate", self.realloc_alternate)
