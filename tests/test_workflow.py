@@ -202,8 +202,10 @@ def test_the_report_shows_the_verdict_in_a_browser(smoke_run, tmp_path: Path):
     for claim in paper.CLAIMS:
         assert html.escape(claim.claim, quote=False) in summary, claim.claim
     assert "confirmed" in summary
-    # The tables are registered as HTML (shown inline), the CSVs are not offered as results.
-    assert "verdict.html" in dom and "size-speed.html" in dom and "verdict.csv" not in dom
+    # The tables are registered results as HTML (shown inline); the CSVs are not results (downloads).
+    for name in ("verdict", "size-speed", "jobs"):
+        assert f'tables/{name}.html": {{"name"' in dom, name
+        assert f'tables/{name}.csv": {{"name"' not in dom, name
     screenshot = tmp_path / "report.png"
     shot = subprocess.run(
         [browser, "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
