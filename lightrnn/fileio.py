@@ -149,12 +149,13 @@ def check_free_space(folder: str | os.PathLike, needed_bytes: int, what: str) ->
     if free < needed:
         raise DiskFull(
             errno.ENOSPC,
-            f"{what} needs about {_size(needed)} in {folder} but only {_size(free)} is free there; "
+            f"{what} needs about {format_bytes(needed)} in {folder} but only {format_bytes(free)} is free there; "
             f"free some space or write to another disk",
         )
 
 
-def _size(count: int) -> str:
+def format_bytes(count: float) -> str:
+    """1023 B, 1.5 KiB, 2.0 GiB: sizes in messages and progress lines."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"

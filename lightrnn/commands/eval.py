@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from lightrnn.commands import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,19 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="the encoded data dir the model was trained on")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--batch-size", type=_positive, default=None, help="default: the run's eval_batch_size")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval_batch_size")
     parser.add_argument("--out", default=None, help="also write the JSON here (e.g. eval.json)")
     parser.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from lightrnn.commands import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,20 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="read the text as one stream, as `lightrnn eval` reads a split (state carried across "
                         "sentences, the first word context only): the corpus perplexity equals eval's. Default: "
                         "each sentence alone, from the state after one eos")
-    parser.add_argument("--batch-size", type=_positive, default=None, help="default: the run's eval_batch_size")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval_batch_size")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--summary", default=None, help="also write the corpus summary as JSON here")
     parser.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def read_text(name: str) -> list[str]:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import TextIO
 
+from lightrnn.fileio import format_bytes
+
 PROGRESS_ENV = "LIGHTRNN_PROGRESS_S"
 DEFAULT_EVERY_S = 60.0
 
@@ -24,13 +26,6 @@ def _every_s() -> float:
         return DEFAULT_EVERY_S
     return value if value >= 0 else DEFAULT_EVERY_S
 
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
 
 
 class Progress:
@@ -75,7 +70,7 @@ class Progress:
         parts = []
         if self.bytes:
             rate = (self.bytes - self.start_bytes) / elapsed
-            parts.append(f"{_size(self.bytes)} ({_size(rate)}/s)")
+            parts.append(f"{format_bytes(self.bytes)} ({format_bytes(rate)}/s)")
         if self.lines:
             parts.append(f"{self.lines:,} lines")
         if self.tokens:
