@@ -246,3 +246,19 @@ def test_series_styles_are_distinct_beyond_the_colour_cycle():
 
     styles = plots.series_styles(24)
     assert len({tuple(sorted(style.items())) for style in styles}) == 24
+
+
+def test_the_paper_figure_draws_the_best_baseline_of_its_own_dataset():
+    """The dashed line is aclw-fr's best baseline (adaptive softmax, 185.1), not the lowest test
+    perplexity of any dataset in the run (One Billion Word's 85.0)."""
+    from lightrnn.report import plots
+
+    import matplotlib.pyplot as plt
+
+    results = Results([row for key in RUNS for row in make_rows(*key)], [make_eval(*key) for key in RUNS])
+    figure = plots.perplexity_figure(results, "aclw-fr", DATE, "paper")
+    try:
+        labels = [line.get_label() for line in figure.axes[0].get_lines()]
+        assert any(label.startswith("best baseline test (Adaptive softmax: 185.1") for label in labels), labels
+    finally:
+        plt.close(figure)

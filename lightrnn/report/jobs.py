@@ -76,7 +76,8 @@ def jobs_table(records: list[dict[str, Any]], date: str) -> Table:
     if not cells:
         cells = [["–", "no benchmark file: run the workflow (snakemake) to measure its jobs", "–", "–", "–", "–"]]
     note = ("Measured by Snakemake for each job (the rules' benchmark: files under <run>/benchmarks/): wall "
-            "seconds, peak resident memory (MB), CPU seconds and mean CPU load (%). A job that was up to date "
-            "in this run keeps the numbers of the run that made it.")
+            "seconds, peak resident memory (MB), CPU seconds and mean CPU load (%). Snakemake samples a job's "
+            "processes about once a second, so a job shorter than that shows little memory or CPU. A job that was "
+            "up to date in this run keeps the numbers of the run that made it.")
     header = ["Rule", "Job", "Wall s", "Peak RSS MB", "CPU s", "Mean load %"]
     return Table("jobs", "What each job of the run cost", header, cells, out, note=note, left=2)

@@ -220,7 +220,7 @@ def perplexity_figure(results: Results, dataset: str, date: str, style: str = "p
     published = style == "paper" and published_curve_applies(dataset)
     if published:
         plotted += _draw_published_curve(axes)
-    baseline = _draw_best_baseline(axes, results.summaries) if style == "paper" else None
+    baseline = _draw_best_baseline(axes, results.summaries, dataset) if style == "paper" else None
     if baseline is not None:
         plotted.append(baseline[1])
     _style_axes(axes, plotted, baseline, f"{dataset_label(dataset)}: "
@@ -303,9 +303,11 @@ def _draw_reallocations(axes: Any, runs: dict[str, Any], style: str) -> tuple[li
     return plotted, notes
 
 
-def _draw_best_baseline(axes: Any, summaries: dict[tuple[str, str], RunSummary]) -> tuple[str, float] | None:
-    """A dashed line at the best baseline's exact test perplexity; returns (model, ppl), or None."""
-    baselines = [s for (_, model), s in summaries.items() if model != "lightrnn" and s.test_ppl is not None]
+def _draw_best_baseline(axes: Any, summaries: dict[tuple[str, str], RunSummary], dataset: str
+                        ) -> tuple[str, float] | None:
+    """A dashed line at the exact test perplexity of the dataset's best baseline; returns (model, ppl), or None."""
+    baselines = [s for (name, model), s in summaries.items()
+                 if name == dataset and model != "lightrnn" and s.test_ppl is not None]
     if not baselines:
         return None
     best = min(baselines, key=lambda summary: summary.test_ppl)  # type: ignore[arg-type,return-value]
