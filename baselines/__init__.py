@@ -1,1 +1,1 @@
-"""Baseline LSTM language models with LightRNN's interface (see `lightrnn.lm.LanguageModel`)."""
+"""Baseline LSTM language models with LightRNN's interface (see `lightrnn.core.lm.LanguageModel`)."""

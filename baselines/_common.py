@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from lightrnn.lm import State, lstm_param_count
-from lightrnn.runtime import run_lstm
+from lightrnn.core.lm import State, lstm_param_count
+from lightrnn.core.runtime import run_lstm
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -105,7 +105,7 @@ class LSTMTrunk(nn.Module):
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens [B, T] -> (hidden [B, T, H] after output dropout, state)."""
         embedded = self.input_dropout(self.embedding(tokens))  # [B, T, E]
-        # float32 with autocast off even under bf16 autocast: see `lightrnn.runtime.run_lstm`.
+        # float32 with autocast off even under bf16 autocast: see `lightrnn.core.runtime.run_lstm`.
         hidden, state = run_lstm(self.lstm, embedded, state)  # [B, T, H]
         return self.output_dropout(hidden), state
 

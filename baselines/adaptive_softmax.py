@@ -24,7 +24,7 @@ from baselines._common import (
     reject_unknown_options,
     resolve_word_counts,
 )
-from lightrnn.lm import LanguageModel, LMOutput, State
+from lightrnn.core.lm import LanguageModel, LMOutput, State
 
 # The model-specific options (config `model_options`) this model accepts.
 OPTIONS = ["word_counts", "cutoffs", "cutoff_mass", "div_value", "head_bias", "sparse_embedding"]
@@ -213,7 +213,7 @@ class AdaptiveSoftmaxLM(LanguageModel):
         """Read `token` [B] and sample the next word [B] through the head and the clusters: a head
         slot (a shortlist word or a cluster); for a cluster, a word from that cluster's own
         projected softmax; (words, state)."""
-        from lightrnn.sampling import sample_logits
+        from lightrnn.core.sampling import sample_logits
 
         hidden, state = self.trunk(token.unsqueeze(1), state)
         hidden = hidden[:, 0].float()  # [B, H]

@@ -26,7 +26,7 @@ from baselines._common import (
     reject_unknown_options,
     resolve_word_counts,
 )
-from lightrnn.lm import LanguageModel, LMOutput, State
+from lightrnn.core.lm import LanguageModel, LMOutput, State
 
 # The model-specific options (config `model_options`) this model accepts.
 OPTIONS = ["word_counts", "num_classes", "sparse_embedding"]
@@ -220,7 +220,7 @@ class ClassSoftmaxLM(LanguageModel):
     ) -> tuple[Tensor, State]:
         """Read `token` [B] and sample the next word [B]: a class from the K-way softmax, then a
         word from the softmax over that class's block of the word layer only; (words, state)."""
-        from lightrnn.sampling import sample_logits
+        from lightrnn.core.sampling import sample_logits
 
         hidden, state = self.trunk(token.unsqueeze(1), state)
         hidden = hidden[:, 0]  # [B, H]

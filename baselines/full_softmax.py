@@ -16,7 +16,7 @@ from baselines._common import (
     reject_unknown_options,
     resolve_word_counts,
 )
-from lightrnn.lm import LanguageModel, LMOutput, State
+from lightrnn.core.lm import LanguageModel, LMOutput, State
 
 # The model-specific options (config `model_options`) this model accepts.
 OPTIONS = ["word_counts", "tie_weights", "sparse_embedding"]
@@ -140,7 +140,7 @@ class FullSoftmaxLM(LanguageModel):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, State]:
         """Read `token` [B] and sample the next word [B] from the V-way softmax; (words, state)."""
-        from lightrnn.sampling import sample_logits
+        from lightrnn.core.sampling import sample_logits
 
         logits, state = self.logits(token.unsqueeze(1), state)  # [B, 1, V]
         return sample_logits(logits[:, 0], temperature, top_k, generator), state

@@ -32,7 +32,7 @@ MEAN_SENTENCE = 25  # tokens per sentence drawn from 5..45
 
 
 def _git_rev() -> str:
-    from lightrnn.metrics import git_rev
+    from lightrnn.core.metrics import git_rev
 
     return git_rev() or "unknown"
 

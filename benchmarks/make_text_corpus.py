@@ -93,7 +93,7 @@ def main() -> int:
     if not args.stdlib.is_dir():
         parser.error(f"--stdlib {args.stdlib}: not a directory")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-    from lightrnn.fileio import write_bytes
+    from lightrnn.core.fileio import write_bytes
 
     splits = build(args.stdlib, args.vocab)
     data = archive(splits)

@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 import lightrnn.commands
-from lightrnn.errors import explain
+from lightrnn.core.errors import explain
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from lightrnn.errors import DataError
-from lightrnn.fileio import write_text
-from lightrnn.loaders import parse_yaml, short
+from lightrnn.core.errors import DataError
+from lightrnn.core.fileio import write_text
+from lightrnn.core.loaders import parse_yaml, short
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
@@ -35,7 +35,7 @@ _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MAX_CONFIG_BYTES = 1 << 20
 # Upper bounds of the integer keys, checked when the config is read, before anything is built.
 # Memory (vocabulary x dims, layers, batch sizes) is checked against the device by
-# `lightrnn.preflight` on the meta device; these bounds keep what that check builds small in time:
+# `lightrnn.training.preflight` on the meta device; these bounds keep what that check builds small in time:
 # an nn.LSTM of 10**9 layers takes hours to build even on the meta device, and a seed must fit
 # numpy's 32-bit seeding.
 INT_BOUNDS: dict[str, tuple[int, int]] = {
@@ -88,7 +88,7 @@ class TrainConfig:
     # checkpoint every checkpoint_every_s seconds (0 = off), so a kill loses minutes, not an epoch.
     log_every_s: float = 600.0
     checkpoint_every_s: float = 1800.0
-    tensorboard: bool = False  # live curves in OUT/tensorboard/ (lightrnn.curves; needs the tensorboard extra)
+    tensorboard: bool = False  # live curves in OUT/tensorboard/ (lightrnn.training.curves; needs the tensorboard extra)
 
     def __post_init__(self) -> None:
         self._validate()

@@ -182,7 +182,7 @@ class Summary:
 
 def check_tests(summary: Summary, out: Path, deadline: float) -> None:
     """pytest -m gpu (the dry run only collects them), its log in OUT/pytest.log; stopped at `deadline`."""
-    from lightrnn.fileio import write_text
+    from lightrnn.core.fileio import write_text
 
     def body() -> str:
         command = [sys.executable, "-m", "pytest", "-m", "gpu", str(ROOT / "tests"), "-q", "-p", "no:cacheprovider"]
@@ -252,13 +252,13 @@ def _finite_ppl(rows: list[dict[str, Any]], what: str) -> None:
 
 def check_training(summary: Summary, out: Path, work: Path, deadline: float) -> None:
     """Train, resume from a rewound checkpoint and evaluate every model, bf16 off and on."""
-    from lightrnn.checkpoint import load_checkpoint, save_checkpoint
     from lightrnn.config import TrainConfig
+    from lightrnn.core.fileio import read_jsonl, write_text
     from lightrnn.data.markov import generate_markov_corpus
-    from lightrnn.evaluate import evaluate_checkpoint
-    from lightrnn.fileio import read_jsonl, write_text
     from lightrnn.registry import names
-    from lightrnn.train import train
+    from lightrnn.training.checkpoint import load_checkpoint, save_checkpoint
+    from lightrnn.training.evaluate import evaluate_checkpoint
+    from lightrnn.training.train import train
 
     data = work / "markov"
     generate_markov_corpus(data, **MARKOV)
@@ -320,7 +320,7 @@ def check_training(summary: Summary, out: Path, work: Path, deadline: float) -> 
 
 def check_bench(summary: Summary, out: Path, deadline: float) -> None:
     """`lightrnn bench throughput` on the device, fp32 and bf16, V = 10k and 100k; stopped at `deadline`."""
-    from lightrnn.csvio import read_csv
+    from lightrnn.core.csvio import read_csv
 
     needed = 2.0 if DRY_RUN else 20.0
     for dtype in DTYPES:
@@ -414,9 +414,9 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr)
             return 2
 
-    from lightrnn.csvio import write_csv
-    from lightrnn.fileio import write_json, write_text
-    from lightrnn.runtime import use_fp32_matmul
+    from lightrnn.core.csvio import write_csv
+    from lightrnn.core.fileio import write_json, write_text
+    from lightrnn.core.runtime import use_fp32_matmul
 
     steps = [step for step in STEPS if step not in args.skip]
     budget = Budget(args.budget_s, steps)

@@ -27,7 +27,7 @@ to read the text:
   bptt positions per forward call (padded, masked), read in `bptt` windows: calls of the size of
   `lightrnn eval`'s.
 - like eval (`like_eval=True`, `--like-eval`): the sentences form one stream (each followed by
-  eos) read exactly as `lightrnn.evaluate.evaluate` reads an encoded split (`eval_batch_size`
+  eos) read exactly as `lightrnn.training.evaluate.evaluate` reads an encoded split (`eval_batch_size`
   contiguous rows, state carried across sentences, the first token context only), so the corpus
   perplexity equals `eval`'s on the split encoded from the same text.
 """
@@ -44,16 +44,16 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from lightrnn.batches import lm_batches, load_vocab
-from lightrnn.checkpoint import data_vocab_payload, load_checkpoint, save_model, vocab_from_payload
 from lightrnn.config import TrainConfig
+from lightrnn.core.errors import DataError, UsageError
+from lightrnn.core.lm import LanguageModel, detach_state
+from lightrnn.core.metrics import perplexity
+from lightrnn.core.runtime import resolve_device
+from lightrnn.core.sampling import check_sampling
 from lightrnn.data.encode import words_of
-from lightrnn.errors import DataError, UsageError
-from lightrnn.lm import LanguageModel, detach_state
-from lightrnn.metrics import perplexity
 from lightrnn.registry import build_from_config
-from lightrnn.runtime import resolve_device
-from lightrnn.sampling import check_sampling
+from lightrnn.training.batches import lm_batches, load_vocab
+from lightrnn.training.checkpoint import data_vocab_payload, load_checkpoint, save_model, vocab_from_payload
 
 
 @dataclass
@@ -231,7 +231,7 @@ class TrainedModel:
     @torch.no_grad()
     def _token_nll(self, stream: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
         """NLL [N] (float64) of every token of `stream` given the ones before it, 0 for the first;
-        the batches of `lightrnn.evaluate.evaluate` (exact layout, state carried, float32)."""
+        the batches of `lightrnn.training.evaluate.evaluate` (exact layout, state carried, float32)."""
         device = self.device
         nll = torch.zeros(len(stream), dtype=torch.float64, device=device)
         # The same layout over the positions 0..N-1 says where each target of a batch sits.

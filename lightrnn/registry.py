@@ -2,7 +2,7 @@
 
 Training, evaluation, benchmarks, `lightrnn params` and the scaling study all build through
 `build` (or `build_from_config`, which maps a config onto it); nothing else names a model class.
-To add a model: write a `LanguageModel` subclass (`lightrnn.lm`) and add one line to `REGISTRY`
+To add a model: write a `LanguageModel` subclass (`lightrnn.core.lm`) and add one line to `REGISTRY`
 (see docs/DESIGN.md).
 """
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # light at import time: the Snakefile and the report read `na
     import numpy as np
 
     from lightrnn.config import TrainConfig
-    from lightrnn.lm import LanguageModel
+    from lightrnn.core.lm import LanguageModel
 
 # name -> "module:Class". Strings, so that importing the registry imports no model code.
 REGISTRY: dict[str, str] = {

@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under `torchrun --nproc_per_node 2` (gloo on 127.0.0.1).
 
 One launch checks, on every rank: every registered model trains data-parallel through
-`lightrnn.train.train`; a LightRNN reallocation ends with the same table on both ranks;
+`lightrnn.training.train.train`; a LightRNN reallocation ends with the same table on both ranks;
 `check_replicas_equal` catches a rank whose table differs; `gradient_bytes` equals DDP's bucket
 sizes; `evaluate_distributed` counts every target once. Each rank writes OUT/rank-<r>.json with
 what the test compares against single-process references.
@@ -19,14 +19,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lightrnn import distributed
-from lightrnn.batches import TrainPairs, load_split, load_vocab, shard_stream
+from lightrnn.core import distributed
+from lightrnn.training.batches import TrainPairs, load_split, load_vocab, shard_stream
 from lightrnn.config import TrainConfig
-from lightrnn.evaluate import evaluate_distributed
+from lightrnn.training.evaluate import evaluate_distributed
 from lightrnn.method.model import LightRNN
 from lightrnn.registry import names
 from lightrnn.method.reallocate import reallocate_model
-from lightrnn.train import train
+from lightrnn.training.train import train
 
 # Shared with tests/test_distributed.py: the per-rank batch here is half the single-process one.
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.0", "bptt=12", "lr=0.01", "device=cpu"]

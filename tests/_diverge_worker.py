@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from lightrnn import distributed
+from lightrnn.core import distributed
 from lightrnn.registry import build
-from lightrnn.optim import Optimizers
-from lightrnn.step import TrainingDiverged, train_step
+from lightrnn.training.optim import Optimizers
+from lightrnn.training.step import TrainingDiverged, train_step
 
 
 def main(out_dir: Path) -> None:

@@ -20,9 +20,9 @@ from lightrnn.benchmark.throughput import (
     stream_windows, zipf_probs, zipf_stream,
 )
 from lightrnn.cli import main
-from lightrnn.csvio import read_csv, write_csv
+from lightrnn.core.csvio import read_csv, write_csv
 from lightrnn.registry import build, model_class, names
-from lightrnn.optim import clip_grad_norm
+from lightrnn.training.optim import clip_grad_norm
 from lightrnn.report.performance import paired_ratio, performance_markdown
 from lightrnn.report.readme import write_performance_section
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lightrnn.benchmark import accumulate
-from lightrnn.csvio import read_csv
+from lightrnn.core.csvio import read_csv
 from lightrnn.cli import main
 from lightrnn.config import TrainConfig
-from lightrnn.train import train
+from lightrnn.training.train import train
 from tests.conftest import markov_corpus
 
 

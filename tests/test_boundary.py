@@ -25,16 +25,16 @@ import pytest
 import torch
 
 from lightrnn import cli
-from lightrnn.checkpoint import check_payload, load_checkpoint, save_checkpoint
+from lightrnn.training.checkpoint import check_payload, load_checkpoint, save_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.encoded import check_meta, load_vocab, read_vocab
 from lightrnn.data.prepare import prepare
 from lightrnn.data.progress import Progress
 from lightrnn.data.tiny import FIXED_MTIME, make_tiny_archive, pack, tiny_members
-from lightrnn.errors import DataError, explain
-from lightrnn.loaders import check_eval, load_eval, parse_yaml
+from lightrnn.core.errors import DataError, explain
+from lightrnn.core.loaders import check_eval, load_eval, parse_yaml
 from lightrnn.report.results import load_evals, load_metrics
-from lightrnn.runlock import LOCK_NAME
+from lightrnn.core.runlock import LOCK_NAME
 from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +263,7 @@ def test_yaml_alias_bomb_is_refused_without_expanding():
 
 
 def test_huge_eval_batch_is_refused_before_training(corpus, tmp_path, capsys, monkeypatch):
-    from lightrnn import preflight
+    from lightrnn.training import preflight
 
     monkeypatch.setattr(preflight, "available_memory", lambda device: 64 << 20)
     status, stderr = run(capsys, "train", "--data", corpus, "--model", "lightrnn", "--out", tmp_path / "o",

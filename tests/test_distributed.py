@@ -22,16 +22,16 @@ import pytest
 import torch
 
 from _distributed_worker import LIGHTRNN_RUN
-from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, shard_bounds, shard_stream
-from lightrnn.checkpoint import load_checkpoint
+from lightrnn.training.batches import TrainPairs, lm_batches, load_split, load_vocab, shard_bounds, shard_stream
+from lightrnn.training.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.markov import generate_markov_corpus
-from lightrnn.evaluate import evaluate
-from lightrnn.fileio import read_jsonl as read_metrics
+from lightrnn.training.evaluate import evaluate
+from lightrnn.core.fileio import read_jsonl as read_metrics
 from lightrnn.method.model import LightRNN
 from lightrnn.registry import names
 from lightrnn.method.reallocate import reallocate_model
-from lightrnn.train import train
+from lightrnn.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_distributed_worker.py"

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightrnn import cli, fileio
-from lightrnn.checkpoint import save_checkpoint
+from lightrnn import cli
+from lightrnn.core import fileio
+from lightrnn.training.checkpoint import save_checkpoint
 from lightrnn.data import encode as encode_module
 from lightrnn.data import encoded as encoded_module
 from lightrnn.data import fetch as fetch_module
@@ -29,8 +30,8 @@ from lightrnn.data import prepare as prepare_module
 from lightrnn.data.encode import encode
 from lightrnn.data.prepare import prepare
 from lightrnn.data.tiny import make_tiny_archive
-from lightrnn.errors import DiskFull, explain
-from lightrnn.metrics import perplexity
+from lightrnn.core.errors import DiskFull, explain
+from lightrnn.core.metrics import perplexity
 from lightrnn.method.word_table import WordTable
 from tests._data_fixtures import archive_server  # noqa: F401 (pytest fixture)
 from tests.conftest import markov_corpus
@@ -313,7 +314,7 @@ def test_perplexity_overflows_to_inf_and_evaluation_reports_divergence() -> None
     assert perplexity(1e6, 10) == float("inf") and perplexity(0.0, 5) == 1.0
     from types import SimpleNamespace
 
-    from lightrnn.evaluate import evaluate
+    from lightrnn.training.evaluate import evaluate
 
     class Huge(torch.nn.Module):
         def forward(self, tokens, targets, state):
@@ -504,7 +505,7 @@ def test_huge_batch_is_refused_before_allocating(corpus, tmp_path, capsys) -> No
 def test_the_size_check_counts_the_model_exactly_and_fits_a_normal_run() -> None:
     from lightrnn import registry
     from lightrnn.config import TrainConfig
-    from lightrnn.preflight import check_fits, count_parameters
+    from lightrnn.training.preflight import check_fits, count_parameters
 
     config = TrainConfig(model="lightrnn", device="cpu")
     assert count_parameters(config, 10_000) == registry.param_count("lightrnn", 10_000, 512, 512, 2)

@@ -18,17 +18,17 @@ import pytest
 import torch
 from torch import nn
 
-from lightrnn.batches import TrainPairs
+from lightrnn.training.batches import TrainPairs
 from lightrnn.benchmark.machine import matmul_flops_per_s
-from lightrnn.checkpoint import Progress, resume_training, rng_state, save_training, set_rng_state
+from lightrnn.training.checkpoint import Progress, resume_training, rng_state, save_training, set_rng_state
 from lightrnn.config import TrainConfig
-from lightrnn.evaluate import evaluate
+from lightrnn.training.evaluate import evaluate
 from lightrnn.registry import build, names
-from lightrnn.optim import Optimizers
+from lightrnn.training.optim import Optimizers
 from lightrnn.method.losses import accumulate_losses
-from lightrnn.runtime import PhasePeaks, use_fp32_matmul
-from lightrnn.step import train_step
-from lightrnn.optim import PlateauDecay
+from lightrnn.core.runtime import PhasePeaks, use_fp32_matmul
+from lightrnn.training.step import train_step
+from lightrnn.training.optim import PlateauDecay
 
 DEVICE = torch.device(os.environ.get("LIGHTRNN_GPU_TEST_DEVICE", "cuda"))
 pytestmark = [

@@ -22,17 +22,18 @@ import pytest
 import torch
 from torch import nn
 
-import lightrnn.checkpoint as checkpoint_module
-from lightrnn import distributed, runtime, step
+import lightrnn.training.checkpoint as checkpoint_module
+from lightrnn.core import distributed, runtime
+from lightrnn.training import step
 from lightrnn.benchmark import machine
-from lightrnn.checkpoint import resume_training, rng_state, set_rng_state
+from lightrnn.training.checkpoint import resume_training, rng_state, set_rng_state
 from lightrnn.config import TrainConfig
-from lightrnn.evaluate import evaluate_checkpoint
-from lightrnn.fileio import read_jsonl
+from lightrnn.training.evaluate import evaluate_checkpoint
+from lightrnn.core.fileio import read_jsonl
 from lightrnn.registry import build, names
-from lightrnn.optim import Optimizers
-from lightrnn.optim import PlateauDecay
-from lightrnn.train import train
+from lightrnn.training.optim import Optimizers
+from lightrnn.training.optim import PlateauDecay
+from lightrnn.training.train import train
 from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import pytest
 
 from lightrnn import gpucheck
 from lightrnn.benchmark import paper_speed
-from lightrnn.csvio import read_csv
+from lightrnn.core.csvio import read_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 

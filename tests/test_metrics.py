@@ -1,10 +1,10 @@
-"""The metrics row schema: one builder per row kind, every field declared in lightrnn/metrics.py."""
+"""The metrics row schema: one builder per row kind, every field declared in lightrnn/core/metrics.py."""
 
 from __future__ import annotations
 
 import json
 
-from lightrnn.metrics import (
+from lightrnn.core.metrics import (
     EPOCH_EXTRAS, FIELDS, REALLOC_FIELDS, RUN_EXTRAS, epoch_row, realloc_row, row_to_line, run_fields, undeclared,
 )
 

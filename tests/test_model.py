@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightrnn.lm import LMOutput
+from lightrnn.core.lm import LMOutput
 from lightrnn.method.model import LightRNN
 from lightrnn.registry import build
 from lightrnn.method.word_table import WordTable

@@ -1,11 +1,11 @@
-"""The learning-rate schedule (`lightrnn.optim.PlateauDecay`); the optimizers themselves are timed and
+"""The learning-rate schedule (`lightrnn.training.optim.PlateauDecay`); the optimizers themselves are timed and
 checked by the throughput benchmark's tests (tests/test_bench.py)."""
 
 from __future__ import annotations
 
 import torch
 
-from lightrnn.optim import Optimizers, PlateauDecay
+from lightrnn.training.optim import Optimizers, PlateauDecay
 
 
 def test_plateau_decay_restarts_its_count_after_a_reallocation() -> None:

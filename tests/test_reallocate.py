@@ -25,7 +25,7 @@ from lightrnn.method.reallocate import (
     solve,
 )
 from lightrnn.method.word_table import WordTable
-from lightrnn.metrics import undeclared
+from lightrnn.core.metrics import undeclared
 
 METHODS = ["exact", "greedy", "sparse", "refine", "auto"]
 
@@ -378,7 +378,7 @@ def test_reallocate_model_lowers_the_objective_and_restores_train_mode() -> None
         "realloc_accumulate_s", "realloc_solve_s", "realloc_bound_s",
     }
     assert metrics["realloc_columns"] == "separable" and metrics["realloc_alternate"] is None
-    assert undeclared(metrics) == [], "declare the reallocation's fields in lightrnn/metrics.py REALLOC_EXTRAS"
+    assert undeclared(metrics) == [], "declare the reallocation's fields in lightrnn/core/metrics.py REALLOC_EXTRAS"
     assert metrics["realloc_method"] == "exact"
     assert metrics["realloc_lower_bound"] <= metrics["realloc_objective"] < before
     parts = [metrics[f"realloc_{part}_s"] for part in ("accumulate", "solve", "bound")]
@@ -437,8 +437,8 @@ def test_load_losses_names_the_file_on_bad_input(tmp_path) -> None:
 def test_three_rounds_with_lightrnn(tmp_path) -> None:
     from lightrnn.config import TrainConfig
     from lightrnn.data.markov import generate_markov_corpus
-    from lightrnn.fileio import read_jsonl as read_metrics
-    from lightrnn.train import train
+    from lightrnn.core.fileio import read_jsonl as read_metrics
+    from lightrnn.training.train import train
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -468,7 +468,7 @@ def test_three_rounds_with_lightrnn(tmp_path) -> None:
 
 
 def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -> None:
-    from lightrnn.csvio import read_csv
+    from lightrnn.core.csvio import read_csv
     from lightrnn.cli import main
 
     row_loss, col_loss = random_losses(40, 7, 7, seed=11)
@@ -508,8 +508,8 @@ def test_synthetic_losses_shape_and_determinism() -> None:
 def test_training_saves_the_losses_and_splits_the_time(tmp_path) -> None:
     from lightrnn.config import TrainConfig
     from lightrnn.data.markov import generate_markov_corpus
-    from lightrnn.fileio import read_jsonl
-    from lightrnn.train import train
+    from lightrnn.core.fileio import read_jsonl
+    from lightrnn.training.train import train
 
     corpus = tmp_path / "markov"
     generate_markov_corpus(corpus, vocab_size=20, successors=3, train_tokens=800, valid_tokens=200,

@@ -1,7 +1,7 @@
 """Tables and plots from metrics rows: golden files for the renderers, plots, the CLI.
 
 The fixture is a generated set of metrics.jsonl rows and eval.json records with the schema
-`lightrnn.train` writes; the golden outputs live in tests/golden/ (readable text). After an
+`lightrnn.training.train` writes; the golden outputs live in tests/golden/ (readable text). After an
 intended change of the renderers, regenerate them with
 `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_report.py` and review the diff.
 """

@@ -90,7 +90,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle_in_the_packages() -> None:
     graph = _import_graph()
-    assert "lightrnn.train" in graph and "lightrnn.evaluate" in graph
+    assert "lightrnn.training.train" in graph and "lightrnn.training.evaluate" in graph
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -121,7 +121,7 @@ def _layer_diagram(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _diagram_module(name: str) -> str:
-    """`train.py` -> lightrnn.train, `__init__.py` -> lightrnn, `report/` -> lightrnn.report.* (the
+    """`train.py` -> lightrnn.training.train, `__init__.py` -> lightrnn, `report/` -> lightrnn.report.* (the
     package and every module in it), `baselines/` -> baselines.*."""
     if name == "baselines/":
         return "baselines.*"
@@ -170,9 +170,9 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 def test_the_layer_check_finds_an_upward_import() -> None:
-    placed = {"lightrnn.lm": 0, "lightrnn.train": 2, "lightrnn.report.*": 1, "lightrnn": 0}
-    graph = {"lightrnn.lm": {"lightrnn.train"}, "lightrnn.report.tables": {"lightrnn.lm"}, "lightrnn.train": set()}
-    assert _upward_imports(graph, placed) == ["lightrnn.lm (layer 0) imports lightrnn.train (layer 2)"]
+    placed = {"lightrnn.core.lm": 0, "lightrnn.training.train": 2, "lightrnn.report.*": 1, "lightrnn": 0}
+    graph = {"lightrnn.core.lm": {"lightrnn.training.train"}, "lightrnn.report.tables": {"lightrnn.core.lm"}, "lightrnn.training.train": set()}
+    assert _upward_imports(graph, placed) == ["lightrnn.core.lm (layer 0) imports lightrnn.training.train (layer 2)"]
     assert _layer_of("lightrnn.report.tables", placed) == 1 and _layer_of("lightrnn.report", placed) == 1
     assert _layer_of("lightrnn.method.word_table", placed) is None  # `__init__.py` places the package alone, not its modules
     diagram = "## Layers\n```\ntop    train.py  report/  (a comment.py)\nbottom    lm.py  baselines/\n```\n"

@@ -12,7 +12,7 @@ import yaml
 from test_workflow import job_counts, snakemake
 
 from lightrnn.config import TrainConfig
-from lightrnn.fileio import write_lines
+from lightrnn.core.fileio import write_lines
 from lightrnn.method.initial_table import context_table
 from lightrnn.registry import build_from_config
 from lightrnn.report.study import ablation_figure, ablation_table, load_variants, realloc_table, write_study

@@ -16,16 +16,16 @@ import pytest
 import torch
 
 from lightrnn import cli, registry
-from lightrnn.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches
-from lightrnn.checkpoint import load_checkpoint
+from lightrnn.training.batches import TrainPairs, lm_batches, load_split, load_vocab, num_batches
+from lightrnn.training.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.markov import entropy_rate, generate_markov_corpus
-from lightrnn.evaluate import evaluate
-from lightrnn.fileio import read_jsonl as read_metrics
-from lightrnn.metrics import FIELDS, undeclared
+from lightrnn.training.evaluate import evaluate
+from lightrnn.core.fileio import read_jsonl as read_metrics
+from lightrnn.core.metrics import FIELDS, undeclared
 from lightrnn.method.model import LightRNN
 from lightrnn.method.word_table import WordTable
-from lightrnn.train import TrainingDiverged, train
+from lightrnn.training.train import TrainingDiverged, train
 from tests.conftest import markov_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_loss_falls_and_rows_follow_the_schema(corpus: Path, tmp_path) -> None:
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     for row in rows:
         assert list(row)[: len(FIELDS)] == list(FIELDS)
-        assert undeclared(row) == [], "declare every row field in lightrnn/metrics.py"
+        assert undeclared(row) == [], "declare every row field in lightrnn/core/metrics.py"
         assert row["dataset"] == "markov" and row["model"] == "lightrnn" and row["device"] == "cpu"
         assert row["params"] == LightRNN.param_count(30, 16, 24, 1) and row["param_bytes"] == 4 * row["params"]
         assert row["train_tokens_per_s"] > 0 and row["eval_tokens_per_s"] > 0 and row["peak_memory_bytes"] > 0

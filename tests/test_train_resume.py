@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-import lightrnn.epoch as epoch_module
+import lightrnn.training.epoch as epoch_module
 from lightrnn import cli
-from lightrnn.checkpoint import RunMismatch, load_checkpoint
+from lightrnn.training.checkpoint import RunMismatch, load_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.markov import generate_markov_corpus
-from lightrnn.errors import UsageError
-from lightrnn.fileio import read_jsonl
-from lightrnn.runlock import LOCK_NAME, OutDirLocked
-from lightrnn.preflight import require_gpus
-from lightrnn.train import train
+from lightrnn.core.errors import UsageError
+from lightrnn.core.fileio import read_jsonl
+from lightrnn.core.runlock import LOCK_NAME, OutDirLocked
+from lightrnn.training.preflight import require_gpus
+from lightrnn.training.train import train
 from tests.conftest import markov_corpus
 
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12",

@@ -15,13 +15,13 @@ import torch
 
 import lightrnn
 from lightrnn import cli, registry
-from lightrnn.checkpoint import load_checkpoint, save_checkpoint
+from lightrnn.training.checkpoint import load_checkpoint, save_checkpoint
 from lightrnn.config import TrainConfig
 from lightrnn.data.encode import encode
 from lightrnn.data.prepare import prepare
 from lightrnn.data.tiny import make_tiny_archive
-from lightrnn.fileio import read_jsonl
-from lightrnn.train import train
+from lightrnn.core.fileio import read_jsonl
+from lightrnn.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = registry.names()
@@ -332,7 +332,7 @@ def test_tensorboard_events_appear_when_asked(corpus, tmp_path, capsys) -> None:
 
 def test_nothing_imports_tensorboard_unless_asked() -> None:
     code = (
-        "import sys, lightrnn, lightrnn.train, lightrnn.curves, lightrnn.pretrained, lightrnn.cli\n"
+        "import sys, lightrnn, lightrnn.training.train, lightrnn.training.curves, lightrnn.pretrained, lightrnn.cli\n"
         "lightrnn.cli.build_parser()\n"
         "loaded = [name for name in sys.modules if 'tensorboard' in name]\n"
         "assert not loaded, loaded\n"

@@ -49,10 +49,14 @@ def accumulation_speed(
 ) -> list[dict[str, Any]]:
     """One row per V: accumulation tokens/s and peak memory beside training/evaluation tokens/s; plus 793,471 by arithmetic."""
     from lightrnn.benchmark.throughput import (
-        ThroughputSettings, build_for_bench, measure_once, stream_windows, zipf_stream,
+        ThroughputSettings,
+        build_for_bench,
+        measure_once,
+        stream_windows,
+        zipf_stream,
     )
+    from lightrnn.core.runtime import use_fp32_matmul
     from lightrnn.method.losses import accumulate_losses
-    from lightrnn.runtime import use_fp32_matmul
 
     use_fp32_matmul()
     device = torch.device("cpu")
@@ -138,12 +142,12 @@ def fraction_effect(
     token), objective_nll_over_full (minus the fraction-1.0 table's), and nll_after (the frozen
     model's measured NLL per token over all batches with the table: the input side moves too).
     """
-    from lightrnn.batches import lm_batches, load_split, load_vocab
-    from lightrnn.checkpoint import load_checkpoint
     from lightrnn.config import TrainConfig
-    from lightrnn.registry import build_from_config
     from lightrnn.method.losses import accumulate_losses
     from lightrnn.method.reallocate import solve
+    from lightrnn.registry import build_from_config
+    from lightrnn.training.batches import lm_batches, load_split, load_vocab
+    from lightrnn.training.checkpoint import load_checkpoint
 
     payload = load_checkpoint(checkpoint, map_location="cpu")
     values = dict(payload["config"])

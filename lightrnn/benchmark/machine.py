@@ -21,8 +21,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from lightrnn.metrics import git_rev
-from lightrnn.runtime import tf32_enabled
+from lightrnn.core.metrics import git_rev
+from lightrnn.core.runtime import tf32_enabled
 
 
 def cpu_model() -> str:
@@ -54,7 +54,7 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "python_version": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git_rev": git_rev() or "unknown",
-        # Whether float32 GEMMs/LSTMs may use TF32 on this run (off: `lightrnn.runtime.use_fp32_matmul`).
+        # Whether float32 GEMMs/LSTMs may use TF32 on this run (off: `lightrnn.core.runtime.use_fp32_matmul`).
         "tf32": tf32_enabled(),
     }
 

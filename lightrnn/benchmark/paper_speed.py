@@ -29,8 +29,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from lightrnn.csvio import read_csv, write_csv
 from lightrnn.benchmark.machine import machine_info
+from lightrnn.core.csvio import read_csv, write_csv
 
 FILE_NAME = "paper-throughput.csv"
 BPTT = 32  # the official example's sequence length (docs/PAPER.md)
@@ -133,7 +133,7 @@ def run_paper_speed(
     size (official, 1 GPU) and the ratio to it.
     """
     from lightrnn.benchmark.throughput import ThroughputSettings, measure_once, zipf_stream
-    from lightrnn.runtime import use_fp32_matmul
+    from lightrnn.core.runtime import use_fp32_matmul
 
     device = torch.device(plan.device)
     use_fp32_matmul()

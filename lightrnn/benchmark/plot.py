@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightrnn.fileio import atomic_path
+from lightrnn.core.fileio import atomic_path
 
 
 def plot_throughput(rows: list[dict[str, Any]], out_png: str | Path) -> list[Path]:

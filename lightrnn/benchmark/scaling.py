@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightrnn.method import assignment, reallocate
-from lightrnn.csvio import read_csv, write_csv
 from lightrnn.benchmark.machine import load_average, machine_info, reset_peak_rss
 from lightrnn.benchmark.synthetic_losses import synthetic_losses
-from lightrnn.metrics import git_rev
+from lightrnn.core.csvio import read_csv, write_csv
+from lightrnn.core.metrics import git_rev
+from lightrnn.core.runtime import peak_memory_bytes
+from lightrnn.method import assignment, reallocate
 from lightrnn.registry import names, param_count
-from lightrnn.runtime import peak_memory_bytes
 
 # The paper's configurations (docs/PAPER.md): (name, dataset, V, embed, hidden, layers).
 PAPER_CONFIGS: tuple[tuple[str, str, int, int, int, int], ...] = (

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lightrnn.csvio import write_csv
 from lightrnn.benchmark.plot import plot_throughput
 from lightrnn.benchmark.scaling import model_sizes, realloc_scaling
 from lightrnn.benchmark.throughput import ThroughputSettings, run_throughput
+from lightrnn.core.csvio import write_csv
 
 
 def run_suite(

@@ -7,12 +7,12 @@ On a shared, noisy machine only ratios measured close together in time mean anyt
 - measurements are interleaved: repeat r runs the models in an order rotated by r, each model
   built afresh (only one model is alive at a time, so the largest one fits), then warm-up
   steps (not timed: allocator, Adam state, caches), then timed training steps, then timed
-  evaluation steps (forward under no_grad, as `lightrnn.evaluate` does), each timed over at
+  evaluation steps (forward under no_grad, as `lightrnn.training.evaluate` does), each timed over at
   least `timed_steps` steps and `min_seconds` seconds;
 - the square-GEMM peak is re-measured before every repeat, so utilisation compares a model with
   the machine as it was at that moment; summaries are medians over repeats.
 
-A training step is the training loop's own function (`lightrnn.step.train_step`): forward, mean
+A training step is the training loop's own function (`lightrnn.training.step.train_step`): forward, mean
 NLL, finite check, backward, global gradient-norm clipping, optimizer step, state detached. The
 optimizer is Adam; where a model offers sparse embedding gradients (`sparse_embedding`, the
 baselines' V x E table) the bench turns them on and gives those parameters SparseAdam, so the
@@ -34,12 +34,18 @@ from torch import Tensor
 
 from lightrnn.benchmark.flops import flops_per_token
 from lightrnn.benchmark.machine import (
-    PeakMemory, gemm_size, load_average, machine_info, matmul_flops_per_s, synchronize, torch_threads,
+    PeakMemory,
+    gemm_size,
+    load_average,
+    machine_info,
+    matmul_flops_per_s,
+    synchronize,
+    torch_threads,
 )
+from lightrnn.core.runtime import autocast_context, use_fp32_matmul
 from lightrnn.registry import accepts, build, model_class, names
-from lightrnn.optim import Optimizers
-from lightrnn.runtime import autocast_context, use_fp32_matmul
-from lightrnn.step import train_step
+from lightrnn.training.optim import Optimizers
+from lightrnn.training.step import train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -138,7 +144,7 @@ def build_for_bench(name: str, vocab_size: int, settings: ThroughputSettings) ->
 
 
 def make_optimizers(model: torch.nn.Module, lr: float) -> Optimizers:
-    """The training loop's Adam (+ SparseAdam for sparse embeddings): `lightrnn.optim.Optimizers`."""
+    """The training loop's Adam (+ SparseAdam for sparse embeddings): `lightrnn.training.optim.Optimizers`."""
     return Optimizers(model, "adam", lr)
 
 
@@ -152,7 +158,7 @@ def _train_steps(model, optimizers, windows, state, settings: ThroughputSettings
 
 @torch.no_grad()
 def _eval_steps(model, windows, state, settings: ThroughputSettings, device: torch.device):
-    """Evaluation forwards over `windows` (no graph), as `lightrnn.evaluate` runs them; returns the state."""
+    """Evaluation forwards over `windows` (no graph), as `lightrnn.training.evaluate` runs them; returns the state."""
     model.eval()
     for tokens, targets in windows:
         with autocast_context(device, settings.dtype == "bf16"):

@@ -110,7 +110,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace):
     from lightrnn.benchmark.throughput import ThroughputSettings
     from lightrnn.commands.params import parse_options
-    from lightrnn.loaders import short
+    from lightrnn.core.loaders import short
     from lightrnn.registry import names
 
     texts: dict[str, list[str]] = {}
@@ -149,8 +149,8 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def run_throughput(args: argparse.Namespace) -> int:
-    from lightrnn.csvio import write_csv
     from lightrnn.benchmark.throughput import run_throughput as measure
+    from lightrnn.core.csvio import write_csv
 
     if args.out.suffix != ".csv":
         raise ValueError(f"--out {args.out}: expected a .csv path")
@@ -174,7 +174,7 @@ def run_realloc(args: argparse.Namespace) -> int:
 
 def run_accumulate(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.accumulate import accumulation_speed
-    from lightrnn.csvio import write_csv
+    from lightrnn.core.csvio import write_csv
 
     if any(v < 2 for v in args.vocab_sizes) or args.batches < 1:
         raise ValueError(f"--vocab-sizes must be >= 2 and --batches >= 1, got {args.vocab_sizes} and {args.batches}")
@@ -185,7 +185,7 @@ def run_accumulate(args: argparse.Namespace) -> int:
 
 def run_fraction(args: argparse.Namespace) -> int:
     from lightrnn.benchmark.accumulate import fraction_effect
-    from lightrnn.csvio import write_csv
+    from lightrnn.core.csvio import write_csv
 
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file; pass a LightRNN run's best.pt")
@@ -199,16 +199,16 @@ def run_fraction(args: argparse.Namespace) -> int:
 
 
 def run_sizes(args: argparse.Namespace) -> int:
-    from lightrnn.csvio import write_csv
     from lightrnn.benchmark.scaling import model_sizes
+    from lightrnn.core.csvio import write_csv
 
     print(write_csv(model_sizes(), args.out))
     return 0
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from lightrnn.csvio import read_csv
     from lightrnn.benchmark.plot import plot_throughput
+    from lightrnn.core.csvio import read_csv
 
     for path in plot_throughput(read_csv(args.csv), args.out):
         print(path)

@@ -94,8 +94,8 @@ def _encode(args: argparse.Namespace) -> int:
 def _fixed_vocab(path: Path, text_dir: Path, dataset: str | None):
     """`--vocab`: a model file's vocabulary, or a vocab.tsv with the unk/eos of its meta.json (else of the
     dataset's rule, else <unk>/<eos>)."""
+    from lightrnn.core.errors import DataError
     from lightrnn.data.encode import FixedVocab, _rule_for
-    from lightrnn.errors import DataError
     from lightrnn.data.encoded import read_vocab
 
     if path.is_dir():
@@ -103,7 +103,7 @@ def _fixed_vocab(path: Path, text_dir: Path, dataset: str | None):
     if not path.is_file():
         raise FileNotFoundError(f"--vocab {path} does not exist; pass a vocab.tsv or a model file (best.pt)")
     if path.suffix != ".tsv":
-        from lightrnn.checkpoint import load_checkpoint, vocab_from_payload
+        from lightrnn.training.checkpoint import load_checkpoint, vocab_from_payload
 
         vocab = load_checkpoint(path).get("vocab")
         if vocab is None:

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     import errno
     from pathlib import Path
 
-    from lightrnn.evaluate import evaluate_checkpoint
-    from lightrnn.fileio import write_text
+    from lightrnn.core.fileio import write_text
+    from lightrnn.training.evaluate import evaluate_checkpoint
 
     if args.out and Path(args.out).is_dir():  # found now, not after a long evaluation
         raise IsADirectoryError(errno.EISDIR, "is a folder", args.out)

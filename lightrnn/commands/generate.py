@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lightrnn.core.sampling import check_sampling
     from lightrnn.pretrained import load
-    from lightrnn.sampling import check_sampling
 
     # Options first: a bad one is reported before the model is loaded.
     if args.tokens < 1:

@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def parse_options(texts: list[str], model: str, flag: str = "--option") -> dict:
     """KEY=VALUE option strings -> {key: YAML value}, each value typed by the model's constructor."""
     from lightrnn.config import check_option_values
-    from lightrnn.loaders import parse_yaml, short
+    from lightrnn.core.loaders import parse_yaml, short
     from lightrnn.registry import check_options
 
     options = {}
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lightrnn.config import INT_BOUNDS
-    from lightrnn.loaders import short
+    from lightrnn.core.loaders import short
     from lightrnn.registry import build, names, param_count
-    from lightrnn.preflight import meta_options
+    from lightrnn.training.preflight import meta_options
 
     if args.model not in names():
         raise ValueError(f"--model {short(args.model)}: unknown model; choose one of: {', '.join(names())}")

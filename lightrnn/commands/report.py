@@ -66,17 +66,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightrnn.errors import UsageError
+    from lightrnn.core.errors import UsageError
 
     missing = [option for option, value in (("--results", args.results), ("--out", args.out)) if value is None]
     if missing:
         raise UsageError(f"the following arguments are required: {', '.join(missing)} "
                          f"(e.g. lightrnn report --results results/smoke --out results/smoke)")
 
+    from pathlib import Path
+
     from lightrnn.report.build import write_report
     from lightrnn.report.results import find_results
-
-    from pathlib import Path
 
     metrics_paths, eval_paths = find_results(args.results)
     bench_dir = args.bench_dir

@@ -35,7 +35,7 @@ def read_text(name: str) -> list[str]:
     """The lines of a UTF-8 file, or of stdin for -; a one-line error naming the file otherwise."""
     from pathlib import Path
 
-    from lightrnn.errors import DataError
+    from lightrnn.core.errors import DataError
 
     if name == "-":
         return sys.stdin.read().splitlines()
@@ -51,7 +51,7 @@ def read_text(name: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightrnn.fileio import write_text
+    from lightrnn.core.fileio import write_text
     from lightrnn.pretrained import load
 
     where = "stdin" if args.text == "-" else args.text

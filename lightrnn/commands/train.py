@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lightrnn.config import TrainConfig
-    from lightrnn.train import TrainingDiverged, train
+    from lightrnn.training.train import TrainingDiverged, train
 
     config = TrainConfig.from_yaml(args.config, [*args.overrides, f"model={args.model}"])
     try:

@@ -293,7 +293,7 @@ def lock_file_path() -> Path:
 
 def read_lock(path: Path | None = None) -> dict[str, dict]:
     """corpus name -> {"sha256": hex, "size_bytes": int, "url": str}; {} when there is no lock file."""
-    from lightrnn.fileio import read_json_object
+    from lightrnn.core.fileio import read_json_object
 
     path = path or lock_file_path()
     if not path.exists():
@@ -302,7 +302,7 @@ def read_lock(path: Path | None = None) -> dict[str, dict]:
     entries = {name: entry for name, entry in data.items() if not name.startswith("_")}
     for name, entry in entries.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256", ""), str):
-            from lightrnn.errors import DataError
+            from lightrnn.core.errors import DataError
 
             raise DataError(f"checksum lock file {path}: the entry {name!r} is not {{\"sha256\": hex, ...}}; fix or delete it")
     return entries

@@ -18,7 +18,7 @@ message, when the disk fills). Nothing is held whole.
 
 Crash safety: the free space is checked before anything is written; every output goes into a
 hidden staging folder in OUT and the whole set is swapped in at the end, meta.json last
-(`lightrnn.fileio.staged_dir`). A failure (full disk, kill, bad bytes) leaves OUT's old set
+(`lightrnn.core.fileio.staged_dir`). A failure (full disk, kill, bad bytes) leaves OUT's old set
 whole and no temp files behind.
 """
 
@@ -31,13 +31,13 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from lightrnn.core.errors import DataError
+from lightrnn.core.fileio import STAGING_PREFIX, TEMP_SUFFIX, check_free_space
+from lightrnn.core.loaders import load_prepare
+from lightrnn.core.runlock import out_dir_lock
 from lightrnn.data.corpora import DATASETS, SPLITS, VocabRule, get_dataset
 from lightrnn.data.encoded import META, VOCAB, open_stream, write_meta, write_vocab, writing
 from lightrnn.data.progress import Progress
-from lightrnn.errors import DataError
-from lightrnn.fileio import STAGING_PREFIX, TEMP_SUFFIX, check_free_space
-from lightrnn.loaders import load_prepare
-from lightrnn.runlock import out_dir_lock
 
 LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
 # prepare refuses longer lines (lightrnn.data.prepare.MAX_LINE_BYTES); a hand-made text is held to it too.

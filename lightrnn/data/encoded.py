@@ -16,7 +16,7 @@ its format, its invariants and its checks live in one place:
   is refused naming both files.
 
 The whole set is written into a staging folder and swapped in, meta.json last (`writing`,
-over `lightrnn.fileio.staged_dir`): a failure leaves the old set whole.
+over `lightrnn.core.fileio.staged_dir`): a failure leaves the old set whole.
 """
 
 from __future__ import annotations
@@ -30,9 +30,18 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from lightrnn.errors import DataError
-from lightrnn.fileio import STAGING_PREFIX, TEMP_SUFFIX, atomic_path, load_npy, save_npy, staged_dir, write_json, write_text
-from lightrnn.loaders import Fields, read_json, short
+from lightrnn.core.errors import DataError
+from lightrnn.core.fileio import (
+    STAGING_PREFIX,
+    TEMP_SUFFIX,
+    atomic_path,
+    load_npy,
+    save_npy,
+    staged_dir,
+    write_json,
+    write_text,
+)
+from lightrnn.core.loaders import Fields, read_json, short
 
 SPLITS = ("train", "valid", "test")
 VOCAB = "vocab.tsv"

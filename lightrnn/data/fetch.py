@@ -36,12 +36,12 @@ import urllib.request
 from pathlib import Path
 
 from lightrnn import __version__
+from lightrnn.core.errors import DataError, DiskFull, is_disk_full
+from lightrnn.core.fileio import write_text
+from lightrnn.core.loaders import content_length
+from lightrnn.core.runlock import out_dir_lock
 from lightrnn.data.corpora import LOCK_ENV, Checksum, Corpus, expected_checksum, get_corpus, lock_file_path, read_lock
 from lightrnn.data.progress import Progress
-from lightrnn.errors import DataError, DiskFull, is_disk_full
-from lightrnn.fileio import write_text
-from lightrnn.loaders import content_length
-from lightrnn.runlock import out_dir_lock
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ Archives are read as a stream (tar: one sequential pass, members in archive orde
 member), so One Billion Word's 1.8 GB archive never needs unpacking to disk and memory stays
 bounded. The output files appear only when every split is complete and non-empty: they are
 written into a hidden staging folder in OUT and the set is swapped in at the end, prepare.json
-last (`lightrnn.fileio.staged_dir`); a failure (full disk, damaged archive, kill) leaves OUT's
+last (`lightrnn.core.fileio.staged_dir`); a failure (full disk, damaged archive, kill) leaves OUT's
 old files whole and no temp files behind.
 """
 
@@ -25,11 +25,11 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
 
+from lightrnn.core.errors import DataError
+from lightrnn.core.fileio import staged_dir, write_json
+from lightrnn.core.runlock import out_dir_lock
 from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
 from lightrnn.data.progress import Progress
-from lightrnn.errors import DataError
-from lightrnn.fileio import staged_dir, write_json
-from lightrnn.runlock import out_dir_lock
 
 BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
 # The longest line prepare accepts: a sentence, or a WikiText paragraph, is a few KB; a 1.5 GB
@@ -208,7 +208,7 @@ _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zip
 def check_zip_member(info: zipfile.ZipInfo, source: Path) -> None:
     """DataError naming the member when it cannot be read as plain text: encrypted, compressed with
     a method Python cannot decompress, or a symbolic link."""
-    from lightrnn.loaders import short
+    from lightrnn.core.loaders import short
 
     where = f"{source}: member {short(info.filename)}"
     if info.flag_bits & 0x1:
@@ -222,7 +222,7 @@ def check_zip_member(info: zipfile.ZipInfo, source: Path) -> None:
 
 def check_tar_member(info: tarfile.TarInfo, source: Path) -> None:
     """DataError naming a member the registry reads when it is a link or not a regular file."""
-    from lightrnn.loaders import short
+    from lightrnn.core.loaders import short
 
     if not info.isfile():
         kind = "a symbolic link" if info.issym() else "a hard link" if info.islnk() else "not a regular file"

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-from lightrnn.fileio import format_bytes
+from lightrnn.core.fileio import format_bytes
 
 PROGRESS_ENV = "LIGHTRNN_PROGRESS_S"
 DEFAULT_EVERY_S = 60.0

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightrnn.core.fileio import write_bytes
 from lightrnn.data.corpora import CORPORA, get_corpus
-from lightrnn.fileio import write_bytes
 
 FIXED_MTIME = 1_262_304_000  # 2010-01-01T00:00:00Z, for every tar member
 ZIP_DATE = (2016, 9, 26, 0, 0, 0)  # zip stores local date-time fields, no time zone

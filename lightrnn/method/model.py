@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightrnn.lm import LanguageModel, LMOutput, State, lstm_param_count
-from lightrnn.runtime import run_lstm
+from lightrnn.core.lm import LanguageModel, LMOutput, State, lstm_param_count
+from lightrnn.core.runtime import run_lstm
 from lightrnn.method.word_table import WordTable
 
 # log_prob runs the candidate column steps of at most this many (position, row) pairs per LSTM
@@ -416,7 +416,7 @@ class LightRNN(LanguageModel):
         draw is conditioned on landing on a word. Returns (words [B], the state after x_c(token)),
         which is what `forward` carries, so the next call continues from it.
         """
-        from lightrnn.sampling import sample_logits
+        from lightrnn.core.sampling import sample_logits
 
         if state is None:
             state = self.init_state(token.shape[0])

@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightrnn import distributed
-from lightrnn.fileio import atomic_open
+from lightrnn.core import distributed
+from lightrnn.core.fileio import atomic_open
 from lightrnn.method import assignment
 from lightrnn.method.losses import accumulate_column_losses, accumulate_losses, mean_nll, take_batches
 from lightrnn.method.word_table import WordTable

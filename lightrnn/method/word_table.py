@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightrnn.fileio import load_npy, save_npy
+from lightrnn.core.fileio import load_npy, save_npy
 
 
 class WordTable:

@@ -6,7 +6,7 @@ import datetime
 from pathlib import Path
 from typing import Iterable
 
-from lightrnn.fileio import write_text
+from lightrnn.core.fileio import write_text
 from lightrnn.report.jobs import jobs_table, read_job_benchmarks
 from lightrnn.report.layout import VERDICT_SUMMARY, dataset_family, planned_outputs, resolve_aclw_plot_dataset
 from lightrnn.report.plots import perplexity_plot, size_speed_chart

@@ -8,12 +8,11 @@ into the README. The report reads the benchmark's CSV files and never imports th
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
-import statistics
-
-from lightrnn.csvio import read_csv
+from lightrnn.core.csvio import read_csv
 from lightrnn.report.render import markdown_table, wrap_prose
 
 SECTION = "performance"

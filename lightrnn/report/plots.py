@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lightrnn.fileio import atomic_path
+from lightrnn.core.fileio import atomic_path
 from lightrnn.report import paper
 from lightrnn.report.layout import (
     PLOT_FORMATS,
@@ -25,8 +25,8 @@ from lightrnn.report.layout import (
     model_label,
     model_sort_key,
 )
-from lightrnn.report.results import Results, Row, RunSummary
 from lightrnn.report.render import format_count
+from lightrnn.report.results import Results, Row, RunSummary
 
 # One colour per model, the same in every figure (colour-blind-safe Okabe-Ito palette).
 MODEL_COLORS = {
@@ -161,7 +161,7 @@ def _provenance_line(rows: list[Row], date: str) -> str:
 
 
 def save_figure(figure: Any, stem: Path | str) -> list[Path]:
-    """Write STEM.png and STEM.pdf atomically (`lightrnn.fileio.atomic_path`)."""
+    """Write STEM.png and STEM.pdf atomically (`lightrnn.core.fileio.atomic_path`)."""
     stem = Path(stem)
     written = []
     for fmt in PLOT_FORMATS:

@@ -20,7 +20,7 @@ import csv
 import os
 from pathlib import Path
 
-from lightrnn.fileio import write_bytes
+from lightrnn.core.fileio import write_bytes
 from lightrnn.report.render import wrap_prose
 
 WORKFLOW_SECTION = "workflow"

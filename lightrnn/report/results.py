@@ -1,7 +1,7 @@
 """Reading metrics files and summarising one training run per (dataset, model).
 
 Tables and plots read only `metrics.jsonl` (one JSON object per evaluation point, written by
-`lightrnn.train`) and `eval.json` (the exact test perplexity of the best checkpoint, written by
+`lightrnn.training.train`) and `eval.json` (the exact test perplexity of the best checkpoint, written by
 `lightrnn eval`). Nothing here is typed by hand.
 """
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from lightrnn.loaders import load_eval, read_metrics
+from lightrnn.core.loaders import load_eval, read_metrics
 
 Row = dict[str, Any]
 
 
 def load_metrics(paths: Iterable[Path | str]) -> list[Row]:
-    """The rows of every metrics.jsonl file, in file order, each checked (`lightrnn.loaders.read_metrics`):
+    """The rows of every metrics.jsonl file, in file order, each checked (`lightrnn.core.loaders.read_metrics`):
     dataset and model named, every number of the schema typed and in range."""
     rows: list[Row] = []
     for path in paths:
@@ -28,7 +28,7 @@ def load_metrics(paths: Iterable[Path | str]) -> list[Row]:
 
 
 def load_evals(paths: Iterable[Path | str]) -> list[Row]:
-    """The objects of every eval.json file, each checked (`lightrnn.loaders.load_eval`): dataset and
+    """The objects of every eval.json file, each checked (`lightrnn.core.loaders.load_eval`): dataset and
     model named, ppl a finite number >= 1."""
     return [load_eval(path) for path in paths]
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightrnn.fileio import write_text
-from lightrnn.loaders import load_eval, read_metrics
+from lightrnn.core.fileio import write_text
+from lightrnn.core.loaders import load_eval, read_metrics
 from lightrnn.report.layout import model_label
-from lightrnn.report.results import epoch_rows, realloc_rows
 from lightrnn.report.render import Table, format_count, format_ppl, to_csv, to_markdown, wrap_prose
+from lightrnn.report.results import epoch_rows, realloc_rows
 
 Row = dict[str, Any]
 REFERENCE = "full_softmax"
@@ -71,7 +71,7 @@ def load_variants(run_dirs: Iterable[Path | str], specs: dict[str, dict[str, Any
     for run_dir in map(Path, run_dirs):
         name = run_dir.name
         spec = specs.get(name, {})
-        rows = read_metrics(run_dir / "metrics.jsonl")  # checked rows (lightrnn.loaders)
+        rows = read_metrics(run_dir / "metrics.jsonl")  # checked rows (lightrnn.core.loaders)
         if not rows:
             raise ValueError(f"{run_dir / 'metrics.jsonl'} has no rows; rerun the training job")
         model = spec.get("model", rows[0].get("model", name))
@@ -419,7 +419,7 @@ README_SECTION = "study"
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
     """The README's generated study block (figure, ablation table, reallocation table) and the PNG copy."""
-    from lightrnn.csvio import read_csv
+    from lightrnn.core.csvio import read_csv
 
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]

@@ -20,8 +20,8 @@ from typing import Any
 from lightrnn import registry
 from lightrnn.report import paper
 from lightrnn.report.layout import dataset_family, dataset_label, model_label
-from lightrnn.report.results import Results, Row, RunSummary
 from lightrnn.report.render import Table, format_count, markdown_table, wrap_prose
+from lightrnn.report.results import Results, Row, RunSummary
 
 CONFIRMED, NOT_CONFIRMED, PARTLY, NOT_RUN = "confirmed", "not confirmed", "partly", "not run here"
 WORDS = (CONFIRMED, NOT_CONFIRMED, PARTLY, NOT_RUN)
@@ -132,7 +132,7 @@ def speed_row(bench_dir: Path | str | None) -> Verdict:
     repeats = Path(bench_dir) / "throughput-repeats.csv" if bench_dir else None
     if repeats is None or not repeats.is_file():
         return Verdict(claim, "no `lightrnn bench` results given", "–", NOT_RUN, f"{NOT_RUN}: run `lightrnn bench`", {})
-    from lightrnn.csvio import read_csv
+    from lightrnn.core.csvio import read_csv
     from lightrnn.report.performance import paired_ratio
 
     raw = read_csv(repeats)
@@ -299,7 +299,7 @@ def reallocation_row(results: Results, run: str) -> Verdict:
 
 # ----------------------------------------------------------------------------- the ablation study
 def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
-    from lightrnn.csvio import read_csv
+    from lightrnn.core.csvio import read_csv
 
     path = Path(study_dir) / "tables" / "ablation.csv"
     if not path.is_file():
@@ -352,7 +352,7 @@ def study_perplexity_row(study_dir: Path | str) -> Verdict:
 def _study_spikes(study_dir: Path | str, label: str) -> tuple[str, list[float]]:
     """The spike as the paper measures it (valid ppl one epoch after each reallocation over the end of
     the round before) for the study's `label` LightRNN runs, beside the paper's and the frozen model's."""
-    from lightrnn.csvio import read_csv
+    from lightrnn.core.csvio import read_csv
     from lightrnn.report.study import paper_spikes
 
     path = Path(study_dir) / "tables" / "study-realloc.csv"

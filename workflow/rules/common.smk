@@ -12,7 +12,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
 from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
 from lightrnn.registry import names as model_names  # noqa: E402  (light: no torch)
-from lightrnn.runlock import live_holder  # noqa: E402  (light: no torch)
+from lightrnn.core.runlock import live_holder  # noqa: E402  (light: no torch)
 from lightrnn.report.layout import (
     STUDY_OUTPUTS,
     planned_outputs,

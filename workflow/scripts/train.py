@@ -1,7 +1,7 @@
 """Rule train: one model on one dataset with the resolved config (resumes from checkpoint.pt).
 
 gpu <= 1: trains in this process. gpu = N > 1: one process per GPU through torchrun
-(`lightrnn.distributed.launch_command`), with the resolved config written beside the job's log
+(`lightrnn.core.distributed.launch_command`), with the resolved config written beside the job's log
 (not into OUT, which may still hold the previous run until `train` moves it aside).
 A job that asked for a GPU fails at once when its environment's torch sees none (rather than
 training for weeks on CPU). A checkpoint in OUT of another config or of re-encoded data is moved
@@ -21,10 +21,10 @@ _workflow.log_to_file(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
 import torch  # noqa: E402
 
 from lightrnn.config import TrainConfig  # noqa: E402
-from lightrnn.distributed import launch_command  # noqa: E402
-from lightrnn.errors import UsageError  # noqa: E402
-from lightrnn.preflight import require_gpus  # noqa: E402
-from lightrnn.train import train  # noqa: E402
+from lightrnn.core.distributed import launch_command  # noqa: E402
+from lightrnn.core.errors import UsageError  # noqa: E402
+from lightrnn.training.preflight import require_gpus  # noqa: E402
+from lightrnn.training.train import train  # noqa: E402
 
 config = TrainConfig.from_dict(snakemake.params.config, source=f"config for rule train {snakemake.wildcards}")  # noqa: F821
 out_dir = Path(snakemake.output.metrics).parent  # noqa: F821

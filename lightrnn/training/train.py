@@ -1,6 +1,6 @@
 """The one training loop for every model: truncated BPTT, rounds, exact evaluation, checkpoints.
 
-Model-agnostic: it builds models through the registry, uses only the `lightrnn.lm` contract,
+Model-agnostic: it builds models through the registry, uses only the `lightrnn.core.lm` contract,
 and asks for a word table by capability (`getattr(model, "table", None)`), never by name.
 
 Schedule: `config.rounds` = epochs per round. Epochs are numbered 1, 2, ... across rounds;
@@ -13,23 +13,23 @@ whose `round` is the round about to start (the one that uses `table-<round>.npy`
 Resume: rerunning with the same config and out dir continues after the last checkpoint (the
 metrics file is rewritten from the rows the checkpoint holds, so a row written after it is
 not duplicated); the final metrics equal an uninterrupted run's on CPU. Inside an epoch a
-checkpoint is also written every `checkpoint_every_s` seconds (`lightrnn.epoch`): a resumed
+checkpoint is also written every `checkpoint_every_s` seconds (`lightrnn.training.epoch`): a resumed
 epoch continues at the next batch with the same result. The checkpoint records the data it trains on (`checkpoint.data_identity`); a
 checkpoint of another config or other data is refused (`on_config_change="refuse"`, the CLI's
 default) or moved aside (kept) before a fresh start ("move-aside", what the workflow uses):
-`lightrnn.rundir`, which also keeps best.pt. OUT/.lock (`lightrnn.runlock`) keeps a second
-process off the same OUT. Progress lines and bars: `lightrnn.progress`. Rows: `lightrnn.metrics`.
+`lightrnn.training.rundir`, which also keeps best.pt. OUT/.lock (`lightrnn.core.runlock`) keeps a second
+process off the same OUT. Progress lines and bars: `lightrnn.training.progress`. Rows: `lightrnn.core.metrics`.
 
-Data-parallel (`torchrun --nproc_per_node W -m lightrnn train ...`, `lightrnn.distributed`): the
+Data-parallel (`torchrun --nproc_per_node W -m lightrnn train ...`, `lightrnn.core.distributed`): the
 model is wrapped in DDP; batch sizes are per process and rank r trains on its contiguous shard of
 the training stream (`shard_stream`): the run sees exactly the batches of one process with batch
 W * batch_size. Evaluation is sharded the same way and summed: exact over the whole split. Rank 0
 alone writes files; every rank resumes from the same checkpoint (it holds each rank's RNG state).
 
 Read top to bottom: `train` (checks, process group, lock) -> `_train` (the schedule) -> `_epoch` /
-`_reallocate` (one event each; every row goes through `Run.record`) -> `Run`, what the loop
-carries from event to event -> `_open_run` / `_resume` (a fresh run, then OUT's checkpoint).
-The batches of an epoch: `lightrnn.epoch`.
+`_reallocate` (one event each; every row goes through `Run.record`, `lightrnn.training.run`)
+-> `_open_run` / `_resume` (a fresh run, then OUT's checkpoint).
+The batches of an epoch: `lightrnn.training.epoch`.
 """
 
 from __future__ import annotations
@@ -39,31 +39,28 @@ import functools
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from lightrnn import distributed, progress
-from lightrnn.batches import TrainPairs, load_split, load_vocab, shard_stream
-from lightrnn.checkpoint import (
-    Progress, RunMismatch, data_identity, data_vocab_payload, resume_training, rng_state, save_training,
-)
 from lightrnn.config import TrainConfig
-from lightrnn.curves import open_curves
-from lightrnn.epoch import train_epoch
-from lightrnn.evaluate import evaluate_distributed
-from lightrnn.fileio import append_line, remove_stale_temps, write_lines
-from lightrnn.metrics import epoch_row, param_stats, realloc_row, row_to_line, run_fields
+from lightrnn.core import distributed
+from lightrnn.core.fileio import remove_stale_temps, write_lines
+from lightrnn.core.metrics import epoch_row, param_stats, realloc_row, run_fields
+from lightrnn.core.runlock import out_dir_lock
+from lightrnn.core.runtime import PhasePeaks, resolve_device, seed_everything, tf32_enabled, use_fp32_matmul
 from lightrnn.registry import build_from_config
-from lightrnn.optim import Optimizers, PlateauDecay
-from lightrnn.preflight import check_fits
-from lightrnn.rundir import ensure_best, keep_best_copy, link_best, move_aside
-from lightrnn.runlock import out_dir_lock
-from lightrnn.runtime import PhasePeaks, resolve_device, seed_everything, tf32_enabled, use_fp32_matmul
-from lightrnn.step import TrainingDiverged
+from lightrnn.training import progress
+from lightrnn.training.batches import TrainPairs, load_split, load_vocab, shard_stream
+from lightrnn.training.checkpoint import Progress, RunMismatch, data_identity, data_vocab_payload, resume_training
+from lightrnn.training.curves import open_curves
+from lightrnn.training.epoch import train_epoch
+from lightrnn.training.optim import Optimizers, PlateauDecay
+from lightrnn.training.preflight import check_fits
+from lightrnn.training.run import Run
+from lightrnn.training.rundir import ensure_best, keep_best_copy, move_aside
+from lightrnn.training.step import TrainingDiverged
 
 ON_CONFIG_CHANGE = ("refuse", "move-aside")
 
@@ -79,7 +76,7 @@ def train(
     torchrun every process calls this; they join one process group for the run (see the module
     docstring). `on_config_change`: what to do with a checkpoint of another config or other data
     in OUT: "refuse" (an error naming both) or "move-aside" (keep it in OUT/../<name>.old-<hash12>/,
-    start afresh). `tensorboard`: a folder for live curves (`lightrnn.curves`; also on with the
+    start afresh). `tensorboard`: a folder for live curves (`lightrnn.training.curves`; also on with the
     config key `tensorboard`, into OUT/tensorboard).
     """
     if on_config_change not in ON_CONFIG_CHANGE:
@@ -185,95 +182,6 @@ def _reallocate(run: Run, event_index: int, round_index: int, epoch: int) -> Non
         peaks=run.peaks.row_fields(), wall_s=run.wall_s(), realloc=realloc,
     )
     run.record(row, event_index + 1)
-
-
-@dataclass
-class Run:
-    """What the loop carries from event to event: the run's fixed parts, then where it stands."""
-
-    config: TrainConfig
-    dataset: str
-    out_dir: Path
-    context: distributed.Context
-    streams: dict[str, np.ndarray]  # train, valid, test: the whole splits
-    train_stream: np.ndarray  # this rank's shard of the training split
-    model: torch.nn.Module  # evaluates, reallocates, saves
-    ddp_model: torch.nn.Module  # trains (`model` itself in one process)
-    optimizer: Optimizers
-    scheduler: PlateauDecay
-    peaks: PhasePeaks  # CUDA peak per phase (train, eval, realloc), reset at each row
-    data: dict[str, Any]  # `checkpoint.data_identity` of the encoded data
-    vocab_size: int
-    identity: dict[str, Any] = field(default_factory=dict)  # `metrics.run_fields`: in every row
-    step: int = 0
-    best_valid: float = float("inf")
-    rows: list[str] = field(default_factory=list)  # metrics.jsonl's lines so far
-    prior_wall: float = 0.0  # seconds trained before this process resumed the run
-    started: float = field(default_factory=time.perf_counter)
-    vocab: dict[str, Any] | None = None  # `checkpoint.vocab_payload`: checkpoints carry it, best.pt is usable alone
-    on_row: Callable[[dict[str, Any]], None] | None = None  # called with every row appended (`lightrnn.curves`)
-
-    @property
-    def main(self) -> bool:
-        return self.context.is_main
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoint.pt"
-
-    def wall_s(self) -> float:
-        return self.prior_wall + time.perf_counter() - self.started
-
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Exact ppl and tokens/s over the whole split (bf16 trains faster; reported ppl stays float32)."""
-        with self.peaks.phase("eval"):
-            return evaluate_distributed(
-                self.model, self.streams[split], self.config.eval_batch_size, self.config.bptt,
-                self.context.device, bf16=False,
-            )
-
-    def save(self, path: Path, event_index: int, epoch: dict[str, Any] | None = None) -> None:
-        """Every rank calls this (it gathers the RNG states); rank 0 writes.
-
-        `epoch` (a mid-epoch checkpoint): {"batch", "seconds", "step", "rank": this rank's
-        {"state", "nll", "tokens"}}; event_index is then the epoch's own event.
-        """
-        gathered = distributed.all_gather_objects({"rng": rng_state(), "epoch": epoch and epoch["rank"]})
-        if not self.main:
-            return
-        state = Progress(
-            next_event=event_index, step=epoch["step"] if epoch else self.step, wall_s=self.wall_s(),
-            best_valid=self.best_valid, rows=self.rows,
-        )
-        if epoch:
-            state.epoch_batch, state.epoch_seconds = epoch["batch"], epoch["seconds"]
-            state.carried = [entry["epoch"] for entry in gathered]
-        save_training(
-            path, self.config, self.dataset, self.vocab_size, self.model, self.optimizer, self.scheduler, state,
-            [entry["rng"] for entry in gathered], data=self.data, vocab=self.vocab,
-        )
-
-    def record(self, row: dict[str, Any], event_index: int) -> None:
-        """Every row passes here: best.pt, then the checkpoint (holding the row), then append, so
-        a kill in between loses nothing. best.pt goes first: a checkpoint that records an
-        improvement is never left beside a stale best.pt (a kill between the two only redoes this
-        epoch, which rewrites both)."""
-        line = row_to_line(row)
-        self.rows.append(line)
-        if row["valid_ppl"] is not None and row["valid_ppl"] < self.best_valid:
-            self.best_valid = row["valid_ppl"]
-            self.save(self.out_dir / "checkpoint-best.pt", event_index)
-            if self.main:
-                link_best(self.out_dir)
-        self.save(self.checkpoint_path, event_index)
-        if self.main:
-            metrics = self.out_dir / "metrics.jsonl"
-            if metrics.exists():
-                append_line(metrics, line)
-            else:  # deleted meanwhile (a workflow manager cleaning up a refused job): whole again, from the rows
-                write_lines(metrics, self.rows)
-        if self.on_row is not None:
-            self.on_row(row)
 
 
 def _open_run(

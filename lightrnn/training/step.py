@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightrnn import distributed
-from lightrnn.lm import State, detach_state
-from lightrnn.optim import Optimizers, clip_grad_norm
-from lightrnn.runtime import autocast_context
+from lightrnn.core import distributed
+from lightrnn.core.lm import State, detach_state
+from lightrnn.core.runtime import autocast_context
+from lightrnn.training.optim import Optimizers, clip_grad_norm
 
 
 class TrainingDiverged(FloatingPointError):

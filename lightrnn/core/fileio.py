@@ -10,7 +10,7 @@ ones a `kill -9` left behind. Finished files get the mode a plain `open` would g
 A set of files that belong together (encode's vocab.tsv, streams and meta.json; prepare's
 splits and prepare.json) is written into a hidden staging folder and swapped in at the end
 (`staged_dir`), manifest last, so a failure leaves the old set whole. Write failures become
-one-line errors naming the target file (`lightrnn.errors`): a full disk is `DiskFull`, whatever
+one-line errors naming the target file (`lightrnn.core.errors`): a full disk is `DiskFull`, whatever
 the writer (torch.save reports it as a RuntimeError without an errno).
 """
 
@@ -28,7 +28,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from lightrnn.errors import DataError, DiskFull, disk_full, is_disk_full
+from lightrnn.core.errors import DataError, DiskFull, disk_full, is_disk_full
 
 TEMP_SUFFIX = ".tmp"
 STAGING_PREFIX = ".staging."
@@ -311,15 +311,15 @@ def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", fix: str = "r
 
 
 def read_json_object(path: str | os.PathLike, fix: str) -> dict[str, Any]:
-    """A JSON file holding one object; DataError naming the file and `fix` otherwise (`lightrnn.loaders`)."""
-    from lightrnn.loaders import read_json_object as read
+    """A JSON file holding one object; DataError naming the file and `fix` otherwise (`lightrnn.core.loaders`)."""
+    from lightrnn.core.loaders import read_json_object as read
 
     return read(path, fix)
 
 
 def _json_object(text: str, where: str, fix: str) -> dict[str, Any]:
     """`text` parsed as one JSON object; DataError naming `where` (a file, or file:line) and `fix`."""
-    from lightrnn.loaders import Fields, parse_json
+    from lightrnn.core.loaders import Fields, parse_json
 
     return Fields(where, fix).mapping(parse_json(text, where, fix))
 

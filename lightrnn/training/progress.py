@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from lightrnn.metrics import perplexity
+from lightrnn.core.metrics import perplexity
 
 
 def progress_bar(total: int, description: str, initial: int = 0):

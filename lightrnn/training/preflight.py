@@ -18,8 +18,8 @@ import sys
 import numpy as np
 import torch
 
-from lightrnn.batches import check_stream_fits
-from lightrnn.errors import NotEnoughMemory, UsageError
+from lightrnn.core.errors import NotEnoughMemory, UsageError
+from lightrnn.training.batches import check_stream_fits
 
 FLOAT_BYTES = 4
 ID_BYTES = 8  # batches are int64 ids
@@ -89,7 +89,7 @@ def meta_table(vocab_size: int, grid: tuple[int, int] | None = None):
 
 def _saved_grid(path: str) -> tuple[int, int] | None:
     """(R, C) from the header row of a saved table .npy (memory-mapped: the words are not read)."""
-    from lightrnn.fileio import load_npy
+    from lightrnn.core.fileio import load_npy
 
     array = load_npy(path, mmap_mode="r", fix="pass a word table .npy written by WordTable.save")
     if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1:

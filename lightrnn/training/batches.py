@@ -43,7 +43,7 @@ def check_stream_fits(num_tokens: int, batch_size: int, exact: bool = False) -> 
     """ValueError before any array of `batch_size` rows is allocated, when training rows would be empty.
 
     Training (exact=False) needs at least one prediction per row: N - 1 >= batch_size.
-    Evaluation pads short rows, so only memory bounds its batch size (`lightrnn.preflight`).
+    Evaluation pads short rows, so only memory bounds its batch size (`lightrnn.training.preflight`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -13,9 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-from lightrnn.checkpoint import load_checkpoint
-from lightrnn.fileio import fit_name, write_lines
-from lightrnn.runlock import LOCK_NAME
+from lightrnn.core.fileio import fit_name, write_lines
+from lightrnn.core.runlock import LOCK_NAME
+from lightrnn.training.checkpoint import load_checkpoint
 
 
 def move_aside(out_dir: Path, old_hash: str) -> Path:

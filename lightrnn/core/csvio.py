@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from lightrnn.fileio import atomic_open
+from lightrnn.core.fileio import atomic_open
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:

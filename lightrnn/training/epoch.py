@@ -1,8 +1,8 @@
 """One pass over the training stream: its batches, the LSTM state carried across them,
 mid-epoch checkpoints, and progress (a bar on a terminal, timed lines otherwise).
 
-The loop (`lightrnn.train`) calls `train_epoch` once per epoch of its schedule; every batch goes
-through `lightrnn.step.train_step`, the step the throughput benchmark times.
+The loop (`lightrnn.training.train`) calls `train_epoch` once per epoch of its schedule; every batch goes
+through `lightrnn.training.step.train_step`, the step the throughput benchmark times.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lightrnn import distributed, progress
-from lightrnn.batches import lm_batches, num_batches
-from lightrnn.checkpoint import Progress
 from lightrnn.config import TrainConfig
-from lightrnn.metrics import perplexity
-from lightrnn.optim import Optimizers
-from lightrnn.step import TrainingDiverged, train_step
+from lightrnn.core import distributed
+from lightrnn.core.metrics import perplexity
+from lightrnn.training import progress
+from lightrnn.training.batches import lm_batches, num_batches
+from lightrnn.training.checkpoint import Progress
+from lightrnn.training.optim import Optimizers
+from lightrnn.training.step import TrainingDiverged, train_step
 
 
 def train_epoch(

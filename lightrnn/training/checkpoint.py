@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from lightrnn.config import RUNTIME_KEYS, TrainConfig
+from lightrnn.core.errors import DataError
+from lightrnn.core.fileio import atomic_path
+from lightrnn.core.loaders import Fields, check_metrics_row, parse_json, short
 from lightrnn.data.encoded import vocab_sha256
-from lightrnn.errors import DataError
-from lightrnn.fileio import atomic_path
-from lightrnn.loaders import Fields, check_metrics_row, parse_json, short
 
 FORMAT = 1
 
@@ -436,7 +436,7 @@ def data_vocab_payload(data_dir: str | os.PathLike, words: list[str], counts: An
     meta_path = Path(data_dir) / "meta.json"
     meta: dict[str, Any] = {}
     if meta_path.is_file():
-        from lightrnn.fileio import read_json_object
+        from lightrnn.core.fileio import read_json_object
 
         meta = read_json_object(meta_path, "run `lightrnn data encode` again into this folder")
     unk, eos = meta.get("unk_token"), meta.get("eos_token")

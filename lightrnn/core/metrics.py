@@ -3,7 +3,7 @@
 The whole row schema is declared here, and every row is built here, by one function per kind:
 `epoch_row` (after each epoch) and `realloc_row` (after a reallocation between rounds). A row
 holds, in this order: every field of `FIELDS` (null where it does not apply), the phases'
-`peak_memory_<phase>_bytes` (`lightrnn.runtime.PhasePeaks`: train, eval, realloc), the run's
+`peak_memory_<phase>_bytes` (`lightrnn.core.runtime.PhasePeaks`: train, eval, realloc), the run's
 `RUN_EXTRAS`, then `EPOCH_EXTRAS` or the reallocation's `REALLOC_EXTRAS`.
 
 FIELDS: kind ("epoch" | "realloc"), dataset, model, seed, round, epoch, step, lr, train_ppl,

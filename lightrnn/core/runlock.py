@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lightrnn.errors import UsageError
+from lightrnn.core.errors import UsageError
 
 LOCK_NAME = ".lock"
 

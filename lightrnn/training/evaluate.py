@@ -1,4 +1,4 @@
-"""Exact perplexity over a whole split, for any model that honours `lightrnn.lm`."""
+"""Exact perplexity over a whole split, for any model that honours `lightrnn.core.lm`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightrnn import distributed
-from lightrnn.batches import lm_batches, load_split, load_vocab, shard_stream
-from lightrnn.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
-from lightrnn.lm import detach_state
-from lightrnn.metrics import git_rev, param_stats, perplexity
+from lightrnn.core import distributed
+from lightrnn.core.lm import detach_state
+from lightrnn.core.metrics import git_rev, param_stats, perplexity
+from lightrnn.core.runtime import autocast_context, resolve_device
 from lightrnn.registry import build_from_config
-from lightrnn.preflight import check_fits
-from lightrnn.runtime import autocast_context, resolve_device
+from lightrnn.training.batches import lm_batches, load_split, load_vocab, shard_stream
+from lightrnn.training.checkpoint import load_checkpoint
+from lightrnn.training.preflight import check_fits
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 One loader per format (meta.json, prepare.json, eval.json, metrics.jsonl rows, YAML config and
 option values, HTTP headers; vocab.tsv and the encoded folder in `lightrnn.data.encoded`, the
-checkpoint payload and its word table in `lightrnn.checkpoint.check_payload`). Each one checks
+checkpoint payload and its word table in `lightrnn.training.checkpoint.check_payload`). Each one checks
 types, ranges and invariants and raises `DataError` (exit 2) naming the file (or option) and the
 field; what it returns is checked, so the code downstream never meets a string where a number
 belongs, a null perplexity or a word id past V.
@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from lightrnn.errors import DataError
+from lightrnn.core.errors import DataError
 
 ECHO_CHARS = 80
 MAX_DEPTH = 64

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightrnn.errors import UsageError
+from lightrnn.core.errors import UsageError
 
 EPOCH_TAGS = {"train_ppl": "ppl/train", "valid_ppl": "ppl/valid", "test_ppl": "ppl/test"}
 REALLOC_TAGS = {
