@@ -19,7 +19,7 @@ token and is counted.
 Scoring is exact: each target's NLL comes from the model's `forward`, which for every model
 equals -log_prob of the target under its exact distribution (LightRNN: -log P_r(row) - log
 P_c(col | row), the terms `LightRNN.log_prob` sums; tests/test_baselines.py checks nll == -log_prob
-for every registered model, tests/test_use.py checks score against LightRNN.log_prob). Two ways
+for every registered model, tests/test_pretrained.py checks score against LightRNN.log_prob). Two ways
 to read the text:
 - by sentence (default): each sentence alone, from the state after one eos (how a sentence
   starts in training), so every word and the final eos are scored and a sentence's score does

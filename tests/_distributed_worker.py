@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under `torchrun --nproc_per_node 2` (gloo on 127.0.0.1).
+"""Run by tests/training/test_distributed.py under `torchrun --nproc_per_node 2` (gloo on 127.0.0.1).
 
 One launch checks, on every rank: every registered model trains data-parallel through
 `lightrnn.training.train.train`; a LightRNN reallocation ends with the same table on both ranks;
@@ -28,7 +28,7 @@ from lightrnn.registry import names
 from lightrnn.method.reallocate import reallocate_model
 from lightrnn.training.train import train
 
-# Shared with tests/test_distributed.py: the per-rank batch here is half the single-process one.
+# Shared with tests/training/test_distributed.py: the per-rank batch here is half the single-process one.
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.0", "bptt=12", "lr=0.01", "device=cpu"]
 LIGHTRNN_RUN = [*TINY, "batch_size=4", "eval_batch_size=2", "rounds=[1,1]", "realloc_method=exact"]
 

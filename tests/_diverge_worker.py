@@ -1,4 +1,4 @@
-"""Run by tests/test_gpu_paths.py under `torchrun --nproc_per_node 2` (gloo on 127.0.0.1).
+"""Run by tests/training/test_gpu_paths.py under `torchrun --nproc_per_node 2` (gloo on 127.0.0.1).
 
 Rank 1's model produces a NaN loss, rank 0's a finite one. Both must raise TrainingDiverged
 naming rank 1 from the same step (rank 0 must not go on into backward's all-reduce and wait

@@ -32,7 +32,7 @@ def markov_corpus(factory: pytest.TempPathFactory, vocab_size: int, tokens: tupl
 @pytest.fixture(scope="module")
 def clean_copy():
     """A copy of the repository's tracked files, as a user's clone (for Snakemake runs)."""
-    from tests.test_workflow import _copy_repo
+    from tests._workflow_fixtures import copy_repo
 
     with tempfile.TemporaryDirectory() as folder:
-        yield _copy_repo(Path(folder) / "repo")
+        yield copy_repo(Path(folder) / "repo")

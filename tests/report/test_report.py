@@ -3,7 +3,7 @@
 The fixture is a generated set of metrics.jsonl rows and eval.json records with the schema
 `lightrnn.training.train` writes; the golden outputs live in tests/golden/ (readable text). After an
 intended change of the renderers, regenerate them with
-`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_report.py` and review the diff.
+`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/report/test_report.py` and review the diff.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lightrnn.report.build import write_report
 from lightrnn.report.results import Results, find_results, load_metrics, summarize
 from tests._report_fixtures import DATE, ROUNDS, RUNS, make_eval, make_rows, write_results
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return write_results(tmp_path / "run")

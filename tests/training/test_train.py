@@ -28,7 +28,7 @@ from lightrnn.method.word_table import WordTable
 from lightrnn.training.train import TrainingDiverged, train
 from tests.conftest import markov_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.1", "batch_size=8", "bptt=12",
         "lr=0.01", "eval_batch_size=4", "device=cpu"]
 

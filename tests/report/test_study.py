@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_workflow import job_counts, snakemake
+from tests._workflow_fixtures import job_counts, snakemake
 
 from lightrnn.config import TrainConfig
 from lightrnn.core.fileio import write_lines
@@ -17,7 +17,7 @@ from lightrnn.method.initial_table import context_table
 from lightrnn.registry import build_from_config
 from lightrnn.report.study import ablation_figure, ablation_table, load_variants, realloc_table, write_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(folder: Path, model: str, seed: int, valids: list[float], test: float, reallocs: dict[int, dict] = None):

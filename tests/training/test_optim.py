@@ -1,5 +1,5 @@
 """The learning-rate schedule (`lightrnn.training.optim.PlateauDecay`); the optimizers themselves are timed and
-checked by the throughput benchmark's tests (tests/test_bench.py)."""
+checked by the throughput benchmark's tests (tests/benchmark/test_bench.py)."""
 
 from __future__ import annotations
 

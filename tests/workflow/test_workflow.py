@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,21 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+from tests._workflow_fixtures import REPO, copy_repo, job_counts, snakemake
+
 JOB_KINDS = {"fetch", "prepare", "encode", "train", "evaluate", "render_report", "all"}
-
-
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> number of jobs."""
-    table = output[output.index("Job stats:") :]
-    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if name != "total"}
 
 
 def load(path: str) -> dict:
@@ -107,18 +94,11 @@ def test_smoke_checksums_match_the_generated_tiny_archives(tmp_path: Path):
         )
 
 
-def _copy_repo(target: Path) -> Path:
-    """A clean copy: the working tree without environments, caches, downloads or results."""
-    ignore = shutil.ignore_patterns(".venv*", ".git", ".snakemake", "results", "resources", "__pycache__", "*.egg-info")
-    shutil.copytree(REPO, target, ignore=ignore)
-    return target
-
-
 @pytest.fixture(scope="module")
 def smoke_run():
     """The whole smoke DAG from a clean copy of the repository, then its HTML report: (copy, run folder)."""
     with tempfile.TemporaryDirectory() as folder:
-        work = _copy_repo(Path(folder) / "repo")
+        work = copy_repo(Path(folder) / "repo")
         result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", cwd=work, timeout=1500)
         assert result.returncode == 0, result.stderr[-4000:]
         # The console shows Snakemake's own lines: no `lightrnn eval` JSON, no "Shell command: None".

@@ -36,7 +36,7 @@ from lightrnn.training.optim import PlateauDecay
 from lightrnn.training.train import train
 from tests.conftest import markov_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["embed_dim=16", "hidden_dim=24", "num_layers=1", "dropout=0.0", "batch_size=4", "bptt=8",
         "lr=0.01", "eval_batch_size=4", "device=cpu", "max_steps_per_epoch=3"]
 SIZES = dict(embed_dim=8, hidden_dim=16, num_layers=2, dropout=0.0)
@@ -214,7 +214,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_a_rank_with_a_non_finite_loss_stops_every_rank(tmp_path) -> None:
-    worker = Path(__file__).resolve().parent / "_diverge_worker.py"
+    worker = Path(__file__).resolve().parents[1] / "_diverge_worker.py"
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(worker), str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TORCHELASTIC_ERROR_FILE": "",

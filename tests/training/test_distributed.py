@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from _distributed_worker import LIGHTRNN_RUN
+from tests._distributed_worker import LIGHTRNN_RUN
 from lightrnn.training.batches import TrainPairs, lm_batches, load_split, load_vocab, shard_bounds, shard_stream
 from lightrnn.training.checkpoint import load_checkpoint
 from lightrnn.config import TrainConfig
@@ -33,8 +33,8 @@ from lightrnn.registry import names
 from lightrnn.method.reallocate import reallocate_model
 from lightrnn.training.train import train
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = Path(__file__).resolve().parent / "_distributed_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parents[1] / "_distributed_worker.py"
 COMPARED = ("train_ppl", "valid_ppl", "test_ppl", "realloc_objective", "realloc_nll_before", "realloc_nll_after")
 
 

@@ -37,7 +37,7 @@ from lightrnn.report.results import load_evals, load_metrics
 from lightrnn.core.runlock import LOCK_NAME
 from tests.conftest import markov_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "embed_dim=8", "--set", "hidden_dim=8", "--set", "num_layers=1", "--set", "batch_size=4",
         "--set", "bptt=6", "--set", "eval_batch_size=4", "--set", "rounds=[1]", "--set", "max_steps_per_epoch=2",
         "--set", "device=cpu"]
@@ -362,9 +362,9 @@ def test_finishing_run_rewrites_metrics_whole_from_its_checkpoint(corpus, tmp_pa
 
 @pytest.mark.skipif(not Path(sys.executable).with_name("snakemake").exists(), reason="snakemake not installed")
 def test_snakemake_refuses_a_train_job_of_a_locked_out_before_deleting(tmp_path):
-    from tests.test_workflow import _copy_repo
+    from tests._workflow_fixtures import copy_repo
 
-    repo = _copy_repo(tmp_path / "repo")
+    repo = copy_repo(tmp_path / "repo")
     out = repo / "results" / "smoke" / "ptb" / "lightrnn"
     out.mkdir(parents=True)
     (out / "metrics.jsonl").write_text('{"kind": "epoch"}\n')

@@ -36,7 +36,7 @@ from lightrnn.method.word_table import WordTable
 from tests._data_fixtures import archive_server  # noqa: F401 (pytest fixture)
 from tests.conftest import markov_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "embed_dim=8", "--set", "hidden_dim=8", "--set", "num_layers=1", "--set", "batch_size=4",
         "--set", "bptt=6", "--set", "eval_batch_size=4", "--set", "rounds=[1]", "--set", "max_steps_per_epoch=2",
         "--set", "device=cpu"]

@@ -1,0 +1,1 @@
+"""The test suite, laid out like the source: tests/<package>/test_<module>.py."""
