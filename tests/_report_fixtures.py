@@ -139,3 +139,29 @@ def write_bench(folder: Path) -> Path:
         for vocab, model in SPEEDS:
             writer.writerow([model, vocab, 64, 64, 2, 8, 8, "cpu", "fp32", 1, "Test CPU", "abc1234", DATE])
     return folder
+
+
+# ----- a `make gpu-check` folder
+GPU_SIZES = ((500, 500, 100), (1000, 1000, 200), (1500, 1500, 200))
+
+
+def _gpu_rows(light: float, adaptive: float, date: str = "2026-12-04 10:00 UTC") -> list[dict]:
+    """gpucheck's paper-throughput rows: LightRNN and the adaptive softmax at every size, bf16;
+    the full softmax skipped (memory), as on a real device."""
+    rows = []
+    for embed, hidden, batch in GPU_SIZES:
+        for model, speed in (("lightrnn", light), ("adaptive_softmax", adaptive), ("full_softmax", math.nan)):
+            rows.append({"device": "NVIDIA H200", "date": date, "torch_version": "2.13.0", "cuda_version": "12.8",
+                         "git_rev": "abcdef1234", "model": model, "vocab_size": 793_471, "embed_dim": embed,
+                         "hidden_dim": hidden, "num_layers": 2, "batch_size": batch, "bptt": 32, "dtype": "bf16",
+                         "status": "skipped" if math.isnan(speed) else "ok", "train_tokens_per_s": speed,
+                         "titan_x_tokens_per_s": {500: 24_615.0, 1000: 13_000.0, 1500: 7_250.0}[embed]})
+    return rows
+
+
+def write_gpu_speed(folder: Path, light: float, adaptive: float, date: str = "2026-12-04 10:00 UTC") -> Path:
+    """A `make gpu-check` folder (paper-throughput.csv and its summary) written by gpucheck's own writer."""
+    from lightrnn.benchmark import paper_speed
+
+    paper_speed.write_paper_speed(_gpu_rows(light, adaptive, date), folder)
+    return folder

@@ -15,7 +15,8 @@ full softmax.
 
 `write_paper_speed` writes the CSV (one row per model x size x dtype, with device, date, torch
 and CUDA versions and git revision) that `make gpu-check` puts in results/paper/gpu-<device>/;
-`read_paper_speed` / `find_paper_speed` / `speed_summary` are what a report reads back.
+`write_paper_speed` also writes `speed_summary`'s rows (LightRNN's tokens/s and its ratios, per size
+and dtype) to paper-speed-summary.csv: what the report reads (`lightrnn.report.gpu_speed`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from lightrnn.benchmark.machine import machine_info
-from lightrnn.core.csvio import read_csv, write_csv
+from lightrnn.core.csvio import PAPER_SPEED_SUMMARY, read_csv, write_csv
 
 FILE_NAME = "paper-throughput.csv"
 BPTT = 32  # the official example's sequence length (docs/PAPER.md)
@@ -202,7 +203,9 @@ def run_paper_speed(
 
 
 def write_paper_speed(rows: list[dict[str, Any]], out_dir: str | Path) -> Path:
-    """OUT_DIR/paper-throughput.csv (atomic)."""
+    """OUT_DIR/paper-throughput.csv and, beside it, the summary the report reads
+    (OUT_DIR/paper-speed-summary.csv, `speed_summary`'s rows); both atomic. Returns the first."""
+    write_csv(speed_summary(rows), Path(out_dir) / PAPER_SPEED_SUMMARY)
     return write_csv(rows, Path(out_dir) / FILE_NAME)
 
 
@@ -239,8 +242,11 @@ def speed_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         titan = next((float(r["titan_x_tokens_per_s"]) for r in rows if (int(r["embed_dim"]), int(r["hidden_dim"]),
                       int(r["batch_size"])) == (embed, hidden, batch) and r.get("titan_x_tokens_per_s") == r.get(
                       "titan_x_tokens_per_s") and r.get("titan_x_tokens_per_s") not in ("", None)), None)
+        source = light or adaptive or full or {}
         out.append({
-            "device": (light or adaptive or full or {}).get("device", ""), "embed_dim": embed, "hidden_dim": hidden,
+            **{key: source.get(key, "") for key in ("device", "date", "torch_version", "cuda_version", "git_rev")},
+            "vocab_size": next((int(r["vocab_size"]) for r in rows if "vocab_size" in r), ""),
+            "embed_dim": embed, "hidden_dim": hidden,
             "batch_size": batch, "dtype": dtype, "lightrnn_tokens_per_s": light_speed,
             "over_adaptive_softmax": light_speed / float(adaptive["train_tokens_per_s"]) if adaptive else nan,
             "over_full_softmax": light_speed / float(full["train_tokens_per_s"]) if full else nan,

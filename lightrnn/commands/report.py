@@ -62,6 +62,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     readme.add_argument("--bench-dir", default="results/paper/bench-cpu",
                         help="the committed `lightrnn bench` folder the verdict's speed row reads "
                         "(default: results/paper/bench-cpu)")
+    readme.add_argument("--gpu-dir", default="auto",
+                        help="the committed `make gpu-check` folder the verdict's speed row and the README's GPU "
+                        "block read (default: auto, the newest results/paper/gpu-*/ holding paper-speed-summary.csv; "
+                        "none: ignore GPU results)")
     readme.set_defaults(func=run_readme)
 
 
@@ -91,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_readme(args: argparse.Namespace) -> int:
+    from lightrnn.report.gpu_speed import find_gpu_dir
     from lightrnn.report.readme import update_readme
 
+    gpu_dir = {"auto": find_gpu_dir(), "none": None}.get(args.gpu_dir, args.gpu_dir)
     command = (f"lightrnn report readme --results {args.results} --readme {args.readme} --docs {args.docs} "
                f"--bench-dir {args.bench_dir}" + (f" --study {args.study}" if args.study else ""))
     for path in update_readme(args.results, args.readme, args.docs, args.bench_dir, args.study,
-                              args.aclw_plot_dataset, command):
+                              args.aclw_plot_dataset, command, gpu_dir=gpu_dir):
         print(path)
     return 0

@@ -9,6 +9,11 @@ from typing import Any, Iterable
 
 from lightrnn.core.fileio import atomic_open
 
+# The CSV files one side writes and the other reads, named once. `make gpu-check` writes
+# results/paper/gpu-<gpu>/PAPER_SPEED_SUMMARY (`lightrnn.benchmark.paper_speed`); the verdict's
+# speed row and the README's GPU block read it (`lightrnn.report.gpu_speed`).
+PAPER_SPEED_SUMMARY = "paper-speed-summary.csv"
+
 
 def write_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write `rows` (the union of their keys, in first-seen order) to `path` via a temp file + os.replace."""

@@ -186,20 +186,25 @@ def write_study_block(study_dir: Path | str, readme: Path | str, docs: Path | st
 
 def update_readme(
     results: Path | str, readme: Path | str, docs: Path | str, bench_dir: Path | str, study: Path | str | None,
-    aclw_plot_dataset: str | None, command: str,
+    aclw_plot_dataset: str | None, command: str, gpu_dir: Path | str | None = None,
 ) -> list[Path]:
-    """`lightrnn report readme`: the verdict section, the smoke block and (with `study`) the study
-    block, from committed results; everything is built and checked before the first write."""
+    """`lightrnn report readme`: the verdict section, the GPU throughput block, the smoke block and
+    (with `study`) the study block, from committed results; everything is built and checked before
+    the first write. `gpu_dir`: a `make gpu-check` folder (None: none is committed)."""
+    from lightrnn.report import gpu_speed
     from lightrnn.report import study as study_module
     from lightrnn.report.verdict import README_SECTION, readme_section
 
-    verdict = readme_section(results, bench_dir, command, study_dir=study)
+    verdict = readme_section(results, bench_dir, command, study_dir=study, gpu_dir=gpu_dir)
+    gpu_block = gpu_speed.readme_block(gpu_speed.load_gpu_speed(gpu_dir) if gpu_dir else None, command)
     marked_body(read_readme(readme), README_SECTION)
+    marked_body(read_readme(readme), gpu_speed.README_SECTION)
     if study:
         study_module.readme_block(study, readme, docs, command)  # check its inputs before any write
         marked_body(read_readme(readme), study_module.README_SECTION)
     written = write_smoke_block(results, readme, docs, aclw_plot_dataset, command)
     if study:
         written += write_study_block(study, readme, docs, command)
-    write_readme(readme, replace_section(read_readme(readme), README_SECTION, verdict))
+    text = replace_section(read_readme(readme), README_SECTION, verdict)
+    write_readme(readme, replace_section(text, gpu_speed.README_SECTION, gpu_block))
     return written

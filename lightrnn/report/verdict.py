@@ -126,8 +126,30 @@ def size_rows() -> list[Verdict]:
 
 
 # ----------------------------------------------------------------------------- benchmark
-def speed_row(bench_dir: Path | str | None) -> Verdict:
-    """The 2x training-speed claim from a `lightrnn bench` folder's paired throughput ratios."""
+def speed_row(bench_dir: Path | str | None, gpu_dir: Path | str | None = None) -> Verdict:
+    """The 2x training-speed claim: a `lightrnn bench` folder's paired throughput ratios and, with
+    `gpu_dir` (a `make gpu-check` folder, `lightrnn.report.gpu_speed`), the paper-size GPU ratios,
+    which then decide the verdict (the paper's claim is about its GPU setting)."""
+    cpu = _bench_speed_row(bench_dir)
+    if gpu_dir is None:
+        return cpu
+    from lightrnn.report.gpu_speed import load_gpu_speed, speed_judgement
+
+    gpu = load_gpu_speed(gpu_dir)
+    measured, verdict, every = speed_judgement(gpu)
+    if every is None:
+        return cpu
+    word = CONFIRMED if every else PARTLY
+    verdict = f"{word}: {verdict}" + (f"; CPU benchmark: {cpu.verdict}" if cpu.word != NOT_RUN else "")
+    both = f"{measured}; {cpu.measured}" if cpu.word != NOT_RUN else measured
+    source = f"`make gpu-check` in {gpu.provenance()}" + (f"; {cpu.source}" if cpu.word != NOT_RUN else "")
+    numbers = {**cpu.numbers, **{f"gpu_speedup_{row['embed_dim']}_{row['batch_size']}_{row['dtype']}":
+                               row["over_adaptive_softmax"] for row in gpu.measured()}}
+    return Verdict(cpu.claim, both, source, word, verdict, numbers)
+
+
+def _bench_speed_row(bench_dir: Path | str | None) -> Verdict:
+    """The speed row from a `lightrnn bench` folder alone."""
     claim = next(claim for claim in paper.CLAIMS if claim.key == "speed")
     repeats = Path(bench_dir) / "throughput-repeats.csv" if bench_dir else None
     if repeats is None or not repeats.is_file():
@@ -430,7 +452,8 @@ def study_reallocation_row(study_dir: Path | str) -> Verdict:
 
 # ----------------------------------------------------------------------------- the table
 def verdict_rows(
-    results: Results, bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None
+    results: Results, bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None,
+    gpu_dir: Path | str | None = None,
 ) -> list[Verdict]:
     """One verdict per claim of `paper.CLAIMS`, in that order.
 
@@ -438,7 +461,7 @@ def verdict_rows(
     study (best recipe against best recipe, and a fixed-table control), else from the run's rows.
     """
     by_key = {row.claim.key: row for row in size_rows()}
-    by_key["speed"] = speed_row(bench_dir)
+    by_key["speed"] = speed_row(bench_dir, gpu_dir)
     if study_dir is not None:
         by_key["perplexity"] = study_perplexity_row(study_dir)
         by_key["reallocation"] = study_reallocation_row(study_dir)
@@ -450,10 +473,10 @@ def verdict_rows(
 
 def verdict_table(
     results: Results, date: str, bench_dir: Path | str | None = None, run: str = "this run",
-    study_dir: Path | str | None = None,
+    study_dir: Path | str | None = None, gpu_dir: Path | str | None = None,
 ) -> Table:
     """The verdict as a `Table` (rendered like every other table: Markdown, LaTeX, CSV)."""
-    verdicts = verdict_rows(results, bench_dir, run, study_dir)
+    verdicts = verdict_rows(results, bench_dir, run, study_dir, gpu_dir)
     revisions = sorted({str(row["git_rev"]) for row in results.rows if row.get("git_rev")})
     devices = sorted({str(row["device"]) for row in results.rows if row.get("device")})
     cells, records = [], []
@@ -505,7 +528,8 @@ README_SECTION = "verdict"
 
 
 def readme_section(
-    results: Path | str | None, bench_dir: Path | str | None, command: str, study_dir: Path | str | None = None
+    results: Path | str | None, bench_dir: Path | str | None, command: str, study_dir: Path | str | None = None,
+    gpu_dir: Path | str | None = None,
 ) -> str:
     """The README's `verdict` section: heading, provenance sentence, the verdict table, its note.
 
@@ -524,8 +548,11 @@ def readme_section(
     if bench_dir is not None and not (Path(bench_dir) / "throughput-repeats.csv").is_file():
         raise FileNotFoundError(f"--bench-dir {bench_dir}: no throughput-repeats.csv; run `lightrnn bench all "
                                 f"--out {bench_dir}` first")
-    table = verdict_table(Results(rows, evals), date="", bench_dir=bench_dir, run=run, study_dir=study_dir)
+    table = verdict_table(Results(rows, evals), date="", bench_dir=bench_dir, run=run, study_dir=study_dir,
+                          gpu_dir=gpu_dir)
     used = [f"`{Path(bench_dir).as_posix()}/` (speed)"] if bench_dir else []
+    if gpu_dir is not None:
+        used.append(f"`{Path(gpu_dir).as_posix()}/` (speed at the paper's sizes on a GPU)")
     if study_dir is not None:
         used.append(f"`{Path(study_dir).as_posix()}/` (perplexity and reallocation: the ablation study)")
     elif rows:

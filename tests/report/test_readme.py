@@ -51,6 +51,10 @@ Hand-written prose after the block.
 <!-- section:performance -->
 Untouched.
 <!-- /section:performance -->
+
+<!-- section:gpu-speed -->
+Old GPU table.
+<!-- /section:gpu-speed -->
 """
 
 
@@ -195,3 +199,17 @@ def test_one_marker_helper_serves_every_block():
     assert replace_section(text, "b", "n", kind="generated") == text.replace("old", "n")
     with pytest.raises(ValueError, match="marker kind"):
         replace_section(text, "b", "n", kind="other")
+
+
+def test_report_readme_writes_the_gpu_block_and_the_verdict_from_a_gpu_folder(site, tmp_path: Path, capsys) -> None:
+    from tests._report_fixtures import write_gpu_speed
+
+    results, readme, docs = site
+    folder = write_gpu_speed(tmp_path / "gpu-nvidia-h200", 90_000.0, 30_000.0)
+    assert cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs),
+                     "--gpu-dir", str(folder)]) == 0, capsys.readouterr().err
+    text = readme.read_text(encoding="utf-8")
+    assert "| 1500/1500 batch 200 bf16 | 90,000 |" in readme_mod.marked_body(text, "gpu-speed")
+    verdict = " ".join(readme_mod.marked_body(text, "verdict").split())
+    assert f"`{folder.as_posix()}/` (speed at the paper's sizes on a GPU)" in verdict
+    assert "confirmed: 3.00x or more against the adaptive softmax at every GPU size measured" in verdict
