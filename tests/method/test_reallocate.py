@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from lightrnn.method import assignment
-from lightrnn.method.assignment.heuristic import _first_priority
+from lightrnn.method.assignment.heuristic import first_priority
 from lightrnn.method.losses import accumulate_column_losses, accumulate_losses
 from lightrnn.method.reallocate import (
     Allocation,
@@ -229,12 +229,12 @@ def _official_heap(loss: np.ndarray, words: list[int], capacity: list[int]) -> d
 def _official_greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
-    priority = _first_priority(row_loss)
+    priority = first_priority(row_loss)
     words = [int(w) for w in np.argsort(-priority, kind="stable")]
     row_of = _official_heap(row_loss, words, [num_cols] * num_rows)
     rows = np.array([row_of[w] for w in range(num_words)])
     cols = np.empty(num_words, dtype=np.int64)
-    col_priority = _first_priority(col_loss)
+    col_priority = first_priority(col_loss)
     for row in range(num_rows):
         members = [int(w) for w in np.flatnonzero(rows == row)]
         members.sort(key=lambda w: -col_priority[w])

@@ -12,7 +12,7 @@ import numpy as np
 from lightrnn.method.assignment.costs import word_chunks
 
 
-def _first_priority(loss: np.ndarray) -> np.ndarray:
+def first_priority(loss: np.ndarray) -> np.ndarray:
     """[V] float64: the official code's key of each word's first candidate.
 
     pyreallocate.cpp sorts a word's losses ascending (l_0 <= l_1 <= ...), pops its best
@@ -118,7 +118,7 @@ def _greedy_bins(loss: np.ndarray, words: np.ndarray, capacity: np.ndarray) -> n
 def greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The official CNTK heuristic (pyreallocate.cpp), reimplemented; returns (rows, cols) [V].
 
-    Phase 1: words leave a max-heap keyed by `_first_priority` of their row losses and take
+    Phase 1: words leave a max-heap keyed by `first_priority` of their row losses and take
     their best row that still has fewer than C words. Phase 2, row by row: the words of the row
     leave a heap keyed the same way on their column losses and take their best free column.
     Same result as the C++ heap up to the order of equal keys (it assumes losses >= 0, as
@@ -128,14 +128,14 @@ def greedy(row_loss: np.ndarray, col_loss: np.ndarray) -> tuple[np.ndarray, np.n
     """
     num_words, num_rows = row_loss.shape
     num_cols = col_loss.shape[1]
-    row_order = np.argsort(-_first_priority(row_loss), kind="stable")
+    row_order = np.argsort(-first_priority(row_loss), kind="stable")
     rows = np.empty(num_words, dtype=np.int64)
     rows[row_order] = _greedy_bins(row_loss, row_order, np.full(num_rows, num_cols))
 
     # Phase 2, vectorised across rows: step k lets the k-th word (in key order) of every row
     # take its cheapest free column of that row; the last two words of a full row follow the
     # literal heap (their last candidates are keyed 0).
-    col_priority = _first_priority(col_loss)
+    col_priority = first_priority(col_loss)
     by_row = np.lexsort((-col_priority, rows))  # words grouped by row, each row in key order
     counts = np.bincount(rows, minlength=num_rows)
     row_start = np.r_[0, np.cumsum(counts)[:-1]]
