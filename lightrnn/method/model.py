@@ -88,12 +88,20 @@ class LightRNN(LanguageModel):
             columns scored with every word fed its NEW row, then an exact C x C assignment per row;
             `lightrnn.method.reallocate.reallocate_model`).
         realloc_alternate: with "consistent", how many rows-then-columns passes (>= 1).
+        sparse_embedding: sparse gradients for the per-word tables (word_bias, word_out, word_in),
+            so the training loop's `Optimizers` gives them SparseAdam (the baselines' option of the
+            same name). Off by default: the loss and gradients are the same, but Adam and
+            SparseAdam update untouched rows differently, and NCCL cannot all-reduce sparse
+            gradients (multi-GPU runs refuse it). Turn it on at large V: without it every step
+            builds dense V x k gradients and runs Adam over all V (2k + 1) per-word parameters.
 
     Capacity fixes (word_bias, word_dim, word_input_dim) add O(C k + k E) work per token and
     O(V) parameters for a fixed k (k (V + H) + k (V + E) + V: at the paper's V and k = 32, more
     than plain LightRNN has in all; `lightrnn params`); every word's terms follow it when it
-    moves. Their tables are sparse-gradient embeddings (`sparse_parameters`), so a training step
-    touches only the rows of the words it reads, never a V x k gradient.
+    moves. A training step reads the per-word rows of the target rows' words once per distinct
+    row of the batch and of the input tokens, so with `sparse_embedding` its gradient and
+    optimizer work are O(C k) per token too (the words that share a target's row get gradient
+    through the column normaliser), never a V x k sweep.
 
     A distribution over exactly the V words at every V: where V < R * C the table has empty
     slots, and both softmaxes skip them (the row softmax skips rows with no word, the column
@@ -105,7 +113,7 @@ class LightRNN(LanguageModel):
     """
 
     options = ("table", "word_counts", "initial_table", "table_seed", "word_bias", "word_dim", "word_input_dim",
-               "realloc_columns", "realloc_alternate")
+               "realloc_columns", "realloc_alternate", "sparse_embedding")
     REALLOC_COLUMNS = ("separable", "consistent")
 
     def __init__(
@@ -124,14 +132,16 @@ class LightRNN(LanguageModel):
         word_input_dim: int = 0,
         realloc_columns: str = "separable",
         realloc_alternate: int = 1,
+        sparse_embedding: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim),
                             ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if int(value) < 1:
                 raise ValueError(f"LightRNN: {name} must be >= 1, got {value}")
-        if not isinstance(word_bias, bool):
-            raise ValueError(f"LightRNN: word_bias must be true or false, got {word_bias!r}")
+        for name, value in (("word_bias", word_bias), ("sparse_embedding", sparse_embedding)):
+            if not isinstance(value, bool):
+                raise ValueError(f"LightRNN: {name} must be true or false, got {value!r}")
         for name, value in (("word_dim", word_dim), ("word_input_dim", word_input_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"LightRNN: {name} must be an integer >= 0 (0 = off), got {value!r}")
@@ -171,12 +181,16 @@ class LightRNN(LanguageModel):
         self.register_buffer("word_col", torch.as_tensor(table.cols, dtype=torch.long))  # [V]
         # Per-word capacity (off by default, so the paper's model and its checkpoints are unchanged).
         self.word_dim, self.word_input_dim = int(word_dim), int(word_input_dim)
-        self.word_bias = nn.Parameter(torch.zeros(vocab_size)) if word_bias else None  # b: [V]
+        # Embedding tables (the bias a [V, 1] one), so that sparse_embedding gives all three sparse gradients.
+        self.sparse_embedding = bool(sparse_embedding)
+        self.word_bias = nn.Embedding(vocab_size, 1, sparse=self.sparse_embedding) if word_bias else None  # b: [V, 1]
+        if self.word_bias is not None:
+            nn.init.zeros_(self.word_bias.weight)
         if self.word_dim:
-            self.word_out = nn.Embedding(vocab_size, self.word_dim)  # u: [V, k]
+            self.word_out = nn.Embedding(vocab_size, self.word_dim, sparse=self.sparse_embedding)  # u: [V, k]
             self.word_out_proj = nn.Linear(hidden_dim, self.word_dim, bias=False)  # P: [k, H]
         if self.word_input_dim:
-            self.word_in = nn.Embedding(vocab_size, self.word_input_dim)  # e: [V, k]
+            self.word_in = nn.Embedding(vocab_size, self.word_input_dim, sparse=self.sparse_embedding)  # e: [V, k]
             self.word_in_proj = nn.Linear(self.word_input_dim, embed_dim, bias=False)  # A: [E, k]
         self.realloc_columns, self.realloc_alternate = realloc_columns, int(realloc_alternate)
         self._init_weights()
@@ -259,16 +273,38 @@ class LightRNN(LanguageModel):
         """b_w + u_w . P h for words [..., n] given the column hidden state [..., H]: [..., n]."""
         terms = hidden.new_zeros(words.shape, dtype=torch.float32)
         if self.word_bias is not None:
-            terms = terms + self.word_bias[words].float()
+            terms = terms + self.word_bias(words).squeeze(-1).float()
         if self.word_dim:
             query = self.word_out_proj(hidden).float()  # [..., k]
             terms = terms + (self.word_out(words).float() * query.unsqueeze(-2)).sum(-1)
         return terms
 
     def _row_word_terms(self, rows: Tensor, hidden: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots."""
+        """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots.
+
+        The per-word rows are read once per DISTINCT row of `rows` ([U, C] lookups, U <= R), then
+        spread to the positions, so the tables' (sparse) gradients hold U C rows, not one per
+        position and slot, and the only per-position tensor is the [..., C, k] product the
+        u_w . P h terms need (O(C k) per position, as the work itself).
+        """
         words, filled = self._slot_words(*(table or (None, None)))
-        return self._word_terms(words[rows], hidden) * filled[rows]
+        distinct, position = torch.unique(rows.reshape(-1), return_inverse=True)  # [U], [N]
+        row_words = words[distinct]  # [U, C]
+        terms = hidden.new_zeros((*rows.shape, self._num_cols), dtype=torch.float32)
+        if self.word_bias is not None:
+            terms = terms + self.word_bias(row_words).squeeze(-1).float()[position].view_as(terms)
+        if self.word_dim:
+            query = self.word_out_proj(hidden).float().reshape(-1, self.word_dim, 1)  # [N, k, 1]
+            vectors = self.word_out(row_words).float()[position]  # [N, C, k]
+            terms = terms + torch.bmm(vectors, query).view_as(terms)
+        return terms * filled[rows]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the bias became a [V, 1] embedding hold it as a [V] parameter.
+        legacy = state_dict.get(prefix + "word_bias")
+        if legacy is not None and legacy.dim() == 1:
+            state_dict[prefix + "word_bias.weight"] = state_dict.pop(prefix + "word_bias").unsqueeze(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----- the table -----------------------------------------------------------------------
 

@@ -90,8 +90,8 @@ def test_the_terms_follow_a_word_when_it_moves():
     model = _model(16, {"word_bias": True})
     tokens, targets = _stream(16, seed=3)
     with torch.no_grad():
-        model.word_bias.zero_()
-        model.word_bias[targets[0, 0]] = 50.0  # that word takes (nearly) all of its row's column mass
+        model.word_bias.weight.zero_()
+        model.word_bias.weight[targets[0, 0]] = 50.0  # that word takes (nearly) all of its row's column mass
         row_logp, col_logp, _ = model.slot_log_probs(tokens, targets)
         table = model.table
         word = int(targets[0, 0])
@@ -128,3 +128,58 @@ def test_generate_step_samples_the_exact_distribution_with_word_terms(options):
     with torch.no_grad():
         exact = model.log_prob(token[:1, None])[0][0, 0].exp().double().numpy()
     assert 0.5 * np.abs(empirical - exact).sum() < 0.03
+
+
+@pytest.mark.parametrize("vocab_size", [13, 16, 150])
+def test_sparse_per_word_gradients_equal_the_dense_ones(vocab_size):
+    """sparse_embedding changes only the gradients' layout: same loss, same gradient values, and the
+    per-word tables' gradients are sparse (rows of the words read, no V x k tensor)."""
+    options = {"word_bias": True, "word_dim": 4, "word_input_dim": 3}
+    dense = _model(vocab_size, options)
+    sparse = _model(vocab_size, {**options, "sparse_embedding": True})
+    sparse.load_state_dict(dense.state_dict())
+    tokens, targets = _stream(vocab_size, seed=3)
+    losses = []
+    for model in (dense, sparse):
+        model.train().zero_grad()
+        loss = model(tokens, targets).nll.sum()
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1])
+    for (name, p_dense), p_sparse in zip(dense.named_parameters(), sparse.parameters()):
+        if name.split(".")[0] in ("word_bias", "word_out", "word_in"):
+            assert p_sparse.grad.is_sparse and not p_dense.grad.is_sparse, name
+            touched = set(p_sparse.grad.coalesce().indices()[0].tolist())
+            read = set(tokens.flatten().tolist()) if name == "word_in.weight" else {
+                w for w in range(vocab_size) if int(dense.word_row[w]) in set(dense.word_row[targets].flatten().tolist())}
+            assert read <= touched <= read | {vocab_size - 1}, name  # the last id stands in for empty slots (zero values)
+            torch.testing.assert_close(p_sparse.grad.to_dense(), p_dense.grad, msg=name)
+        else:
+            torch.testing.assert_close(p_sparse.grad, p_dense.grad, msg=name)
+
+
+def test_sparse_per_word_tables_train_with_sparse_adam():
+    from lightrnn.training.optim import Optimizers
+
+    model = _model(13, {"word_bias": True, "word_dim": 3, "word_input_dim": 2, "sparse_embedding": True}).float()
+    optimizers = Optimizers(model, "adam", 1e-2)
+    assert optimizers.label == "Adam+SparseAdam"
+    tokens, targets = _stream(13, seed=4)
+    before = model.word_out.weight.detach().clone()
+    first = None
+    for _ in range(5):
+        optimizers.zero_grad()
+        loss = model.train()(tokens, targets).nll.mean()
+        loss.backward()
+        optimizers.step()
+        first = float(loss.detach()) if first is None else first
+    assert float(loss.detach()) < first and not torch.equal(before, model.word_out.weight)
+
+
+def test_a_checkpoint_with_the_old_vector_bias_loads():
+    model = _model(16, {"word_bias": True})
+    state = model.state_dict()
+    state["word_bias"] = state.pop("word_bias.weight").squeeze(1)  # the [V] parameter of earlier revisions
+    fresh = LightRNN(16, embed_dim=6, hidden_dim=10, num_layers=2, dropout=0.0, word_bias=True).double()
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.word_bias.weight, model.word_bias.weight)
