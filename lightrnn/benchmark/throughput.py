@@ -17,6 +17,11 @@ NLL, finite check, backward, global gradient-norm clipping, optimizer step, stat
 optimizer is Adam; where a model offers sparse embedding gradients (`sparse_embedding`, the
 baselines' V x E table) the bench turns them on and gives those parameters SparseAdam, so the
 baselines do not pay a dense V x E Adam update per step: what a careful engineer would do.
+LightRNN with per-word terms offers the same option for its per-word tables.
+
+A model entry is a registry name or NAME@LABEL: a labelled copy with options of its own (for
+example `lightrnn@words` with `model_options["lightrnn@words"] = {"word_bias": True, ...}`), so
+plain LightRNN and a variant are measured in the same run, interleaved, under their own rows.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class ThroughputSettings:
         if not self.models:
             raise ValueError("throughput: models is empty; choose from " + ", ".join(names()))
         for name in self.models:
-            model_class(name)  # a ValueError naming the registry's models
+            model_class(registry_name(name))  # a ValueError naming the registry's models
         for name in self.model_options:
             if name not in self.models:
                 raise ValueError(f"throughput: model_options for {name!r}, which is not among models {list(self.models)}")
@@ -101,6 +106,11 @@ class ThroughputSettings:
             raise ValueError("throughput: dtype bf16 needs a CUDA device (autocast); use dtype fp32 on CPU")
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"throughput: device {self.device!r} asked for but CUDA is not available; use cpu")
+
+
+def registry_name(entry: str) -> str:
+    """The registry model of a bench entry: NAME or NAME@LABEL (a labelled variant) -> NAME."""
+    return entry.partition("@")[0]
 
 
 def zipf_probs(vocab_size: int) -> np.ndarray:
@@ -135,10 +145,10 @@ def stream_windows(stream: np.ndarray, batch_size: int, bptt: int, device: torch
 def build_for_bench(name: str, vocab_size: int, settings: ThroughputSettings) -> torch.nn.Module:
     """The registry's model at the bench sizes; sparse embedding gradients wherever the model offers them."""
     options = dict(settings.model_options.get(name, {}))
-    if settings.sparse_embedding and accepts(name, "sparse_embedding"):
+    if settings.sparse_embedding and accepts(registry_name(name), "sparse_embedding"):
         options.setdefault("sparse_embedding", True)
     return build(
-        name, vocab_size, embed_dim=settings.embed_dim, hidden_dim=settings.hidden_dim,
+        registry_name(name), vocab_size, embed_dim=settings.embed_dim, hidden_dim=settings.hidden_dim,
         num_layers=settings.num_layers, dropout=settings.dropout, **options,
     )
 

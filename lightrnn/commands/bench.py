@@ -119,10 +119,11 @@ def _settings(args: argparse.Namespace):
         key, equals, _value = assignment.partition("=")
         if not colon or not equals or not key:
             raise ValueError(f"--option {short(option)}: expected MODEL:KEY=VALUE, e.g. adaptive_softmax:div_value=2")
-        if model not in names():
-            raise ValueError(f"--option {short(option)}: unknown model {short(model)}; choose one of: {', '.join(names())}")
+        if model.partition("@")[0] not in names():
+            raise ValueError(f"--option {short(option)}: unknown model {short(model)}; choose one of: {', '.join(names())} "
+                             "(or NAME@LABEL, a labelled variant)")
         texts.setdefault(model, []).append(assignment)
-    model_options = {model: parse_options(values, model) for model, values in texts.items()}
+    model_options = {model: parse_options(values, model.partition("@")[0]) for model, values in texts.items()}
     return ThroughputSettings(
         vocab_sizes=tuple(args.vocab_sizes), models=tuple(args.models), embed_dim=args.embed_dim,
         hidden_dim=args.hidden_dim, num_layers=args.num_layers, dropout=args.dropout, batch_size=args.batch_size,

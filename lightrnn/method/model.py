@@ -62,6 +62,42 @@ def _slot_scores(logits: Tensor, keep: Tensor) -> Tensor:
     return torch.where(keep, logits - normaliser, logits - torch.logaddexp(normaliser, logits))
 
 
+class _RowsOf(torch.autograd.Function):
+    """weight[ids] for sorted distinct `ids`, whose gradient is a coalesced sparse [V, k] tensor.
+
+    What a sparse `nn.Embedding` gives, minus its cost: its gradient lists one row per look-up,
+    unsorted, so gradient clipping and SparseAdam each sort and merge it (`coalesce`), which at
+    the paper's V costs more than the whole step of plain LightRNN. The callers look every word
+    up once, so the gradient is coalesced by construction.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, ids: Tensor) -> Tensor:
+        ctx.save_for_backward(ids)
+        ctx.size = weight.shape
+        return weight.index_select(0, ids)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (ids,) = ctx.saved_tensors
+        # Fresh index and value tensors: only then does autograd keep this tensor (and its coalesced flag).
+        return torch.sparse_coo_tensor(ids.unsqueeze(0).clone(), grad.clone(), ctx.size, is_coalesced=True,
+                                       check_invariants=False), None
+
+
+def _rows_of(table: nn.Embedding, ids: Tensor) -> Tensor:
+    """table.weight[ids] for sorted distinct ids [n]: [n, k]; a sparse gradient when the table is sparse."""
+    if table.sparse:
+        return _RowsOf.apply(table.weight, ids)
+    return table.weight.index_select(0, ids)
+
+
+def _lookup(table: nn.Embedding, words: Tensor) -> Tensor:
+    """table.weight[words] for any ids [...]: [..., k], each distinct id read once (see `_RowsOf`)."""
+    ids, position = torch.unique(words.reshape(-1), return_inverse=True)
+    return _rows_of(table, ids)[position].view(*words.shape, -1)
+
+
 class LightRNN(LanguageModel):
     """LightRNN language model over `vocab_size` word ids.
 
@@ -229,7 +265,7 @@ class LightRNN(LanguageModel):
         """x_c(w) [+ A e_w] for every token: [B, T, E]."""
         col_in = self.col_embedding(self.word_col[tokens])
         if self.word_input_dim:
-            col_in = col_in + self.word_in_proj(self.word_in(tokens))
+            col_in = col_in + self.word_in_proj(_lookup(self.word_in, tokens))
         return col_in
 
     def _slot_words(self, rows: Tensor | None = None, cols: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -273,10 +309,10 @@ class LightRNN(LanguageModel):
         """b_w + u_w . P h for words [..., n] given the column hidden state [..., H]: [..., n]."""
         terms = hidden.new_zeros(words.shape, dtype=torch.float32)
         if self.word_bias is not None:
-            terms = terms + self.word_bias(words).squeeze(-1).float()
+            terms = terms + _lookup(self.word_bias, words).squeeze(-1).float()
         if self.word_dim:
             query = self.word_out_proj(hidden).float()  # [..., k]
-            terms = terms + (self.word_out(words).float() * query.unsqueeze(-2)).sum(-1)
+            terms = terms + (_lookup(self.word_out, words).float() * query.unsqueeze(-2)).sum(-1)
         return terms
 
     def _row_word_terms(self, rows: Tensor, hidden: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
@@ -289,15 +325,22 @@ class LightRNN(LanguageModel):
         """
         words, filled = self._slot_words(*(table or (None, None)))
         distinct, position = torch.unique(rows.reshape(-1), return_inverse=True)  # [U], [N]
-        row_words = words[distinct]  # [U, C]
+        row_filled = filled[distinct].reshape(-1)  # [U * C]
+        ids, order = words[distinct].reshape(-1)[row_filled].sort()  # the rows' words, each once, sorted
+        # slot_index[u, c]: where the word in slot c of distinct row u sits in `ids`; n (a zero row) if empty.
+        slot_index = torch.full(row_filled.shape, ids.numel(), dtype=torch.long, device=ids.device)
+        slot_index[row_filled.nonzero().squeeze(1)[order]] = torch.arange(ids.numel(), device=ids.device)
+        per_slot = slot_index.view(-1, self._num_cols)[position]  # [N, C]
         terms = hidden.new_zeros((*rows.shape, self._num_cols), dtype=torch.float32)
         if self.word_bias is not None:
-            terms = terms + self.word_bias(row_words).squeeze(-1).float()[position].view_as(terms)
+            bias = F.pad(_rows_of(self.word_bias, ids).squeeze(1).float(), (0, 1))  # [n + 1], 0 for empty slots
+            terms = terms + bias[per_slot].view_as(terms)
         if self.word_dim:
+            vectors = F.pad(_rows_of(self.word_out, ids).float(), (0, 0, 0, 1))  # [n + 1, k]
             query = self.word_out_proj(hidden).float().reshape(-1, self.word_dim, 1)  # [N, k, 1]
-            vectors = self.word_out(row_words).float()[position]  # [N, C, k]
-            terms = terms + torch.bmm(vectors, query).view_as(terms)
-        return terms * filled[rows]
+            per_position = vectors[per_slot]  # [N, C, k]: the O(C k) per position the dot products read
+            terms = terms + torch.bmm(per_position, query).view_as(terms)
+        return terms
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the bias became a [V, 1] embedding hold it as a [V] parameter.

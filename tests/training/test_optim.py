@@ -19,3 +19,24 @@ def test_plateau_decay_restarts_its_count_after_a_reallocation() -> None:
     assert scheduler.lr == 0.5
     scheduler.step(31.0)
     assert scheduler.lr == 0.25
+
+
+def test_the_fast_sparse_adam_equals_torch_sparse_adam() -> None:
+    """lightrnn.training.optim.SparseAdam: torch's update value for value (uncoalesced gradients, repeats)."""
+    from lightrnn.training.optim import SparseAdam
+
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(50, 4, generator=generator)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    fast, reference = SparseAdam([ours], lr=0.01), torch.optim.SparseAdam([theirs], lr=0.01)
+    for _ in range(4):
+        ids = torch.randint(0, 50, (30,), generator=generator)  # repeated ids: an uncoalesced gradient
+        values = torch.randn(30, 4, generator=generator)
+        for param, optimizer in ((ours, fast), (theirs, reference)):
+            param.grad = torch.sparse_coo_tensor(ids[None], values, (50, 4))
+            optimizer.step()
+    assert torch.equal(ours, theirs)
+    assert torch.equal(fast.state[ours]["exp_avg_sq"], reference.state[theirs]["exp_avg_sq"])
+    fresh = SparseAdam([torch.nn.Parameter(start.clone())], lr=0.01)
+    fresh.load_state_dict(reference.state_dict())  # the same state: either's checkpoint loads
+    assert fresh.state_dict()["state"][0]["step"] == 4
