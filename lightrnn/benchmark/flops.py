@@ -6,7 +6,10 @@ O(output size) per token and left out. Backward costs twice the forward (a gradi
 input and one for the weights of every product), so a training token costs 3x its forward.
 
 Output layers, per target token, for what the code actually evaluates:
-    LightRNN            2H(R + C): one row head and one column head per word (R = C = ceil(sqrt V))
+    LightRNN            2H(R + C): one row head and one column head per word (R = C = ceil(sqrt V)),
+                        plus its per-word terms: word_dim k adds 2Hk (P h) + 2Ck (the C words of
+                        the target's row dotted with it), word_input_dim k adds 2kE (A e_w); the
+                        per-word bias is a look-up (not counted)
     full softmax        2HV
     class softmax       2HK + 2H |class(target)|: the class layer and the target's class block only
     adaptive softmax    2H(c_0 + n) + 2(H h_i + h_i |cluster i|) for a target in tail cluster i
@@ -67,7 +70,11 @@ def output_flops_per_token(model: nn.Module, target_probs: np.ndarray) -> tuple[
     hidden = int(model.hidden_dim)
     probs = _check_probs(target_probs, int(model.vocab_size))
     if hasattr(model, "row_head") and hasattr(model, "col_head"):  # LightRNN's 2-D softmax
-        return 2.0 * hidden * (model.row_head.out_features + model.col_head.out_features), 2.0
+        columns = model.col_head.out_features
+        cost = 2.0 * hidden * (model.row_head.out_features + columns)
+        word_dim, word_input_dim = int(getattr(model, "word_dim", 0)), int(getattr(model, "word_input_dim", 0))
+        cost += 2.0 * word_dim * (hidden + columns) + 2.0 * word_input_dim * int(getattr(model, "embed_dim", 0))
+        return cost, 2.0
     decoder = getattr(model, "decoder", None)
     if isinstance(decoder, nn.AdaptiveLogSoftmaxWithLoss):
         bounds = list(decoder.cutoffs)  # [c_0, ..., V]

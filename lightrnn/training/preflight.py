@@ -4,7 +4,8 @@ Without them `hidden_dim=10**7` or `batch_size=10**9` die in the allocator (a Li
 has no message at all). The model is built on the meta device (no memory, as `lightrnn params`
 does) and counted; the estimate is a lower bound: fp32 weights, plus the optimizer's state
 when training (Adam: two moments per weight; gradients are not counted, as sparse embedding
-gradients are small), the batch arrays, and the LSTM's saved gates. It is compared with what the device has available now: CUDA's free memory
+gradients are small), the batch arrays, the LSTM's saved gates, and LightRNN's per-word output
+vectors read per position (`word_term_bytes`). It is compared with what the device has available now: CUDA's free memory
 (`torch.cuda.mem_get_info`), or on the CPU MemAvailable from /proc/meminfo, capped by the
 address-space limit (`ulimit -v`) when one is set.
 """
@@ -146,6 +147,17 @@ def _closed_form(config, vocab_size: int) -> int | None:
         return None
 
 
+def word_term_bytes(config, vocab_size: int, positions: int) -> int:
+    """LightRNN's per-word output terms: the [positions, C, k] vectors the dot products read (kept
+    for the backward), C = ceil(sqrt V); 0 for every other model or without word_dim."""
+    from lightrnn.method.word_table import WordTable
+
+    word_dim = int((getattr(config, "model_options", None) or {}).get("word_dim") or 0)
+    if config.model != "lightrnn" or not word_dim:
+        return 0
+    return positions * WordTable.square_size(vocab_size) * word_dim * FLOAT_BYTES
+
+
 def estimate_bytes(config, params: int, batch_size: int, training: bool) -> int:
     """A lower bound of the run's memory: weights (+ optimizer state), batches, saved gates."""
     floats_per_param = 1 + (OPTIMIZER_FLOATS.get(config.optimizer, 0) if training else 0)
@@ -185,7 +197,9 @@ def check_fits(
 
 def _refuse_if_over(config, params: int, vocab_size: int, batch_size: int, training: bool, device: torch.device,
                     available: int | None) -> int:
-    needed = estimate_bytes(config, params, batch_size, training) + TABLE_BYTES_PER_WORD * vocab_size
+    positions = batch_size * (config.bptt if training else 1)
+    needed = (estimate_bytes(config, params, batch_size, training) + TABLE_BYTES_PER_WORD * vocab_size
+              + word_term_bytes(config, vocab_size, positions))
     if available is not None and needed > available:
         what = f"weights and {config.optimizer} state" if training and config.optimizer == "adam" else "weights"
         size_key = "the batch size" if training else "the eval batch size (eval_batch_size, --batch-size)"

@@ -49,6 +49,24 @@ def test_output_flops_equal_torch_flop_counter_on_a_batch(name: str):
     assert counter.get_total_flops() / targets.numel() == pytest.approx(3 * analytic, rel=1e-9)
 
 
+def test_lightrnn_word_term_flops_equal_torch_flop_counter():
+    """The per-word terms are counted: 2Hk + 2Ck (output vectors) and 2kE (input vectors) per token."""
+    torch.manual_seed(0)
+    vocab_size, batch, steps = 300, 3, 7
+    model = build("lightrnn", vocab_size, embed_dim=16, hidden_dim=24, num_layers=2, dropout=0.0,
+                  word_bias=True, word_dim=5, word_input_dim=3, sparse_embedding=True)
+    stream = torch.as_tensor(zipf_stream(vocab_size, batch * steps + 1, seed=1))
+    tokens, targets = stream[:-1].view(batch, steps), stream[1:].view(batch, steps)
+    analytic, _ = output_flops_per_token(model, zipf_probs(vocab_size))
+    assert analytic == 2 * 24 * (18 + 18) + 2 * 5 * (24 + 18) + 2 * 3 * 16
+    with FlopCounterMode(display=False) as counter:
+        model(tokens, targets)
+    assert counter.get_total_flops() / targets.numel() == pytest.approx(analytic, rel=1e-9)
+    with FlopCounterMode(display=False) as counter:
+        model(tokens, targets).nll.mean().backward()
+    assert counter.get_total_flops() / targets.numel() == pytest.approx(3 * analytic, rel=1e-9)
+
+
 def test_flops_count_lightrnn_two_lstm_steps_per_word_and_train_is_three_forwards():
     model = build("lightrnn", 100, embed_dim=8, hidden_dim=12, num_layers=2, dropout=0.0)
     flops = flops_per_token(model, zipf_probs(100), bptt=4)

@@ -40,3 +40,13 @@ def test_the_fast_sparse_adam_equals_torch_sparse_adam() -> None:
     fresh = SparseAdam([torch.nn.Parameter(start.clone())], lr=0.01)
     fresh.load_state_dict(reference.state_dict())  # the same state: either's checkpoint loads
     assert fresh.state_dict()["state"][0]["step"] == 4
+
+
+def test_the_memory_estimate_counts_the_per_word_vectors_read_per_position() -> None:
+    from lightrnn.config import TrainConfig
+    from lightrnn.training.preflight import word_term_bytes
+
+    plain = TrainConfig(model="lightrnn", batch_size=16, bptt=32)
+    variant = TrainConfig(model="lightrnn", batch_size=16, bptt=32, model_options={"word_bias": True, "word_dim": 32})
+    assert word_term_bytes(plain, 793_471, 512) == 0
+    assert word_term_bytes(variant, 793_471, 512) == 512 * 891 * 32 * 4  # [positions, C, k] float32
