@@ -95,7 +95,7 @@ def _rows_of(table: nn.Embedding, ids: Tensor) -> Tensor:
 def _lookup(table: nn.Embedding, words: Tensor) -> Tensor:
     """table.weight[words] for any ids [...]: [..., k], each distinct id read once (see `_RowsOf`)."""
     ids, position = torch.unique(words.reshape(-1), return_inverse=True)
-    return _rows_of(table, ids)[position].view(*words.shape, -1)
+    return _rows_of(table, ids).index_select(0, position).view(*words.shape, -1)
 
 
 class LightRNN(LanguageModel):
@@ -303,7 +303,8 @@ class LightRNN(LanguageModel):
         softmax over no entry would be NaN, which would poison gradients through the others.
         """
         filled = self._slot_words(rows, cols)[1]
-        return (filled | ~filled.any(dim=1, keepdim=True))[row]
+        keep = filled | ~filled.any(dim=1, keepdim=True)  # [R, C]
+        return keep.index_select(0, row.reshape(-1)).view(*row.shape, self._num_cols)
 
     def _word_terms(self, words: Tensor, hidden: Tensor) -> Tensor:
         """b_w + u_w . P h for words [..., n] given the column hidden state [..., H]: [..., n]."""
@@ -327,20 +328,22 @@ class LightRNN(LanguageModel):
         distinct, position = torch.unique(rows.reshape(-1), return_inverse=True)  # [U], [N]
         row_filled = filled[distinct].reshape(-1)  # [U * C]
         ids, order = words[distinct].reshape(-1)[row_filled].sort()  # the rows' words, each once, sorted
-        # slot_index[u, c]: where the word in slot c of distinct row u sits in `ids`; n (a zero row) if empty.
-        slot_index = torch.full(row_filled.shape, ids.numel(), dtype=torch.long, device=ids.device)
+        # slot_index[u, c]: where the word in slot c of distinct row u sits in `ids`; 0 if empty (masked below).
+        slot_index = torch.zeros(row_filled.shape, dtype=torch.long, device=ids.device)
         slot_index[row_filled.nonzero().squeeze(1)[order]] = torch.arange(ids.numel(), device=ids.device)
-        per_slot = slot_index.view(-1, self._num_cols)[position]  # [N, C]
+        # index_select, not advanced indexing: several times faster on the CPU at these sizes.
+        per_slot = slot_index.view(-1, self._num_cols).index_select(0, position).reshape(-1)  # [N * C]
         terms = hidden.new_zeros((*rows.shape, self._num_cols), dtype=torch.float32)
         if self.word_bias is not None:
-            bias = F.pad(_rows_of(self.word_bias, ids).squeeze(1).float(), (0, 1))  # [n + 1], 0 for empty slots
-            terms = terms + bias[per_slot].view_as(terms)
+            bias = _rows_of(self.word_bias, ids).squeeze(1).float()  # [n]
+            terms = terms + bias.index_select(0, per_slot).view_as(terms)
         if self.word_dim:
-            vectors = F.pad(_rows_of(self.word_out, ids).float(), (0, 0, 0, 1))  # [n + 1, k]
+            vectors = _rows_of(self.word_out, ids).float()  # [n, k]
             query = self.word_out_proj(hidden).float().reshape(-1, self.word_dim, 1)  # [N, k, 1]
-            per_position = vectors[per_slot]  # [N, C, k]: the O(C k) per position the dot products read
+            per_position = vectors.index_select(0, per_slot).view(-1, self._num_cols, self.word_dim)  # [N, C, k]
             terms = terms + torch.bmm(per_position, query).view_as(terms)
-        return terms
+        # Empty slots read word ids[0]'s terms above: zeroed here (their gradient is zero too).
+        return terms * filled.index_select(0, rows.reshape(-1)).view_as(terms)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the bias became a [V, 1] embedding hold it as a [V] parameter.
