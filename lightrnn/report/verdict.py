@@ -450,6 +450,108 @@ def study_reallocation_row(study_dir: Path | str) -> Verdict:
                     **({"valid_spike_one_epoch": " ".join(f"{value:.4f}" for value in spikes)} if spikes else {})})
 
 
+# ----------------------------------------------------------------------------- LightRNN's variants at the paper's size
+SIZE_OPTIONS = ("word_bias", "word_dim", "word_input_dim")  # the model options that change the parameter count
+TRADE_OFF_DIMS = (0, 8, 16, 32)  # k of "word bias + output and input vectors k" (0: plain LightRNN)
+
+
+def _run_config(study_dir: Path | str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The config.yaml of the record's first run that has one (its train keys), None when none does."""
+    from lightrnn.core.loaders import parse_yaml
+
+    for variant in str(record.get("variants") or "").split():
+        path = Path(study_dir) / str(record.get("dataset")) / variant / "config.yaml"
+        if path.is_file():
+            config = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+            if isinstance(config, dict):
+                return config
+    return None
+
+
+def _size_options(config: dict[str, Any]) -> dict[str, Any]:
+    options = config.get("model_options") or {}
+    return {key: options[key] for key in SIZE_OPTIONS if options.get(key)}
+
+
+def _paper_size(options: dict[str, Any]) -> int:
+    """LightRNN's parameters at One Billion Word's V and the paper's 1500/1500, 2 layers, with `options`."""
+    size = paper.BILLIONW_LIGHTRNN.hidden_dim
+    return registry.param_count("lightrnn", paper.BILLIONW_VOCAB, size, size, 2, **options)
+
+
+def _lightrnn_records(study_dir: Path | str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(ablation record, run config) of every LightRNN row of the study with a test perplexity."""
+    pairs = []
+    for record in _study_records(study_dir):
+        if record.get("model") != "lightrnn" or record.get("test_ppl_mean") in (None, ""):
+            continue
+        config = _run_config(study_dir, record)
+        if config is not None:
+            pairs.append((record, config))
+    return pairs
+
+
+def variant_sizes_table(study_dir: Path | str) -> Table:
+    """Each LightRNN variant of the study: parameters at the study's V and at One Billion Word's
+    (1500/1500, closed form), the full and adaptive softmax over it there, its study perplexity."""
+    V, size = paper.BILLIONW_VOCAB, paper.BILLIONW_LIGHTRNN.hidden_dim
+    full = registry.param_count("full_softmax", V, size, size, 2)
+    adaptive = registry.param_count("adaptive_softmax", V, size, size, 2)
+    cells, records = [], []
+    for record, config in _lightrnn_records(study_dir):
+        options = _size_options(config)
+        count = _paper_size(options)
+        ppl = float(record["test_ppl_mean"])
+        cells.append([str(record["label"]), format_count(float(record["params"])), format_count(count),
+                      f"{full / count:.1f}x", f"{adaptive / count:.1f}x", f"{ppl:.1f}"])
+        records.append({"table": "variant-sizes", "label": record["label"], "group": record["group"],
+                        "size_options": json.dumps(options, sort_keys=True), "params_study": record["params"],
+                        "params_billionw_1500": count, "full_over_it": full / count,
+                        "adaptive_over_it": adaptive / count, "test_ppl_mean": ppl})
+    return Table(
+        name="variant-sizes",
+        title="LightRNN's variants: size at One Billion Word beside the study's perplexity",
+        header=["LightRNN variant (study label)", "params (study)", f"params at V = {V:,}, {size}/{size}",
+                "full softmax / it", "adaptive softmax / it", "test ppl (study)"],
+        cells=cells, records=records,
+        note=(f"Parameters at V = {V:,} from the closed form (`lightrnn.registry.param_count`) with each variant's "
+              "size options (word_bias, word_dim, word_input_dim) from its run's config.yaml; the paper's size claim "
+              "is 40-100x below the full softmax. The perplexity is the study's (its V, its size), not the paper's."),
+        left=1,
+    )
+
+
+def trade_off_table(study_dir: Path | str) -> Table:
+    """Per-word bias + output and input vectors of dimension k: parameters at One Billion Word (1500/1500)
+    against the study's perplexity, for k in TRADE_OFF_DIMS (k = 0: plain LightRNN); "not run" where the
+    study has no such variant at the capacity group's recipe."""
+    pairs = [(record, config) for record, config in _lightrnn_records(study_dir)
+             if record.get("group") in ("recipe", "capacity")
+             and (config.get("model_options") or {}).get("realloc_columns", "separable") == "separable"]
+    recipe_lr = next((config.get("lr") for record, config in pairs if record.get("group") == "capacity"), None)
+    cells, records = [], []
+    for k in TRADE_OFF_DIMS:
+        options = {"word_bias": True, "word_dim": k, "word_input_dim": k} if k else {}
+        match = next((record for record, config in pairs
+                      if _size_options(config) == options and (recipe_lr is None or config.get("lr") == recipe_lr)), None)
+        count = _paper_size(options)
+        ppl = float(match["test_ppl_mean"]) if match else None
+        cells.append([str(k), "plain LightRNN" if not k else f"word bias + output and input vectors k={k}",
+                      format_count(count), f"{ppl:.1f}" if ppl is not None else "not run",
+                      str(match["label"]) if match else "–"])
+        records.append({"table": "trade-off", "k": k, "params_billionw_1500": count, "test_ppl_mean": ppl,
+                        "study_label": match["label"] if match else None})
+    return Table(
+        name="trade-off",
+        title="Per-word capacity k: size at One Billion Word against the study's perplexity",
+        header=["k", "variant", f"params at V = {paper.BILLIONW_VOCAB:,}", "test ppl (study)", "study row"],
+        cells=cells, records=records,
+        note=("Sizes from the closed form at 1500/1500, 2 layers; perplexity from the committed study at the capacity "
+              "group's recipe (the paper's separable reallocation), \"not run\" where it has no such k."),
+        left=2,
+    )
+
+
 # ----------------------------------------------------------------------------- the table
 def verdict_rows(
     results: Results, bench_dir: Path | str | None, run: str, study_dir: Path | str | None = None,
@@ -567,4 +669,8 @@ def readme_section(
     lines = ["## Does the paper hold?", "", *wrap_prose([sentence]), ""]
     lines += markdown_table(table.header, table.cells, table.left)
     lines += ["", *wrap_prose([table.note])]
+    if study_dir is not None:  # what each LightRNN variant costs at the paper's size, beside its perplexity
+        for extra in (variant_sizes_table(study_dir), trade_off_table(study_dir)):
+            lines += ["", f"**{extra.title}**", "", *markdown_table(extra.header, extra.cells, extra.left)]
+            lines += ["", *wrap_prose([extra.note])]
     return "\n".join(lines)

@@ -277,3 +277,33 @@ def test_a_copied_study_folder_is_rerendered_from_its_own_variants(study, tmp_pa
     assert "no reallocation" in (folder / "tables" / "ablation.md").read_text()
     with pytest.raises(FileNotFoundError, match="no <dataset>/<variant>/metrics.jsonl"):
         write_study_folder(tmp_path / "empty", config)
+
+
+def test_the_verdict_gives_each_variant_its_size_at_the_paper_scale_and_a_trade_off_over_k(study, tmp_path):
+    from lightrnn.registry import param_count
+    from lightrnn.report.verdict import TRADE_OFF_DIMS, trade_off_table, variant_sizes_table
+
+    folders, specs = study
+    folders.append(_run(tmp_path / "lrnn-w32", "lightrnn", 0, [240, 170, 130, 115, 108, 100], 101.0))
+    specs["lrnn-w32"] = {"model": "lightrnn", "group": "capacity", "label": "word bias + output and input vectors k=32"}
+    write_study(folders, specs, tmp_path / "study", "2026-12-01")
+    options = {"lrnn-a": {}, "lrnn-off": {}, "lrnn-w32": {"word_bias": True, "word_dim": 32, "word_input_dim": 32}}
+    for variant, model_options in options.items():  # the run folders as the study copies them: <dataset>/<variant>
+        run = tmp_path / "study" / "ptb" / variant
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({"model": "lightrnn", "lr": 0.003,
+                                                         "model_options": model_options}))
+    paper_size = {k: param_count("lightrnn", 793_471, 1500, 1500, 2,
+                                 **({"word_bias": True, "word_dim": k, "word_input_dim": k} if k else {}))
+                  for k in TRADE_OFF_DIMS}
+    sizes = variant_sizes_table(tmp_path / "study")
+    by_label = {record["label"]: record for record in sizes.records}
+    assert set(by_label) == {"Adam", "no reallocation", "word bias + output and input vectors k=32"}
+    assert by_label["Adam"]["params_billionw_1500"] == paper_size[0] < paper_size[8] < paper_size[32]
+    assert by_label["word bias + output and input vectors k=32"]["params_billionw_1500"] == paper_size[32]
+    assert by_label["word bias + output and input vectors k=32"]["test_ppl_mean"] == 101.0
+    trade = trade_off_table(tmp_path / "study")
+    assert [r["k"] for r in trade.records] == list(TRADE_OFF_DIMS)
+    assert [r["params_billionw_1500"] for r in trade.records] == [paper_size[k] for k in TRADE_OFF_DIMS]
+    assert [r["test_ppl_mean"] for r in trade.records] == [110.0, None, None, 101.0]
+    assert [line[3] for line in trade.cells] == ["110.0", "not run", "not run", "101.0"]
