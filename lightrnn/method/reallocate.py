@@ -54,7 +54,7 @@ METHODS = ("exact", "greedy", "sparse", "refine", "auction", "auto")
 # Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
 MAX_EXACT_CELLS = 4_000_000
 # Defaults of the sparse matching: candidates per side, and the edge count above which `auto`
-# skips it (scipy's LAPJVsp time grows faster than its edges; see the README's measurements).
+# skips it (scipy's LAPJVsp time grows faster than its edges; see docs/performance.md's measurements).
 SPARSE_CANDIDATES = 12
 MAX_SPARSE_EDGES = 2_000_000
 # Candidates per side where the slot-price bound looks for a cheaper slot than the priced table's.

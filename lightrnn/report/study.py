@@ -419,7 +419,7 @@ README_SECTION = "study"
 
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
-    """The README's generated study block (figure, ablation table, reallocation table) and the PNG copy."""
+    """The generated study block (docs/study.md) (figure, ablation table, reallocation table) and the PNG copy."""
     from lightrnn.core.csvio import read_csv
 
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)
