@@ -62,7 +62,8 @@ def main(data_dir: Path, out_dir: Path) -> None:
     # 3. A replica whose table differs is caught on every rank.
     if rank == 1:
         with torch.no_grad():
-            model.word_row[[0, 1]] = model.word_row[[1, 0]]
+            model.word_row[[0, 1]] = model.word_row[[1, 0]]  # swap the two words' slots: a different table
+            model.word_col[[0, 1]] = model.word_col[[1, 0]]  # even when they share a row
     try:
         distributed.check_replicas_equal(model, "test")
         report["replica_check"] = "missed"

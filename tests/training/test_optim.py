@@ -33,7 +33,7 @@ def test_the_fast_sparse_adam_equals_torch_sparse_adam() -> None:
         ids = torch.randint(0, 50, (30,), generator=generator)  # repeated ids: an uncoalesced gradient
         values = torch.randn(30, 4, generator=generator)
         for param, optimizer in ((ours, fast), (theirs, reference)):
-            param.grad = torch.sparse_coo_tensor(ids[None], values, (50, 4))
+            param.grad = torch.sparse_coo_tensor(ids[None], values, (50, 4), check_invariants=True)
             optimizer.step()
     assert torch.equal(ours, theirs)
     assert torch.equal(fast.state[ours]["exp_avg_sq"], reference.state[theirs]["exp_avg_sq"])
