@@ -185,6 +185,24 @@ def test_suite_csv_plot_and_readme_from_the_csvs(tmp_path: Path):
     assert (site / "README.md").read_text() == "# x\nSee docs/performance.md.\n"
 
 
+def test_cli_throughput_measures_a_labelled_variant_beside_its_model(tmp_path: Path, capsys):
+    """NAME@LABEL: the same registry model with options of its own, in the same run, under its own rows."""
+    out = tmp_path / "w.csv"
+    code = main(["bench", "throughput", "--out", str(out), "--vocab-sizes", "40", "--models", "lightrnn",
+                 "lightrnn@words", "--embed-dim", "4", "--hidden-dim", "4", "--num-layers", "1", "--batch-size", "2",
+                 "--bptt", "3", "--timed-steps", "1", "--repeats", "1", "--min-seconds", "0",
+                 "--option", "lightrnn@words:word_bias=true", "--option", "lightrnn@words:word_dim=2"])
+    assert code == 0
+    rows = {r["model"]: r for r in read_csv(out)}
+    assert set(rows) == {"lightrnn", "lightrnn@words"}
+    assert rows["lightrnn@words"]["model_options"] == '{"word_bias": true, "word_dim": 2}'
+    assert rows["lightrnn@words"]["optimizer"] == "Adam+SparseAdam" and rows["lightrnn"]["optimizer"] == "Adam"
+    assert int(rows["lightrnn@words"]["params"]) == int(rows["lightrnn"]["params"]) + 40 + 2 * (40 + 4)
+    assert float(rows["lightrnn@words"]["flops_per_token_output"]) > float(rows["lightrnn"]["flops_per_token_output"])
+    assert main(["bench", "throughput", "--out", str(out), "--option", "nosuch@x:k=1"]) == 2
+    assert "NAME@LABEL" in capsys.readouterr().err
+
+
 def test_cli_throughput_and_errors(tmp_path: Path, capsys):
     out = tmp_path / "t.csv"
     code = main(["bench", "throughput", "--out", str(out), "--vocab-sizes", "40", "--models", "lightrnn",
