@@ -85,6 +85,52 @@ class _RowsOf(torch.autograd.Function):
                                        check_invariants=False), None
 
 
+# _RowDot's chunk: positions x C x k floats gathered at a time (4 MiB): cache-resident temporaries.
+ROW_DOT_CHUNK_FLOATS = 1 << 20
+
+
+class _RowDot(torch.autograd.Function):
+    """terms[n, c] = vectors[slots[n, c]] . query[n] for vectors [m, k], query [N, k], slots [N, C].
+
+    The O(C k) dot products per position, computed a chunk of positions at a time, so no
+    [N, C, k] tensor is ever built or kept for the backward (which recomputes the same gathers):
+    the working set stays in cache, and the memory is the output's [N, C].
+    """
+
+    @staticmethod
+    def forward(ctx, vectors: Tensor, query: Tensor, slots: Tensor) -> Tensor:
+        positions, columns = slots.shape
+        dim = vectors.shape[1]
+        step = max(1, ROW_DOT_CHUNK_FLOATS // max(1, columns * dim))
+        out = query.new_empty(positions, columns)
+        for start in range(0, positions, step):
+            stop = min(positions, start + step)
+            gathered = vectors.index_select(0, slots[start:stop].reshape(-1)).view(stop - start, columns, dim)
+            out[start:stop] = torch.bmm(gathered, query[start:stop].unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(vectors, query, slots)
+        ctx.step = step
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        vectors, query, slots = ctx.saved_tensors
+        positions, columns = slots.shape
+        dim = vectors.shape[1]
+        grad = grad.contiguous()
+        grad_vectors = torch.zeros_like(vectors) if ctx.needs_input_grad[0] else None
+        grad_query = torch.empty_like(query) if ctx.needs_input_grad[1] else None
+        for start in range(0, positions, ctx.step):
+            stop = min(positions, start + ctx.step)
+            ids = slots[start:stop].reshape(-1)
+            if grad_query is not None:
+                gathered = vectors.index_select(0, ids).view(stop - start, columns, dim)
+                grad_query[start:stop] = torch.bmm(grad[start:stop].unsqueeze(1), gathered).squeeze(1)
+            if grad_vectors is not None:
+                outer = grad[start:stop].unsqueeze(-1) * query[start:stop].unsqueeze(1)  # [t, C, k]
+                grad_vectors.index_add_(0, ids, outer.view(-1, dim))
+        return grad_vectors, grad_query, None
+
+
 def _rows_of(table: nn.Embedding, ids: Tensor) -> Tensor:
     """table.weight[ids] for sorted distinct ids [n]: [n, k]; a sparse gradient when the table is sparse."""
     if table.sparse:
@@ -339,9 +385,8 @@ class LightRNN(LanguageModel):
             terms = terms + bias.index_select(0, per_slot).view_as(terms)
         if self.word_dim:
             vectors = _rows_of(self.word_out, ids).float()  # [n, k]
-            query = self.word_out_proj(hidden).float().reshape(-1, self.word_dim, 1)  # [N, k, 1]
-            per_position = vectors.index_select(0, per_slot).view(-1, self._num_cols, self.word_dim)  # [N, C, k]
-            terms = terms + torch.bmm(per_position, query).view_as(terms)
+            query = self.word_out_proj(hidden).float().reshape(-1, self.word_dim)  # [N, k]
+            terms = terms + _RowDot.apply(vectors, query, per_slot.view(-1, self._num_cols)).view_as(terms)
         # Empty slots read word ids[0]'s terms above: zeroed here (their gradient is zero too).
         return terms * filled.index_select(0, rows.reshape(-1)).view_as(terms)
 

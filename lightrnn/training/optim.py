@@ -186,9 +186,13 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float
         return 0.0
     if not any(p.grad.is_sparse for p in with_grad):
         return float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm))  # the fused dense path
-    squares = [(coalesced(p.grad).values() if p.grad.is_sparse else p.grad).float().pow(2).sum() for p in with_grad]
+    for p in with_grad:
+        if p.grad.is_sparse:
+            p.grad = coalesced(p.grad)  # once here, so the optimizer finds it coalesced
+    squares = [(p.grad._values() if p.grad.is_sparse else p.grad).float().pow(2).sum() for p in with_grad]
     total = torch.stack(squares).sum().sqrt()
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     for p in with_grad:
-        p.grad.mul_(scale)  # an uncoalesced sparse gradient scales value by value all the same
+        # a sparse gradient's values in place: a sparse tensor times a 0-d tensor takes a slow general path
+        (p.grad._values() if p.grad.is_sparse else p.grad).mul_(scale)
     return float(total)

@@ -148,14 +148,17 @@ def _closed_form(config, vocab_size: int) -> int | None:
 
 
 def word_term_bytes(config, vocab_size: int, positions: int) -> int:
-    """LightRNN's per-word output terms: the [positions, C, k] vectors the dot products read (kept
-    for the backward), C = ceil(sqrt V); 0 for every other model or without word_dim."""
+    """LightRNN's per-word output terms: the distinct target rows' vectors (at most min(positions, R)
+    x C x k floats, kept for the backward) and the [positions, C] terms, C = ceil(sqrt V); the dot products
+    themselves run in cache-sized chunks (`lightrnn.method.model._RowDot`). 0 for every other model
+    or without word_dim."""
     from lightrnn.method.word_table import WordTable
 
     word_dim = int((getattr(config, "model_options", None) or {}).get("word_dim") or 0)
     if config.model != "lightrnn" or not word_dim:
         return 0
-    return positions * WordTable.square_size(vocab_size) * word_dim * FLOAT_BYTES
+    side = WordTable.square_size(vocab_size)  # R = C
+    return (min(positions, side) * side * word_dim + positions * side) * FLOAT_BYTES
 
 
 def estimate_bytes(config, params: int, batch_size: int, training: bool) -> int:

@@ -183,3 +183,17 @@ def test_a_checkpoint_with_the_old_vector_bias_loads():
     fresh = LightRNN(16, embed_dim=6, hidden_dim=10, num_layers=2, dropout=0.0, word_bias=True).double()
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.word_bias.weight, model.word_bias.weight)
+
+
+def test_the_chunked_row_dot_products_and_their_gradients(monkeypatch):
+    """_RowDot (the u_w . P h terms without an [N, C, k] tensor) against the plain gather, in several chunks."""
+    import lightrnn.method.model as model_module
+
+    monkeypatch.setattr(model_module, "ROW_DOT_CHUNK_FLOATS", 7)  # one position per chunk
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(6, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    query = torch.randn(5, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    slots = torch.randint(0, 6, (5, 4), generator=generator)  # repeats: gradients add up
+    expected = (vectors[slots] * query[:, None, :]).sum(-1)
+    torch.testing.assert_close(model_module._RowDot.apply(vectors, query, slots), expected)
+    assert torch.autograd.gradcheck(lambda v, q: model_module._RowDot.apply(v, q, slots), (vectors, query))

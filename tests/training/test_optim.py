@@ -49,4 +49,5 @@ def test_the_memory_estimate_counts_the_per_word_vectors_read_per_position() -> 
     plain = TrainConfig(model="lightrnn", batch_size=16, bptt=32)
     variant = TrainConfig(model="lightrnn", batch_size=16, bptt=32, model_options={"word_bias": True, "word_dim": 32})
     assert word_term_bytes(plain, 793_471, 512) == 0
-    assert word_term_bytes(variant, 793_471, 512) == 512 * 891 * 32 * 4  # [positions, C, k] float32
+    assert word_term_bytes(variant, 793_471, 512) == (512 * 891 * 32 + 512 * 891) * 4  # rows' vectors, terms
+    assert word_term_bytes(variant, 793_471, 2000) == (891 * 891 * 32 + 2000 * 891) * 4  # at most R rows
