@@ -126,7 +126,7 @@ class _RowDot(torch.autograd.Function):
                 gathered = vectors.index_select(0, ids).view(stop - start, columns, dim)
                 grad_query[start:stop] = torch.bmm(grad[start:stop].unsqueeze(1), gathered).squeeze(1)
             if grad_vectors is not None:
-                outer = grad[start:stop].unsqueeze(-1) * query[start:stop].unsqueeze(1)  # [t, C, k]
+                outer = torch.bmm(grad[start:stop].unsqueeze(-1), query[start:stop].unsqueeze(1))  # [t, C, k]
                 grad_vectors.index_add_(0, ids, outer.view(-1, dim))
         return grad_vectors, grad_query, None
 
