@@ -209,9 +209,14 @@ def test_an_old_checkpoint_says_how_to_export_it_and_export_makes_it_usable(trai
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--tokens", "0"], "--tokens must be >= 1"),
-    (["--temperature", "0"], "--temperature must be a number > 0"),
-    (["--temperature", "-1"], "--temperature must be a number > 0"),
+    (["--tokens", "0"], "--tokens must be an integer from 1 to 1,000,000"),
+    (["--tokens", "1000000000"], "--tokens must be an integer from 1 to 1,000,000, got 1000000000"),
+    (["--temperature", "0"], "--temperature must be a finite number > 0"),
+    (["--temperature", "-1"], "--temperature must be a finite number > 0"),
+    (["--temperature", "inf"], "--temperature must be a finite number > 0"),
+    (["--seed", str(2**64)], "--seed must be an integer from"),
+    (["--seed", str(-(2**63) - 1)], "--seed must be an integer from"),
+    (["--prompt", "the \udcff"], "--prompt: line 1 is not valid UTF-8"),
     (["--top-k", "0"], "--top-k must be an integer >= 1"),
     (["--prompt", "zzqx qqzz"], "none of its 2 word(s) is in the model's vocabulary"),
     (["--prompt", "   "], "--prompt is empty"),
