@@ -58,7 +58,9 @@ def sample_logits(
     if bool(torch.isnan(scores).any()) or not bool(torch.isfinite(best).all()):
         raise FloatingPointError("the model gave a NaN or infinite score to sample from: its weights have "
                                  "diverged; use a model file of a run that did not")
-    scores = (scores - best) / float(temperature)  # <= 0; -inf stays -inf
+    # <= 0, the best 0; -inf stays -inf. Divided in float64: a temperature below float32's range
+    # (1e-300) would be 0 there, and 0 / 0 NaN.
+    scores = ((scores - best).double() / float(temperature)).float()
     if top_k is not None and top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # [B, 1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
