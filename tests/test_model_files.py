@@ -218,3 +218,39 @@ def test_best_pt_is_restored_from_a_kept_copy_that_checks(trained, corpus, tmp_p
     assert code == 0, err
     code, _, err = _run(capsys, "score", "--model", out / "best.pt", "--text", corpus["text"], "--device", "cpu")
     assert code == 0, err
+
+
+# ----- class 6: messages that keep their cause ------------------------------------------------------
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this should never run",))
+
+
+def test_the_refusal_of_a_pickle_that_runs_code_keeps_its_warning(corpus, tmp_path, capsys) -> None:
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": 1, "config": {}, "model": _RunsCode()}, evil)
+    for argv in _readers(evil, corpus):
+        code, out, err = _run(capsys, *argv)
+        assert code == 2 and "should never run" not in out, err
+        _one_line(err, str(evil), "system", "weights_only=False can run arbitrary code", "trust")
+
+
+def test_a_library_that_cannot_load_under_a_low_memory_limit_is_one_line(trained, corpus) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (300 << 20, 300 << 20))
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "lightrnn", "score", "--model", str(trained["full_softmax"] / "best.pt"), "--text",
+         str(corpus["text"]), "--device", "cpu"],
+        capture_output=True, text=True, cwd=root, preexec_fn=limit, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "could not be loaded" in lines[0] or "memory" in lines[0], lines[0]

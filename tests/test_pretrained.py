@@ -278,6 +278,44 @@ def test_generate_refuses_bad_options_in_one_line(argv, message, trained, capsys
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
 
 
+def test_generate_streams_its_tokens_and_bounds_their_count(trained, capsys, monkeypatch) -> None:
+    """Each token is printed as it is drawn (issue 35, class 4): the first line is out after the first
+    draws, not after all of them; nothing is kept, and --tokens is bounded."""
+    model_class = registry.model_class("full_softmax")
+    draws = []
+    original = model_class.generate_step
+
+    def counted(self, *args, **kwargs):
+        draws.append(1)
+        return original(self, *args, **kwargs)
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.pieces: list[tuple[int, str]] = []
+
+        def write(self, text: str) -> int:
+            self.pieces.append((len(draws), text))
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(model_class, "generate_step", counted)
+    recorder = Recorder()
+    monkeypatch.setattr(sys, "stdout", recorder)
+    assert cli.main(["generate", "--model", str(trained["full_softmax"]), "--tokens", "300", "--seed", "2",
+                     "--device", "cpu"]) == 0
+    assert len(draws) == 300 and recorder.pieces[0][0] <= 2  # the first word is out after its own draw
+    text = "".join(piece for _, piece in recorder.pieces)
+    expected = lightrnn.load(trained["full_softmax"], device="cpu").generate(tokens=300, seed=2)
+    assert text == expected.rstrip(" ") + ("" if expected.endswith("\n") else "\n")
+    lm = lightrnn.load(trained["full_softmax"], device="cpu")
+    first = next(iter(lm.sample_ids([], tokens=1_000_000, seed=1)))  # lazy: one draw, not a million
+    assert 0 <= first < len(lm.words)
+    with pytest.raises(ValueError, match="--tokens must be an integer from 1 to 1,000,000"):
+        lm.sample_ids([], tokens=1_000_001)
+
+
 def test_score_refuses_empty_text_in_one_line(trained, corpus, capsys) -> None:
     empty = corpus["root"] / "empty.txt"
     empty.write_text("\n  \n")
