@@ -50,6 +50,14 @@ def sample_logits(
     temperature > 0 gives a distribution (a tiny one: the most likely outcome, not inf - inf =
     NaN). A NaN or infinite allowed logit is a diverged model: FloatingPointError, one line.
     """
+    probabilities = stage_probabilities(logits, temperature, top_k, allowed)  # [B, n]
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+
+
+def stage_probabilities(
+    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, allowed: Tensor | None = None,
+) -> Tensor:
+    """The distribution `sample_logits` draws from: [B, n] float32 (the tests enumerate it exactly)."""
     check_sampling(temperature, top_k)
     scores = logits.float()  # [B, n]
     if allowed is not None:
@@ -64,5 +72,4 @@ def sample_logits(
     if top_k is not None and top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # [B, 1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
-    probabilities = torch.softmax(scores, dim=-1)  # [B, n]
-    return torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+    return torch.softmax(scores, dim=-1)
