@@ -102,9 +102,9 @@ def read_lines(name: str, option: str = "--text") -> list[str]:
     path = Path(name)
     if path.is_dir():
         raise IsADirectoryError(f"{option} {path} is a folder; pass a text file, one sentence per line")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{option} {path} does not exist; pass a text file, one sentence per line")
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle:  # a FIFO or /dev/stdin reads too; an endless device hits MAX_LINE_BYTES
         return [line for batch in line_batches(handle, f"{option} {path}", fix) for line in batch]
 
 
