@@ -412,6 +412,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _out_path(text: str) -> Path:
+    """--out as a Path; an empty one (which Path reads as ".") is refused, not the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; pass a folder path")
+    return Path(text)
+
+
 def check_budget(seconds: float) -> str | None:
     """The one-line reason `--budget-s` cannot be a budget (NaN, inf, <= 0, more than a day), or None."""
     if not math.isfinite(seconds) or not 0 < seconds <= MAX_BUDGET_S:
@@ -458,7 +465,7 @@ def refusal(args: argparse.Namespace) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _Parser(prog="python -m lightrnn.gpucheck", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="folder for the results (default results/paper/gpu-<gpu>)")
+    parser.add_argument("--out", type=_out_path, default=None, help="folder for the results (default results/paper/gpu-<gpu>)")
     parser.add_argument("--skip", nargs="*", choices=STEPS, default=[], help="steps to leave out")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
                         help=f"seconds the whole run may take (default {DEFAULT_BUDGET_S:.0f}: under 6 min on a lent GPU; "

@@ -125,14 +125,14 @@ def test_a_budget_that_is_not_seconds_is_refused_before_anything_is_written(budg
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("where", ["a file", "under a file"])
+@pytest.mark.parametrize("where", ["a file", "under a file", "empty"])
 def test_an_out_that_cannot_be_a_folder_is_one_line(where, tmp_path) -> None:
     (tmp_path / "file").write_text("x")
-    out = tmp_path / "file" if where == "a file" else tmp_path / "file" / "sub" / "out"
-    result = subprocess.run([sys.executable, "-m", "lightrnn.gpucheck", "--dry-run", "--out", str(out)],
-                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    _refused(result, str(out), "not a folder")
-    assert (tmp_path / "file").read_text() == "x"
+    out = {"a file": str(tmp_path / "file"), "under a file": str(tmp_path / "file" / "sub" / "out"), "empty": ""}[where]
+    result = subprocess.run([sys.executable, "-m", "lightrnn.gpucheck", "--dry-run", "--out", out],
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _refused(result, out, "empty path" if where == "empty" else "not a folder")
+    assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 # A Python where `import torch` fails as it does where torch is not installed.

@@ -108,16 +108,21 @@ def test_class_softmax_buffers_are_checked_by_every_reader(damage, trained, corp
         _one_line(err, str(bad), "class softmax buffer")
 
 
+@pytest.mark.parametrize("damage", ["nan", "-inf", "complex"])
 @pytest.mark.parametrize("name", MODELS)
-def test_non_finite_weights_are_refused_for_every_model(name, trained, corpus, tmp_path, capsys) -> None:
+def test_weights_that_are_not_finite_reals_are_refused_for_every_model(name, damage, trained, corpus, tmp_path,
+                                                                        capsys) -> None:
     payload = torch.load(trained[name] / "best.pt", weights_only=True)
-    key = next(key for key, tensor in payload["model"].items() if tensor.is_floating_point())
-    payload["model"][key].view(-1)[0] = float("nan")
-    bad = _save(payload, tmp_path / "nan.pt")
+    key = [key for key, tensor in payload["model"].items() if tensor.is_floating_point()][-1]
+    if damage == "complex":
+        payload["model"][key] = payload["model"][key].to(torch.complex64)
+    else:
+        payload["model"][key].view(-1)[-1] = float(damage)
+    bad = _save(payload, tmp_path / "bad.pt")
     for argv in _readers(bad, corpus):
         code, _, err = _run(capsys, *argv)
         assert code == 2, (argv[0], err)
-        _one_line(err, str(bad), key, "NaN or infinite")
+        _one_line(err, str(bad), key, "a real tensor" if damage == "complex" else "NaN or infinite")
 
 
 @pytest.mark.parametrize("name", MODELS)

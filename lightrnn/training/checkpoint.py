@@ -261,7 +261,9 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str,
     for key, tensor in model.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
             raise fields.error(f"model[{short(key)}]", "a tensor", type(tensor).__name__)
-        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_complex():  # load_state_dict would drop the imaginary part with a warning
+            raise fields.error(f"model[{short(key)}]", "a real tensor", str(tensor.dtype))
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise DataError(f"checkpoint {path}: model[{short(key)}] holds NaN or infinite values (a diverged "
                             f"run, or a damaged file); {_CHECKPOINT_FIX}")
     # LightRNN's word table (the class softmax has a `word_row` buffer of its own, and no `word_col`).
