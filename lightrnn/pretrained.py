@@ -12,9 +12,12 @@ word table included (buffers of its state_dict). `best.pt` and `checkpoint.pt` o
 such files; `lightrnn export` writes one from a checkpoint of the older layout (no vocabulary
 inside) and its encoded data dir, and `load(path, data=DIR)` reads such a checkpoint directly.
 
-Text is tokenised as the corpus was (`lightrnn.data.encode.words_of`: whitespace-separated, one
+Text is read and tokenised as the corpus was (`lightrnn.core.text`, the reader of prepare and
+encode: UTF-8, a leading BOM dropped, lines broken at "\\n" only, words whitespace-separated, one
 sentence per line, each ended by the eos token); a word outside the vocabulary becomes the unk
-token and is counted.
+token and is counted. Generation is streamed (`sample_ids` yields each id as it is drawn) and
+bounded (`MAX_TOKENS` per call); every model file becomes a model through
+`checkpoint.rebuild_model`, which checks it for every model kind.
 
 Scoring is exact: each target's NLL comes from the model's `forward`, which for every model
 equals -log_prob of the target under its exact distribution (LightRNN: -log P_r(row) - log
