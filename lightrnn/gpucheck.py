@@ -459,7 +459,14 @@ def refusal(args: argparse.Namespace) -> str | None:
             reason = f"gpu-check: {import_failure(error)}"
     if reason is None and not args.dry_run:
         reason = no_cuda_message()
+        if reason is None and args.out is None:
+            reason = check_out(default_out())
     return reason
+
+
+def default_out() -> Path:
+    """results/paper/gpu-<gpu> of this checkout (needs a CUDA device)."""
+    return ROOT / "results" / "paper" / f"gpu-{gpu_slug()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = [step for step in STEPS if step not in args.skip]
     budget = Budget(args.budget_s, steps)
-    out = (args.out or ROOT / "results" / "paper" / f"gpu-{gpu_slug()}").resolve()
+    out = (args.out or default_out()).resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
