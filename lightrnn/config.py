@@ -23,7 +23,7 @@ import yaml
 
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import write_text
-from lightrnn.core.loaders import parse_yaml, short
+from lightrnn.core.loaders import input_file, parse_yaml, short
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
@@ -121,8 +121,7 @@ class TrainConfig:
         source = "config"
         if path is not None:
             source = str(path)
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"config file {path} does not exist")
+            input_file(path, "config file", "pass a YAML file of config keys")
             size = Path(path).stat().st_size
             if size > MAX_CONFIG_BYTES:
                 raise DataError(f"config file {path}: {size} bytes, more than a config of {len(cls.keys())} keys "
@@ -228,8 +227,8 @@ class TrainConfig:
                     f"config key initial_table: got {short(self.initial_table)}; allowed values: random, frequency, "
                     "context, or a path to a .npy table written by WordTable.save"
                 )
-            if not Path(self.initial_table).is_file():
-                raise ValueError(f"config key initial_table: the table file {self.initial_table} does not exist")
+            input_file(self.initial_table, "config key initial_table: the table file",
+                       "pass a .npy table written by WordTable.save")
 
 
 def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:

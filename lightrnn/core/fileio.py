@@ -346,9 +346,9 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All rows of a JSON-lines file; a bad line raises ValueError naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    from lightrnn.core.loaders import input_file
+
+    path = input_file(path)
     rows = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

@@ -41,7 +41,7 @@ from lightrnn.core.fileio import (
     write_json,
     write_text,
 )
-from lightrnn.core.loaders import Fields, read_json, short
+from lightrnn.core.loaders import Fields, input_file, read_json, short
 
 SPLITS = ("train", "valid", "test")
 VOCAB = "vocab.tsv"
@@ -99,9 +99,7 @@ def load_meta(data_dir: str | os.PathLike) -> Meta | None:
 
 def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """(words in id order, counts int64 [V]) from a `vocab.tsv` of `word<TAB>count` lines, checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir (lightrnn data encode)")
+    path = input_file(path, fix="pass --data an encoded data dir (lightrnn data encode)")
     words: list[str] = []
     counts: list[int] = []
     seen: set[str] = set()
@@ -160,8 +158,7 @@ def load_split(data_dir: str | os.PathLike, split: str, vocab_size: int | None =
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {short(split)}")
     data_dir = Path(data_dir)
     path = data_dir / f"{split}.npy"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir with {split}.npy")
+    input_file(path, fix=f"pass --data an encoded data dir with {split}.npy")
     stream = load_npy(path, mmap_mode="r", fix=ENCODE_FIX)
     if stream.ndim != 1 or not np.issubdtype(stream.dtype, np.integer):
         raise DataError(f"{path}: expected a 1-D integer array of word ids, got {stream.dtype} {stream.shape}")

@@ -26,7 +26,7 @@ import torch
 from lightrnn.config import RUNTIME_KEYS, TrainConfig
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import atomic_path
-from lightrnn.core.loaders import Fields, check_metrics_row, parse_json, short
+from lightrnn.core.loaders import Fields, check_metrics_row, input_file, parse_json, short
 from lightrnn.data.encoded import vocab_sha256
 
 FORMAT = 1
@@ -185,9 +185,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     Every record's CRC is verified first (a flipped bit in a weight is refused, not evaluated),
     then the payload is checked by `check_payload`: what this returns is well-typed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    path = input_file(path, "checkpoint", "pass a checkpoint.pt or best.pt written by lightrnn train")
     verify_records(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
