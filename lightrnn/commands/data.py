@@ -19,6 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--dest", type=Path, required=True, help="directory for the archive")
     fetch.add_argument("--url", help="mirror or cache to download from instead (http, https, file://)")
     fetch.add_argument("--sha256", help="expected sha256, replacing the registry's checksum")
+    fetch.add_argument("--stall-s", type=float, default=None,
+                       help="no byte for this many seconds is a stalled transfer, resumed (default 60)")
+    fetch.add_argument("--max-time-s", type=float, default=None,
+                       help="stop the whole fetch (retries and mirrors included) after this many seconds, keeping "
+                       "the .part for the next one (default 43200, 12 hours)")
     fetch.set_defaults(func=_fetch)
 
     prepare = commands.add_parser("prepare", help="archive -> OUT/{train,valid,test}.txt")
@@ -66,10 +71,12 @@ def _list(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     import logging
 
-    from lightrnn.data.fetch import fetch
+    from lightrnn.data.fetch import MAX_TIME_S, STALL_S, fetch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(fetch(args.corpus, args.dest, url=args.url, sha256=args.sha256))
+    stall_s = STALL_S if args.stall_s is None else args.stall_s
+    max_time_s = MAX_TIME_S if args.max_time_s is None else args.max_time_s
+    print(fetch(args.corpus, args.dest, url=args.url, sha256=args.sha256, stall_s=stall_s, max_time_s=max_time_s))
     return 0
 
 

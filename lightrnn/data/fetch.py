@@ -98,7 +98,8 @@ def _shown(url: str) -> str:
 
 def check_url(url: str, option: str = "--url") -> urllib.parse.SplitResult:
     """The parts of `url`, or one ValueError naming it (its secrets hidden) and what fetch accepts."""
-    accepted = ", ".join(f"{scheme}://" for scheme in SCHEMES)
+    names = [f"{scheme}://" for scheme in SCHEMES]
+    accepted = ", ".join(names[:-1]) + " or " + names[-1]
     try:
         parts = urllib.parse.urlsplit(str(url))
         parts.port  # noqa: B018 (raises ValueError for a port that is no number or out of range)
