@@ -227,8 +227,11 @@ class TrainConfig:
                     f"config key initial_table: got {short(self.initial_table)}; allowed values: random, frequency, "
                     "context, or a path to a .npy table written by WordTable.save"
                 )
-            input_file(self.initial_table, "config key initial_table: the table file",
-                       "pass a .npy table written by WordTable.save")
+            try:
+                input_file(self.initial_table, "config key initial_table: the table file",
+                           "pass a .npy table written by WordTable.save")
+            except OSError as error:  # a config value: a ValueError like every other bad key
+                raise ValueError(str(error)) from None
 
 
 def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from lightrnn.commands import path_arg
 import json
 from pathlib import Path
 
@@ -16,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = commands.add_parser("fetch", help="download and verify a corpus (resumable)")
     fetch.add_argument("corpus", help="corpus or dataset name (see `lightrnn data list`)")
-    fetch.add_argument("--dest", type=Path, required=True, help="directory for the archive")
+    fetch.add_argument("--dest", type=path_arg, required=True, help="directory for the archive")
     fetch.add_argument("--url", help="mirror or cache to download from instead (http, https, file://)")
     fetch.add_argument("--sha256", help="expected sha256, replacing the registry's checksum")
     fetch.add_argument("--stall-s", type=float, default=None,
@@ -28,24 +30,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     prepare = commands.add_parser("prepare", help="archive -> OUT/{train,valid,test}.txt")
     prepare.add_argument("dataset", help="dataset name (see `lightrnn data list`)")
-    prepare.add_argument("--raw", type=Path, required=True, help="directory holding the fetched archive")
-    prepare.add_argument("--out", type=Path, required=True, help="output directory")
+    prepare.add_argument("--raw", type=path_arg, required=True, help="directory holding the fetched archive")
+    prepare.add_argument("--out", type=path_arg, required=True, help="output directory")
     prepare.set_defaults(func=_prepare)
 
     encode = commands.add_parser("encode", help="text -> OUT/vocab.tsv, OUT/{split}.npy, OUT/meta.json")
-    encode.add_argument("--text", type=Path, required=True, help="directory written by `data prepare`")
-    encode.add_argument("--out", type=Path, required=True, help="output directory")
+    encode.add_argument("--text", type=path_arg, required=True, help="directory written by `data prepare`")
+    encode.add_argument("--out", type=path_arg, required=True, help="output directory")
     encode.add_argument("--dataset", help="vocabulary rule of this dataset (default: recorded by prepare)")
     limit = encode.add_mutually_exclusive_group()
     limit.add_argument("--min-count", type=int, help="keep training words seen at least N times")
     limit.add_argument("--max-vocab", type=int, help="keep the N most frequent entries, specials included")
-    limit.add_argument("--vocab", type=Path, help="encode with this vocabulary instead of building one: a trained "
+    limit.add_argument("--vocab", type=path_arg, help="encode with this vocabulary instead of building one: a trained "
                        "model file (best.pt) or a vocab.tsv (its unk/eos from the meta.json beside it)")
     encode.set_defaults(func=_encode)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny generated archive in the corpus's real layout")
     tiny.add_argument("corpus", help="ptb, wikitext2, wikitext103, aclw or billionw")
-    tiny.add_argument("--dest", type=Path, required=True, help="output directory")
+    tiny.add_argument("--dest", type=path_arg, required=True, help="output directory")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_make_tiny)
 

@@ -453,6 +453,11 @@ def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
     return opener
 
 
+def _open(request: urllib.request.Request, timeout: float, watchdog: _Watchdog):  # noqa: ANN202
+    """The response to `request` through the opener of one transfer (tests replace this)."""
+    return _opener(watchdog).open(request, timeout=timeout)
+
+
 def _download_http(url: str, part: Path, clock: _Clock) -> None:
     watchdog = _Watchdog(clock)
     watchdog.timer.start()
@@ -482,7 +487,7 @@ def _transfer_http(url: str, part: Path, clock: _Clock, watchdog: _Watchdog) -> 
         url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = _opener(watchdog).open(request, timeout=clock.wait())
+        response = _open(request, clock.wait(), watchdog)
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:
             return  # the .part already holds every byte; the checksum decides

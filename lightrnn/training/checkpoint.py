@@ -66,6 +66,39 @@ def data_identity(data_dir: str | os.PathLike, vocab_size: int, split_tokens: di
     }
 
 
+def check_trained_on(path: str | os.PathLike, payload: dict[str, Any], data_dir: str | os.PathLike,
+                     words: list[str]) -> None:
+    """DataError (naming both) unless `data_dir` holds the vocabulary the checkpoint at `path` was trained on.
+
+    The one check wherever a model file and a data folder meet (eval, score/generate/export with
+    --data, the benchmarks): the vocabulary size; then the vocab.tsv sha256 the checkpoint records
+    (`data`), else the words inside it (`vocab`), id by id. A vocabulary with two words swapped
+    has the same size but maps ids to other words: every score would be silently wrong.
+    """
+    if len(words) != int(payload["vocab_size"]):
+        raise DataError(f"--data {data_dir} has {len(words)} words but {path} was trained on {payload['vocab_size']}; "
+                        f"pass the data dir the model was trained on")
+    recorded = payload.get("data", {}).get("vocab_sha256") if isinstance(payload.get("data"), dict) else None
+    if recorded:
+        actual = vocab_sha256(data_dir)
+        if actual != recorded:
+            raise DataError(
+                f"--data {data_dir} is not the data {path} was trained on: its vocab.tsv has sha256 {actual[:12]}, "
+                f"the checkpoint records {recorded[:12]} (same {len(words):,} words, other ids); pass the data dir "
+                f"the model was trained on"
+            )
+    vocab = payload.get("vocab")
+    if isinstance(vocab, dict) and "words" in vocab:
+        inside = str(vocab["words"]).split("\n")
+        if inside != words:
+            index = next(i for i, (a, b) in enumerate(zip(inside, words)) if a != b)
+            raise DataError(
+                f"--data {data_dir} is not the data {path} was trained on: word id {index} is {short(words[index])} "
+                f"there but {short(inside[index])} in the model file; pass the data dir the model was trained on "
+                f"(or none: the model file holds its vocabulary)"
+            )
+
+
 def _describe(identity: dict[str, Any]) -> str:
     sizes = ", ".join(f"{split} {count:,}" for split, count in identity["split_tokens"].items())
     return f"vocab sha256 {identity['vocab_sha256'][:12]} ({identity['vocab_words']:,} words), tokens {sizes}"

@@ -17,7 +17,7 @@ from lightrnn.core.metrics import git_rev, param_stats, perplexity
 from lightrnn.core.runtime import autocast_context, resolve_device
 from lightrnn.registry import build_from_config
 from lightrnn.training.batches import lm_batches, load_split, load_vocab, shard_stream
-from lightrnn.training.checkpoint import load_checkpoint
+from lightrnn.training.checkpoint import check_trained_on, load_checkpoint
 from lightrnn.training.preflight import check_fits
 
 
@@ -131,11 +131,7 @@ def evaluate_checkpoint(
         values["initial_table"] = "random"
     config = TrainConfig.from_dict(values, source=str(checkpoint))
     words, counts = load_vocab(data_dir)
-    if len(words) != payload["vocab_size"]:
-        raise ValueError(
-            f"--data {data_dir} has {len(words)} words but checkpoint {checkpoint} was trained on "
-            f"{payload['vocab_size']}; pass the data dir the model was trained on"
-        )
+    check_trained_on(checkpoint, payload, data_dir, words)
     batch_size = config.eval_batch_size if batch_size is None else batch_size
     check_fits(config, len(words), counts, torch_device, training=False, batch_size=batch_size)
     model = build_from_config(config, len(words), counts).to(torch_device)
