@@ -308,6 +308,16 @@ def check_option_values(model: str, options: dict[str, Any], where: str) -> None
                              f"remove it")
         if not _option_value_ok(kind, value):
             raise ValueError(f"{where}: {name} of model {model}: expected {_OPTION_KINDS[kind]}, got {short(value)}")
+        bounds = model_class(model).option_bounds.get(name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if bounds is not None and value is not None and any(not bounds[0] <= item <= bounds[1] for item in items):
+            each = "each item " if isinstance(value, (list, tuple)) else ""
+            raise ValueError(f"{where}: {name} of model {model}: {each}must be in [{_number(bounds[0])}, {_number(bounds[1])}], "
+                             f"got {short(value)}")
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _option_value_ok(kind: str, value: Any) -> bool:
