@@ -30,7 +30,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "realloc_method": ("auto", "exact", "greedy", "sparse", "refine", "auction"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
-RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard")
+RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard",
+                                  "rendezvous_timeout_s")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MAX_CONFIG_BYTES = 1 << 20
 # Upper bounds of the integer keys, checked when the config is read, before anything is built.
@@ -89,6 +90,8 @@ class TrainConfig:
     log_every_s: float = 600.0
     checkpoint_every_s: float = 1800.0
     tensorboard: bool = False  # live curves in OUT/tensorboard/ (lightrnn.training.curves; needs the tensorboard extra)
+    # Several processes (torchrun): how long they wait for each other at the start (announced, then refused).
+    rendezvous_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -209,6 +212,9 @@ class TrainConfig:
             raise ValueError(
                 f"config key realloc_time_limit: must be >= 0 seconds (0 = no limit), got {self.realloc_time_limit}"
             )
+        if not 0.0 < self.rendezvous_timeout_s <= 86400.0:
+            raise ValueError(f"config key rendezvous_timeout_s: must be in (0, 86400] seconds, got "
+                             f"{self.rendezvous_timeout_s}")
         for key in ("log_every_s", "checkpoint_every_s"):
             if not getattr(self, key) >= 0.0:
                 raise ValueError(f"config key {key}: must be >= 0 seconds (0 = off), got {getattr(self, key)}")
