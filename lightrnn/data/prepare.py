@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import gzip
 import os
+import re
 import shutil
 import tarfile
 import zipfile
@@ -38,6 +39,34 @@ MAX_LINE_BYTES = 1 << 24
 
 # The running prepare's progress (read where lines are converted, several calls down).
 PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("prepare_progress", default=None)
+# Text compresses 3 to 10 times; a member that inflates more than MAX_INFLATION times its
+# compressed bytes (plus INFLATION_SLACK_BYTES, for small files) is no corpus: 4 GiB of newlines in
+# 17 MB of gzip is refused after about a hundred MiB instead of being read for an hour.
+MAX_INFLATION = 100
+INFLATION_SLACK_BYTES = 64 << 20
+# Runs of blank (or whitespace-only) lines, folded into one newline in C before the text is split
+# into Python strings: blank lines then cost what their bytes cost, not a Python object each.
+_BLANK_RUNS = re.compile(r"\n(?:[ \t\r\f\v]*\n)+")
+
+
+class Inflation:
+    """Refuses decompressed bytes beyond MAX_INFLATION x the compressed bytes read so far (`compressed()`)."""
+
+    def __init__(self, compressed, label: str) -> None:  # noqa: ANN001 (a callable -> int)
+        self.compressed, self.label, self.out = compressed, label, 0
+
+    def add(self, count: int) -> None:
+        self.out += count
+        read = max(int(self.compressed()), 1)
+        if self.out > MAX_INFLATION * read + INFLATION_SLACK_BYTES:
+            raise DataError(
+                f"{self.label}: {self.out:,} bytes decompressed from {read:,} compressed, more than {MAX_INFLATION} "
+                f"times: no text corpus compresses so well; the archive is damaged or not this corpus: delete it "
+                f"and fetch the published one"
+            )
+
+
+INFLATION: contextvars.ContextVar[Inflation | None] = contextvars.ContextVar("prepare_inflation", default=None)
 
 # What a damaged archive raises while being read (bz2 raises a bare OSError, errno None).
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
@@ -156,6 +185,9 @@ def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
     first = True
     while True:
         block = binary.read(BLOCK_BYTES)
+        guard = INFLATION.get()
+        if guard is not None:
+            guard.add(len(block))
         if first:
             block = block.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a token
             first = False
@@ -192,10 +224,10 @@ def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
                 f"{complete[error.start:error.start + 4]!r}); the file is damaged or not this corpus: "
                 f"delete the archive and fetch it again"
             ) from error
-        lines = text.split("\n")
+        lines_before += complete.count(b"\n") + (0 if complete.endswith(b"\n") else 1)
+        lines = _BLANK_RUNS.sub("\n", text).split("\n")
         if lines and lines[-1] == "":
             lines.pop()
-        lines_before += len(lines)
         if lines:
             yield lines
         if not block:
@@ -278,8 +310,16 @@ def _read_zip(spec: Dataset, source: Path, writers: dict[str, TextIO], stats: di
             raise _missing_error(source, spec.corpus, missing, archive.namelist())
         for split in SPLITS:
             for path in spec.splits[split]:
-                with archive.open(found[path]) as member:
-                    sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}", PROGRESS.get())
+                info = found[path]
+                # A stored member is not inflated; another is, from its compress_size bytes.
+                guard = Inflation(lambda info=info: info.compress_size, f"{source}:{path}")
+                token = INFLATION.set(guard if info.compress_type != zipfile.ZIP_STORED else None)
+                try:
+                    with archive.open(info) as member:
+                        sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}",
+                                                          PROGRESS.get())
+                finally:
+                    INFLATION.reset(token)
                 stats[split]["lines"] += sentences
                 stats[split]["tokens"] += tokens
 
@@ -298,36 +338,48 @@ def _read_tar(spec: Dataset, corpus: Corpus, source: Path, out_dir: Path, writer
     seen: set[str] = set()
     present: list[str] = []
     mode = {"tar.gz": "r|gz", "tar.bz2": "r|bz2"}[corpus.archive_format]
-    with tarfile.open(source, mode=mode) as archive:
-        for info in archive:
-            if len(present) < 5:
-                present.append(info.name)
-            hit = _lookup(info.name, wanted)
-            if hit is None or info.isdir() or hit[0] in seen:
-                continue
-            check_tar_member(info, source)
-            key, split, index = hit
-            seen.add(key)
-            member = archive.extractfile(info)
-            if index == next_index[split]:
-                sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}", PROGRESS.get())
-                next_index[split] += 1
-                while (split, next_index[split]) in spooled:
-                    spool = spooled.pop((split, next_index[split]))
-                    with open(spool, encoding="utf-8", newline="\n") as reader:
-                        shutil.copyfileobj(reader, writers[split], 1 << 20)
-                    spool.unlink()
-                    next_index[split] += 1
-            else:
-                spool = out_dir / f".spool-{split}-{index:05d}.part"
-                with open(spool, "w", encoding="utf-8", newline="\n") as spool_writer:
-                    sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}", PROGRESS.get())
-                spooled[(split, index)] = spool
-            stats[split]["lines"] += sentences
-            stats[split]["tokens"] += tokens
+    with open(source, "rb") as raw, tarfile.open(fileobj=raw, mode=mode) as archive:
+        guard = INFLATION.set(Inflation(raw.tell, str(source)))  # the whole stream: compressed bytes read so far
+        try:
+            _read_tar_members(archive, spec, source, out_dir, writers, stats, wanted, next_index, spooled, seen,
+                              present)
+        finally:
+            INFLATION.reset(guard)
     missing = [path for split in SPLITS for path in spec.splits[split] if path not in seen]
     if missing:
         raise _missing_error(source, corpus.name, missing, present)
+
+
+def _read_tar_members(archive: tarfile.TarFile, spec: Dataset, source: Path, out_dir: Path,
+                      writers: dict[str, TextIO], stats: dict, wanted: tuple[dict, dict], next_index: dict[str, int],
+                      spooled: dict[tuple[str, int], Path], seen: set[str], present: list[str]) -> None:
+    """The members of `_read_tar`'s stream, in archive order (the state it keeps is passed in)."""
+    for info in archive:
+        if len(present) < 5:
+            present.append(info.name)
+        hit = _lookup(info.name, wanted)
+        if hit is None or info.isdir() or hit[0] in seen:
+            continue
+        check_tar_member(info, source)
+        key, split, index = hit
+        seen.add(key)
+        member = archive.extractfile(info)
+        if index == next_index[split]:
+            sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}", PROGRESS.get())
+            next_index[split] += 1
+            while (split, next_index[split]) in spooled:
+                spool = spooled.pop((split, next_index[split]))
+                with open(spool, encoding="utf-8", newline="\n") as reader:
+                    shutil.copyfileobj(reader, writers[split], 1 << 20)
+                spool.unlink()
+                next_index[split] += 1
+        else:
+            spool = out_dir / f".spool-{split}-{index:05d}.part"
+            with open(spool, "w", encoding="utf-8", newline="\n") as spool_writer:
+                sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}", PROGRESS.get())
+            spooled[(split, index)] = spool
+        stats[split]["lines"] += sentences
+        stats[split]["tokens"] += tokens
 
 
 def _read_manual(spec: Dataset, corpus: Corpus, raw_dir: Path, writers: dict[str, TextIO], stats: dict) -> Path:
