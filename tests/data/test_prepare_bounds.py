@@ -94,3 +94,46 @@ def test_blank_lines_are_cheap_and_line_numbers_stay_exact(tmp_path) -> None:
     summary = prepare("ptb", tmp_path / "raw", tmp_path / "out")
     assert summary["splits"]["train"]["lines"] == SENTENCES.count(b"\n") + 1
     assert (tmp_path / "out" / "train.txt").read_text().splitlines()[-1] == "last words"
+
+
+# ----- 6. one rule for each limit, on both sides of vocab.tsv ------------------------------------------
+
+def _text_dir(folder: Path, train: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, text in (("train", train), ("valid", "a b\n"), ("test", "b c\n")):
+        (folder / f"{split}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("char", ["x", "é", "語", "😀"])
+def test_the_vocab_writer_accepts_exactly_what_its_reader_accepts(tmp_path, monkeypatch, char) -> None:
+    from lightrnn.data import encoded
+
+    monkeypatch.setattr(encoded, "MAX_VOCAB_LINE_BYTES", 64)  # the one definition, read by both sides
+    for length in range(8, 40):
+        word = char * length
+        entries = [("a", 3), (word, 1234)]
+        path = tmp_path / f"vocab-{length}.tsv"
+        line_bytes = len(f"{word}\t1234\n".encode())
+        if line_bytes <= 64:
+            encoded.write_vocab(entries, path)
+            assert encoded.read_vocab(path)[0] == ["a", word]
+        else:
+            with pytest.raises(encoded.DataError, match="more than the 64 a vocab.tsv line may hold"):
+                encoded.write_vocab(entries, path)
+            assert not path.exists()
+
+
+def test_encode_refuses_a_word_train_would_refuse_and_leaves_out_alone(tmp_path, capsys) -> None:
+    from lightrnn.data.encoded import MAX_VOCAB_LINE_BYTES
+
+    word = "w" * (2 * MAX_VOCAB_LINE_BYTES)  # a 2 MiB "word"
+    text = _text_dir(tmp_path / "text", f"a b {word}\n" * 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "vocab.tsv").write_text("old\t1\n")
+    status = main(["data", "encode", "--text", str(text), "--out", str(out), "--min-count", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "vocab.tsv: word" in err[0] and "a vocab.tsv line may hold" in err[0] and len(err[0]) < 700
+    assert (out / "vocab.tsv").read_text() == "old\t1\n" and not list(out.glob(".staging*"))
