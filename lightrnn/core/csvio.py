@@ -33,7 +33,7 @@ def write_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a CSV with numbers parsed (int, then float; other cells stay strings)."""
-    path = input_file(path, fix="write it first with `lightrnn bench` (see README, performance)")
+    path = input_file(path, fix="write it first with `lightrnn bench` (see docs/performance.md)")
     with open(path, newline="", encoding="utf-8") as stream:
         return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(stream)]
 
