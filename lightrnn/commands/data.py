@@ -107,10 +107,10 @@ def _fixed_vocab(path: Path, text_dir: Path, dataset: str | None):
     from lightrnn.data.encode import FixedVocab, _rule_for
     from lightrnn.data.encoded import read_vocab
 
-    if path.is_dir():
-        raise IsADirectoryError(f"--vocab {path} is a folder; pass {path / 'vocab.tsv'} or a model file")
-    if not path.is_file():
-        raise FileNotFoundError(f"--vocab {path} does not exist; pass a vocab.tsv or a model file (best.pt)")
+    from lightrnn.core.loaders import input_file
+
+    input_file(path, "--vocab", f"pass {path / 'vocab.tsv'} or a model file (best.pt)" if path.is_dir()
+               else "pass a vocab.tsv or a model file (best.pt)")
     if path.suffix != ".tsv":
         from lightrnn.training.checkpoint import load_checkpoint, vocab_from_payload
 

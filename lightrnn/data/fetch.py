@@ -377,8 +377,23 @@ class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
     warning names the new host); a redirect to anything but http(s) is refused.
     """
 
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001 (urllib's signature)
+        try:
+            return super().http_error_302(req, fp, code, msg, headers)
+        except ValueError as error:  # urllib parses the Location before `redirect_request` sees it
+            location = _shown(headers.get("Location") or headers.get("URI") or "")
+            raise urllib.error.HTTPError(req.full_url, code, f"redirect to an invalid URL refused ({location}: "
+                                         f"{error})", headers, fp) from None
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
-        new = urllib.parse.urlsplit(newurl)
+        try:
+            new = urllib.parse.urlsplit(newurl)
+            new.port  # noqa: B018 (raises ValueError for a port that is no number or out of range)
+        except ValueError as error:
+            raise urllib.error.HTTPError(req.full_url, code, f"redirect to an invalid URL refused ({_shown(newurl)}: "
+                                         f"{error})", headers, fp) from None
         if new.scheme.lower() not in ("http", "https"):
             raise urllib.error.HTTPError(req.full_url, code, f"redirect to a {new.scheme or 'scheme-less'} URL "
                                          f"refused ({_shown(newurl)})", headers, fp)

@@ -89,10 +89,10 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
     corpus = CORPORA[spec.corpus]
     out_dir = Path(out_dir)
     source = Path(raw_dir) if corpus.archive_format == "manual" else archive_path(corpus, raw_dir)
-    if corpus.archive_format != "manual" and not source.exists():
-        raise FileNotFoundError(
-            f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
-        )
+    if corpus.archive_format != "manual":
+        from lightrnn.core.loaders import input_file
+
+        input_file(source, fix=f"run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first")
     stats = {split: {"lines": 0, "tokens": 0, "members": list(spec.splits[split])} for split in SPLITS}
     progress = Progress("prepare", f"{source} -> {out_dir}")
     token = PROGRESS.set(progress)
@@ -386,8 +386,11 @@ def _read_manual(spec: Dataset, corpus: Corpus, raw_dir: Path, writers: dict[str
     for split in SPLITS:
         for path in spec.splits[split]:
             file = raw_dir / path
-            if not file.is_file():
+            if not file.exists():
                 raise ValueError(f"dataset {spec.name!r} needs {file}, which does not exist. {corpus.note}")
+            from lightrnn.core.loaders import input_file
+
+            input_file(file, fix=corpus.note)
             with open(file, "rb") as member:
                 sentences, tokens = convert_lines(member, writers[split], str(file), PROGRESS.get())
             stats[split]["lines"] += sentences
