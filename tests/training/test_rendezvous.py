@@ -35,7 +35,10 @@ def _train(tmp_path: Path, env: dict[str, str], timeout_s: float) -> tuple[int, 
     return done.returncode, done.stderr.strip().splitlines(), time.monotonic() - start
 
 
-@pytest.mark.parametrize("world, rank", [(2, 0), (3, 0), (2, 1)])
+SLOW = pytest.mark.slow  # each case starts Python and torch in a child process
+
+
+@pytest.mark.parametrize("world, rank", [(2, 0), pytest.param(3, 0, marks=SLOW), pytest.param(2, 1, marks=SLOW)])
 def test_a_missing_process_is_announced_and_the_wait_is_bounded(tmp_path, world, rank) -> None:
     status, err, seconds = _train(tmp_path, {"WORLD_SIZE": str(world), "RANK": str(rank), "LOCAL_RANK": "0"}, 2)
     assert status in (1, 2), err
@@ -46,7 +49,7 @@ def test_a_missing_process_is_announced_and_the_wait_is_bounded(tmp_path, world,
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("rank", ["2", "-1", "7"])
+@pytest.mark.parametrize("rank", ["2", pytest.param("-1", marks=SLOW), pytest.param("7", marks=SLOW)])
 def test_a_rank_outside_the_world_is_refused_at_once(tmp_path, rank) -> None:
     status, err, _ = _train(tmp_path, {"WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": "0"}, 300)
     assert status == 2 and len(err) == 1, err
