@@ -223,7 +223,8 @@ def _not_files(tmp_path: Path) -> list[tuple[Path | str, str]]:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     return [(folder, "is a folder"), (fifo, "is a FIFO"), (Path("/dev/zero"), "is a device"),
-            (tmp_path / "missing.pt", "does not exist"), (blocker / "below", "does not exist"),
+            (tmp_path / "missing.pt", "does not exist"), (blocker / "below", "is a file, not a folder"),
+            (Path("/dev/null/below"), "/dev/null is a device, not a folder"),
             ("", "is empty")]
 
 

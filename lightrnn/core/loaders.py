@@ -38,13 +38,14 @@ MAX_JSON_BYTES = 64 << 20
 INT64_MAX = 2**63 - 1
 
 
-def input_file(path: str | os.PathLike, what: str = "", fix: str = "") -> Path:
+def input_file(path: str | os.PathLike, what: str = "", fix: str = "", fifo_ok: bool = False) -> Path:
     """`path` when it is a regular file (after symlinks); else one error that says what it is instead.
 
     The one check of every file argument and every file a command reads: "does not exist" only
     when nothing is there; a folder, a FIFO, a device (`/dev/zero`) or a socket is named as such
     (a device could be read for ever, a FIFO hangs until someone writes to it). `what` prefixes
-    the path (an option, "checkpoint"); `fix` says what to pass instead.
+    the path (an option, "checkpoint"); `fix` says what to pass instead. `fifo_ok`: a reader that
+    streams its input once (text) may take a FIFO (`--text <(zcat corpus.gz)`).
     """
     tail = f"; {fix}" if fix else ""
     if os.fspath(path) == "":  # Path("") would be the current folder
@@ -53,17 +54,32 @@ def input_file(path: str | os.PathLike, what: str = "", fix: str = "") -> Path:
     label = f"{what} {path}" if what else str(path)
     try:
         mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
+    except NotADirectoryError:  # a part of the path is no folder: say which, and what it is
+        above = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+        kind = f": {above} is {_kind(above.stat().st_mode)}, not a folder" if above is not None else ""
+        raise FileNotFoundError(f"{label} does not exist{kind}{tail}") from None
+    except FileNotFoundError:
         raise FileNotFoundError(f"{label} does not exist{tail}") from None
     except OSError as error:  # a permission on a folder of the path, a symlink loop, a name too long
         raise OSError(error.errno, f"{label} cannot be read ({error.strerror}){tail}") from None
-    if stat.S_ISREG(mode):
+    if stat.S_ISREG(mode) or (fifo_ok and stat.S_ISFIFO(mode)):
         return path
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(f"{label} is a folder, not a file{tail}")
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    raise DataError(f"{label} is {kind}, not a regular file{tail}")
+    raise DataError(f"{label} is {_kind(mode)}, not a regular file{tail}")
+
+
+def _kind(mode: int) -> str:
+    """What a file of this `st_mode` is, in words."""
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def short(value: Any, limit: int = ECHO_CHARS) -> str:

@@ -51,7 +51,7 @@ from pathlib import Path
 from lightrnn import __version__
 from lightrnn.core.errors import DataError, DiskFull, is_disk_full
 from lightrnn.core.fileio import write_text
-from lightrnn.core.loaders import content_length
+from lightrnn.core.loaders import content_length, input_file
 from lightrnn.core.runlock import out_dir_lock
 from lightrnn.data.corpora import LOCK_ENV, Checksum, Corpus, expected_checksum, get_corpus, lock_file_path, read_lock
 from lightrnn.data.progress import Progress
@@ -357,8 +357,10 @@ def _download(url: str, part: Path, *, retries: int, clock: _Clock, backoff_s: f
 
 def _copy_local(url: str, part: Path) -> None:
     source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
-    if not source.is_file():
-        raise FileNotFoundError(f"{redact_url(url)}: no such file {source}")
+    try:
+        input_file(source)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{redact_url(url)}: no such file {source}") from None
     offset = part.stat().st_size if part.exists() else 0
     total = source.stat().st_size
     if offset > total:
