@@ -74,6 +74,7 @@ class ClassSoftmaxLM(LanguageModel):
     """
 
     options = tuple(OPTIONS)
+    option_bounds = {"num_classes": (1, 2**31 - 1)}  # checked with its type wherever options are read
 
     def __init__(
         self,

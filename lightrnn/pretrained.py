@@ -49,14 +49,21 @@ import torch
 
 from lightrnn.config import TrainConfig
 from lightrnn.core.errors import DataError, UsageError
+from lightrnn.core.fileio import output_target
 from lightrnn.core.lm import LanguageModel, detach_state
 from lightrnn.core.metrics import perplexity
 from lightrnn.core.runtime import resolve_device
 from lightrnn.core.sampling import check_sampling, check_seed
 from lightrnn.core.text import text_lines, words_of
 from lightrnn.training.batches import lm_batches, load_vocab
-from lightrnn.training.checkpoint import (data_vocab_payload, load_checkpoint, rebuild_model, save_model,
-                                         vocab_from_payload)
+from lightrnn.training.checkpoint import (
+    check_trained_on,
+    data_vocab_payload,
+    load_checkpoint,
+    rebuild_model,
+    save_model,
+    vocab_from_payload,
+)
 
 
 @dataclass
@@ -374,8 +381,7 @@ def export(checkpoint: str | os.PathLike, data: str | os.PathLike | None, out: s
     when the checkpoint has no vocabulary inside); returns `out`. The model is rebuilt and its
     weights loaded first, so a file that would not load is refused before anything is written."""
     checkpoint, out = Path(checkpoint), Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a folder; pass a file path such as {out / 'model.pt'}")
+    output_target(out, "--out")  # a folder, a block device, an empty path: refused before any work
     payload = load_checkpoint(checkpoint, map_location="cpu")
     vocab = payload.get("vocab")
     if data is not None:
@@ -388,9 +394,7 @@ def export(checkpoint: str | os.PathLike, data: str | os.PathLike | None, out: s
 
 def _data_vocab(path: Path, payload: dict, data: str | os.PathLike) -> dict:
     words, counts = load_vocab(data)
-    if len(words) != payload["vocab_size"]:
-        raise DataError(f"--data {data} has {len(words)} words but {path} was trained on {payload['vocab_size']}; "
-                        f"pass the data dir the model was trained on")
+    check_trained_on(path, payload, data, words)
     return data_vocab_payload(data, words, counts)
 
 

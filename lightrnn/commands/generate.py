@@ -6,6 +6,8 @@ import argparse
 import itertools
 import sys
 
+from lightrnn.commands import path_text
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,13 +18,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "word; the adaptive softmax a head slot, then a word of the cluster; top-k applies to each draw. "
         "The same seed on the same device gives the same text.",
     )
-    parser.add_argument("--model", required=True, help="a model file: best.pt, or one written by lightrnn export")
+    parser.add_argument("--model", type=path_text, required=True, help="a model file: best.pt, or one written by lightrnn export")
     parser.add_argument("--prompt", default=None, help="text to continue (default: start a sentence)")
     parser.add_argument("--tokens", type=int, default=50, help="tokens to sample, 1 to 1,000,000 (default 50); printed as they are drawn")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 sharper, above 1 flatter")
     parser.add_argument("--top-k", type=int, default=None, help="keep the K most likely outcomes of each draw")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", default=None, help="the encoded data dir, only for a checkpoint without a vocabulary")
+    parser.add_argument("--data", type=path_text, default=None, help="the encoded data dir, only for a checkpoint without a vocabulary")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.set_defaults(func=run)
 

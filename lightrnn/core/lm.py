@@ -58,6 +58,10 @@ class LanguageModel(nn.Module, abc.ABC):
     # The model-specific constructor options (beyond the five shared arguments): what
     # `lightrnn.registry.build` accepts for this model and what `model_options` may hold.
     options: ClassVar[tuple[str, ...]] = ()
+    # Inclusive (low, high) bounds of the numeric options (of each item of a list option): checked
+    # with the option's type wherever options are read (`lightrnn.config.check_option_values`: the
+    # config, `--option`), so every model's options are refused the same way, before any work.
+    option_bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def init_state(self, batch_size: int) -> State:
         """Zero LSTM state on the model's device and dtype."""

@@ -68,10 +68,9 @@ def _sentences(batch: list[str]) -> list[list[str]]:
 
 
 def _split_file(text_dir: Path, split: str) -> Path:
-    path = text_dir / f"{split}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `lightrnn data prepare DATASET --raw DIR --out {text_dir}` first")
-    return path
+    from lightrnn.core.loaders import input_file
+
+    return input_file(text_dir / f"{split}.txt", fix=f"run `lightrnn data prepare DATASET --raw DIR --out {text_dir}` first")
 
 
 def count_words(path: Path) -> tuple[Counter, int, int]:

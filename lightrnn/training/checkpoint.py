@@ -27,7 +27,7 @@ import torch
 from lightrnn.config import RUNTIME_KEYS, TrainConfig
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import atomic_path
-from lightrnn.core.loaders import Fields, check_metrics_row, parse_json, short
+from lightrnn.core.loaders import Fields, check_metrics_row, input_file, parse_json, short
 from lightrnn.data.encoded import vocab_sha256
 
 FORMAT = 1
@@ -65,6 +65,39 @@ def data_identity(data_dir: str | os.PathLike, vocab_size: int, split_tokens: di
         "vocab_sha256": vocab_sha256(data_dir), "vocab_words": int(vocab_size),
         "split_tokens": {split: int(count) for split, count in sorted(split_tokens.items())},
     }
+
+
+def check_trained_on(path: str | os.PathLike, payload: dict[str, Any], data_dir: str | os.PathLike,
+                     words: list[str]) -> None:
+    """DataError (naming both) unless `data_dir` holds the vocabulary the checkpoint at `path` was trained on.
+
+    The one check wherever a model file and a data folder meet (eval, score/generate/export with
+    --data, the benchmarks): the vocabulary size; then the vocab.tsv sha256 the checkpoint records
+    (`data`), else the words inside it (`vocab`), id by id. A vocabulary with two words swapped
+    has the same size but maps ids to other words: every score would be silently wrong.
+    """
+    if len(words) != int(payload["vocab_size"]):
+        raise DataError(f"--data {data_dir} has {len(words)} words but {path} was trained on {payload['vocab_size']}; "
+                        f"pass the data dir the model was trained on")
+    recorded = payload.get("data", {}).get("vocab_sha256") if isinstance(payload.get("data"), dict) else None
+    if recorded:
+        actual = vocab_sha256(data_dir)
+        if actual != recorded:
+            raise DataError(
+                f"--data {data_dir} is not the data {path} was trained on: its vocab.tsv has sha256 {actual[:12]}, "
+                f"the checkpoint records {recorded[:12]} (same {len(words):,} words, other ids); pass the data dir "
+                f"the model was trained on"
+            )
+    vocab = payload.get("vocab")
+    if isinstance(vocab, dict) and "words" in vocab:
+        inside = str(vocab["words"]).split("\n")
+        if inside != words:
+            index = next(i for i, (a, b) in enumerate(zip(inside, words)) if a != b)
+            raise DataError(
+                f"--data {data_dir} is not the data {path} was trained on: word id {index} is {short(words[index])} "
+                f"there but {short(inside[index])} in the model file; pass the data dir the model was trained on "
+                f"(or none: the model file holds its vocabulary)"
+            )
 
 
 def _describe(identity: dict[str, Any]) -> str:
@@ -187,9 +220,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     Every record's CRC is verified first (a flipped bit in a weight is refused, not evaluated),
     then the payload is checked by `check_payload`: what this returns is well-typed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    path = input_file(path, "checkpoint", "pass a checkpoint.pt or best.pt written by lightrnn train")
     verify_records(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

@@ -15,7 +15,7 @@ from lightrnn.core.lm import detach_state
 from lightrnn.core.metrics import git_rev, param_stats, perplexity
 from lightrnn.core.runtime import autocast_context, resolve_device
 from lightrnn.training.batches import lm_batches, load_split, load_vocab, shard_stream
-from lightrnn.training.checkpoint import load_checkpoint, model_config, rebuild_model
+from lightrnn.training.checkpoint import check_trained_on, load_checkpoint, model_config, rebuild_model
 from lightrnn.training.preflight import check_fits
 
 
@@ -126,11 +126,7 @@ def evaluate_checkpoint(
     # gone, and is not needed (`checkpoint.model_config`).
     config = model_config(payload, checkpoint)
     words, counts = load_vocab(data_dir)
-    if len(words) != payload["vocab_size"]:
-        raise ValueError(
-            f"--data {data_dir} has {len(words)} words but checkpoint {checkpoint} was trained on "
-            f"{payload['vocab_size']}; pass the data dir the model was trained on"
-        )
+    check_trained_on(checkpoint, payload, data_dir, words)
     batch_size = config.eval_batch_size if batch_size is None else batch_size
     check_fits(config, len(words), counts, torch_device, training=False, batch_size=batch_size)
     model, _ = rebuild_model(payload, checkpoint, counts, torch_device, config)

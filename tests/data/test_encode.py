@@ -101,7 +101,7 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"test\.txt: line 2 is not valid UTF-8"):
         encode(tmp_path / "latin", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()  # every split is read before anything is written
-    with pytest.raises(FileNotFoundError, match=r"train\.txt not found: run `lightrnn data prepare"):
+    with pytest.raises(FileNotFoundError, match=r"train\.txt does not exist; run `lightrnn data prepare"):
         encode(tmp_path / "nothing", tmp_path / "out3")
     _write_text(tmp_path / "ok", "a\n")
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
