@@ -197,6 +197,9 @@ class LightRNN(LanguageModel):
     options = ("table", "word_counts", "initial_table", "table_seed", "word_bias", "word_dim", "word_input_dim",
                "realloc_columns", "realloc_alternate", "sparse_embedding")
     REALLOC_COLUMNS = ("separable", "consistent")
+    # realloc_alternate: each pass scores every word in every column; 100 passes is hours at 800k words.
+    option_bounds = {"table_seed": (0, 2**32 - 1), "word_dim": (0, 1 << 16), "word_input_dim": (0, 1 << 16),
+                     "realloc_alternate": (1, 100)}
 
     def __init__(
         self,
@@ -230,8 +233,14 @@ class LightRNN(LanguageModel):
         if realloc_columns not in self.REALLOC_COLUMNS:
             raise ValueError(f"LightRNN: realloc_columns must be one of {', '.join(self.REALLOC_COLUMNS)}, "
                              f"got {realloc_columns!r}")
-        if isinstance(realloc_alternate, bool) or not isinstance(realloc_alternate, int) or realloc_alternate < 1:
-            raise ValueError(f"LightRNN: realloc_alternate must be an integer >= 1, got {realloc_alternate!r}")
+        low, high = self.option_bounds["realloc_alternate"]
+        if (isinstance(realloc_alternate, bool) or not isinstance(realloc_alternate, int)
+                or not low <= realloc_alternate <= high):
+            raise ValueError(f"LightRNN: realloc_alternate must be an integer in [{low}, {high}], "
+                             f"got {realloc_alternate!r}")
+        low, high = self.option_bounds["table_seed"]
+        if isinstance(table_seed, bool) or not isinstance(table_seed, int) or not low <= table_seed <= high:
+            raise ValueError(f"LightRNN: table_seed must be an integer in [{low}, {high}], got {table_seed!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"LightRNN: dropout must be in [0, 1), got {dropout}")
         if word_counts is not None and len(word_counts) != vocab_size:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lightrnn.core.fileio import write_text
-from lightrnn.core.loaders import load_eval, read_metrics
+from lightrnn.core.loaders import input_file, load_eval, read_metrics
 from lightrnn.report.layout import model_label
 from lightrnn.report.render import Table, format_count, format_ppl, to_csv, to_markdown, wrap_prose
 from lightrnn.report.results import epoch_rows, realloc_rows
@@ -426,8 +426,7 @@ def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, co
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]
     figure = study_dir / "plots" / "ablation.png"
     for path in [*tables, figure, study_dir / "tables" / "ablation.csv"]:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; render the study (snakemake --configfile config/study.yaml)")
+        input_file(path, fix="render the study (snakemake --configfile config/study.yaml)")
     records = read_csv(study_dir / "tables" / "ablation.csv")
     revisions = sorted({str(r["git_rev"]) for r in records if r.get("git_rev")})
     devices = sorted({str(r["device"]) for r in records if r.get("device")})

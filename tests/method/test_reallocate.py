@@ -494,7 +494,7 @@ def test_bench_realloc_on_saved_losses_compares_every_solver(tmp_path, capsys) -
     both = read_csv(out)
     assert [row["losses"] for row in both] == ["losses-1.npz"] * 6 + ["synthetic"] * 6
     assert main(["bench", "realloc", "--out", str(out), "--losses", str(tmp_path / "missing.npz")]) != 0
-    assert "missing.npz: no such file" in capsys.readouterr().err
+    assert "missing.npz does not exist" in capsys.readouterr().err
 
 
 def test_synthetic_losses_shape_and_determinism() -> None:
