@@ -85,50 +85,113 @@ class _RowsOf(torch.autograd.Function):
                                        check_invariants=False), None
 
 
-# _RowDot's chunk: positions x C x k floats gathered at a time (4 MiB): cache-resident temporaries.
+# _RowDot's chunk: distinct rows x C x max(k, positions) floats handled at a time (4 MiB): cache-resident temporaries.
 ROW_DOT_CHUNK_FLOATS = 1 << 20
 
 
-class _RowDot(torch.autograd.Function):
-    """terms[n, c] = vectors[slots[n, c]] . query[n] for vectors [m, k], query [N, k], slots [N, C].
+class _RowLayout:
+    """Which positions read which distinct rows, arranged so `_RowDot` runs one matmul per group.
 
-    The O(C k) dot products per position, computed a chunk of positions at a time, so no
-    [N, C, k] tensor is ever built or kept for the backward (which recomputes the same gathers):
-    the working set stays in cache, and the memory is the output's [N, C].
+    rows [N]: the row each position reads (values in [0, R)); slot_words [R, C]: the word id in
+    every slot. The distinct rows are grouped by how many positions read them, so a group of g
+    rows read c times each is one [g, C, k] x [g, k, c] batched matmul over contiguous slices of
+    the positions in `order` (no padding, no per-position gather of C k values).
+    """
+
+    def __init__(self, rows: Tensor, slot_words: Tensor, columns: int, dim: int) -> None:
+        distinct, position, counts = torch.unique(rows, return_inverse=True, return_counts=True)
+        by_count = torch.argsort(counts, stable=True)  # distinct rows, fewest readers first
+        rank = torch.empty_like(by_count)
+        rank[by_count] = torch.arange(by_count.numel(), device=by_count.device)
+        self.row_of = rank[position]  # [N]: each position's distinct row, in group order
+        self.order = torch.argsort(self.row_of, stable=True)  # positions grouped by their row
+        self.distinct = distinct[by_count]  # [U]: the distinct rows in group order
+        self.slot_words = slot_words.index_select(0, self.distinct)  # [U, C]
+        self.positions, self.columns = rows.numel(), columns
+        # (first row, last row, first position, readers per row) of every chunk, from the sorted counts.
+        self.chunks: list[tuple[int, int, int, int]] = []
+        sorted_counts = counts[by_count].tolist()
+        row, position_start = 0, 0
+        while row < len(sorted_counts):
+            count = sorted_counts[row]
+            limit = max(1, ROW_DOT_CHUNK_FLOATS // max(1, columns * max(dim, count)))
+            stop = row
+            while stop < len(sorted_counts) and sorted_counts[stop] == count and stop - row < limit:
+                stop += 1
+            self.chunks.append((row, stop, position_start, count))
+            position_start += (stop - row) * count
+            row = stop
+
+
+class _RowDot(torch.autograd.Function):
+    """terms[n, c] = weight[slot_words[rows[n], c]] . query[n] for weight [V, k], query [N, k].
+
+    The O(C k) dot products per position, one batched matmul per group of distinct rows read
+    equally often (`_RowLayout`): each distinct row's C vectors are gathered once per pass
+    (U C k values, U <= R the distinct rows) instead of once per position (N C k), and no
+    [N, C, k] tensor is built or kept; the backward gathers them again, chunk by chunk.
+
+    The weight's gradient covers the words of the distinct rows (every word sharing a target's
+    row gets gradient through the column normaliser), one row per word, given as `index_ids`
+    (sorted) and `index_of` ([U, C]: where each slot's word sits in `index_ids`; `filled` [U, C]
+    masks the empty slots, which get none): a coalesced sparse [V, k] tensor when `sparse`,
+    else dense. Either way one [n, k] tensor per step, written once.
     """
 
     @staticmethod
-    def forward(ctx, vectors: Tensor, query: Tensor, slots: Tensor) -> Tensor:
-        positions, columns = slots.shape
-        dim = vectors.shape[1]
-        step = max(1, ROW_DOT_CHUNK_FLOATS // max(1, columns * dim))
-        out = query.new_empty(positions, columns)
-        for start in range(0, positions, step):
-            stop = min(positions, start + step)
-            gathered = vectors.index_select(0, slots[start:stop].reshape(-1)).view(stop - start, columns, dim)
-            out[start:stop] = torch.bmm(gathered, query[start:stop].unsqueeze(-1)).squeeze(-1)
-        ctx.save_for_backward(vectors, query, slots)
-        ctx.step = step
+    def forward(ctx, weight: Tensor, query: Tensor, layout: _RowLayout, index_ids: Tensor, index_of: Tensor,
+                filled: Tensor, sparse: bool) -> Tensor:
+        columns, dim = layout.columns, weight.shape[1]
+        grouped_query = query.index_select(0, layout.order)  # [N, k], positions in group order
+        grouped = query.new_empty(layout.positions, columns)
+        with torch.autocast(query.device.type, enabled=False):
+            for first, last, start, count in layout.chunks:
+                stop = start + (last - first) * count
+                blocks = weight.index_select(0, layout.slot_words[first:last].reshape(-1)).view(-1, columns, dim)
+                reads = grouped_query[start:stop].view(last - first, count, dim)
+                grouped[start:stop] = torch.bmm(reads, blocks.transpose(1, 2)).view(-1, columns)
+        out = torch.empty_like(grouped)
+        out.index_copy_(0, layout.order, grouped)
+        ctx.save_for_backward(weight, grouped_query, index_ids, index_of, filled)
+        ctx.layout, ctx.sparse = layout, sparse
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        vectors, query, slots = ctx.saved_tensors
-        positions, columns = slots.shape
-        dim = vectors.shape[1]
-        grad = grad.contiguous()
-        grad_vectors = torch.zeros_like(vectors) if ctx.needs_input_grad[0] else None
-        grad_query = torch.empty_like(query) if ctx.needs_input_grad[1] else None
-        for start in range(0, positions, ctx.step):
-            stop = min(positions, start + ctx.step)
-            ids = slots[start:stop].reshape(-1)
-            if grad_query is not None:
-                gathered = vectors.index_select(0, ids).view(stop - start, columns, dim)
-                grad_query[start:stop] = torch.bmm(grad[start:stop].unsqueeze(1), gathered).squeeze(1)
-            if grad_vectors is not None:
-                outer = torch.bmm(grad[start:stop].unsqueeze(-1), query[start:stop].unsqueeze(1))  # [t, C, k]
-                grad_vectors.index_add_(0, ids, outer.view(-1, dim))
-        return grad_vectors, grad_query, None
+        weight, grouped_query, index_ids, index_of, filled = ctx.saved_tensors
+        layout = ctx.layout
+        columns, dim = layout.columns, weight.shape[1]
+        grouped_grad = grad.index_select(0, layout.order)  # [N, C]
+        want_weight, want_query = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        values = weight.new_empty(index_ids.numel(), dim) if want_weight else None
+        grouped_query_grad = torch.empty_like(grouped_query) if want_query else None
+        with torch.autocast(grad.device.type, enabled=False):
+            for first, last, start, count in layout.chunks:
+                stop = start + (last - first) * count
+                chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
+                if want_query:
+                    blocks = weight.index_select(0, layout.slot_words[first:last].reshape(-1)).view(-1, columns, dim)
+                    grouped_query_grad[start:stop] = torch.bmm(chunk_grad, blocks).view(-1, dim)
+                if want_weight:
+                    reads = grouped_query[start:stop].view(last - first, count, dim)
+                    outer = torch.bmm(chunk_grad.transpose(1, 2), reads).view(-1, dim)  # [g C, k]
+                    keep = filled[first:last].reshape(-1)
+                    targets = index_of[first:last].reshape(-1)
+                    if not bool(keep.all()):
+                        outer, targets = outer[keep], targets[keep]
+                    values.index_copy_(0, targets, outer)
+        grad_query = None
+        if want_query:
+            grad_query = torch.empty_like(grouped_query_grad)
+            grad_query.index_copy_(0, layout.order, grouped_query_grad)
+        grad_weight = None
+        if want_weight:
+            if ctx.sparse:
+                grad_weight = torch.sparse_coo_tensor(index_ids.unsqueeze(0).clone(), values, weight.shape,
+                                                      is_coalesced=True, check_invariants=False)
+            else:
+                grad_weight = torch.zeros_like(weight).index_copy_(0, index_ids, values)
+        return grad_weight, grad_query, None, None, None, None, None
 
 
 def _rows_of(table: nn.Embedding, ids: Tensor) -> Tensor:
@@ -374,28 +437,34 @@ class LightRNN(LanguageModel):
     def _row_word_terms(self, rows: Tensor, hidden: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots.
 
-        The per-word rows are read once per DISTINCT row of `rows` ([U, C] lookups, U <= R), then
-        spread to the positions, so the tables' (sparse) gradients hold U C rows, not one per
-        position and slot, and the only per-position tensor is the [..., C, k] product the
-        u_w . P h terms need (O(C k) per position, as the work itself).
+        The per-word rows are read once per DISTINCT row of `rows` ([U, C] lookups, U <= R), so
+        the tables' (sparse) gradients hold U C rows, not one per position and slot; the u_w . P h
+        terms are one batched matmul per group of equally read rows (`_RowDot`): O(C k) work per
+        position, as the terms themselves, and no per-position [..., C, k] tensor.
         """
         words, filled = self._slot_words(*(table or (None, None)))
-        distinct, position = torch.unique(rows.reshape(-1), return_inverse=True)  # [U], [N]
-        row_filled = filled[distinct].reshape(-1)  # [U * C]
-        ids, order = words[distinct].reshape(-1)[row_filled].sort()  # the rows' words, each once, sorted
+        layout = _RowLayout(rows.reshape(-1), words, self._num_cols, max(1, self.word_dim))
+        distinct = layout.distinct  # [U]
+        row_filled = filled.index_select(0, distinct)  # [U, C]
+        ids, order = words.index_select(0, distinct).reshape(-1)[row_filled.reshape(-1)].sort()  # each word once
         # slot_index[u, c]: where the word in slot c of distinct row u sits in `ids`; 0 if empty (masked below).
-        slot_index = torch.zeros(row_filled.shape, dtype=torch.long, device=ids.device)
-        slot_index[row_filled.nonzero().squeeze(1)[order]] = torch.arange(ids.numel(), device=ids.device)
-        # index_select, not advanced indexing: several times faster on the CPU at these sizes.
-        per_slot = slot_index.view(-1, self._num_cols).index_select(0, position).reshape(-1)  # [N * C]
+        slot_index = torch.zeros(row_filled.numel(), dtype=torch.long, device=ids.device)
+        slot_index[row_filled.reshape(-1).nonzero().squeeze(1)[order]] = torch.arange(ids.numel(), device=ids.device)
+        slot_index = slot_index.view(-1, self._num_cols)
         terms = hidden.new_zeros((*rows.shape, self._num_cols), dtype=torch.float32)
         if self.word_bias is not None:
+            # index_select, not advanced indexing: several times faster on the CPU at these sizes.
+            per_slot = slot_index.index_select(0, layout.row_of).reshape(-1)  # [N * C]
             bias = _rows_of(self.word_bias, ids).squeeze(1).float()  # [n]
             terms = terms + bias.index_select(0, per_slot).view_as(terms)
         if self.word_dim:
-            vectors = _rows_of(self.word_out, ids).float()  # [n, k]
-            query = self.word_out_proj(hidden).float().reshape(-1, self.word_dim)  # [N, k]
-            terms = terms + _RowDot.apply(vectors, query, per_slot.view(-1, self._num_cols)).view_as(terms)
+            weight = self.word_out.weight
+            query = self.word_out_proj(hidden).reshape(-1, self.word_dim).to(
+                torch.promote_types(weight.dtype, torch.float32))  # [N, k]
+            if query.dtype != weight.dtype:
+                weight = weight.to(query.dtype)
+            terms = terms + _RowDot.apply(weight, query, layout, ids, slot_index, row_filled,
+                                          self.word_out.sparse).view_as(terms).float()
         # Empty slots read word ids[0]'s terms above: zeroed here (their gradient is zero too).
         return terms * filled.index_select(0, rows.reshape(-1)).view_as(terms)
 

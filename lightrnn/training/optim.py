@@ -51,7 +51,24 @@ class SparseAdam(torch.optim.SparseAdam):
     writing them back (`index_select` / `index_copy_` / `index_add_`), which this does, in
     torch's order of operations (tests/training/test_optim.py checks equality). Same state
     (step, exp_avg, exp_avg_sq), so checkpoints of either load into the other.
+
+    The gathered rows live in three work buffers per parameter, kept between steps (grown when
+    a step touches more rows, never in the state_dict): on the CPU a fresh tensor of that size
+    (tens of MB at V = 793,471) costs more in first-touch page faults than the arithmetic on it,
+    and a step would otherwise allocate seven.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._scratch: dict[int, torch.Tensor] = {}
+
+    def _work(self, param: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Three [rows, *param.shape[1:]] scratch tensors for `param` (views of one kept buffer)."""
+        buffer = self._scratch.get(id(param))
+        if buffer is None or buffer.shape[1] < rows or buffer.dtype != param.dtype or buffer.device != param.device:
+            buffer = param.new_empty((3, max(rows, 1), *param.shape[1:]))
+            self._scratch[id(param)] = buffer
+        return buffer[0, :rows], buffer[1, :rows], buffer[2, :rows]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -77,11 +94,13 @@ class SparseAdam(torch.optim.SparseAdam):
                 ids, values = grad._indices()[0], grad._values()
                 if values.numel() == 0:
                     continue
-                old_avg = state["exp_avg"].index_select(0, ids)
-                old_sq = state["exp_avg_sq"].index_select(0, ids)
-                avg = values.sub(old_avg).mul_(1 - beta1).add_(old_avg)
-                square = values.pow(2).sub_(old_sq).mul_(1 - beta2).add_(old_sq)
+                old, avg, square = self._work(param, ids.numel())
+                # torch's order: avg = (g - m) (1 - b1) + m; square = (g^2 - v) (1 - b2) + v; in the buffers.
+                torch.index_select(state["exp_avg"], 0, ids, out=old)
+                torch.sub(values, old, out=avg).mul_(1 - beta1).add_(old)
                 state["exp_avg"].index_copy_(0, ids, avg)
+                torch.index_select(state["exp_avg_sq"], 0, ids, out=old)
+                torch.mul(values, values, out=square).sub_(old).mul_(1 - beta2).add_(old)
                 state["exp_avg_sq"].index_copy_(0, ids, square)
                 step = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
@@ -189,8 +208,10 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float
     for p in with_grad:
         if p.grad.is_sparse:
             p.grad = coalesced(p.grad)  # once here, so the optimizer finds it coalesced
-    squares = [(p.grad._values() if p.grad.is_sparse else p.grad).float().pow(2).sum() for p in with_grad]
-    total = torch.stack(squares).sum().sqrt()
+    # torch.linalg.vector_norm: no squared copy of a gradient (tens of MB for the per-word tables at large V).
+    norms = [torch.linalg.vector_norm(p.grad._values() if p.grad.is_sparse else p.grad, dtype=torch.float32)
+             for p in with_grad]
+    total = torch.linalg.vector_norm(torch.stack(norms))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     for p in with_grad:
         # a sparse gradient's values in place: a sparse tensor times a 0-d tensor takes a slow general path

@@ -148,8 +148,8 @@ def _closed_form(config, vocab_size: int) -> int | None:
 
 
 def word_term_bytes(config, vocab_size: int, positions: int) -> int:
-    """LightRNN's per-word output terms: the distinct target rows' vectors (at most min(positions, R)
-    x C x k floats, kept for the backward) and the [positions, C] terms, C = ceil(sqrt V); the dot products
+    """LightRNN's per-word output terms: the gradient of the distinct target rows' vectors (at most
+    min(positions, R) x C x k floats) and the [positions, C] terms, C = ceil(sqrt V); the dot products
     themselves run in cache-sized chunks (`lightrnn.method.model._RowDot`). 0 for every other model
     or without word_dim."""
     from lightrnn.method.word_table import WordTable

@@ -185,15 +185,39 @@ def test_a_checkpoint_with_the_old_vector_bias_loads():
     torch.testing.assert_close(fresh.word_bias.weight, model.word_bias.weight)
 
 
-def test_the_chunked_row_dot_products_and_their_gradients(monkeypatch):
-    """_RowDot (the u_w . P h terms without an [N, C, k] tensor) against the plain gather, in several chunks."""
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_the_grouped_row_dot_products_and_their_gradients(monkeypatch, chunk):
+    """_RowDot (the u_w . P h terms, one matmul per group of equally read rows) against the plain
+    gather: the same terms, gradcheck'd, and its sparse weight gradient equal to the dense one,
+    with nothing for the words of unread rows or the empty slots."""
     import lightrnn.method.model as model_module
 
-    monkeypatch.setattr(model_module, "ROW_DOT_CHUNK_FLOATS", 7)  # one position per chunk
+    monkeypatch.setattr(model_module, "ROW_DOT_CHUNK_FLOATS", chunk)  # 7: one row per chunk
     generator = torch.Generator().manual_seed(0)
-    vectors = torch.randn(6, 3, dtype=torch.float64, generator=generator, requires_grad=True)
-    query = torch.randn(5, 3, dtype=torch.float64, generator=generator, requires_grad=True)
-    slots = torch.randint(0, 6, (5, 4), generator=generator)  # repeats: gradients add up
-    expected = (vectors[slots] * query[:, None, :]).sum(-1)
-    torch.testing.assert_close(model_module._RowDot.apply(vectors, query, slots), expected)
-    assert torch.autograd.gradcheck(lambda v, q: model_module._RowDot.apply(v, q, slots), (vectors, query))
+    slot_words = torch.randperm(12, generator=generator).view(4, 3)  # R = 4 rows, C = 3, V = 12
+    filled = torch.ones(4, 3, dtype=torch.bool)
+    filled[3, 2] = False  # an empty slot: its word stands in, and gets no gradient
+    weight = torch.randn(12, 2, dtype=torch.float64, generator=generator, requires_grad=True)
+    query = torch.randn(9, 2, dtype=torch.float64, generator=generator, requires_grad=True)
+    rows = torch.tensor([3, 0, 3, 3, 1, 0, 3, 1, 0])  # row 2 unread; counts 4, 3, 2
+    layout = model_module._RowLayout(rows, slot_words, 3, 2)
+    assert len(layout.chunks) == 3  # one group per read count (4, 3, 2 readers)
+    row_filled = filled[layout.distinct]
+    ids = slot_words[layout.distinct][row_filled].sort().values
+    index_of = torch.searchsorted(ids, slot_words[layout.distinct]).clamp(max=ids.numel() - 1)
+    expected = (weight[slot_words[rows]] * query[:, None, :]).sum(-1)
+
+    def terms(w, q, sparse=False):
+        return model_module._RowDot.apply(w, q, layout, ids, index_of, row_filled, sparse)
+
+    torch.testing.assert_close(terms(weight, query), expected)
+    assert torch.autograd.gradcheck(lambda q: terms(weight.detach(), q), (query,))
+    upstream = torch.randn(9, 3, dtype=torch.float64, generator=generator)
+    upstream[rows == 3, 2] = 0.0  # the empty slot's term is masked by the caller: no gradient flows there
+    (reference,) = torch.autograd.grad((expected * upstream).sum(), weight)
+    (dense,) = torch.autograd.grad((terms(weight, query) * upstream).sum(), weight)
+    (sparse,) = torch.autograd.grad((terms(weight, query, True) * upstream).sum(), weight)
+    torch.testing.assert_close(dense, reference)
+    assert sparse.is_sparse and sparse.is_coalesced()
+    assert sparse._indices()[0].tolist() == ids.tolist()  # the read rows' words, each once, not row 2's
+    torch.testing.assert_close(sparse.to_dense(), reference)
