@@ -50,7 +50,7 @@ from lightrnn.benchmark.machine import (
 from lightrnn.core.runtime import autocast_context, use_fp32_matmul
 from lightrnn.registry import accepts, build, model_class, names
 from lightrnn.training.optim import Optimizers
-from lightrnn.training.step import train_step
+from lightrnn.training.step import PHASES, train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -318,3 +318,79 @@ def run_throughput(
                 "load_average_start": load_start, "load_average_end": load_end, **machine,
             })
     return summary, raw
+
+
+def measure_phases(name: str, vocab_size: int, stream: np.ndarray, settings: ThroughputSettings) -> dict[str, Any]:
+    """One fresh build of `name`: seconds per training step in each of `PHASES` (train_step's own
+    marks), over the timed steps after the warm-up, and the sparse gradient rows per step (the
+    per-word rows a step reads, clips and updates with SparseAdam; 0 for dense models)."""
+    device = torch.device(settings.device)
+    windows = stream_windows(stream, settings.batch_size, settings.bptt, device)
+    torch.manual_seed(settings.seed)
+    model = build_for_bench(name, vocab_size, settings).to(device).train()
+    optimizers = make_optimizers(model, settings.lr)
+    state = _train_steps(model, optimizers, windows[: settings.warmup_steps], None, settings, device)
+    timings: dict[str, float] = {}
+    steps, rows, start = 0, 0, time.perf_counter()
+    while steps < settings.timed_steps or time.perf_counter() - start < settings.min_seconds:
+        tokens, targets = windows[(settings.warmup_steps + steps) % len(windows)]
+        _, state = train_step(model, optimizers, tokens, targets, state, settings.clip, settings.dtype == "bf16",
+                              timings=timings)
+        rows += sum(p.grad._nnz() for p in model.parameters() if p.grad is not None and p.grad.is_sparse)
+        steps += 1
+    model = optimizers = state = None
+    gc.collect()
+    return {"steps": steps, "sparse_rows_per_step": rows / steps,
+            **{f"{phase}_s": timings.get(phase, 0.0) / steps for phase in PHASES}}
+
+
+def run_phases(
+    settings: ThroughputSettings, progress: Callable[[str], None] | None = print
+) -> list[dict[str, Any]]:
+    """Where a training step's time goes: one row per (V, model, phase), the median over the
+    interleaved repeats of the seconds per step in that phase (`measure_phases`), its share of
+    the step, and each phase against the first model's same phase at that V (the baseline)."""
+    device = torch.device(settings.device)
+    use_fp32_matmul()
+    config = {k: v for k, v in asdict(settings).items() if k not in ("vocab_sizes", "models", "model_options")}
+    raw: list[dict[str, Any]] = []
+    with torch_threads(settings.threads if device.type == "cpu" else None):
+        machine = machine_info(device)
+        smallest = int(min(settings.vocab_sizes))
+        warm_stream = zipf_stream(smallest, 2 * settings.batch_size * settings.bptt + settings.batch_size + 1)
+        for name in settings.models:  # library initialisation, discarded
+            measure_phases(name, smallest, warm_stream, replace(settings, warmup_steps=1, timed_steps=1, min_seconds=0.0))
+        for vocab_size in settings.vocab_sizes:
+            tokens_needed = (settings.warmup_steps + settings.timed_steps) * settings.batch_size * settings.bptt + 1
+            stream = zipf_stream(int(vocab_size), tokens_needed + settings.batch_size, seed=settings.seed)
+            for repeat in range(settings.repeats):
+                shift = repeat % len(settings.models)
+                for name in list(settings.models[shift:]) + list(settings.models[:shift]):
+                    measured = measure_phases(name, int(vocab_size), stream, settings)
+                    raw.append({"vocab_size": int(vocab_size), "model": name, **measured})
+                    if progress is not None:
+                        progress(f"V={vocab_size} repeat {repeat} {name}: " + ", ".join(
+                            f"{phase} {measured[phase + '_s'] * 1e3:.1f} ms" for phase in PHASES))
+    rows = []
+    for vocab_size in settings.vocab_sizes:
+        medians = {}
+        for name in settings.models:
+            runs = [row for row in raw if row["vocab_size"] == int(vocab_size) and row["model"] == name]
+            medians[name] = ({phase: statistics.median(row[phase + "_s"] for row in runs) for phase in PHASES},
+                             statistics.median(row["sparse_rows_per_step"] for row in runs))
+        baseline = medians[settings.models[0]][0]
+        for name in settings.models:
+            phases, sparse_rows = medians[name]
+            step = sum(phases.values())
+            for phase in (*PHASES, "step"):
+                seconds = step if phase == "step" else phases[phase]
+                base = sum(baseline.values()) if phase == "step" else baseline[phase]
+                rows.append({
+                    "model": name, "vocab_size": int(vocab_size), "phase": phase, "seconds_per_step": seconds,
+                    "share_of_step": seconds / step if step > 0 else 0.0,
+                    "over_baseline_s": seconds - base, "baseline": settings.models[0],
+                    "sparse_rows_per_step": sparse_rows,
+                    "model_options": json.dumps(settings.model_options.get(name, {}), sort_keys=True),
+                    **config, **machine,
+                })
+    return rows

@@ -61,6 +61,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _throughput_options(throughput)
     throughput.set_defaults(func=run_throughput)
 
+    phases = commands.add_parser(
+        "phases", help="seconds per training step in forward / backward / clip / optimizer (first model = baseline)")
+    phases.add_argument("--out", type=path_arg, required=True, help="CSV")
+    _throughput_options(phases)
+    phases.set_defaults(func=run_phases)
+
     realloc = commands.add_parser("realloc", help="every reallocation solver on synthetic and saved real losses")
     realloc.add_argument("--out", type=path_arg, required=True, help="CSV")
     realloc.add_argument("--sizes", type=int, nargs="*", default=None, metavar="V",
@@ -161,6 +167,16 @@ def run_throughput(args: argparse.Namespace) -> int:
     summary, raw = measure(_settings(args), progress=_progress)
     print(write_csv(summary, args.out))
     print(write_csv(raw, args.out.with_name(args.out.stem + "-repeats.csv")))
+    return 0
+
+
+def run_phases(args: argparse.Namespace) -> int:
+    from lightrnn.benchmark.throughput import run_phases as measure
+    from lightrnn.core.csvio import write_csv
+
+    if args.out.suffix != ".csv":
+        raise ValueError(f"--out {args.out}: expected a .csv path")
+    print(write_csv(measure(_settings(args), progress=_progress), args.out))
     return 0
 
 

@@ -7,6 +7,8 @@ window (truncated BPTT). A benchmark that timed anything else would measure anot
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +22,33 @@ class TrainingDiverged(FloatingPointError):
     """A NaN or inf training loss; the training loop adds the epoch and step to the message."""
 
 
+PHASES = ("forward", "backward", "clip", "optimizer")
+
+
+class _PhaseClock:
+    """Adds the seconds since the previous mark to `timings[phase]`; does nothing when `timings` is None.
+
+    Marks synchronise the device first, so a phase is charged for its own kernels; only the
+    benchmark's phase breakdown passes `timings`, the training loop never pays the syncs.
+    """
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device) -> None:
+        self.timings, self.device = timings, device
+        if timings is not None:
+            self.last = self._now()
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        if self.timings is not None:
+            now = self._now()
+            self.timings[phase] = self.timings.get(phase, 0.0) + now - self.last
+            self.last = now
+
+
 def train_step(
     model: nn.Module,
     optimizer: Optimizers,
@@ -28,11 +57,14 @@ def train_step(
     state: State | None,
     clip: float,
     bf16: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> tuple[Tensor, State]:
     """Take one step on the window (tokens, targets) [B, T]; returns (nll [B, T] detached, next state).
 
-    `model` is a `LanguageModel` or its DDP wrapper; `clip` <= 0 turns clipping off.
+    `model` is a `LanguageModel` or its DDP wrapper; `clip` <= 0 turns clipping off. `timings`
+    (the benchmark's phase breakdown) accumulates the seconds of each of `PHASES`.
     """
+    clock = _PhaseClock(timings, tokens.device)
     with autocast_context(tokens.device, bf16):
         output = model(tokens, targets, state)
     loss = output.nll.float().mean()
@@ -42,9 +74,13 @@ def train_step(
     if diverged:
         where = f" on rank(s) {', '.join(map(str, diverged))}" if distributed.is_distributed() else ""
         raise TrainingDiverged(f"training loss is {loss.item() if not torch.isfinite(loss) else 'non-finite'}{where}")
+    clock("forward")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    clock("backward")
     if clip > 0:
         clip_grad_norm(model.parameters(), clip)
+    clock("clip")
     optimizer.step()
+    clock("optimizer")
     return output.nll.detach(), detach_state(output.state)

@@ -16,7 +16,7 @@ from lightrnn.benchmark.machine import PeakMemory, machine_info, matmul_flops_pe
 from lightrnn.benchmark.scaling import model_sizes
 from lightrnn.benchmark.suite import run_suite
 from lightrnn.benchmark.throughput import (
-    ThroughputSettings, build_for_bench, make_optimizers, run_throughput,
+    ThroughputSettings, build_for_bench, make_optimizers, run_phases, run_throughput,
     stream_windows, zipf_probs, zipf_stream,
 )
 from lightrnn.cli import main
@@ -138,6 +138,33 @@ def test_run_throughput_interleaves_every_model_and_reports_consistent_numbers()
         assert row["threads"] == 1 and row["batch_size"] == 2
     ratio = paired_ratio(raw, 50, "lightrnn", "full_softmax")  # the report's reading of the CSV rows
     assert ratio > 0 and math.isnan(paired_ratio(raw, 50, "lightrnn", "missing"))
+
+
+def test_phase_breakdown_adds_up_and_counts_the_sparse_rows(tmp_path: Path, capsys):
+    """`lightrnn bench phases`: forward + backward + clip + optimizer = the step, for every model; the
+    variant's sparse gradient rows are the per-word rows a step updates (none for plain LightRNN)."""
+    settings = ThroughputSettings(**{**TINY, "models": ("lightrnn", "lightrnn@words")},
+                                  model_options={"lightrnn@words": {"word_bias": True, "word_dim": 3}})
+    rows = run_phases(settings, progress=None)
+    assert len(rows) == 2 * 2 * 5
+    for vocab_size in (50, 120):
+        for name in settings.models:
+            mine = {row["phase"]: row for row in rows if row["vocab_size"] == vocab_size and row["model"] == name}
+            assert set(mine) == {"forward", "backward", "clip", "optimizer", "step"}
+            assert sum(mine[phase]["seconds_per_step"] for phase in ("forward", "backward", "clip", "optimizer")) \
+                == pytest.approx(mine["step"]["seconds_per_step"])
+            assert all(row["seconds_per_step"] > 0 and row["baseline"] == "lightrnn" for row in mine.values())
+            if name == "lightrnn":
+                assert mine["step"]["sparse_rows_per_step"] == 0 and mine["step"]["over_baseline_s"] == 0
+            else:  # bias + vectors of at least one full row of ceil(sqrt V) words
+                assert mine["step"]["sparse_rows_per_step"] >= 2 * math.ceil(math.sqrt(vocab_size)) - 1
+    out = tmp_path / "phases.csv"
+    assert main(["bench", "phases", "--vocab-sizes", "50", "--models", "lightrnn", "--embed-dim", "8",
+                 "--hidden-dim", "8", "--num-layers", "1", "--batch-size", "2", "--bptt", "3", "--repeats", "1",
+                 "--min-seconds", "0", "--out", str(out)]) == 0
+    assert [row["phase"] for row in read_csv(out)] == ["forward", "backward", "clip", "optimizer", "step"]
+    assert main(["bench", "phases", "--models", "lightrnn", "--out", str(tmp_path / "phases.txt")]) == 2
+    assert "expected a .csv path" in capsys.readouterr().err
 
 
 def test_bad_settings_name_the_argument():
