@@ -123,6 +123,30 @@ class _RowLayout:
             row = stop
 
 
+def _storage_users(tensor: Tensor) -> int:
+    return torch._C._storage_Use_Count(tensor.untyped_storage()._cdata)
+
+
+def _gradient_rows(scratch: dict, rows: int, like: Tensor) -> Tensor:
+    """An uninitialised [rows, k] tensor for a per-word gradient, on the CPU in storage kept between steps.
+
+    A fresh tensor of this size (tens of MB at V = 793,471) is returned to the system when freed
+    and costs as much in first-touch page faults as writing it; the training step frees the
+    previous gradient (zero_grad) before the next backward, so its storage is reused then. Only
+    when nothing but `scratch` holds it any more (its storage's use count back to what it was
+    when it was made): a gradient still alive (accumulation, a caller's reference) is never
+    overwritten, a fresh tensor is made instead.
+    """
+    if like.device.type != "cpu":
+        return like.new_empty(rows, like.shape[1])  # the CUDA caching allocator already reuses memory
+    buffer = scratch.get("buffer")
+    if (buffer is None or buffer.shape[0] < rows or buffer.dtype != like.dtype or buffer.shape[1] != like.shape[1]
+            or _storage_users(buffer) != scratch["idle"]):
+        buffer = like.new_empty(rows + rows // 4, like.shape[1])  # headroom: the rows read vary per step
+        scratch["buffer"], scratch["idle"] = buffer, _storage_users(buffer)
+    return buffer[:rows]
+
+
 class _RowDot(torch.autograd.Function):
     """terms[n, c] = weight[slot_words[rows[n], c]] . query[n] for weight [V, k], query [N, k].
 
@@ -135,12 +159,13 @@ class _RowDot(torch.autograd.Function):
     row gets gradient through the column normaliser), one row per word, given as `index_ids`
     (sorted) and `index_of` ([U, C]: where each slot's word sits in `index_ids`; `filled` [U, C]
     masks the empty slots, which get none): a coalesced sparse [V, k] tensor when `sparse`,
-    else dense. Either way one [n, k] tensor per step, written once.
+    else dense. Either way one [n, k] tensor per step, written once (on the CPU into the last
+    step's storage where nothing holds it any more: `_gradient_rows`).
     """
 
     @staticmethod
     def forward(ctx, weight: Tensor, query: Tensor, layout: _RowLayout, index_ids: Tensor, index_of: Tensor,
-                filled: Tensor, sparse: bool) -> Tensor:
+                filled: Tensor, sparse: bool, scratch: dict | None = None) -> Tensor:
         columns, dim = layout.columns, weight.shape[1]
         grouped_query = query.index_select(0, layout.order)  # [N, k], positions in group order
         grouped = query.new_empty(layout.positions, columns)
@@ -153,7 +178,7 @@ class _RowDot(torch.autograd.Function):
         out = torch.empty_like(grouped)
         out.index_copy_(0, layout.order, grouped)
         ctx.save_for_backward(weight, grouped_query, index_ids, index_of, filled)
-        ctx.layout, ctx.sparse = layout, sparse
+        ctx.layout, ctx.sparse, ctx.scratch = layout, sparse, scratch
         return out
 
     @staticmethod
@@ -163,7 +188,10 @@ class _RowDot(torch.autograd.Function):
         columns, dim = layout.columns, weight.shape[1]
         grouped_grad = grad.index_select(0, layout.order)  # [N, C]
         want_weight, want_query = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        values = weight.new_empty(index_ids.numel(), dim) if want_weight else None
+        values = None
+        if want_weight:
+            values = (_gradient_rows(ctx.scratch, index_ids.numel(), weight) if ctx.sparse and ctx.scratch is not None
+                      else weight.new_empty(index_ids.numel(), dim))
         grouped_query_grad = torch.empty_like(grouped_query) if want_query else None
         with torch.autocast(grad.device.type, enabled=False):
             for first, last, start, count in layout.chunks:
@@ -191,7 +219,7 @@ class _RowDot(torch.autograd.Function):
                                                       is_coalesced=True, check_invariants=False)
             else:
                 grad_weight = torch.zeros_like(weight).index_copy_(0, index_ids, values)
-        return grad_weight, grad_query, None, None, None, None, None
+        return grad_weight, grad_query, None, None, None, None, None, None
 
 
 def _rows_of(table: nn.Embedding, ids: Tensor) -> Tensor:
@@ -410,9 +438,18 @@ class LightRNN(LanguageModel):
         self.__dict__["_slot_cache"] = (key, value)
         return value
 
+    def _keeps(self, rows: Tensor | None = None, cols: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(row keep [R], slot keep [R, C]) of the table, cached beside `_slot_words`' entry (O(R C) to rebuild)."""
+        filled = self._slot_words(rows, cols)[1]
+        cached = self.__dict__["_slot_cache"]
+        if len(cached) < 3 or cached[2][0] is not filled:
+            row_keep = filled.any(dim=1)  # [R]
+            self.__dict__["_slot_cache"] = (*cached[:2], (filled, row_keep, filled | ~row_keep.unsqueeze(1)))
+        return self.__dict__["_slot_cache"][2][1:]
+
     def _row_keep(self, rows: Tensor | None = None, cols: Tensor | None = None) -> Tensor:
         """[R] bool: the rows holding at least one word (the row softmax's support)."""
-        return self._slot_words(rows, cols)[1].any(dim=1)
+        return self._keeps(rows, cols)[0]
 
     def _col_keep(self, row: Tensor, rows: Tensor | None = None, cols: Tensor | None = None) -> Tensor:
         """[..., C] bool: the filled slots of each `row` [...] (the column softmax's support).
@@ -420,8 +457,7 @@ class LightRNN(LanguageModel):
         An empty row keeps every slot: its column softmax is never read (no word is in it), and a
         softmax over no entry would be NaN, which would poison gradients through the others.
         """
-        filled = self._slot_words(rows, cols)[1]
-        keep = filled | ~filled.any(dim=1, keepdim=True)  # [R, C]
+        keep = self._keeps(rows, cols)[1]  # [R, C]
         return keep.index_select(0, row.reshape(-1)).view(*row.shape, self._num_cols)
 
     def _word_terms(self, words: Tensor, hidden: Tensor) -> Tensor:
@@ -463,8 +499,9 @@ class LightRNN(LanguageModel):
                 torch.promote_types(weight.dtype, torch.float32))  # [N, k]
             if query.dtype != weight.dtype:
                 weight = weight.to(query.dtype)
+            scratch = self.__dict__.setdefault("_gradient_scratch", {})  # not state: rebuilt on demand
             terms = terms + _RowDot.apply(weight, query, layout, ids, slot_index, row_filled,
-                                          self.word_out.sparse).view_as(terms).float()
+                                          self.word_out.sparse, scratch).view_as(terms).float()
         # Empty slots read word ids[0]'s terms above: zeroed here (their gradient is zero too).
         return terms * filled.index_select(0, rows.reshape(-1)).view_as(terms)
 

@@ -221,3 +221,26 @@ def test_the_grouped_row_dot_products_and_their_gradients(monkeypatch, chunk):
     assert sparse.is_sparse and sparse.is_coalesced()
     assert sparse._indices()[0].tolist() == ids.tolist()  # the read rows' words, each once, not row 2's
     torch.testing.assert_close(sparse.to_dense(), reference)
+
+
+def test_the_sparse_output_gradient_reuses_its_storage_only_once_released():
+    """_RowDot writes the word_out gradient into the last step's storage (no fresh tens-of-MB tensor per
+    step on the CPU) only when nothing holds that gradient any more: a kept gradient never changes."""
+    model = _model(150, {"word_dim": 4, "sparse_embedding": True}).float().train()
+    tokens, targets = _stream(150, seed=5)
+
+    def backward() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        model(tokens, targets).nll.sum().backward()
+        return model.word_out.weight.grad
+
+    kept = backward()
+    snapshot = kept.to_dense().clone()
+    second = backward()  # `kept` is still held here: a fresh tensor, `kept` untouched
+    torch.testing.assert_close(kept.to_dense(), snapshot)
+    assert second._values().data_ptr() != kept._values().data_ptr()
+    reused_ptr = second._values().data_ptr()
+    del kept, second
+    third = backward()  # both released: the kept storage is written again, with the same values
+    assert third._values().data_ptr() == reused_ptr
+    torch.testing.assert_close(third.to_dense(), snapshot)
