@@ -18,6 +18,23 @@ from lightrnn.report.render import markdown_table, wrap_prose
 
 SECTION = "performance"
 REFERENCE = "lightrnn"  # the model whose ratios the section states (the paper's claim)
+# Issue 30's goal for LightRNN's per-word terms: training tokens/s of each variant over plain LightRNN
+# (at every V) and over the adaptive softmax (at the largest V), paired within repeats.
+WORD_TERMS_GOAL = {"over_plain": 0.8, "over_adaptive": 5.0}
+_WORD_TERMS_OPTIONS = (
+    "  --option lightrnn@words:word_bias=true --option lightrnn@words:word_dim=32 \\",
+    "  --option lightrnn@words:word_input_dim=32 --option lightrnn@bias-in:word_bias=true \\",
+)
+WORD_TERMS_COMMAND = (  # the run the word-terms files come from (docs/performance.md quotes it)
+    "lightrnn bench throughput --vocab-sizes 100000 793471 --bptt 32 --repeats 3 --threads 1 \\",
+    "  --models lightrnn lightrnn@words lightrnn@bias-in adaptive_softmax \\",
+    *_WORD_TERMS_OPTIONS,
+    "  --option lightrnn@bias-in:word_input_dim=32 --out results/paper/bench-cpu/word-terms.csv",
+    "lightrnn bench phases --vocab-sizes 100000 793471 --bptt 32 --repeats 3 --threads 1 \\",
+    "  --models lightrnn lightrnn@words lightrnn@bias-in \\",
+    *_WORD_TERMS_OPTIONS,
+    "  --option lightrnn@bias-in:word_input_dim=32 --out results/paper/bench-cpu/word-terms-phases.csv",
+)
 
 
 def _si(value: float) -> str:
@@ -123,6 +140,8 @@ def performance_markdown(bench_dir: str | Path, page_dir: str | Path | None = No
         out += markdown_table(["losses", "V", "method", "seconds", "CPU s", "gap", "vs exact", "peak RSS MiB"], body, left=None)
         out.append("")
 
+    out += word_terms_markdown(bench_dir)
+
     out += [
         "Rerun: `lightrnn bench all --out results/bench` (or `make bench`: the Snakemake rule `bench` with "
         "config/config.yaml's `bench` block), then `lightrnn bench readme --bench-dir results/bench --readme "
@@ -139,6 +158,87 @@ def performance_markdown(bench_dir: str | Path, page_dir: str | Path | None = No
         "```",
     ]
     return "\n".join(wrap_prose(out))
+
+
+def word_terms_markdown(bench_dir: str | Path) -> list[str]:
+    """Lines on LightRNN's per-word terms at large V (issue 30) from word-terms.csv, its repeats and
+    word-terms-phases.csv in `bench_dir`; none when word-terms.csv is absent."""
+    bench_dir = Path(bench_dir)
+    if not (bench_dir / "word-terms.csv").is_file():
+        return []
+    rows = read_csv(bench_dir / "word-terms.csv")
+    raw_path = bench_dir / "word-terms-repeats.csv"
+    raw = read_csv(raw_path) if raw_path.is_file() else []
+    first = rows[0]
+    sizes = sorted({int(row["vocab_size"]) for row in rows})
+    variants = [m for m in dict.fromkeys(row["model"] for row in rows) if m.startswith(REFERENCE + "@")]
+    out = [
+        f"LightRNN's per-word terms at large V (issue 30): `{(bench_dir / 'word-terms.csv').as_posix()}` (and "
+        "`-repeats.csv`) holds plain LightRNN, its variants (a model entry NAME@LABEL is a labelled variant with "
+        "its own `--option`s, sparse per-word gradients with SparseAdam) and the adaptive softmax, from one run "
+        f"at git {first['git_rev']} ({first['date']}, {first['cpu_model']}, {first['threads']} thread(s), "
+        f"E = {first['embed_dim']}, H = {first['hidden_dim']}, batch {first['batch_size']} x {first['bptt']}); "
+        "ratios are medians of the ratios within each repeat. Goal: each variant at >= "
+        f"{WORD_TERMS_GOAL['over_plain']}x plain LightRNN's training tokens/s at every V and >= "
+        f"{WORD_TERMS_GOAL['over_adaptive']}x the adaptive softmax's at the largest V:",
+        "",
+    ]
+    body = []
+    for vocab_size in sizes:
+        for model in variants:
+            row = next((r for r in rows if r["model"] == model and int(r["vocab_size"]) == vocab_size), None)
+            if row is None:
+                continue
+            plain = paired_ratio(raw, vocab_size, model, REFERENCE)
+            adaptive = paired_ratio(raw, vocab_size, model, "adaptive_softmax")
+            body.append([f"{vocab_size:,}", model, row["model_options"], _si(row["params"]),
+                         _si(row["train_tokens_per_s"]), _ratio(plain), _ratio(adaptive)])
+    out += markdown_table(["V", "model", "options", "params", "train tokens/s", "over lightrnn",
+                           "over adaptive_softmax"], body, left=None)
+    out += ["", "```bash", *WORD_TERMS_COMMAND, "```", ""]
+    phases_path = bench_dir / "word-terms-phases.csv"
+    if not phases_path.is_file():
+        return out
+    phases = read_csv(phases_path)
+    names = ("forward", "backward", "clip", "optimizer", "step")
+    cell = {(int(r["vocab_size"]), r["model"], r["phase"]): r for r in phases}
+    body = []
+    for vocab_size in sorted({int(r["vocab_size"]) for r in phases}):
+        for model in dict.fromkeys(r["model"] for r in phases):
+            if (vocab_size, model, "step") not in cell:
+                continue
+            mine = [cell[(vocab_size, model, phase)] for phase in names]
+            body.append([f"{vocab_size:,}", model] + [f"{1e3 * r['seconds_per_step']:.1f}" for r in mine]
+                        + [f"{1e3 * mine[-1]['over_baseline_s']:+.1f}", f"{mine[-1]['sparse_rows_per_step']:,.0f}"])
+    head = phases[0]
+    out += [
+        f"Where a training step's time goes (`lightrnn bench phases`, `{phases_path.as_posix()}`, git "
+        f"{head['git_rev']}, {head['date']}: ms per step in each phase of `train_step`, medians of "
+        f"{head['repeats']} interleaved repeats; sparse rows = the per-word gradient rows a step clips and "
+        "updates):",
+        "",
+    ]
+    out += markdown_table(["V", "model", "forward ms", "backward ms", "clip ms", "optimizer ms", "step ms",
+                           f"step over {head['baseline']} ms", "sparse rows/step"], body, left=None)
+    largest = max(int(r["vocab_size"]) for r in phases)
+    base_step = cell.get((largest, head["baseline"], "step"))
+    for model in variants:
+        optimizer, step = cell.get((largest, model, "optimizer")), cell.get((largest, model, "step"))
+        if base_step is None or optimizer is None or step is None:
+            continue
+        allowed = base_step["seconds_per_step"] * (1 / WORD_TERMS_GOAL["over_plain"] - 1)
+        out += [
+            "",
+            f"Why {model} misses {WORD_TERMS_GOAL['over_plain']}x at V = {largest:,}: every target's column "
+            "normaliser reads all C words of its row, so a step's exact gradient (and lazy Adam: SparseAdam "
+            f"semantics) covers {step['sparse_rows_per_step']:,.0f} per-word rows; {WORD_TERMS_GOAL['over_plain']}x "
+            f"allows {1e3 * allowed:.1f} ms per step over plain LightRNN's {1e3 * base_step['seconds_per_step']:.1f} ms, "
+            f"and the optimizer phase alone takes {1e3 * optimizer['seconds_per_step']:.1f} ms (gathering, updating "
+            "and writing back those rows of the weights and both Adam moments: random row reads and writes, "
+            f"memory-bound), the whole step {1e3 * step['over_baseline_s']:.1f} ms more than plain LightRNN's.",
+        ]
+    out.append("")
+    return out
 
 
 def paired_ratio(raw: list[dict[str, Any]], vocab_size: int, numerator: str, denominator: str,

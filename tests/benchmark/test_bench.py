@@ -244,3 +244,27 @@ def test_cli_throughput_and_errors(tmp_path: Path, capsys):
     assert main(["bench", "throughput", "--out", str(out), "--option", "broken"]) == 2
     assert "MODEL:KEY=VALUE" in capsys.readouterr().err
     assert main(["bench", "readme", "--bench-dir", str(tmp_path / "missing"), "--readme", str(out)]) == 2
+
+
+def test_the_word_terms_block_is_read_from_the_word_terms_files(tmp_path: Path):
+    """docs/performance.md's per-word-terms lines come from word-terms.csv, -repeats.csv and -phases.csv:
+    the paired ratios of the repeats file and the phase table, nothing typed; absent files, no lines."""
+    from lightrnn.report.performance import word_terms_markdown
+
+    assert word_terms_markdown(tmp_path) == []
+    models = ("lightrnn", "lightrnn@words", "adaptive_softmax")
+    options = {"lightrnn@words": {"word_bias": True, "word_dim": 3}}
+    settings = ThroughputSettings(**{**TINY, "models": models}, model_options=options)
+    summary, raw = run_throughput(settings, progress=None)
+    write_csv(summary, tmp_path / "word-terms.csv")
+    write_csv(raw, tmp_path / "word-terms-repeats.csv")
+    text = "\n".join(word_terms_markdown(tmp_path))
+    over_plain = paired_ratio(raw, 120, "lightrnn@words", "lightrnn")
+    assert "| 120 | lightrnn@words |" in text and f"{over_plain:.3g}x" in text and "phases" in text
+    phases = run_phases(ThroughputSettings(**{**TINY, "models": models[:2]}, model_options=options), progress=None)
+    write_csv(phases, tmp_path / "word-terms-phases.csv")
+    text = "\n".join(word_terms_markdown(tmp_path))
+    optimizer = next(r for r in phases if r["vocab_size"] == 120 and r["model"] == "lightrnn@words"
+                     and r["phase"] == "optimizer")
+    assert f"the optimizer phase alone takes {1e3 * optimizer['seconds_per_step']:.1f} ms" in text
+    assert "| 120 | lightrnn@words |" in text.split("Where a training step's time goes")[1]
