@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = commands.add_parser("fetch", help="download and verify a corpus (resumable)")
     fetch.add_argument("corpus", help="corpus or dataset name (see `lightrnn data list`)")
-    fetch.add_argument("--dest", type=Path, required=True, help="directory for the archive")
+    fetch.add_argument("--dest", type=Path, default=None,
+                       help="directory for the archive (default: resources/raw/<corpus>, where the workflow reads it)")
     fetch.add_argument("--url", help="mirror or cache to download from instead (http, https, file://)")
     fetch.add_argument("--sha256", help="expected sha256, replacing the registry's checksum")
     fetch.set_defaults(func=_fetch)
@@ -68,8 +69,11 @@ def _fetch(args: argparse.Namespace) -> int:
 
     from lightrnn.data.fetch import fetch
 
+    from lightrnn.data.corpora import get_corpus
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(fetch(args.corpus, args.dest, url=args.url, sha256=args.sha256))
+    dest = args.dest if args.dest is not None else Path("resources") / "raw" / get_corpus(args.corpus).name
+    print(fetch(args.corpus, dest, url=args.url, sha256=args.sha256))
     return 0
 
 
