@@ -78,3 +78,21 @@ def test_cli_reports_a_bad_key_in_one_line_before_any_work(tmp_path, capsys) -> 
     assert code == 2
     assert error.strip().count("\n") == 0 and "config key lr: must be > 0" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_train_help_and_the_training_page_list_every_config_key(capsys) -> None:
+    """`lightrnn train --help` is generated from TrainConfig; docs/training.md's table names the same keys."""
+    import re
+    from pathlib import Path
+
+    from lightrnn import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    listed = re.findall(r"^  (\w+) +\S.* default ", help_text.split("config keys (")[1], flags=re.M)
+    assert listed == TrainConfig.keys()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    table = page.split("## Config keys")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| ([\w, ]+) \|", table, flags=re.M)[1:]  # [0]: the header row
+    assert [key for row in rows for key in row.split(", ")] == TrainConfig.keys()
