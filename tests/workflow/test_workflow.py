@@ -45,6 +45,29 @@ def test_dry_run_of_the_smoke_config_generates_tiny_archives():
     assert len(smoke["train_override"]["rounds"]) >= 3  # >= 2 reallocations
 
 
+def test_a_subset_needs_its_own_run_name_and_the_readme_subset_plans_only_its_folder():
+    """A subset on the command line without `run=` would replace the run's tables and report with a
+    partial one: refused in one line naming the fix. The README's subset command, as written, plans
+    everything under its own results folder."""
+    import re
+    import shlex
+
+    refused = snakemake("-n", "--configfile", "config/smoke.yaml", "--config", "datasets_to_run=[ptb]")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "would overwrite results/smoke/'s tables and report" in output and "--config run=smoke-subset" in output
+    readme = (REPO / "README.md").read_text(encoding="utf-8").split("\n## A subset\n")[1].split("\n## ")[0]
+    command = re.search(r"```bash\n(.*?)```", readme, flags=re.S).group(1).replace("\\\n", " ").splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[0] == ".venv/bin/snakemake", command
+    planned = snakemake("-n", *argv[1:])
+    output = planned.stdout + planned.stderr
+    assert planned.returncode == 0, output[-3000:]
+    run = re.search(r"run=(\S+)", command).group(1)
+    outputs = set(re.findall(r"results/[\w.-]+/", output))
+    assert outputs == {f"results/{run}/"}, outputs
+
+
 def test_lint_is_clean():
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr

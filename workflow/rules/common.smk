@@ -69,6 +69,17 @@ for _job in ("train", "evaluate"):
             "each of the job's processes uses threads / gpu CPU threads"
         )
 
+# A subset (datasets_to_run / models_to_run on the command line) renders its own tables and report:
+# into the config's run folder it would replace a whole run's with a partial one. Name the run.
+_COMMAND_LINE = dict(workflow.config_settings.config or {})
+_SUBSET = {"datasets_to_run", "models_to_run"} & set(_COMMAND_LINE)
+if _SUBSET and "run" not in _COMMAND_LINE:
+    _config_error(
+        f"a subset (--config datasets_to_run=... / models_to_run=...) would overwrite "
+        f"{config['results_dir']}/{config['run']}/'s tables and report; give it its own run: "
+        f"--config run={config['run']}-subset ... (or run={config['run']} to overwrite on purpose)"
+    )
+
 RESULTS = f"{config['results_dir']}/{config['run']}"
 RES = config["resources_dir"]
 RUN_DATASETS = config["datasets_to_run"]
