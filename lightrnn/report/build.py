@@ -29,6 +29,7 @@ def write_report(
     bench_dir: Path | str | None = None,
     run: str | None = None,
     benchmarks_dir: Path | str | None = None,
+    shared_benchmarks: Iterable[Path | str] = (),
 ) -> list[Path]:
     """Render tables (OUT/tables/*.{md,tex,csv,html}) and plots (OUT/plots/*.{png,pdf}).
 
@@ -66,8 +67,7 @@ def write_report(
             continue
         write_table(builder(results, date))
         if name == "size-speed" and benchmarks_dir is not None:  # what the jobs cost, beside the speed
-            folder = Path(benchmarks_dir)
-            write_table(jobs_table(read_job_benchmarks(folder) if folder.is_dir() else [], date))
+            write_table(jobs_table(read_job_benchmarks(benchmarks_dir, shared_benchmarks), date))
     aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     plots = out_dir / "plots"
     if aclw_plot_dataset in datasets and "lightrnn" in models:

@@ -164,6 +164,25 @@ def fetch_input(wildcards):
     return [] if path is None else [path]
 
 
+def shared_benchmarks():
+    """The benchmark: files of this run's data jobs, which runs share under RES (tiny_archive when
+    the corpus comes from a generated tiny archive, fetch, prepare): the jobs table reads them.
+    """
+    paths = []
+    for dataset in RUN_DATASETS:
+        corpus = corpus_of(dataset)
+        if not is_manual(corpus):
+            filename = CORPORA[corpus].filename
+            source = local_source(corpus)
+            if source is not None and Path(source).parent.parent == Path(RES) / "tiny":
+                paths.append(
+                    f"{RES}/benchmarks/tiny_archive/{corpus}/{Path(source).name}.tsv"
+                )
+            paths.append(f"{RES}/benchmarks/fetch/{corpus}/{filename}.tsv")
+        paths.append(f"{RES}/benchmarks/prepare/{dataset}.tsv")
+    return list(dict.fromkeys(paths))
+
+
 def prepare_input(wildcards):
     """The archive; for a corpus placed by hand, every split file where the user puts it, so a
     dry run names each missing file and editing one reruns its dataset."""
