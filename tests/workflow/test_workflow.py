@@ -174,6 +174,7 @@ def test_the_smoke_figures_print_no_text_on_top_of_other_text(smoke_run):
     try:
         for figure in figures:
             assert plots.text_overlaps(figure) == [], figure.axes[0].get_title(loc="left")
+            assert plots.arrow_crossings(figure) == [], figure.axes[0].get_title(loc="left")
     finally:
         for figure in figures:
             plt.close(figure)
