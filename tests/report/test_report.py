@@ -137,9 +137,9 @@ def test_write_report_writes_exactly_the_planned_outputs(results: Path, tmp_path
     assert sorted(written) == sorted(out / p for p in layout.planned_outputs(datasets, models, "aclw-fr"))
     for path in written:
         assert path.stat().st_size > 0, path
-    png = out / "plots" / "aclw-fr-perplexity.png"
+    png = out / "plots" / "aclw-fr-vs-paper.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "plots" / "aclw-fr-perplexity.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "plots" / "aclw-fr-vs-paper.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_planned_outputs_follow_the_run_matrix():

@@ -194,9 +194,9 @@ def test_the_figure_dataset_is_the_large_french_set_when_the_run_has_it():
     from lightrnn.report import layout
 
     both = layout.planned_outputs(["aclw-fr", "aclw-large-fr", "billionw"], ["lightrnn"], "auto")
-    assert "plots/aclw-large-fr-perplexity.png" in both and "plots/aclw-fr-perplexity.png" not in both
+    assert "plots/aclw-large-fr-vs-paper.png" in both and "plots/aclw-fr-vs-paper.png" not in both
     small = layout.planned_outputs(["aclw-fr"], ["lightrnn"], "auto")
-    assert "plots/aclw-fr-perplexity.png" in small
+    assert "plots/aclw-fr-vs-paper.png" in small
     assert not any("perplexity.png" in path for path in layout.planned_outputs(["ptb"], ["lightrnn"], "auto"))
     # The verdict opens every report; the speed table comes with One Billion Word.
     assert both[0] == "tables/verdict.md" and "tables/billionw-speed.csv" in both

@@ -151,7 +151,7 @@ def test_the_smoke_dag_runs_end_to_end_from_a_clean_directory(smoke_run):
     assert jobs.count("\ntrain,") == 5 * 4 and jobs.count("\nevaluate,") == 5 * 4
     # Every rule of the run: the shared data jobs too (render_report's own cost is written after it).
     assert {line.split(",")[0] for line in jobs.splitlines()[1:]} >= {"tiny_archive", "fetch", "prepare", "encode"}
-    for name in ("aclw-fr-perplexity", "size-speed", "curves-ptb"):
+    for name in ("aclw-fr-vs-paper", "size-speed", "curves-ptb"):
         assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (run / "plots" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     assert (run / "report.html").stat().st_size > 10_000
