@@ -96,3 +96,13 @@ def test_train_help_and_the_training_page_list_every_config_key(capsys) -> None:
     table = page.split("## Config keys")[1].split("\n## ")[0]
     rows = re.findall(r"^\| ([\w, ]+) \|", table, flags=re.M)[1:]  # [0]: the header row
     assert [key for row in rows for key in row.split(", ")] == TrainConfig.keys()
+
+
+def test_building_the_command_line_parser_imports_no_torch() -> None:
+    """`lightrnn --help` and `lightrnn data list` stay fast: the train epilog reads the field defaults."""
+    import subprocess
+    import sys
+
+    code = "import sys, lightrnn.cli; lightrnn.cli.build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

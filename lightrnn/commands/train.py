@@ -13,10 +13,11 @@ def config_keys_epilog() -> str:
 
     from lightrnn.config import TrainConfig
 
-    defaults = TrainConfig()
     lines = ["config keys (--config FILE and --set KEY=VALUE; meanings: docs/training.md, Config keys):"]
     for item in dataclasses.fields(TrainConfig):
-        value = getattr(defaults, item.name)
+        # The field defaults, not TrainConfig(): validating one imports the model registry (torch),
+        # and every `lightrnn` command builds this parser.
+        value = item.default_factory() if item.default is dataclasses.MISSING else item.default  # type: ignore[misc]
         shown = list(value) if isinstance(value, tuple) else value
         kind = str(item.type).replace("typing.", "")
         lines.append(f"  {item.name:<22} {kind:<18} default {shown!r}")
