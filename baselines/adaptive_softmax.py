@@ -29,6 +29,8 @@ from lightrnn.core.lm import LanguageModel, LMOutput, State
 # The model-specific options (config `model_options`) this model accepts.
 OPTIONS = ["word_counts", "cutoffs", "cutoff_mass", "div_value", "head_bias", "sparse_embedding"]
 DEFAULT_CUTOFF_MASS = (0.8, 0.95)
+# Checked with the options' types wherever options are read (the constructor checks the rest).
+OPTION_BOUNDS = {"cutoffs": (1, 2**31 - 1), "cutoff_mass": (0.0, 1.0), "div_value": (1.0, 1e6)}
 
 
 def mass_cutoffs(word_counts: np.ndarray, cutoff_mass: Sequence[float]) -> list[int]:
@@ -69,6 +71,7 @@ class AdaptiveSoftmaxLM(LanguageModel):
     """
 
     options = tuple(OPTIONS)
+    option_bounds = OPTION_BOUNDS
 
     def __init__(
         self,

@@ -23,14 +23,15 @@ import yaml
 
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import write_text
-from lightrnn.core.loaders import parse_yaml, short
+from lightrnn.core.loaders import input_file, parse_yaml, short
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
     "realloc_method": ("auto", "exact", "greedy", "sparse", "refine", "auction"),
 }
 # Keys that change how a run reports and checkpoints, not what it computes.
-RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard")
+RUNTIME_KEYS: tuple[str, ...] = ("log_every_s", "checkpoint_every_s", "realloc_save_losses", "tensorboard",
+                                  "rendezvous_timeout_s")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MAX_CONFIG_BYTES = 1 << 20
 # Upper bounds of the integer keys, checked when the config is read, before anything is built.
@@ -89,6 +90,8 @@ class TrainConfig:
     log_every_s: float = 600.0
     checkpoint_every_s: float = 1800.0
     tensorboard: bool = False  # live curves in OUT/tensorboard/ (lightrnn.training.curves; needs the tensorboard extra)
+    # Several processes (torchrun): how long they wait for each other at the start (announced, then refused).
+    rendezvous_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -121,8 +124,7 @@ class TrainConfig:
         source = "config"
         if path is not None:
             source = str(path)
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"config file {path} does not exist")
+            input_file(path, "config file", "pass a YAML file of config keys")
             size = Path(path).stat().st_size
             if size > MAX_CONFIG_BYTES:
                 raise DataError(f"config file {path}: {size} bytes, more than a config of {len(cls.keys())} keys "
@@ -210,6 +212,9 @@ class TrainConfig:
             raise ValueError(
                 f"config key realloc_time_limit: must be >= 0 seconds (0 = no limit), got {self.realloc_time_limit}"
             )
+        if not 0.0 < self.rendezvous_timeout_s <= 86400.0:
+            raise ValueError(f"config key rendezvous_timeout_s: must be in (0, 86400] seconds, got "
+                             f"{self.rendezvous_timeout_s}")
         for key in ("log_every_s", "checkpoint_every_s"):
             if not getattr(self, key) >= 0.0:
                 raise ValueError(f"config key {key}: must be >= 0 seconds (0 = off), got {getattr(self, key)}")
@@ -228,8 +233,11 @@ class TrainConfig:
                     f"config key initial_table: got {short(self.initial_table)}; allowed values: random, frequency, "
                     "context, or a path to a .npy table written by WordTable.save"
                 )
-            if not Path(self.initial_table).is_file():
-                raise ValueError(f"config key initial_table: the table file {self.initial_table} does not exist")
+            try:
+                input_file(self.initial_table, "config key initial_table: the table file",
+                           "pass a .npy table written by WordTable.save")
+            except OSError as error:  # a config value: a ValueError like every other bad key
+                raise ValueError(str(error)) from None
 
 
 def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:
@@ -306,6 +314,16 @@ def check_option_values(model: str, options: dict[str, Any], where: str) -> None
                              f"remove it")
         if not _option_value_ok(kind, value):
             raise ValueError(f"{where}: {name} of model {model}: expected {_OPTION_KINDS[kind]}, got {short(value)}")
+        bounds = model_class(model).option_bounds.get(name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if bounds is not None and value is not None and any(not bounds[0] <= item <= bounds[1] for item in items):
+            each = "each item " if isinstance(value, (list, tuple)) else ""
+            raise ValueError(f"{where}: {name} of model {model}: {each}must be in [{_number(bounds[0])}, {_number(bounds[1])}], "
+                             f"got {short(value)}")
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _option_value_ok(kind: str, value: Any) -> bool:

@@ -106,3 +106,25 @@ def test_building_the_command_line_parser_imports_no_torch() -> None:
     code = "import sys, lightrnn.cli; lightrnn.cli.build_parser(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_every_models_option_bounds_are_checked_when_the_config_is_read() -> None:
+    """One rule for every model: each bounded option just outside its bounds is refused naming the key,
+    the option and the bounds (`table_seed: -1`, `realloc_alternate: 1e9`, `div_value: 0`); at the bounds it
+    is accepted. Generated from the models' own `option_bounds`."""
+    from lightrnn.registry import model_class, names
+
+    checked = 0
+    for model in names():
+        for option, (low, high) in model_class(model).option_bounds.items():
+            integer = isinstance(low, int) and isinstance(high, int)
+            step = 1 if integer else 1e-3
+            as_list = option in ("cutoffs", "cutoff_mass")
+            for value in (low - step, high + step, -(2**40) if integer else -1e9):
+                shown = [value] if as_list else value
+                with pytest.raises(ValueError, match=rf"config key model_options: {option} of model {model}: .*must be in"):
+                    TrainConfig.from_dict({"model": model, "model_options": {option: shown}})
+            inside = [low + step] if as_list and option == "cutoff_mass" else [high] if as_list else high
+            TrainConfig.from_dict({"model": model, "model_options": {option: inside}})
+            checked += 1
+    assert checked >= 8

@@ -296,3 +296,37 @@ def test_ruff_check_is_clean() -> None:
     result = subprocess.run([ruff, "check", "lightrnn", "baselines", "benchmarks", "workflow/scripts", "tests"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_types_every_model_option_as_its_model_does() -> None:
+    """The workflow schema's `model_options` is every settable option of every registered model, with
+    the type of its constructor annotation and the bounds of the model's `option_bounds`: a dry run
+    refuses what `lightrnn train` refuses (an unknown option, `head_bias: 3`, `table_seed: -1`)."""
+    import inspect
+
+    from lightrnn.config import _OPTION_KINDS
+    from lightrnn.registry import model_class
+
+    schema = _yaml("workflow/schemas/config.schema.yaml")["$defs"]["train_keys"]["properties"]["model_options"]
+    assert schema["additionalProperties"] is False
+    types = {"int": "integer", "float": "number", "bool": "boolean", "str": "string",
+             "Sequence[int]": "array", "Sequence[float]": "array"}
+    settable: dict[str, tuple[str, bool, tuple | None]] = {}
+    for name in names():
+        cls = model_class(name)
+        parameters = inspect.signature(cls.__init__).parameters
+        for option in cls.options:
+            annotation = str(parameters[option].annotation)
+            kind = annotation.removesuffix(" | None")
+            if kind in _OPTION_KINDS:
+                settable[option] = (kind, annotation.endswith(" | None"), cls.option_bounds.get(option))
+    assert set(schema["properties"]) == set(settable), sorted(set(schema["properties"]) ^ set(settable))
+    for option, (kind, optional, bounds) in settable.items():
+        entry = schema["properties"][option]
+        if "enum" in entry:
+            continue  # a string option with its allowed values
+        declared = entry["type"] if isinstance(entry["type"], list) else [entry["type"]]
+        assert types[kind] in declared and (("null" in declared) == optional), option
+        item = entry.get("items", entry)
+        if bounds is not None:
+            assert (item["minimum"], item["maximum"]) == bounds, option

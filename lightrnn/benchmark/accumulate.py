@@ -147,13 +147,14 @@ def fraction_effect(
     from lightrnn.method.reallocate import solve
     from lightrnn.registry import build_from_config
     from lightrnn.training.batches import lm_batches, load_split, load_vocab
-    from lightrnn.training.checkpoint import load_checkpoint
+    from lightrnn.training.checkpoint import check_trained_on, load_checkpoint
 
     payload = load_checkpoint(checkpoint, map_location="cpu")
     values = dict(payload["config"])
     values["initial_table"] = "random"
     config = TrainConfig.from_dict(values, source=str(checkpoint))
     words, counts = load_vocab(data_dir)
+    check_trained_on(checkpoint, payload, data_dir, words)
     model = build_from_config(config, len(words), counts)
     model.load_state_dict(payload["model"])
     model.eval()

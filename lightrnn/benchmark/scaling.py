@@ -148,10 +148,11 @@ def realloc_scaling(
     unknown = sorted(set(methods) - set(METHOD_ORDER))
     if unknown or not methods:
         raise ValueError(f"realloc methods: got {unknown or 'none'}; choose from {', '.join(METHOD_ORDER)}")
+    from lightrnn.core.loaders import input_file
+
     for path in losses:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--losses {path}: no such file; training writes losses-<round>.npz into its "
-                                    "output folder with the config key realloc_save_losses: true")
+        input_file(path, "--losses", "training writes losses-<round>.npz into its output folder with the config key "
+                   "realloc_save_losses: true")
     previous = read_csv(out) if append and Path(out).is_file() else []
     # peak_rss_mb is the process's ru_maxrss: reset it so an earlier benchmark in this process
     # (the throughput run's 7 GB full softmax) does not show up as the solver's memory.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from lightrnn.commands import path_arg
 from pathlib import Path
 
 DEFAULT_SIZES = [10_000, 100_000, 793_471]
@@ -49,21 +51,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
 
     everything = commands.add_parser("all", help="every benchmark into one folder (what the Snakemake rule runs)")
-    everything.add_argument("--out", type=Path, required=True, help="folder for the CSVs and the plot")
+    everything.add_argument("--out", type=path_arg, required=True, help="folder for the CSVs and the plot")
     _throughput_options(everything)
     _realloc_options(everything, [10_000, 100_000])
     everything.set_defaults(func=run_all)
 
     throughput = commands.add_parser("throughput", help="train/eval tokens/s, peak memory, FLOPs, utilisation")
-    throughput.add_argument("--out", type=Path, required=True, help="CSV (the raw repeats go beside it)")
+    throughput.add_argument("--out", type=path_arg, required=True, help="CSV (the raw repeats go beside it)")
     _throughput_options(throughput)
     throughput.set_defaults(func=run_throughput)
 
     realloc = commands.add_parser("realloc", help="every reallocation solver on synthetic and saved real losses")
-    realloc.add_argument("--out", type=Path, required=True, help="CSV")
+    realloc.add_argument("--out", type=path_arg, required=True, help="CSV")
     realloc.add_argument("--sizes", type=int, nargs="*", default=None, metavar="V",
                          help="V of the synthetic instances (default: 10000 100000, none when --losses is given)")
-    realloc.add_argument("--losses", type=Path, nargs="+", default=[], metavar="FILE.npz",
+    realloc.add_argument("--losses", type=path_arg, nargs="+", default=[], metavar="FILE.npz",
                          help="real losses saved by training (realloc_save_losses: true -> losses-<round>.npz)")
     realloc.add_argument("--append", action="store_true", help="keep the rows already in --out")
     realloc.add_argument("--time-limit", type=float, default=60.0, help="seconds of refine's search per instance")
@@ -75,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     accumulate = commands.add_parser(
         "accumulate", help="the reallocation's loss-accumulation pass: tokens/s and memory beside training's")
-    accumulate.add_argument("--out", type=Path, required=True, help="CSV")
+    accumulate.add_argument("--out", type=path_arg, required=True, help="CSV")
     accumulate.add_argument("--vocab-sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000], metavar="V")
     accumulate.add_argument("--batches", type=int, default=8, help="batches of the timed accumulation pass")
     accumulate.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -83,9 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     fraction = commands.add_parser(
         "fraction", help="the table the solver picks from a fraction of the batches (realloc_fraction) vs from all")
-    fraction.add_argument("--checkpoint", type=Path, required=True, help="a LightRNN best.pt / checkpoint.pt")
-    fraction.add_argument("--data", type=Path, required=True, help="the encoded data dir it was trained on")
-    fraction.add_argument("--out", type=Path, required=True, help="CSV")
+    fraction.add_argument("--checkpoint", type=path_arg, required=True, help="a LightRNN best.pt / checkpoint.pt")
+    fraction.add_argument("--data", type=path_arg, required=True, help="the encoded data dir it was trained on")
+    fraction.add_argument("--out", type=path_arg, required=True, help="CSV")
     fraction.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
     fraction.add_argument("--method", default="auto", help="solver (realloc_method)")
     fraction.add_argument("--max-batches", type=int, default=0,
@@ -93,17 +95,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fraction.set_defaults(func=run_fraction)
 
     sizes = commands.add_parser("sizes", help="parameters and bytes at the paper's configurations (no allocation)")
-    sizes.add_argument("--out", type=Path, required=True, help="CSV")
+    sizes.add_argument("--out", type=path_arg, required=True, help="CSV")
     sizes.set_defaults(func=run_sizes)
 
     plot = commands.add_parser("plot", help="tokens/s and memory against V from a throughput CSV (PNG + PDF)")
-    plot.add_argument("--csv", type=Path, required=True)
-    plot.add_argument("--out", type=Path, required=True, help="PNG path; the PDF goes beside it")
+    plot.add_argument("--csv", type=path_arg, required=True)
+    plot.add_argument("--out", type=path_arg, required=True, help="PNG path; the PDF goes beside it")
     plot.set_defaults(func=run_plot)
 
     readme = commands.add_parser("readme", help="rewrite the performance section (docs/performance.md) from a bench folder")
-    readme.add_argument("--bench-dir", type=Path, required=True, help="folder written by `lightrnn bench all`")
-    readme.add_argument("--readme", type=Path, default=Path("README.md"),
+    readme.add_argument("--bench-dir", type=path_arg, required=True, help="folder written by `lightrnn bench all`")
+    readme.add_argument("--readme", type=path_arg, default=Path("README.md"),
                         help="the README; the section is rewritten in the page of it or its docs/ that holds it")
     readme.set_defaults(func=run_readme)
 

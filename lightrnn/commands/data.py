@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from lightrnn.commands import path_arg
 import json
 from pathlib import Path
 
@@ -16,32 +18,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = commands.add_parser("fetch", help="download and verify a corpus (resumable)")
     fetch.add_argument("corpus", help="corpus or dataset name (see `lightrnn data list`)")
-    fetch.add_argument("--dest", type=Path, default=None,
+    fetch.add_argument("--dest", type=path_arg, default=None,
                        help="directory for the archive (default: resources/raw/<corpus>, where the workflow reads it)")
     fetch.add_argument("--url", help="mirror or cache to download from instead (http, https, file://)")
     fetch.add_argument("--sha256", help="expected sha256, replacing the registry's checksum")
+    fetch.add_argument("--stall-s", type=float, default=None,
+                       help="no byte for this many seconds is a stalled transfer, resumed (default 60)")
+    fetch.add_argument("--max-time-s", type=float, default=None,
+                       help="stop the whole fetch (retries and mirrors included) after this many seconds, keeping "
+                       "the .part for the next one (default 43200, 12 hours)")
     fetch.set_defaults(func=_fetch)
 
     prepare = commands.add_parser("prepare", help="archive -> OUT/{train,valid,test}.txt")
     prepare.add_argument("dataset", help="dataset name (see `lightrnn data list`)")
-    prepare.add_argument("--raw", type=Path, required=True, help="directory holding the fetched archive")
-    prepare.add_argument("--out", type=Path, required=True, help="output directory")
+    prepare.add_argument("--raw", type=path_arg, required=True, help="directory holding the fetched archive")
+    prepare.add_argument("--out", type=path_arg, required=True, help="output directory")
     prepare.set_defaults(func=_prepare)
 
     encode = commands.add_parser("encode", help="text -> OUT/vocab.tsv, OUT/{split}.npy, OUT/meta.json")
-    encode.add_argument("--text", type=Path, required=True, help="directory written by `data prepare`")
-    encode.add_argument("--out", type=Path, required=True, help="output directory")
+    encode.add_argument("--text", type=path_arg, required=True, help="directory written by `data prepare`")
+    encode.add_argument("--out", type=path_arg, required=True, help="output directory")
     encode.add_argument("--dataset", help="vocabulary rule of this dataset (default: recorded by prepare)")
     limit = encode.add_mutually_exclusive_group()
     limit.add_argument("--min-count", type=int, help="keep training words seen at least N times")
     limit.add_argument("--max-vocab", type=int, help="keep the N most frequent entries, specials included")
-    limit.add_argument("--vocab", type=Path, help="encode with this vocabulary instead of building one: a trained "
+    limit.add_argument("--vocab", type=path_arg, help="encode with this vocabulary instead of building one: a trained "
                        "model file (best.pt) or a vocab.tsv (its unk/eos from the meta.json beside it)")
     encode.set_defaults(func=_encode)
 
     tiny = commands.add_parser("make-tiny", help="write a tiny generated archive in the corpus's real layout")
     tiny.add_argument("corpus", help="ptb, wikitext2, wikitext103, aclw or billionw")
-    tiny.add_argument("--dest", type=Path, required=True, help="output directory")
+    tiny.add_argument("--dest", type=path_arg, required=True, help="output directory")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_make_tiny)
 
@@ -67,13 +74,14 @@ def _list(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     import logging
 
-    from lightrnn.data.fetch import fetch
-
     from lightrnn.data.corpora import get_corpus
+    from lightrnn.data.fetch import MAX_TIME_S, STALL_S, fetch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dest = args.dest if args.dest is not None else Path("resources") / "raw" / get_corpus(args.corpus).name
-    print(fetch(args.corpus, dest, url=args.url, sha256=args.sha256))
+    stall_s = STALL_S if args.stall_s is None else args.stall_s
+    max_time_s = MAX_TIME_S if args.max_time_s is None else args.max_time_s
+    print(fetch(args.corpus, dest, url=args.url, sha256=args.sha256, stall_s=stall_s, max_time_s=max_time_s))
     return 0
 
 
@@ -102,10 +110,10 @@ def _fixed_vocab(path: Path, text_dir: Path, dataset: str | None):
     from lightrnn.data.encode import FixedVocab, _rule_for
     from lightrnn.data.encoded import read_vocab
 
-    if path.is_dir():
-        raise IsADirectoryError(f"--vocab {path} is a folder; pass {path / 'vocab.tsv'} or a model file")
-    if not path.is_file():
-        raise FileNotFoundError(f"--vocab {path} does not exist; pass a vocab.tsv or a model file (best.pt)")
+    from lightrnn.core.loaders import input_file
+
+    input_file(path, "--vocab", f"pass {path / 'vocab.tsv'} or a model file (best.pt)" if path.is_dir()
+               else "pass a vocab.tsv or a model file (best.pt)")
     if path.suffix != ".tsv":
         from lightrnn.training.checkpoint import load_checkpoint, vocab_from_payload
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lightrnn.commands import path_text
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,10 +15,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint's config and weights (LightRNN's table included) and the vocabulary of its data dir, "
         "without the optimizer state.",
     )
-    parser.add_argument("--checkpoint", required=True, help="best.pt or checkpoint.pt written by lightrnn train")
-    parser.add_argument("--data", default=None,
+    parser.add_argument("--checkpoint", type=path_text, required=True, help="best.pt or checkpoint.pt written by lightrnn train")
+    parser.add_argument("--data", type=path_text, default=None,
                         help="the encoded data dir it was trained on (needed when the checkpoint has no vocabulary)")
-    parser.add_argument("--out", required=True, help="the model file to write, e.g. model.pt")
+    parser.add_argument("--out", type=path_text, required=True, help="the model file to write, e.g. model.pt")
     parser.set_defaults(func=run)
 
 

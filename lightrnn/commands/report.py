@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from lightrnn.commands import path_text
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     # Not required=True at the parser level: `lightrnn report readme ...` does not take --out;
     # `run` checks them (same message shape as argparse's own).
-    parser.add_argument("--results", default=None, help="the run folder, e.g. results/smoke (required)")
-    parser.add_argument("--out", default=None, help="where tables/ and plots/ go, e.g. results/smoke (required)")
+    parser.add_argument("--results", type=path_text, default=None, help="the run folder, e.g. results/smoke (required)")
+    parser.add_argument("--out", type=path_text, default=None, help="where tables/ and plots/ go, e.g. results/smoke (required)")
     parser.add_argument(
         "--aclw-plot-dataset",
         default="auto",
@@ -52,18 +54,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(<!-- section:answer -->) from BENCH_DIR, the study or RESULTS's metrics and the closed-form parameter "
         "counts. Each block is rewritten in whichever of README and DOCS/*.md holds its markers.",
     )
-    readme.add_argument("--results", required=True, help="a rendered run folder, e.g. results/smoke")
-    readme.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
-    readme.add_argument("--docs", default="docs", help="the docs pages and the PNG copies (default: docs)")
+    readme.add_argument("--results", type=path_text, required=True, help="a rendered run folder, e.g. results/smoke")
+    readme.add_argument("--readme", type=path_text, default="README.md", help="the README to rewrite (default: README.md)")
+    readme.add_argument("--docs", type=path_text, default="docs", help="the docs pages and the PNG copies (default: docs)")
     readme.add_argument("--aclw-plot-dataset", default="aclw-fr",
                         help="dataset of the perplexity figure to show (default: aclw-fr)")
-    readme.add_argument("--study", default=None,
+    readme.add_argument("--study", type=path_text, default=None,
                         help="an ablation study's rendered run folder (e.g. results/paper/study-cpu): the verdict's "
                         "perplexity and reallocation rows come from it, and the README's study block is rewritten")
-    readme.add_argument("--bench-dir", default="results/paper/bench-cpu",
+    readme.add_argument("--bench-dir", type=path_text, default="results/paper/bench-cpu",
                         help="the committed `lightrnn bench` folder the verdict's speed row reads "
                         "(default: results/paper/bench-cpu)")
-    readme.add_argument("--gpu-dir", default="auto",
+    readme.add_argument("--gpu-dir", type=path_text, default="auto",
                         help="the committed `make gpu-check` folder the verdict's speed row and the README's GPU "
                         "block read (default: auto, the newest results/paper/gpu-*/ holding paper-speed-summary.csv; "
                         "none: ignore GPU results)")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lightrnn.commands import positive_int
+from lightrnn.commands import path_text, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,9 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the model's unk) with a trained model file: one row per sentence on stdout (TSV or JSON lines), "
         "the corpus perplexity on stderr (and in --summary). Exact; forward calls of `lightrnn eval`'s size.",
     )
-    parser.add_argument("--model", required=True, help="a model file: best.pt, or one written by lightrnn export")
-    parser.add_argument("--text", required=True, help="a text file, or - for stdin")
-    parser.add_argument("--data", default=None, help="the encoded data dir, only for a checkpoint without a vocabulary")
+    parser.add_argument("--model", type=path_text, required=True, help="a model file: best.pt, or one written by lightrnn export")
+    parser.add_argument("--text", required=True, help="a UTF-8 text file, or - for stdin, read as `data encode` reads a split (lines break at \\n only)")
+    parser.add_argument("--data", type=path_text, default=None, help="the encoded data dir, only for a checkpoint without a vocabulary")
     parser.add_argument("--format", choices=("tsv", "jsonl"), default="tsv", help="per-sentence rows (default tsv)")
     parser.add_argument("--like-eval", action="store_true",
                         help="read the text as one stream, as `lightrnn eval` reads a split (state carried across "
@@ -27,35 +27,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "each sentence alone, from the state after one eos")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval_batch_size")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--summary", default=None, help="also write the corpus summary as JSON here")
+    parser.add_argument("--summary", type=path_text, default=None, help="also write the corpus summary as JSON here")
     parser.set_defaults(func=run)
-
-
-def read_text(name: str) -> list[str]:
-    """The lines of a UTF-8 file, or of stdin for -; a one-line error naming the file otherwise."""
-    from pathlib import Path
-
-    from lightrnn.core.errors import DataError
-
-    if name == "-":
-        return sys.stdin.read().splitlines()
-    path = Path(name)
-    if path.is_dir():
-        raise IsADirectoryError(f"--text {path} is a folder; pass a text file, one sentence per line")
-    if not path.is_file():
-        raise FileNotFoundError(f"--text {path} does not exist; pass a text file, one sentence per line")
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(f"--text {path} is not UTF-8 text (byte {error.start}); convert it to UTF-8") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from lightrnn.core.fileio import write_text
+    from lightrnn.core.fileio import output_target
+    from lightrnn.core.text import read_lines
     from lightrnn.pretrained import load
 
+    if args.summary:
+        output_target(args.summary, "--summary")  # refused now, not after scoring
     where = "stdin" if args.text == "-" else args.text
-    lines = read_text(args.text)
+    lines = read_lines(args.text)  # the one text reader: the lines `data encode` would read
     lm = load(args.model, data=args.data, device=args.device)
     scores = lm.score(lines, batch_size=args.batch_size, like_eval=args.like_eval, where=where, skip_blank=True)
     out = sys.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from lightrnn.commands import path_text
 import os
 import sys
 
@@ -32,10 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=config_keys_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", required=True, help="encoded data dir: vocab.tsv, {train,valid,test}.npy")
+    parser.add_argument("--data", type=path_text, required=True, help="encoded data dir: vocab.tsv, {train,valid,test}.npy")
     parser.add_argument("--model", required=True, help="registered model name (lightrnn, full_softmax, ...)")
-    parser.add_argument("--out", required=True, help="output dir: checkpoint.pt, best.pt, metrics.jsonl, ...")
-    parser.add_argument("--config", default=None, help="YAML file of config keys")
+    parser.add_argument("--out", type=path_text, required=True, help="output dir: checkpoint.pt, best.pt, metrics.jsonl, ...")
+    parser.add_argument("--config", type=path_text, default=None, help="YAML file of config keys")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one config key (repeatable), e.g. --set rounds=[2,2] --set lr=0.002",
@@ -46,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="OUT holds a run of another config or other data: refuse (default, an error naming both) or "
         "move it to OUT/../<name>.old-<hash12>/ (kept) and start afresh (what the workflow uses)",
     )
-    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+    parser.add_argument("--tensorboard", type=path_text, default=None, metavar="DIR",
                         help="live curves (ppl, tokens/s, lr, reallocations) as TensorBoard events in DIR; needs the "
                         "tensorboard extra (config key tensorboard: true writes them to OUT/tensorboard)")
     parser.set_defaults(func=run)

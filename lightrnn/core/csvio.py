@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lightrnn.core.fileio import atomic_open
+from lightrnn.core.loaders import input_file
 
 # The CSV files one side writes and the other reads, named once. `make gpu-check` writes
 # results/paper/gpu-<gpu>/PAPER_SPEED_SUMMARY (`lightrnn.benchmark.paper_speed`); the verdict's
@@ -32,9 +33,7 @@ def write_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a CSV with numbers parsed (int, then float; other cells stay strings)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; write it first with `lightrnn bench` (see docs/performance.md)")
+    path = input_file(path, fix="write it first with `lightrnn bench` (see docs/performance.md)")
     with open(path, newline="", encoding="utf-8") as stream:
         return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(stream)]
 

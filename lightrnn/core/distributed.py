@@ -64,12 +64,48 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={text!r} must be an integer (torchrun sets it)") from None
 
 
-def setup(device: torch.device) -> Context:
+RENDEZVOUS_TIMEOUT_S = 300.0  # config key rendezvous_timeout_s: how long the processes wait for each other
+
+
+def _rendezvous_store(rank: int, world: int, timeout_s: float) -> Any:
+    """The store every process of the group meets at, within `timeout_s`; one line naming who is missing.
+
+    torch's env:// rendezvous waits for the default 30 minutes in silence for a process that was
+    never started (WORLD_SIZE=2 with one process, a RANK outside the world). Here each process says
+    at once what it waits for, and the wait is bounded. Under torchrun the agent hosts the store.
+    """
+    import sys
+
+    if not 0 <= rank < world:
+        raise ValueError(f"environment variable RANK={rank} is outside the world of WORLD_SIZE={world} processes "
+                         f"(ranks 0 to {world - 1}); start the run with torchrun --nproc_per_node {world}")
+    host = os.environ.get("MASTER_ADDR", "")
+    port = _env_int("MASTER_PORT", -1)
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"WORLD_SIZE={world} but MASTER_ADDR/MASTER_PORT are not set to a host and port; start "
+                         f"the run with torchrun --nproc_per_node {world}, which sets them")
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    print(f"lightrnn: rank {rank} of {world}: waiting up to {timeout_s:g} s for the {world} processes to meet at "
+          f"{host}:{port} (config key rendezvous_timeout_s)", file=sys.stderr, flush=True)
+    try:
+        return dist.TCPStore(host, port, world, is_master=rank == 0 and not agent,
+                             timeout=timedelta(seconds=timeout_s), wait_for_workers=True)
+    except (RuntimeError, OSError) as error:  # DistStoreError is a RuntimeError
+        detail = " ".join(str(error).split())[:200]
+        raise RuntimeError(
+            f"rank {rank} of {world}: the {world} processes did not all meet at {host}:{port} within {timeout_s:g} s "
+            f"({detail}); start every rank (torchrun --nproc_per_node {world}) or raise the config key "
+            f"rendezvous_timeout_s"
+        ) from None
+
+
+def setup(device: torch.device, rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Context:
     """Join the process group torchrun describes (or the one already initialised), pick this rank's device.
 
     `device` is the resolved config device: under several processes a CUDA device becomes
     cuda:LOCAL_RANK (an explicit index is refused: each process takes its own GPU); a CPU run
     stays on CPU with gloo. One process without WORLD_SIZE > 1 gets Context(0, 1, 0, device, False).
+    The processes meet within `rendezvous_timeout_s` (`_rendezvous_store`), each saying what it waits for.
     """
     if dist.is_available() and dist.is_initialized():  # set up by the caller (a test, a notebook)
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -82,6 +118,9 @@ def setup(device: torch.device) -> Context:
         if not dist.is_available():
             raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed; install a full torch")
         rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+        if not 0 <= rank < world or local_rank < 0:
+            raise ValueError(f"environment variables RANK={rank}, LOCAL_RANK={local_rank} do not fit WORLD_SIZE="
+                             f"{world} (ranks 0 to {world - 1}); start the run with torchrun --nproc_per_node {world}")
         owns = True
     if world > 1 and device.type == "cuda":
         if device.index is not None:
@@ -100,7 +139,8 @@ def setup(device: torch.device) -> Context:
     if owns:
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         timeout = timedelta(seconds=_env_int("LIGHTRNN_COLLECTIVE_TIMEOUT_S", COLLECTIVE_TIMEOUT_S))
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
+        store = _rendezvous_store(rank, world, rendezvous_timeout_s)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
         wait_timeout = timedelta(seconds=_env_int("LIGHTRNN_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
         _wait_group = dist.new_group(backend="gloo", timeout=wait_timeout)  # every rank must create it
     return Context(rank, world, local_rank, device, owns)

@@ -1,9 +1,20 @@
 """File I/O every part of the project shares: atomic writes, JSON lines, the vocabulary file.
 
-Atomic write: the content goes to a hidden temp file in the target's folder, which is flushed
-and renamed over the target at the end (`os.replace`, atomic on POSIX). A crash, a kill or a
-full disk leaves either the old file or the new one, never half of one; a failed write removes
-its temp file. Temp files are named `.NAME.<random>.tmp`, so `remove_stale_temps` can sweep the
+Atomic write: the content goes to a hidden temp file in the target's folder, which is flushed,
+fsynced and renamed over the target at the end (`os.replace`, atomic on POSIX), and the folder
+is fsynced after the rename. A crash, a kill or a full disk leaves either the old file or the
+new one, never half of one; a failed write removes its temp file. Power loss: before the call
+returns, the path holds the old file or the whole new one (the data is on disk before the
+rename, so never an empty or half-written file, on ext4, XFS or btrfs alike); once it has
+returned, the new file survives a power loss (the folder's entry is fsynced too). What is not
+promised: the staged sets (`staged_dir`) and `append_line` rows other than the last fsynced one.
+
+What is at the path is never destroyed by the write (`output_target`): a symlink is followed
+(the file it points to is replaced, the link stays); a character device or a FIFO (`/dev/null`,
+`/dev/stdout`, a named pipe), and anything under /dev or /proc, is written to directly (opened
+for appending, never renamed over, so `--out /dev/null` leaves the device node alone and
+`--summary /dev/stdout > f` keeps what was printed before); a folder, a block device or a socket
+is refused, and so is an empty path. Temp files are named `.NAME.<random>.tmp`, so `remove_stale_temps` can sweep the
 ones a `kill -9` left behind. Finished files get the mode a plain `open` would give them
 (0666 & ~umask), not `mkstemp`'s 0600: on a shared cluster colleagues can read the results.
 
@@ -22,6 +33,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -68,6 +80,40 @@ def readable_mode(path: str | os.PathLike) -> None:
     os.chmod(path, _umask_mode())
 
 
+def output_target(path: str | os.PathLike, what: str = "") -> tuple[Path, bool]:
+    """(the path to write, whether to write it directly) for an output `path`; one error if it cannot be.
+
+    Directly: a character device or FIFO, or anything under /dev or /proc (after symlinks), is
+    opened for appending and written, never renamed over (the node is not replaced by a regular
+    file). A symlink to anything else is followed, so the link stays and its target is replaced.
+    Refused: an empty path, a folder, a block device (writing would destroy a disk), a socket.
+    Commands call it before long work, so a bad `--out` is found at once.
+    """
+    label = f"{what} {os.fspath(path)}" if what else os.fspath(path)
+    if os.fspath(path) == "":
+        raise DataError(f"{what or 'an output path'} is empty; pass a file path")
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None  # a new file (a dangling symlink: its target is created)
+    except NotADirectoryError:
+        raise NotADirectoryError(errno.ENOTDIR, "a part of the path is a file, not a folder", str(path)) from None
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, str(path)) from None
+    real = Path(os.path.realpath(path))
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, f"{label} is a folder; pass a file path", str(path))
+    if mode is not None and (stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)):
+        kind = "a block device" if stat.S_ISBLK(mode) else "a socket"
+        raise DataError(f"{label} is {kind}: it is not written to; pass a file path")
+    special = mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode))
+    under_system = str(real).startswith(("/dev/", "/proc/")) or str(Path(path).absolute()).startswith(("/dev/", "/proc/"))
+    if special or (mode is not None and under_system):
+        return path, True
+    return real if path.is_symlink() else path, False
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; when the block ends without error it replaces `path`.
@@ -75,12 +121,16 @@ def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = N
     For writers that want a file name (`torch.save`, `savefig`, `np.save`). `mode_from`: copy
     that file's permissions instead of the umask default (rewriting a user's README). Any error
     removes the temp file; a full disk, a permission or a folder in the way is reported for
-    `path` (not the temp name).
+    `path` (not the temp name). The temp file is fsynced before the rename and the folder after
+    it (the module docstring says what that promises on a power loss). A device, FIFO or a path
+    under /dev or /proc gets the bytes directly instead (`output_target`).
     """
-    path = Path(path)
+    path, direct = output_target(path)
+    if direct:
+        with _direct_write(path) as temp:
+            yield temp
+        return
     ensure_dir(path.parent)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
     try:
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
     except OSError as error:
@@ -93,13 +143,64 @@ def atomic_path(path: str | os.PathLike, mode_from: str | os.PathLike | None = N
             os.chmod(temp, os.stat(mode_from).st_mode & 0o7777)
         else:
             readable_mode(temp)
+        _fsync_path(temp)
         os.replace(temp, path)
+        _fsync_folder(path.parent)
     except BaseException as error:
         temp.unlink(missing_ok=True)
         converted = _for_target(error, path)
         if converted is error:
             raise
         raise converted from error
+
+
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable; a file system that cannot fsync a folder is left as it is."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def _direct_write(path: Path) -> Iterator[Path]:
+    """Let the writer fill a private temp file, then append its bytes to `path` (a device or FIFO)."""
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix=".lightrnn-direct.") as folder:
+        temp = Path(folder) / path.name
+        yield temp
+        for stream in (sys.stdout, sys.stderr):  # what was printed before comes first
+            with contextlib.suppress(Exception):
+                stream.flush()
+        try:
+            # O_NONBLOCK: a FIFO nobody reads is an error at once (ENXIO), not a wait for ever.
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+            os.set_blocking(descriptor, True)
+            with open(temp, "rb") as reader, open(descriptor, "ab") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+        except OSError as error:
+            if error.errno == errno.ENXIO:
+                raise OSError(errno.ENXIO, f"{path} is a FIFO that no process reads; start its reader first or "
+                              "pass a file path") from None
+            converted = _for_target(error, path)
+            if converted is error:
+                raise
+            raise converted from error
 
 
 def _for_target(error: BaseException, path: Path) -> BaseException:
@@ -346,9 +447,9 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All rows of a JSON-lines file; a bad line raises ValueError naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    from lightrnn.core.loaders import input_file
+
+    path = input_file(path)
     rows = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

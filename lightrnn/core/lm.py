@@ -58,6 +58,10 @@ class LanguageModel(nn.Module, abc.ABC):
     # The model-specific constructor options (beyond the five shared arguments): what
     # `lightrnn.registry.build` accepts for this model and what `model_options` may hold.
     options: ClassVar[tuple[str, ...]] = ()
+    # Inclusive (low, high) bounds of the numeric options (of each item of a list option): checked
+    # with the option's type wherever options are read (`lightrnn.config.check_option_values`: the
+    # config, `--option`), so every model's options are refused the same way, before any work.
+    option_bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def init_state(self, batch_size: int) -> State:
         """Zero LSTM state on the model's device and dtype."""
@@ -88,6 +92,12 @@ class LanguageModel(nn.Module, abc.ABC):
         here and returns realloc_objective, realloc_lower_bound and realloc_s.
         """
         return {}
+
+    def check_state(self) -> None:
+        """ValueError saying what is inconsistent in the state just loaded from a file: buffers that
+        index each other (the class softmax's class layout). Called after every `load_state_dict`
+        of a model file (`lightrnn.training.checkpoint.rebuild_model`, resuming a run); the default
+        has nothing to check (LightRNN's word table is checked with the checkpoint's payload)."""
 
     def generate_step(
         self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,

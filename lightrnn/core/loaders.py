@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,6 +36,50 @@ MAX_DEPTH = 64
 MAX_YAML_NODES = 100_000
 MAX_JSON_BYTES = 64 << 20
 INT64_MAX = 2**63 - 1
+
+
+def input_file(path: str | os.PathLike, what: str = "", fix: str = "", fifo_ok: bool = False) -> Path:
+    """`path` when it is a regular file (after symlinks); else one error that says what it is instead.
+
+    The one check of every file argument and every file a command reads: "does not exist" only
+    when nothing is there; a folder, a FIFO, a device (`/dev/zero`) or a socket is named as such
+    (a device could be read for ever, a FIFO hangs until someone writes to it). `what` prefixes
+    the path (an option, "checkpoint"); `fix` says what to pass instead. `fifo_ok`: a reader that
+    streams its input once (text) may take a FIFO (`--text <(zcat corpus.gz)`).
+    """
+    tail = f"; {fix}" if fix else ""
+    if os.fspath(path) == "":  # Path("") would be the current folder
+        raise DataError(f"{what or 'a file path'} is empty; pass a file path{tail}")
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    try:
+        mode = path.stat().st_mode
+    except NotADirectoryError:  # a part of the path is no folder: say which, and what it is
+        above = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+        kind = f": {above} is {_kind(above.stat().st_mode)}, not a folder" if above is not None else ""
+        raise FileNotFoundError(f"{label} does not exist{kind}{tail}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label} does not exist{tail}") from None
+    except OSError as error:  # a permission on a folder of the path, a symlink loop, a name too long
+        raise OSError(error.errno, f"{label} cannot be read ({error.strerror}){tail}") from None
+    if stat.S_ISREG(mode) or (fifo_ok and stat.S_ISFIFO(mode)):
+        return path
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{label} is a folder, not a file{tail}")
+    raise DataError(f"{label} is {_kind(mode)}, not a regular file{tail}")
+
+
+def _kind(mode: int) -> str:
+    """What a file of this `st_mode` is, in words."""
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def short(value: Any, limit: int = ECHO_CHARS) -> str:
@@ -169,9 +214,7 @@ def parse_json(text: str, where: str, fix: str) -> Any:
 
 def read_json(path: str | os.PathLike, fix: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """A JSON file (UTF-8, at most `max_bytes`), parsed; DataError naming it otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; {fix}")
+    path = input_file(path, fix=fix)
     size = path.stat().st_size
     if size > max_bytes:
         raise DataError(f"{path}: {size} bytes, more than the {max_bytes} such a file can hold; {fix}")
@@ -273,9 +316,7 @@ def check_metrics_row(value: Any, where: str, fix: str = METRICS_FIX) -> dict[st
 
 def read_metrics(path: str | os.PathLike, max_line_bytes: int = 1 << 20) -> list[dict[str, Any]]:
     """Every row of a metrics.jsonl file, checked; DataError naming the file and line otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    path = input_file(path)
     rows = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):

@@ -41,7 +41,7 @@ from lightrnn.core.fileio import (
     write_json,
     write_text,
 )
-from lightrnn.core.loaders import Fields, read_json, short
+from lightrnn.core.loaders import Fields, input_file, read_json, short
 
 SPLITS = ("train", "valid", "test")
 VOCAB = "vocab.tsv"
@@ -99,9 +99,7 @@ def load_meta(data_dir: str | os.PathLike) -> Meta | None:
 
 def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """(words in id order, counts int64 [V]) from a `vocab.tsv` of `word<TAB>count` lines, checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir (lightrnn data encode)")
+    path = input_file(path, fix="pass --data an encoded data dir (lightrnn data encode)")
     words: list[str] = []
     counts: list[int] = []
     seen: set[str] = set()
@@ -160,8 +158,7 @@ def load_split(data_dir: str | os.PathLike, split: str, vocab_size: int | None =
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {short(split)}")
     data_dir = Path(data_dir)
     path = data_dir / f"{split}.npy"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass --data an encoded data dir with {split}.npy")
+    input_file(path, fix=f"pass --data an encoded data dir with {split}.npy")
     stream = load_npy(path, mmap_mode="r", fix=ENCODE_FIX)
     if stream.ndim != 1 or not np.issubdtype(stream.dtype, np.integer):
         raise DataError(f"{path}: expected a 1-D integer array of word ids, got {stream.dtype} {stream.shape}")
@@ -205,8 +202,32 @@ def writing(out_dir: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_vocab(entries: list[tuple[str, int]], path: Path) -> None:
-    """Write `word<TAB>count` lines atomically."""
-    write_text(path, "".join(f"{word}\t{count}\n" for word, count in entries))
+    """Write `word<TAB>count` lines atomically, only if `read_vocab` will accept every one of them.
+
+    The writer enforces what its reader demands, from the same constants (MAX_VOCAB_LINE_BYTES,
+    MAX_VOCAB_SIZE, the count's range, one line per word, no word twice): `encode` never writes a
+    vocab.tsv that `train` then refuses. A refusal names the word and the limit.
+    """
+    if len(entries) > MAX_VOCAB_SIZE:
+        raise DataError(f"{path}: {len(entries)} words, more than the {MAX_VOCAB_SIZE} a vocab.tsv may hold; "
+                        f"raise --min-count or pass --max-vocab")
+    lines: list[str] = []
+    seen: set[str] = set()
+    for number, (word, count) in enumerate(entries, start=1):
+        line = f"{word}\t{count}\n"
+        size = len(line.encode("utf-8", errors="surrogatepass"))
+        where = f"{path.name}: word {number} ({short(word)})"  # path is a hidden staging file: name the set's file
+        if size > MAX_VOCAB_LINE_BYTES:
+            raise DataError(f"{where} makes a line of {size} bytes, more than the {MAX_VOCAB_LINE_BYTES} a vocab.tsv "
+                            f"line may hold; no word is that long: the text is damaged or not split into words")
+        if "\n" in word or word in seen:
+            reason = "holds a line break" if "\n" in word else "appears twice"
+            raise DataError(f"{where} {reason}; a vocab.tsv holds each word once, on one line")
+        if isinstance(count, bool) or not 0 <= int(count) <= 2**63 - 1:
+            raise DataError(f"{where}: the count {short(count)} is not an integer in [0, 2^63)")
+        seen.add(word)
+        lines.append(line)
+    write_text(path, "".join(lines))
 
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:

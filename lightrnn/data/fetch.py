@@ -14,6 +14,17 @@ hours on the 1.8 GB One Billion Word archive over a slow link. This fetcher is p
 - credentials never leave the request: a `user:password@` in the URL is sent as an
   Authorization header, and every URL that is logged, printed or written to the lock file has
   its user info, query string and fragment removed (signed URLs carry secrets there);
+- credentials go only to the origin they were given for: a redirect to another origin (scheme,
+  host or port), or from https to http, is followed WITHOUT the Authorization header (dropped,
+  with a warning naming the new host, as curl and requests do); no .netrc is read. A redirect to
+  anything but http(s) (ftp://, file://) is refused;
+- every wait is bounded and announced: no byte for `stall_s` seconds (default 60, `--stall-s`,
+  the workflow's `fetch: stall_s`) is a stalled transfer, resumed like a dropped one, each retry
+  saying what broke, at which byte and how long it waits; the whole fetch, retries and mirrors
+  included, stops after `max_time_s` (default 12 hours, `--max-time-s`, `fetch: max_time_s`),
+  even against a server that drips a byte at a time, keeping the `.part` bytes for the next fetch;
+- the URL schemes fetch accepts are `SCHEMES`; the workflow schema's pattern for `corpora.*.url`
+  is `url_pattern()` (a test keeps the two equal), so a config the dry run accepts is one fetch takes;
 - a corpus without a published checksum (ACLW) is pinned only once the file opens as the
   expected archive with every member its datasets need: an HTML error page is never pinned.
 """
@@ -27,8 +38,10 @@ import http.client
 import json
 import logging
 import os
+import re
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -38,12 +51,16 @@ from pathlib import Path
 from lightrnn import __version__
 from lightrnn.core.errors import DataError, DiskFull, is_disk_full
 from lightrnn.core.fileio import write_text
-from lightrnn.core.loaders import content_length
+from lightrnn.core.loaders import content_length, input_file
 from lightrnn.core.runlock import out_dir_lock
 from lightrnn.data.corpora import LOCK_ENV, Checksum, Corpus, expected_checksum, get_corpus, lock_file_path, read_lock
 from lightrnn.data.progress import Progress
 
 log = logging.getLogger(__name__)
+
+SCHEMES = ("http", "https", "file")  # what fetch downloads from; the workflow schema's url pattern is built from it
+STALL_S = 60.0  # no byte for this long: a stalled transfer (resumed)
+MAX_TIME_S = 12 * 3600.0  # the whole fetch, retries and mirrors included
 
 USER_AGENT = f"lightrnn-replication/{__version__} (LightRNN replication suite data fetcher; urllib)"
 CHUNK_BYTES = 1 << 20
@@ -51,6 +68,10 @@ CHUNK_BYTES = 1 << 20
 
 class IncompleteDownload(OSError):
     """The connection ended before Content-Length bytes arrived; resumable."""
+
+
+class DeadlineExceeded(OSError):
+    """The fetch's total-time bound passed; not retried (the `.part` bytes are kept)."""
 
 
 class BadResponse(http.client.HTTPException):
@@ -61,6 +82,35 @@ class BadResponse(http.client.HTTPException):
 # unknown host, TLS, HTTP errors) will not get better by asking again a second later.
 _DROPPED = (IncompleteDownload, http.client.IncompleteRead, ConnectionResetError, ConnectionAbortedError,
             BrokenPipeError, socket.timeout, TimeoutError)
+
+
+def url_pattern() -> str:
+    """The regular expression the workflow schema gives `corpora.*.url`: exactly the `SCHEMES` fetch takes."""
+    return "^(" + "|".join(SCHEMES) + "):"
+
+
+def _shown(url: str) -> str:
+    """A URL that may not parse, shown without what could be a secret (user info, query, fragment)."""
+    text = re.sub(r"//[^/?#]*@", "//", str(url)).split("#", 1)[0]
+    text = text.split("?", 1)[0] + ("?..." if "?" in text else "")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_url(url: str, option: str = "--url") -> urllib.parse.SplitResult:
+    """The parts of `url`, or one ValueError naming it (its secrets hidden) and what fetch accepts."""
+    names = [f"{scheme}://" for scheme in SCHEMES]
+    accepted = ", ".join(names[:-1]) + " or " + names[-1]
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        parts.port  # noqa: B018 (raises ValueError for a port that is no number or out of range)
+    except ValueError as error:
+        raise ValueError(f"{option} {_shown(url)!r} is not a valid URL ({error}); pass an {accepted} URL") from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise ValueError(f"{option} {_shown(url)!r}: fetch does not download {parts.scheme or 'scheme-less'} URLs; "
+                         f"pass an {accepted} URL")
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        raise ValueError(f"{option} {_shown(url)!r} names no host; pass an {accepted} URL")
+    return parts
 
 
 def redact_url(url: str) -> str:
@@ -97,7 +147,8 @@ def fetch(
     *,
     lock_file: Path | None = None,
     retries: int = 5,
-    timeout_s: float = 60.0,
+    stall_s: float = STALL_S,
+    max_time_s: float = MAX_TIME_S,
     backoff_s: float = 2.0,
 ) -> Path:
     """Download `corpus` (a corpus or dataset name) into directory `dest`; return the file's path.
@@ -106,8 +157,14 @@ def fetch(
     registry's checksum. A file already in place is verified, not downloaded again. A corpus
     without a published checksum (ACLW) has its sha256 pinned in `lock_file` (default
     `lightrnn/data/checksums.lock.json`, or $LIGHTRNN_CHECKSUM_LOCK) on the first download.
-    `retries` is the number of resumptions after a dropped connection, per URL.
+    `retries` is the number of resumptions after a dropped or stalled transfer, per URL;
+    `stall_s`: no byte for this long is a stalled transfer; `max_time_s`: the whole fetch's bound.
     """
+    for name, value in (("--stall-s", stall_s), ("--max-time-s", max_time_s)):
+        if not (isinstance(value, (int, float)) and 0 < value < 10 * 365 * 86400):  # NaN fails too
+            raise ValueError(f"{name} must be a number of seconds > 0 (and under ten years), got {value!r}")
+    if url is not None:
+        check_url(url)
     entry = get_corpus(corpus)
     if entry.archive_format == "manual":
         raise ValueError(f"corpus {entry.name!r} cannot be downloaded: {entry.note}")
@@ -115,11 +172,33 @@ def fetch(
     dest.mkdir(parents=True, exist_ok=True)
     # One fetch per folder (DEST/.lock, as `lightrnn train`): two would write one .part at once.
     with out_dir_lock(dest, "lightrnn data fetch"):
-        return _fetch(entry, dest, url, sha256, lock_file, retries, timeout_s, backoff_s)
+        return _fetch(entry, dest, url, sha256, lock_file, retries, _Clock(stall_s, max_time_s), backoff_s)
+
+
+class _Clock:
+    """The deadlines of one fetch: `stall_s` per wait for a byte, `max_time_s` for the whole."""
+
+    def __init__(self, stall_s: float, max_time_s: float) -> None:
+        self.stall_s, self.max_time_s = float(stall_s), float(max_time_s)
+        self.deadline = time.monotonic() + self.max_time_s
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def wait(self) -> float:
+        """The socket timeout of the next wait: the stall bound, or less when the total bound is nearer."""
+        return max(min(self.stall_s, self.left()), 0.001)
+
+    def expired(self, part: Path) -> DeadlineExceeded:
+        have = part.stat().st_size if part.exists() else 0
+        return DeadlineExceeded(
+            f"stopped after {self.max_time_s:g} s, the fetch's total-time bound (--max-time-s, the workflow's "
+            f"fetch: max_time_s); {have} bytes are kept in {part} and the next fetch resumes"
+        )
 
 
 def _fetch(entry: Corpus, dest: Path, url: str | None, sha256: str | None, lock_file: Path | None, retries: int,
-           timeout_s: float, backoff_s: float) -> Path:
+           clock: _Clock, backoff_s: float) -> Path:
     target = dest / entry.filename
     part = target.with_name(target.name + ".part")
     expected = Checksum("sha256", sha256) if sha256 else expected_checksum(entry, lock_file)
@@ -138,12 +217,17 @@ def _fetch(entry: Corpus, dest: Path, url: str | None, sha256: str | None, lock_
     failures: list[str] = []
     for candidate in urls:
         try:
-            _download(candidate, part, retries=retries, timeout_s=timeout_s, backoff_s=backoff_s)
+            _download(candidate, part, retries=retries, clock=clock, backoff_s=backoff_s)
             break
+        except DeadlineExceeded as error:
+            raise ValueError(f"could not download corpus {entry.name!r} from {redact_url(candidate)}: {error}") from None
         except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
             _raise_if_local(error, part)
             failures.append(f"{redact_url(candidate)}: {_describe(error)}")
             if candidate != urls[-1]:  # the final error lists every failure; this says a mirror comes next
+                if clock.left() <= 0:
+                    raise ValueError(f"could not download corpus {entry.name!r} ({'; '.join(failures)}): "
+                                     f"{clock.expired(part)}") from None
                 log.warning("download failed: %s; trying the next URL", failures[-1])
     else:
         kept = f"; {part.stat().st_size} bytes are kept in {part} and the next fetch resumes" if part.exists() else ""
@@ -237,21 +321,25 @@ def _describe(error: BaseException) -> str:
         hint = " (the host may reject the User-Agent or moved the file: try a mirror)" if error.code == 403 else ""
         return f"HTTP {error.code} {error.reason}{hint}"
     if isinstance(error, urllib.error.URLError):
+        if isinstance(error.reason, (socket.timeout, TimeoutError)):
+            return "no answer (timed out connecting)"
         return f"{error.reason}"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return "no byte arrived within the stall deadline"
     return f"{type(error).__name__}: {error}"
 
 
-def _download(url: str, part: Path, *, retries: int, timeout_s: float, backoff_s: float) -> None:
-    """Append the bytes of `url` to `part` from its current size; resume after dropped transfers only."""
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https", "file"):
-        raise ValueError(f"--url {redact_url(url)!r}: use an http://, https:// or file:// URL")
+def _download(url: str, part: Path, *, retries: int, clock: _Clock, backoff_s: float) -> None:
+    """Append the bytes of `url` to `part` from its current size; resume after dropped or stalled transfers only."""
+    scheme = check_url(url).scheme.lower()
     for attempt in range(retries + 1):
+        if clock.left() <= 0:
+            raise clock.expired(part)
         try:
             if scheme == "file":
                 _copy_local(url, part)
             else:
-                _download_http(url, part, timeout_s)
+                _download_http(url, part, clock)
             return
         except urllib.error.URLError:
             raise  # HTTP errors, refused connections, unknown hosts, TLS: the caller tries the next mirror
@@ -259,15 +347,20 @@ def _download(url: str, part: Path, *, retries: int, timeout_s: float, backoff_s
             if attempt == retries:
                 raise
             have = part.stat().st_size if part.exists() else 0
-            log.warning("%s: %s at byte %d; resuming (attempt %d of %d)", redact_url(url), _describe(error), have,
-                        attempt + 1, retries)
-            time.sleep(backoff_s * (2**attempt))
+            wait = min(backoff_s * (2**attempt), max(clock.left(), 0.0))
+            log.warning("%s: %s at byte %d; waiting %.0f s, then resuming from byte %d (attempt %d of %d; the "
+                        "fetch stops %.0f s from now at the latest)", redact_url(url), _describe(error), have,
+                        wait, have, attempt + 1, retries, max(clock.left(), 0.0))
+            time.sleep(wait)
+    raise clock.expired(part)
 
 
 def _copy_local(url: str, part: Path) -> None:
     source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
-    if not source.is_file():
-        raise FileNotFoundError(f"{redact_url(url)}: no such file {source}")
+    try:
+        input_file(source)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{redact_url(url)}: no such file {source}") from None
     offset = part.stat().st_size if part.exists() else 0
     total = source.stat().st_size
     if offset > total:
@@ -279,7 +372,125 @@ def _copy_local(url: str, part: Path) -> None:
         _copy_stream(reader, writer, offset, total, part.name)
 
 
-def _download_http(url: str, part: Path, timeout_s: float) -> None:
+class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, sending the Authorization header only to the origin it was given for.
+
+    A redirect to another scheme, host or port, or from https to http, drops the header (a
+    warning names the new host); a redirect to anything but http(s) is refused.
+    """
+
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001 (urllib's signature)
+        try:
+            return super().http_error_302(req, fp, code, msg, headers)
+        except ValueError as error:  # urllib parses the Location before `redirect_request` sees it
+            location = _shown(headers.get("Location") or headers.get("URI") or "")
+            raise urllib.error.HTTPError(req.full_url, code, f"redirect to an invalid URL refused ({location}: "
+                                         f"{error})", headers, fp) from None
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
+        try:
+            new = urllib.parse.urlsplit(newurl)
+            new.port  # noqa: B018 (raises ValueError for a port that is no number or out of range)
+        except ValueError as error:
+            raise urllib.error.HTTPError(req.full_url, code, f"redirect to an invalid URL refused ({_shown(newurl)}: "
+                                         f"{error})", headers, fp) from None
+        if new.scheme.lower() not in ("http", "https"):
+            raise urllib.error.HTTPError(req.full_url, code, f"redirect to a {new.scheme or 'scheme-less'} URL "
+                                         f"refused ({_shown(newurl)})", headers, fp)
+        if new.username is not None:
+            raise urllib.error.HTTPError(req.full_url, code, "redirect to a URL with user info refused", headers, fp)
+        request = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if request is not None and request.has_header("Authorization") and _origin(newurl) != _origin(req.full_url):
+            request.remove_header("Authorization")
+            log.warning("redirected to %s, another origin: the credentials are not sent there",
+                        redact_url(newurl))
+        return request
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _Watchdog:
+    """Closes every socket of one transfer when the fetch's total-time bound passes.
+
+    A socket timeout bounds one wait; a server that drips a byte every few seconds never trips
+    it, so the total bound needs a timer that ends the transfer from outside.
+    """
+
+    def __init__(self, clock: _Clock) -> None:
+        self.sockets: list[socket.socket] = []
+        self.fired = False
+        self.timer = threading.Timer(max(clock.left(), 0.0), self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        self.sockets.append(sock)
+        if self.fired:
+            self._fire()
+        return sock
+
+    def connection(self, base: type) -> type:
+        watchdog = self
+
+        class Watched(base):
+            def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+                super().__init__(*args, **kwargs)
+                create = self._create_connection
+                self._create_connection = lambda *a, **k: watchdog.watch(create(*a, **k))
+
+        return Watched
+
+
+def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req):  # noqa: ANN001
+            return self.do_open(watchdog.connection(http.client.HTTPConnection), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req):  # noqa: ANN001
+            return self.do_open(watchdog.connection(http.client.HTTPSConnection), req, context=self._context)
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), Http(), Https(), _SameOriginCredentials(),
+                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def _open(request: urllib.request.Request, timeout: float, watchdog: _Watchdog):  # noqa: ANN202
+    """The response to `request` through the opener of one transfer (tests replace this)."""
+    return _opener(watchdog).open(request, timeout=timeout)
+
+
+def _download_http(url: str, part: Path, clock: _Clock) -> None:
+    watchdog = _Watchdog(clock)
+    watchdog.timer.start()
+    try:
+        _transfer_http(url, part, clock, watchdog)
+    except (OSError, http.client.HTTPException, ValueError):
+        if watchdog.fired:
+            raise clock.expired(part) from None
+        raise
+    finally:
+        watchdog.timer.cancel()
+    if watchdog.fired:
+        raise clock.expired(part)
+
+
+def _transfer_http(url: str, part: Path, clock: _Clock, watchdog: _Watchdog) -> None:
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if offset:
@@ -293,7 +504,7 @@ def _download_http(url: str, part: Path, timeout_s: float) -> None:
         url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
+        response = _open(request, clock.wait(), watchdog)
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:
             return  # the .part already holds every byte; the checksum decides
@@ -311,14 +522,19 @@ def _download_http(url: str, part: Path, timeout_s: float) -> None:
             offset = 0  # the server ignored the range and sends the whole file
         total = offset + length if length is not None else None
         with open(part, "ab" if offset else "wb") as writer:
-            received = _copy_stream(response, writer, offset, total, part.name)
+            received = _copy_stream(response, writer, offset, total, part.name, clock)
     if total is not None and received < total:
         # http.client returns b"" on a dropped connection rather than raising: check the count.
         raise IncompleteDownload(f"connection closed after {received} of {total} bytes")
 
 
-def _copy_stream(reader, writer, offset: int, total: int | None, label: str) -> int:
-    """Copy reader to writer in 1 MiB blocks; return the byte position reached (offset + copied)."""
+def _copy_stream(reader, writer, offset: int, total: int | None, label: str, clock: _Clock | None = None) -> int:
+    """Copy reader to writer in blocks of up to 1 MiB; return the byte position reached (offset + copied).
+
+    With a `clock` (HTTP), each read returns what one wait brought (`read1`): `read(1 MiB)` would
+    gather a dripping server's bytes for ever. Each wait's timeout is the stall bound (less when
+    the total bound is nearer).
+    """
     bar = None
     progress = Progress("fetch", label, initial_bytes=offset)  # lines in a log when stderr is no terminal
     if sys.stderr.isatty():
@@ -327,7 +543,14 @@ def _copy_stream(reader, writer, offset: int, total: int | None, label: str) -> 
         bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label)
     position = offset
     try:
-        for block in iter(lambda: reader.read(CHUNK_BYTES), b""):
+        read = getattr(reader, "read1", reader.read) if clock is not None else reader.read
+        sock = _socket_of(reader) if clock is not None else None
+        while True:
+            if sock is not None:
+                sock.settimeout(clock.wait())
+            block = read(CHUNK_BYTES)
+            if not block:
+                break
             writer.write(block)
             position += len(block)
             if bar is not None:
@@ -340,3 +563,10 @@ def _copy_stream(reader, writer, offset: int, total: int | None, label: str) -> 
             bar.close()
     progress.done()
     return position
+
+
+def _socket_of(response) -> socket.socket | None:  # noqa: ANN001
+    """The socket under an HTTP response (to set each wait's timeout), None where it cannot be found."""
+    raw = getattr(getattr(response, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None

@@ -23,21 +23,46 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator, TextIO
+from typing import BinaryIO, TextIO
 
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import staged_dir, write_json
 from lightrnn.core.runlock import out_dir_lock
+from lightrnn.core.text import line_batches, words_of
 from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
 from lightrnn.data.progress import Progress
 
-BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
-# The longest line prepare accepts: a sentence, or a WikiText paragraph, is a few KB; a 1.5 GB
-# "line" (an archive member that is one blob) is refused early instead of stalling for minutes.
-MAX_LINE_BYTES = 1 << 24
+# Lines are read by the project's one text reader (`lightrnn.core.text`: UTF-8, BOM, breaks at
+# "\n" only, MAX_LINE_BYTES), as encode, score and generate read theirs.
+_FIX = "the file is damaged or not this corpus: delete the archive and fetch it again"
 
 # The running prepare's progress (read where lines are converted, several calls down).
 PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("prepare_progress", default=None)
+# Text compresses 3 to 10 times; a member that inflates more than MAX_INFLATION times its
+# compressed bytes (plus INFLATION_SLACK_BYTES, for small files) is no corpus: 4 GiB of newlines in
+# 17 MB of gzip is refused after about a hundred MiB instead of being read for an hour.
+MAX_INFLATION = 100
+INFLATION_SLACK_BYTES = 64 << 20
+
+
+class Inflation:
+    """Refuses decompressed bytes beyond MAX_INFLATION x the compressed bytes read so far (`compressed()`)."""
+
+    def __init__(self, compressed, label: str) -> None:  # noqa: ANN001 (a callable -> int)
+        self.compressed, self.label, self.out = compressed, label, 0
+
+    def add(self, count: int) -> None:
+        self.out += count
+        read = max(int(self.compressed()), 1)
+        if self.out > MAX_INFLATION * read + INFLATION_SLACK_BYTES:
+            raise DataError(
+                f"{self.label}: {self.out:,} bytes decompressed from {read:,} compressed, more than {MAX_INFLATION} "
+                f"times: no text corpus compresses so well; the archive is damaged or not this corpus: delete it "
+                f"and fetch the published one"
+            )
+
+
+INFLATION: contextvars.ContextVar[Inflation | None] = contextvars.ContextVar("prepare_inflation", default=None)
 
 # What a damaged archive raises while being read (bz2 raises a bare OSError, errno None).
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
@@ -60,10 +85,10 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path) -> dict:
     corpus = CORPORA[spec.corpus]
     out_dir = Path(out_dir)
     source = Path(raw_dir) if corpus.archive_format == "manual" else archive_path(corpus, raw_dir)
-    if corpus.archive_format != "manual" and not source.exists():
-        raise FileNotFoundError(
-            f"{source} not found: run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first"
-        )
+    if corpus.archive_format != "manual":
+        from lightrnn.core.loaders import input_file
+
+        input_file(source, fix=f"run `lightrnn data fetch {corpus.name} --dest {Path(raw_dir)}` first")
     stats = {split: {"lines": 0, "tokens": 0, "members": list(spec.splits[split])} for split in SPLITS}
     progress = Progress("prepare", f"{source} -> {out_dir}")
     token = PROGRESS.set(progress)
@@ -128,8 +153,10 @@ def convert_lines(binary: BinaryIO, writer: TextIO, label: str, progress: Progre
     naming `label` and the line if the bytes are not UTF-8.
     """
     sentences = tokens = 0
-    for batch in _line_batches(binary, label):
-        split_lines = [line.split() for line in batch]
+    guard = INFLATION.get()
+    on_block = guard.add if guard is not None else None
+    for batch in line_batches(binary, label, _FIX, on_block=on_block, fold_blank=True):
+        split_lines = [words_of(line) for line in batch]
         kept = [" ".join(words) for words in split_lines if words]
         if kept:
             writer.write("\n".join(kept))
@@ -140,66 +167,6 @@ def convert_lines(binary: BinaryIO, writer: TextIO, label: str, progress: Progre
         if progress is not None:
             progress.add(bytes=sum(map(len, kept)) + len(kept), lines=len(kept), tokens=count)
     return sentences, tokens
-
-
-def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
-    """Batches of decoded lines, split at newlines only (tar streams are not seekable: no TextIOWrapper).
-
-    Decoding whole blocks that end at a newline keeps a bad byte's line number exact. A line
-    longer than MAX_LINE_BYTES is refused (no sentence is that long: the file is not this corpus);
-    the unfinished tail is kept as a list of blocks, so a long line costs linear time, not the
-    quadratic time of re-joining it with every new block.
-    """
-    pending: list[bytes] = []  # the blocks of an unfinished last line
-    pending_bytes = 0
-    lines_before = 0
-    first = True
-    while True:
-        block = binary.read(BLOCK_BYTES)
-        if first:
-            block = block.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a token
-            first = False
-        if block:
-            cut_in_block = block.rfind(b"\n") + 1
-            if cut_in_block == 0:
-                pending.append(block)
-                pending_bytes += len(block)
-                if pending_bytes > MAX_LINE_BYTES:
-                    raise ValueError(
-                        f"{label}: line {lines_before + 1} is longer than {MAX_LINE_BYTES >> 20} MiB: no sentence is; "
-                        f"the file is damaged or not this corpus: delete the archive and fetch it again"
-                    )
-                continue
-            complete = b"".join([*pending, block[:cut_in_block]])
-            pending, pending_bytes = [block[cut_in_block:]], len(block) - cut_in_block
-        else:
-            complete = b"".join(pending)  # a last line without its newline
-            pending = []
-            if not complete:
-                return
-        longest = max(map(len, complete.split(b"\n"))) if len(complete) > MAX_LINE_BYTES else 0
-        if longest > MAX_LINE_BYTES:
-            raise ValueError(
-                f"{label}: a line after line {lines_before} is longer than {MAX_LINE_BYTES >> 20} MiB: no sentence "
-                f"is; the file is damaged or not this corpus: delete the archive and fetch it again"
-            )
-        try:
-            text = complete.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = lines_before + complete.count(b"\n", 0, error.start) + 1
-            raise ValueError(
-                f"{label}: line {line} is not valid UTF-8 ({error.reason}, bytes "
-                f"{complete[error.start:error.start + 4]!r}); the file is damaged or not this corpus: "
-                f"delete the archive and fetch it again"
-            ) from error
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        lines_before += len(lines)
-        if lines:
-            yield lines
-        if not block:
-            return
 
 
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -278,8 +245,16 @@ def _read_zip(spec: Dataset, source: Path, writers: dict[str, TextIO], stats: di
             raise _missing_error(source, spec.corpus, missing, archive.namelist())
         for split in SPLITS:
             for path in spec.splits[split]:
-                with archive.open(found[path]) as member:
-                    sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}", PROGRESS.get())
+                info = found[path]
+                # A stored member is not inflated; another is, from its compress_size bytes.
+                guard = Inflation(lambda info=info: info.compress_size, f"{source}:{path}")
+                token = INFLATION.set(guard if info.compress_type != zipfile.ZIP_STORED else None)
+                try:
+                    with archive.open(info) as member:
+                        sentences, tokens = convert_lines(member, writers[split], f"{source}:{path}",
+                                                          PROGRESS.get())
+                finally:
+                    INFLATION.reset(token)
                 stats[split]["lines"] += sentences
                 stats[split]["tokens"] += tokens
 
@@ -298,44 +273,59 @@ def _read_tar(spec: Dataset, corpus: Corpus, source: Path, out_dir: Path, writer
     seen: set[str] = set()
     present: list[str] = []
     mode = {"tar.gz": "r|gz", "tar.bz2": "r|bz2"}[corpus.archive_format]
-    with tarfile.open(source, mode=mode) as archive:
-        for info in archive:
-            if len(present) < 5:
-                present.append(info.name)
-            hit = _lookup(info.name, wanted)
-            if hit is None or info.isdir() or hit[0] in seen:
-                continue
-            check_tar_member(info, source)
-            key, split, index = hit
-            seen.add(key)
-            member = archive.extractfile(info)
-            if index == next_index[split]:
-                sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}", PROGRESS.get())
-                next_index[split] += 1
-                while (split, next_index[split]) in spooled:
-                    spool = spooled.pop((split, next_index[split]))
-                    with open(spool, encoding="utf-8", newline="\n") as reader:
-                        shutil.copyfileobj(reader, writers[split], 1 << 20)
-                    spool.unlink()
-                    next_index[split] += 1
-            else:
-                spool = out_dir / f".spool-{split}-{index:05d}.part"
-                with open(spool, "w", encoding="utf-8", newline="\n") as spool_writer:
-                    sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}", PROGRESS.get())
-                spooled[(split, index)] = spool
-            stats[split]["lines"] += sentences
-            stats[split]["tokens"] += tokens
+    with open(source, "rb") as raw, tarfile.open(fileobj=raw, mode=mode) as archive:
+        guard = INFLATION.set(Inflation(raw.tell, str(source)))  # the whole stream: compressed bytes read so far
+        try:
+            _read_tar_members(archive, spec, source, out_dir, writers, stats, wanted, next_index, spooled, seen,
+                              present)
+        finally:
+            INFLATION.reset(guard)
     missing = [path for split in SPLITS for path in spec.splits[split] if path not in seen]
     if missing:
         raise _missing_error(source, corpus.name, missing, present)
+
+
+def _read_tar_members(archive: tarfile.TarFile, spec: Dataset, source: Path, out_dir: Path,
+                      writers: dict[str, TextIO], stats: dict, wanted: tuple[dict, dict], next_index: dict[str, int],
+                      spooled: dict[tuple[str, int], Path], seen: set[str], present: list[str]) -> None:
+    """The members of `_read_tar`'s stream, in archive order (the state it keeps is passed in)."""
+    for info in archive:
+        if len(present) < 5:
+            present.append(info.name)
+        hit = _lookup(info.name, wanted)
+        if hit is None or info.isdir() or hit[0] in seen:
+            continue
+        check_tar_member(info, source)
+        key, split, index = hit
+        seen.add(key)
+        member = archive.extractfile(info)
+        if index == next_index[split]:
+            sentences, tokens = convert_lines(member, writers[split], f"{source}:{info.name}", PROGRESS.get())
+            next_index[split] += 1
+            while (split, next_index[split]) in spooled:
+                spool = spooled.pop((split, next_index[split]))
+                with open(spool, encoding="utf-8", newline="\n") as reader:
+                    shutil.copyfileobj(reader, writers[split], 1 << 20)
+                spool.unlink()
+                next_index[split] += 1
+        else:
+            spool = out_dir / f".spool-{split}-{index:05d}.part"
+            with open(spool, "w", encoding="utf-8", newline="\n") as spool_writer:
+                sentences, tokens = convert_lines(member, spool_writer, f"{source}:{info.name}", PROGRESS.get())
+            spooled[(split, index)] = spool
+        stats[split]["lines"] += sentences
+        stats[split]["tokens"] += tokens
 
 
 def _read_manual(spec: Dataset, corpus: Corpus, raw_dir: Path, writers: dict[str, TextIO], stats: dict) -> Path:
     for split in SPLITS:
         for path in spec.splits[split]:
             file = raw_dir / path
-            if not file.is_file():
+            if not file.exists():
                 raise ValueError(f"dataset {spec.name!r} needs {file}, which does not exist. {corpus.note}")
+            from lightrnn.core.loaders import input_file
+
+            input_file(file, fix=corpus.note)
             with open(file, "rb") as member:
                 sentences, tokens = convert_lines(member, writers[split], str(file), PROGRESS.get())
             stats[split]["lines"] += sentences

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lightrnn.core.fileio import load_npy, save_npy
+from lightrnn.core.loaders import input_file
 
 
 class WordTable:
@@ -126,9 +127,7 @@ class WordTable:
     @classmethod
     def load(cls, path: str | os.PathLike, vocab_size: int | None = None) -> "WordTable":
         """Read a table written by `save`; check it holds `vocab_size` words when given."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"word table {path} does not exist; pass a .npy written by WordTable.save")
+        path = input_file(path, "word table", "pass a .npy written by WordTable.save")
         array = load_npy(path, mmap_mode=None, fix="pass a word table .npy written by WordTable.save")
         if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(

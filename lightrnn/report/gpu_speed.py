@@ -18,6 +18,7 @@ from typing import Any
 
 from lightrnn.core.csvio import PAPER_SPEED_SUMMARY, read_csv
 from lightrnn.core.errors import DataError
+from lightrnn.core.loaders import input_file
 from lightrnn.report.render import markdown_table, wrap_prose
 
 README_SECTION = "gpu-speed"
@@ -64,8 +65,7 @@ def load_gpu_speed(folder: Path | str) -> GpuSpeed:
     """FOLDER/paper-speed-summary.csv, checked: the columns the report uses, numbers where numbers belong."""
     folder = Path(folder)
     path = folder / PAPER_SPEED_SUMMARY
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; `make gpu-check` on a CUDA machine writes it")
+    input_file(path, fix="`make gpu-check` on a CUDA machine writes it")
     try:
         rows = read_csv(path)
     except (UnicodeDecodeError, ValueError) as error:

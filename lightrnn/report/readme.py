@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from lightrnn.core.fileio import write_bytes
+from lightrnn.core.loaders import input_file
 from lightrnn.report.render import wrap_prose
 
 WORKFLOW_SECTION = "workflow"
@@ -57,9 +58,7 @@ def replace_section(text: str, name: str, body: str, kind: str = "section") -> s
 
 def read_readme(readme: str | Path) -> str:
     """The README's text, or a FileNotFoundError that names the --readme option."""
-    readme = Path(readme)
-    if not readme.is_file():
-        raise FileNotFoundError(f"{readme} does not exist; pass --readme path/to/README.md")
+    readme = input_file(readme, fix="pass --readme path/to/README.md")
     return readme.read_text(encoding="utf-8")
 
 
@@ -149,8 +148,7 @@ def smoke_block(
     copies = {results / "plots" / f"{name}.png": docs / f"{run}-{name}.png" for name in (figure, "size-speed")}
     inputs = [results / "tables" / f"{table}.{ext}" for table in TABLES for ext in ("md", "csv")] + list(copies)
     for path in inputs:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; re-render {results} with `lightrnn report` or snakemake")
+        input_file(path, fix=f"re-render {results} with `lightrnn report` or snakemake")
     found = _provenance([results / "tables" / f"{table}.csv" for table in TABLES])
     command = command or (f"lightrnn report readme --results {results.as_posix()} --readme {readme.as_posix()} "
                           f"--docs {docs.as_posix()}")

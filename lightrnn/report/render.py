@@ -80,9 +80,16 @@ def _emphasised(table: Table, markup: str) -> list[list[str]]:
     ]
 
 
+def markdown_cell(text: str) -> str:
+    """Cell text that cannot break its table: a `|` escaped, line breaks made spaces (a dataset named `a|b`)."""
+    return " ".join(str(text).replace("\\|", "|").replace("|", "\\|").splitlines())
+
+
 def markdown_table(header: list[str], cells: list[list[str]], left: int | None = 1) -> list[str]:
     """Lines of a GitHub Markdown table: `left` leading columns left-aligned, the rest right-aligned;
-    `left=None` leaves the alignment to the renderer (plain `---`)."""
+    `left=None` leaves the alignment to the renderer (plain `---`). Every cell is `markdown_cell`."""
+    header = [markdown_cell(title) for title in header]
+    cells = [[markdown_cell(cell) for cell in line] for line in cells]
     if left is None:
         rule = "|" + "---|" * len(header)
     else:
@@ -110,6 +117,11 @@ _LATEX_ESCAPES = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "\n": " ",
+    "\r": " ",
     "–": "--",
     "Δ": r"$\Delta$",
     "→": r"$\to$",
@@ -117,6 +129,7 @@ _LATEX_ESCAPES = {
 
 
 def latex_escape(text: str) -> str:
+    """Text with every LaTeX special character escaped (and line breaks made spaces: a blank line ends a row)."""
     return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lightrnn.core.fileio import write_text
-from lightrnn.core.loaders import load_eval, read_metrics
+from lightrnn.core.loaders import input_file, load_eval, read_metrics
 from lightrnn.report.layout import model_label
 from lightrnn.report.render import Table, format_count, format_ppl, to_csv, to_markdown, wrap_prose
 from lightrnn.report.results import epoch_rows, realloc_rows
@@ -314,8 +314,9 @@ def realloc_table(variants: list[Variant]) -> Table:
             "so over the V words at their new slots the probabilities do not sum to 1; the rise from it to "
             "measured-after is the column head meeting rows it was never trained after (the history reading the "
             "new table is the smaller part: at most ~0.3 nats in an audit's decomposition). With consistent columns (rows first, then the columns "
-            "scored under the new rows) the objective is a normalised NLL and the gap is the history's input side "
-            "(without per-word terms; with them the row normalisers are also taken over the old columns). The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
+            "scored under the new rows) the predicted NLL prices the final table's column normalisers exactly and the gap "
+            "is the history's input side (rows written before issue 30 used the paper's leaky softmaxes and, with "
+            "per-word terms, a slot map with collisions, so their predicted NLL is off). The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
             "compare it with 'after 1 epoch' and 'spike (1 epoch)', not with 'right after' (the frozen model "
             "before any training on the new table, a number the paper never shows).")
     return Table("study-realloc", "Every reallocation of the study", header, cells, records, note=note, left=3)
@@ -432,8 +433,7 @@ def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, co
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]
     figure = study_dir / "plots" / "ablation.png"
     for path in [*tables, figure, study_dir / "tables" / "ablation.csv"]:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; render the study (snakemake --configfile config/study.yaml)")
+        input_file(path, fix="render the study (snakemake --configfile config/study.yaml)")
     records = read_csv(study_dir / "tables" / "ablation.csv")
     revisions = sorted({str(r["git_rev"]) for r in records if r.get("git_rev")})
     devices = sorted({str(r["device"]) for r in records if r.get("device")})

@@ -323,10 +323,10 @@ def reallocation_row(results: Results, run: str) -> Verdict:
 def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
     from lightrnn.core.csvio import read_csv
 
-    path = Path(study_dir) / "tables" / "ablation.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"--study {study_dir}: no tables/ablation.csv; run the study "
-                                "(snakemake --configfile config/study.yaml) and copy its run folder there")
+    from lightrnn.core.loaders import input_file
+
+    path = input_file(Path(study_dir) / "tables" / "ablation.csv", "--study: its",
+                      "run the study (snakemake --configfile config/study.yaml) and copy its run folder there")
     return read_csv(path)
 
 

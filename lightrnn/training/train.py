@@ -85,7 +85,7 @@ def train(
     if config.bf16 and device.type != "cuda":
         raise ValueError(f"config key bf16: bf16 autocast needs a CUDA device, the run is on {device}; set bf16=false")
     use_fp32_matmul()  # float32 is IEEE float32 on a GPU too (no TF32); rows record it as `tf32`
-    context = distributed.setup(device)
+    context = distributed.setup(device, config.rendezvous_timeout_s)
     try:
         # Rank 0 holds OUT/.lock; the other ranks of its torchrun share the folder with it.
         lock = out_dir_lock(out_dir) if context.is_main else contextlib.nullcontext()

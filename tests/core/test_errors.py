@@ -298,11 +298,11 @@ def test_connection_refused_is_not_retried(tmp_path, capsys, caplog) -> None:
 def test_unknown_host_is_not_retried(tmp_path, monkeypatch) -> None:
     calls = []
 
-    def urlopen(request, timeout):
+    def urlopen(request, timeout, watchdog):
         calls.append(request.full_url)
         raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
-    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(fetch_module, "_open", urlopen)
     with pytest.raises(ValueError, match="Name or service not known"):
         fetch_module.fetch("ptb", tmp_path / "raw", url="https://no-such-host.invalid/x.tgz", sha256="0" * 64)
     assert len(calls) == 1

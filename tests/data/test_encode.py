@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lightrnn.data import encode as encode_module
+from lightrnn.core import text as text_module
 from lightrnn.data.encode import encode
 from lightrnn.data.encoded import read_vocab
 from lightrnn.data.prepare import prepare
@@ -70,7 +70,7 @@ def test_streaming_batches_give_the_same_result(tmp_path, monkeypatch):
     make_tiny_archive("ptb", tmp_path / "raw")
     prepare("ptb", tmp_path / "raw", tmp_path / "text")
     encode(tmp_path / "text", tmp_path / "whole")
-    monkeypatch.setattr(encode_module, "LINES_PER_READ_HINT", 50)  # ~1 line per batch
+    monkeypatch.setattr(text_module, "BLOCK_BYTES", 50)  # ~1 line per batch
     encode(tmp_path / "text", tmp_path / "batched")
     for name in ("vocab.tsv", "train.npy", "valid.npy", "test.npy"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "batched" / name).read_bytes()
@@ -101,7 +101,7 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"test\.txt: line 2 is not valid UTF-8"):
         encode(tmp_path / "latin", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()  # every split is read before anything is written
-    with pytest.raises(FileNotFoundError, match=r"train\.txt not found: run `lightrnn data prepare"):
+    with pytest.raises(FileNotFoundError, match=r"train\.txt does not exist; run `lightrnn data prepare"):
         encode(tmp_path / "nothing", tmp_path / "out3")
     _write_text(tmp_path / "ok", "a\n")
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):

@@ -128,7 +128,7 @@ def test_undecodable_bytes_name_the_member_and_line(tmp_path):
 
 
 def test_archive_not_fetched_and_unknown_dataset(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"simple-examples\.tgz not found: run `lightrnn data fetch ptb"):
+    with pytest.raises(FileNotFoundError, match=r"simple-examples\.tgz does not exist; run `lightrnn data fetch ptb"):
         prepare("ptb", tmp_path / "raw", tmp_path / "text")
     with pytest.raises(ValueError, match="unknown dataset 'aclw-xx'.*aclw-fr"):
         prepare("aclw-xx", tmp_path / "raw", tmp_path / "text")

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.main_snakefile).parent))
 from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no torch)
 from lightrnn.registry import names as model_names  # noqa: E402  (light: no torch)
 from lightrnn.core.runlock import live_holder  # noqa: E402  (light: no torch)
+from lightrnn.data.fetch import check_url  # noqa: E402  (light: no torch)
 from lightrnn.report.layout import (
     STUDY_OUTPUTS,
     planned_outputs,
@@ -48,6 +49,11 @@ for _name in config["corpora"]:
         _config_error(
             f"corpora: {_name!r} is not a downloadable corpus; choose from {', '.join(_downloadable)}"
         )
+    if config["corpora"][_name].get("url"):
+        try:  # what fetch will refuse (a port out of range, no host) is refused before any job
+            check_url(config["corpora"][_name]["url"], f"corpora.{_name}.url")
+        except ValueError as _error:
+            _config_error(str(_error))
 for _name in config["models_to_run"]:
     _entry = config["models"].get(_name, {})
     if _entry.get("model", _name) not in MODEL_NAMES:

@@ -36,6 +36,8 @@ rule fetch:
         .get(wildcards.corpus, {})
         .get("sha256")
         or "",
+        stall_s=config.get("fetch", {}).get("stall_s", 60),
+        max_time_s=config.get("fetch", {}).get("max_time_s", 43200),
     script:
         "../scripts/fetch.py"
 

@@ -14,6 +14,8 @@ path = fetch(
     target.parent,
     url=snakemake.params.url or None,  # noqa: F821  ("" = the registry's URLs)
     sha256=snakemake.params.sha256 or None,  # noqa: F821
+    stall_s=snakemake.params.stall_s,  # noqa: F821
+    max_time_s=snakemake.params.max_time_s,  # noqa: F821
 )
 if path.resolve() != target.resolve():
     raise ValueError(f"fetch wrote {path}, but the rule expects {target}; the registry's file name changed")
