@@ -3,7 +3,7 @@
 Each sub-command lives in its own module under `lightrnn.commands` and exposes
 `add_parser(subparsers)`, which adds its parser and sets `func(args) -> int`. Modules are found
 by name, so adding a command never touches this file. Command modules import heavy libraries
-(torch, pandas) inside `func`, so `lightrnn --help` and `lightrnn data list` stay fast.
+(torch, matplotlib) inside `func`, so `lightrnn --help` and `lightrnn data list` stay fast.
 """
 
 from __future__ import annotations

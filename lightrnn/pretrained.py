@@ -117,8 +117,21 @@ class TrainedModel:
 
     # ----- text -> ids ---------------------------------------------------------------------
 
-    def encode(self, words: list[str], where: str = "the text") -> tuple[list[int], int]:
-        """Ids of `words` (unknown -> unk) and how many were unknown; ValueError without an unk token."""
+    def encode(self, words: str | list[str]) -> list[int]:
+        """The ids of `words`, unknown words -> the unk id: `lm.decode(lm.encode(words))` is the text back.
+
+        A string is split on whitespace, as `score` reads a line (the prepared corpora are tokenised
+        that way), never into characters; anything else must be a list (or tuple) of word strings.
+        """
+        if isinstance(words, str):
+            words = words_of(words)
+        elif not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
+            raise TypeError(f"encode takes a string (split on whitespace) or a list of word strings, "
+                            f"not {type(words).__name__}: {words!r:.60}")
+        return self._encode(list(words))[0]
+
+    def _encode(self, words: list[str], where: str = "the text") -> tuple[list[int], int]:
+        """Ids of `words` (unknown -> unk) and how many were unknown; DataError without an unk token."""
         lookup = self.word_to_id.get
         ids = [lookup(word, -1) for word in words]
         unknown = ids.count(-1)
@@ -131,9 +144,11 @@ class TrainedModel:
         return ids, unknown
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Words joined by spaces, a line break after each eos."""
+        """Words joined by spaces, a line break after each eos; ValueError naming an id outside the vocabulary."""
         parts: list[str] = []
         for index in ids:
+            if not 0 <= int(index) < len(self.words):
+                raise ValueError(f"decode: id {index} is outside the vocabulary (0 to {len(self.words) - 1})")
             parts.append("\n" if index == self.eos_id else self.words[index] + " ")
         return "".join(parts).replace(" \n", "\n")
 
@@ -163,7 +178,7 @@ class TrainedModel:
                 if skip_blank:
                     continue
                 raise ValueError(f"{where}: sentence {number} is empty; pass sentences with at least one word")
-            sentence_ids, unknown = self.encode(words, f"{where}, line {number}")
+            sentence_ids, unknown = self._encode(words, f"{where}, line {number}")
             ids.extend(sentence_ids)
             ids.append(self.eos_id)
             lines.append(number)
@@ -277,7 +292,7 @@ class TrainedModel:
         ids: list[int] = []
         unknown = words = 0
         for number, line in enumerate(lines):
-            line_ids, line_unknown = self.encode(line, "--prompt")
+            line_ids, line_unknown = self._encode(line, "--prompt")
             ids.extend(line_ids)
             unknown, words = unknown + line_unknown, words + len(line)
             if number < len(lines) - 1 and line:

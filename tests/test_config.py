@@ -80,6 +80,34 @@ def test_cli_reports_a_bad_key_in_one_line_before_any_work(tmp_path, capsys) -> 
     assert not (tmp_path / "out").exists()
 
 
+def test_train_help_and_the_training_page_list_every_config_key(capsys) -> None:
+    """`lightrnn train --help` is generated from TrainConfig; docs/training.md's table names the same keys."""
+    import re
+    from pathlib import Path
+
+    from lightrnn import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    listed = re.findall(r"^  (\w+) +\S.* default ", help_text.split("config keys (")[1], flags=re.M)
+    assert listed == TrainConfig.keys()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    table = page.split("## Config keys")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| ([\w, ]+) \|", table, flags=re.M)[1:]  # [0]: the header row
+    assert [key for row in rows for key in row.split(", ")] == TrainConfig.keys()
+
+
+def test_building_the_command_line_parser_imports_no_torch() -> None:
+    """`lightrnn --help` and `lightrnn data list` stay fast: the train epilog reads the field defaults."""
+    import subprocess
+    import sys
+
+    code = "import sys, lightrnn.cli; lightrnn.cli.build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_every_models_option_bounds_are_checked_when_the_config_is_read() -> None:
     """One rule for every model: each bounded option just outside its bounds is refused naming the key,
     the option and the bounds (`table_seed: -1`, `realloc_alternate: 1e9`, `div_value: 0`); at the bounds it

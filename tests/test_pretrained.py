@@ -199,6 +199,20 @@ def test_unknown_words_map_to_unk_and_are_counted(trained, corpus, capsys) -> No
     assert lm.score(["the <unk> of lobo", "<unk> N"]).ppl == pytest.approx(summary["ppl"], rel=1e-12)
 
 
+def test_encode_returns_ids_that_decode_back_and_splits_a_string_on_whitespace(trained) -> None:
+    """docs/using.md: `lm.encode(words)` is the ids (unknown -> unk), `lm.decode(ids)` the text."""
+    lm = lightrnn.load(trained["full_softmax"], device="cpu")
+    ids = lm.encode(["the", "zzqx", "of", "lobo"])
+    assert ids == [lm.word_to_id["the"], lm.unk_id, lm.word_to_id["of"], lm.word_to_id["lobo"]]
+    assert lm.decode(lm.encode(["the", "zzqx", "of", "lobo"])) == "the <unk> of lobo "
+    # A string is a line of text, split on whitespace as `score` reads it, never into characters.
+    assert lm.encode("the zzqx  of\tlobo") == ids and lm.encode(("the", "of")) == ids[::2][:1] + ids[2:3]
+    with pytest.raises(TypeError, match="encode takes a string .* or a list of word strings, not list"):
+        lm.encode([1, 2])
+    with pytest.raises(ValueError, match=f"decode: id {len(lm.words)} is outside the vocabulary"):
+        lm.decode([0, len(lm.words)])
+
+
 def test_score_reads_stdin(trained, capsys, monkeypatch) -> None:
     import io
 

@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = commands.add_parser("fetch", help="download and verify a corpus (resumable)")
     fetch.add_argument("corpus", help="corpus or dataset name (see `lightrnn data list`)")
-    fetch.add_argument("--dest", type=path_arg, required=True, help="directory for the archive")
+    fetch.add_argument("--dest", type=path_arg, default=None,
+                       help="directory for the archive (default: resources/raw/<corpus>, where the workflow reads it)")
     fetch.add_argument("--url", help="mirror or cache to download from instead (http, https, file://)")
     fetch.add_argument("--sha256", help="expected sha256, replacing the registry's checksum")
     fetch.add_argument("--stall-s", type=float, default=None,
@@ -73,12 +74,14 @@ def _list(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     import logging
 
+    from lightrnn.data.corpora import get_corpus
     from lightrnn.data.fetch import MAX_TIME_S, STALL_S, fetch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    dest = args.dest if args.dest is not None else Path("resources") / "raw" / get_corpus(args.corpus).name
     stall_s = STALL_S if args.stall_s is None else args.stall_s
     max_time_s = MAX_TIME_S if args.max_time_s is None else args.max_time_s
-    print(fetch(args.corpus, args.dest, url=args.url, sha256=args.sha256, stall_s=stall_s, max_time_s=max_time_s))
+    print(fetch(args.corpus, dest, url=args.url, sha256=args.sha256, stall_s=stall_s, max_time_s=max_time_s))
     return 0
 
 

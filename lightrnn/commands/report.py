@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         prog=f"{parser.prog} readme",  # else argparse builds it from the two-line usage above
         help="rewrite the README's answer, the verdict, GPU, smoke-run and study blocks of README.md and DOCS/*.md",
         description="From RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/"
-        "{<dataset>-perplexity,size-speed}.png (written by `lightrnn report` / `make smoke`): copy the PNGs "
+        "{<dataset>-vs-paper,size-speed}.png (written by `lightrnn report` / `make smoke`): copy the PNGs "
         "to DOCS/<run>-*.png and rewrite the block between <!-- generated:<run> --> and "
         "<!-- /generated:<run> --> inside the workflow section (docs/workflow.md); <run> is RESULTS's folder name. "
         "Also rewrites the verdict section (<!-- section:verdict -->, docs/verdict.md) and the README's answer "

@@ -9,11 +9,30 @@ import os
 import sys
 
 
+def config_keys_epilog() -> str:
+    """Every `TrainConfig` key with its type and default, for `lightrnn train --help` (never typed by hand)."""
+    import dataclasses
+
+    from lightrnn.config import TrainConfig
+
+    lines = ["config keys (--config FILE and --set KEY=VALUE; meanings: docs/training.md, Config keys):"]
+    for item in dataclasses.fields(TrainConfig):
+        # The field defaults, not TrainConfig(): validating one imports the model registry (torch),
+        # and every `lightrnn` command builds this parser.
+        value = item.default_factory() if item.default is dataclasses.MISSING else item.default  # type: ignore[misc]
+        shown = list(value) if isinstance(value, tuple) else value
+        kind = str(item.type).replace("typing.", "")
+        lines.append(f"  {item.name:<22} {kind:<18} default {shown!r}")
+    return "\n".join(lines)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a model on an encoded data dir",
         description="Train a model; rerun the same command to resume from OUT/checkpoint.pt.",
+        epilog=config_keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", type=path_text, required=True, help="encoded data dir: vocab.tsv, {train,valid,test}.npy")
     parser.add_argument("--model", required=True, help="registered model name (lightrnn, full_softmax, ...)")

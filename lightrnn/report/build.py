@@ -8,7 +8,13 @@ from typing import Iterable
 
 from lightrnn.core.fileio import write_text
 from lightrnn.report.jobs import jobs_table, read_job_benchmarks
-from lightrnn.report.layout import VERDICT_SUMMARY, dataset_family, planned_outputs, resolve_aclw_plot_dataset
+from lightrnn.report.layout import (
+    VERDICT_SUMMARY,
+    dataset_family,
+    paper_figure,
+    planned_outputs,
+    resolve_aclw_plot_dataset,
+)
 from lightrnn.report.plots import perplexity_plot, size_speed_chart
 from lightrnn.report.render import RENDERERS, Table, to_html
 from lightrnn.report.results import Results, load_evals, load_metrics
@@ -29,6 +35,7 @@ def write_report(
     bench_dir: Path | str | None = None,
     run: str | None = None,
     benchmarks_dir: Path | str | None = None,
+    shared_benchmarks: Iterable[Path | str] = (),
 ) -> list[Path]:
     """Render tables (OUT/tables/*.{md,tex,csv,html}) and plots (OUT/plots/*.{png,pdf}).
 
@@ -66,12 +73,11 @@ def write_report(
             continue
         write_table(builder(results, date))
         if name == "size-speed" and benchmarks_dir is not None:  # what the jobs cost, beside the speed
-            folder = Path(benchmarks_dir)
-            write_table(jobs_table(read_job_benchmarks(folder) if folder.is_dir() else [], date))
+            write_table(jobs_table(read_job_benchmarks(benchmarks_dir, shared_benchmarks), date))
     aclw_plot_dataset = resolve_aclw_plot_dataset(aclw_plot_dataset, datasets)
     plots = out_dir / "plots"
     if aclw_plot_dataset in datasets and "lightrnn" in models:
-        written += perplexity_plot(results, aclw_plot_dataset, plots / f"{aclw_plot_dataset}-perplexity", date)
+        written += perplexity_plot(results, aclw_plot_dataset, plots / paper_figure(aclw_plot_dataset), date)
     for dataset in datasets:
         written += perplexity_plot(results, dataset, plots / f"curves-{dataset}", date, style="curves")
     written += size_speed_chart(results, plots / "size-speed", date)

@@ -1,7 +1,9 @@
 """The jobs table: what every Snakemake job of a run cost, from the rules' `benchmark:` files.
 
 Each rule of the workflow writes `<run>/benchmarks/<rule>/<wildcards>.tsv` (Snakemake measures the
-job's wall time, peak resident memory and CPU time for free). This module reads those files and
+job's wall time, peak resident memory and CPU time for free); the data rules a run shares with
+other runs (tiny_archive, fetch, prepare) write `<resources>/benchmarks/<rule>/...` instead, and the
+workflow passes the files of this run's corpora (`shared`). This module reads those files and
 renders one line per job, so the report shows what a run cost beside its speed table: a project
 about speed and memory should not make its users time their own jobs.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from lightrnn.report.layout import dataset_label, model_label
 from lightrnn.report.render import Table, format_float
@@ -30,15 +32,21 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def read_job_benchmarks(folder: Path | str) -> list[dict[str, Any]]:
-    """One record per benchmark file under `folder` (`<rule>/<parts...>.tsv`): rule, the wildcard
-    parts of its path, and the measured columns (the last repeat when a file has several lines).
-    A file that is not a Snakemake benchmark table is named in the error."""
-    folder = Path(folder)
+def read_job_benchmarks(folder: Path | str | None, shared: Iterable[Path | str] = ()) -> list[dict[str, Any]]:
+    """One record per benchmark file under `folder` (`<rule>/<parts...>.tsv`) and per existing file of
+    `shared` (`.../benchmarks/<rule>/<parts...>.tsv`): rule, the wildcard parts of its path, and the
+    measured columns (the last repeat when a file has several lines). A file that is not a Snakemake
+    benchmark table is named in the error."""
+    found: dict[Path, tuple[str, ...]] = {}
+    if folder is not None and Path(folder).is_dir():
+        for path in sorted(Path(folder).rglob("*.tsv")):
+            found[path] = path.relative_to(folder).with_suffix("").parts
+    for path in map(Path, shared):
+        if path.is_file() and "benchmarks" in path.parts:
+            after = len(path.parts) - path.parts[::-1].index("benchmarks")
+            found[path] = path.with_suffix("").parts[after:]
     records = []
-    for path in sorted(folder.rglob("*.tsv")):
-        relative = path.relative_to(folder).with_suffix("")
-        rule, *parts = relative.parts
+    for path, (rule, *parts) in found.items():
         with path.open(encoding="utf-8", newline="") as handle:
             lines = list(csv.DictReader(handle, delimiter="\t"))
         if not lines or "s" not in lines[-1]:
@@ -56,6 +64,8 @@ def _job_label(rule: str, job: str) -> str:
         return f"{dataset_label(parts[0])} · {model_label(parts[1])}"
     if rule in ("encode", "prepare") and len(parts) == 1:
         return dataset_label(parts[0])
+    if rule in ("fetch", "tiny_archive") and len(parts) == 2:
+        return parts[0]  # the corpus (parts[1]: its archive's file name)
     return job or "–"
 
 
@@ -78,6 +88,9 @@ def jobs_table(records: list[dict[str, Any]], date: str) -> Table:
     note = ("Measured by Snakemake for each job (the rules' benchmark: files under <run>/benchmarks/): wall "
             "seconds, peak resident memory (MB), CPU seconds and mean CPU load (%). Snakemake samples a job's "
             "processes about once a second, so a job shorter than that shows little memory or CPU. A job that was "
-            "up to date in this run keeps the numbers of the run that made it.")
+            "up to date in this run keeps the numbers of the run that made it. tiny_archive, fetch and prepare "
+            "are shared with other runs (their files under <resources>/benchmarks/). render_report writes this "
+            "table, so its own cost is in <run>/benchmarks/render_report.tsv once it ends (here: the previous "
+            "render's, when there was one).")
     header = ["Rule", "Job", "Wall s", "Peak RSS MB", "CPU s", "Mean load %"]
     return Table("jobs", "What each job of the run cost", header, cells, out, note=note, left=2)

@@ -103,6 +103,12 @@ def resolve_aclw_plot_dataset(choice: str | None, datasets: list[str]) -> str | 
     return next((dataset for dataset in ACLW_PLOT_CHOICES if dataset in datasets), None)
 
 
+def paper_figure(dataset: str) -> str:
+    """The file stem of the paper-style ACLW-French figure drawn from `dataset`, beside the published
+    curve: `aclw-fr-vs-paper` (every dataset's own training curves are `curves-<dataset>`)."""
+    return f"{dataset}-vs-paper"
+
+
 def planned_outputs(
     datasets: list[str], models: list[str], aclw_plot_dataset: str | None, jobs: bool = False
 ) -> list[str]:
@@ -127,7 +133,7 @@ def planned_outputs(
         tables.append("reallocation")
     plots = [f"curves-{dataset}" for dataset in datasets] + ["size-speed"]
     if aclw_plot_dataset and aclw_plot_dataset in datasets and "lightrnn" in models:
-        plots.insert(0, f"{aclw_plot_dataset}-perplexity")
+        plots.insert(0, paper_figure(aclw_plot_dataset))
     return [f"tables/{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS] + [VERDICT_SUMMARY] + [
         f"plots/{name}.{fmt}" for name in plots for fmt in PLOT_FORMATS
     ]

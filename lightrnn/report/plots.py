@@ -38,8 +38,8 @@ MODEL_COLORS = {
 _FALLBACK_COLORS = ("#E69F00", "#56B4E9", "#F0E442", "#000000")
 PUBLISHED_COLOR = "0.35"  # the published curve: grey markers, never a line (points read by eye)
 PUBLISHED_LABELS = {
-    "valid": f"published LightRNN valid, {paper.CURVE_NOTE}",
-    "test": f"published LightRNN test, {paper.CURVE_NOTE}",
+    "valid": "published LightRNN valid (note below)",
+    "test": "published LightRNN test",
     "baseline": "published best baseline (~{value:g})",
 }
 
@@ -77,20 +77,36 @@ def data_note(dataset: str) -> str:
     return "Ours: the small Botha & Blunsom set (~1M tokens), not the paper's large set (~56M)."
 
 
-def series_styles(count: int) -> list[dict[str, Any]]:
+SERIES_COLORS = (*MODEL_COLORS.values(), *_FALLBACK_COLORS[:3], "#555555")
+SERIES_DASHES = ("-", "--", "-.", ":")
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def series_styles(count: int, groups: list[str] | None = None) -> list[dict[str, Any]]:
     """`count` distinct line styles (colour x line style x marker), for figures with more series
-    than a colour cycle has colours: no two series look alike, whatever `count` is."""
-    colors = (*MODEL_COLORS.values(), *_FALLBACK_COLORS[:3], "#555555")
-    dashes = ("-", "--", "-.", ":")
-    markers = ("o", "s", "^", "D", "v", "P", "X")
-    return [
-        {
-            "color": colors[i % len(colors)],
-            "linestyle": dashes[(i // len(colors)) % len(dashes)],
-            "marker": markers[i % len(markers)],
-        }
-        for i in range(count)
-    ]
+    than a colour cycle has colours: no two series look alike, whatever `count` is. With `groups`
+    (one name per series), the colour says the group and marker x dash the series within it."""
+    if groups is None:
+        return [
+            {
+                "color": SERIES_COLORS[i % len(SERIES_COLORS)],
+                "linestyle": SERIES_DASHES[(i // len(SERIES_COLORS)) % len(SERIES_DASHES)],
+                "marker": SERIES_MARKERS[i % len(SERIES_MARKERS)],
+            }
+            for i in range(count)
+        ]
+    order = list(dict.fromkeys(groups))
+    seen: dict[str, int] = {}
+    styles = []
+    for group in groups:
+        k = seen[group] = seen.get(group, -1) + 1
+        group_index = order.index(group)
+        styles.append({
+            "color": SERIES_COLORS[group_index % len(SERIES_COLORS)],
+            "linestyle": SERIES_DASHES[(k + group_index // len(SERIES_COLORS)) % len(SERIES_DASHES)],
+            "marker": SERIES_MARKERS[k % len(SERIES_MARKERS)],
+        })
+    return styles
 
 
 def text_boxes(figure: Any) -> list[tuple[str, Any]]:
@@ -271,17 +287,23 @@ def _draw_curves(axes: Any, runs: dict[str, Any], summaries: dict[tuple[str, str
     return plotted
 
 
+SPIKE_LABEL = "word reallocation: valid 1 epoch later (the paper's spike)"
+
+
 def _draw_reallocations(axes: Any, runs: dict[str, Any], style: str) -> tuple[list[float], list[tuple[int, float, str]]]:
-    """A dotted line at each round boundary and a star at the valid ppl right after the words moved
-    (LightRNN only in the paper style); returns the plotted values and the notes (x, y, text) to place."""
+    """A dotted line at each round boundary and an open star at the valid ppl after one epoch on the
+    new table, where the paper measures its spike (219 -> 246): the official code evaluates only after
+    an epoch. The frozen model's ppl right after the words moved is in the reallocation table, not
+    here. LightRNN only in the paper style; returns the plotted values and the notes (x, y, text)."""
     plotted: list[float] = []
     notes: list[tuple[int, float, str]] = []
     for model in sorted(runs, key=model_sort_key):
         if style == "paper" and model != "lightrnn":
             continue
+        axis = runs[model].axis
         previous_valid = None
         count = 0
-        for x, row in runs[model].axis:
+        for index, (x, row) in enumerate(axis):
             if row.get("kind", "epoch") == "epoch":
                 previous_valid = row.get("valid_ppl", previous_valid)
                 continue
@@ -289,17 +311,21 @@ def _draw_reallocations(axes: Any, runs: dict[str, Any], style: str) -> tuple[li
                 continue
             count += 1
             axes.axvline(x, color="0.6", linestyle=":", linewidth=1, zorder=1)
-            after = row.get("valid_ppl")
-            if after is None:
+            later = next(((later_x, later_row) for later_x, later_row in axis[index + 1:]
+                          if later_row.get("kind", "epoch") == "epoch"), None)
+            if later is None or later[1].get("valid_ppl") is None:
                 continue
+            spike_x, spike = later[0], float(later[1]["valid_ppl"])
+            # Open: the epoch's own point stays visible inside it.
             axes.plot(
-                [x], [after], marker="*", markersize=13, color=model_color(model), markeredgecolor="black",
-                linestyle="none", zorder=4, label="word reallocation (valid ppl right after)" if count == 1 else None,
+                [spike_x], [spike], marker="*", markersize=15, markerfacecolor="none", markeredgewidth=1.3,
+                markeredgecolor=model_color(model), linestyle="none", zorder=5,
+                label=SPIKE_LABEL if count == 1 else None,
             )
-            plotted.append(float(after))
+            plotted.append(spike)
             if style == "paper":
-                change = f"\n{previous_valid:.1f} → {after:.1f}" if previous_valid is not None else ""
-                notes.append((x, float(after), f"word reallocation {count}{change}"))
+                change = f"\n{previous_valid:.1f} → {spike:.1f} 1 epoch later" if previous_valid is not None else ""
+                notes.append((spike_x, spike, f"word reallocation {count}{change}"))
     return plotted, notes
 
 
@@ -322,17 +348,15 @@ def _draw_best_baseline(axes: Any, summaries: dict[tuple[str, str], RunSummary],
 def _style_axes(axes: Any, plotted: list[float], baseline: tuple[str, float] | None, title: str) -> None:
     """Log y axis when the values span more than 4x, integer epochs, labels, title, grid, and the
     best baseline's value written at the right end of its line."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
     # Early epochs of small runs can sit orders of magnitude above the end: a log axis keeps
     # the part that matters readable.
     if plotted and max(plotted) / max(min(plotted), 1e-9) > 4:
         axes.set_yscale("log")
-        # Plain numbers (200, 300, 500) rather than 2x10^2 on the log axis.
-        plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "1235" else "")
-        axes.yaxis.set_major_formatter(plain)
-        axes.yaxis.set_minor_formatter(plain)
-        _nice_log_floor(axes)
+        set_log_ticks(axes, plotted)
+    elif plotted:
+        _set_linear_ticks(axes, plotted)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("Epoch")
     axes.set_ylabel("Perplexity")
@@ -349,27 +373,59 @@ def _style_axes(axes: Any, plotted: list[float], baseline: tuple[str, float] | N
 
 
 def _count_ticks(axis: Any, values: list[float]) -> None:
-    """Ticks of a log axis of counts labelled 10K, 20K, 50K, 1M: 1-2-5 per decade when the data span
-    about one decade, powers of ten otherwise (the default labelled every minor tick of a narrow
-    range, 2x10^3 3x10^3 ..., and the labels ran into each other)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """Ticks of a log axis of counts labelled 10K, 20K, 50K, 1M that cover the data (`log_ticks`: as
+    dense as fits, powers of ten for a wide span; the default labelled every minor tick of a narrow
+    range, 2x10^3 3x10^3 ..., and the labels ran into each other), the axis from first to last."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     if not values:
         return
-    span = math.log10(max(values) / min(values))
-    subs = (1.0, 2.0, 5.0) if span <= 1.5 else (1.0,)
-    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    ticks = log_ticks(min(values), max(values), most=7)  # the first below the data, the last above
+    axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(lambda value, _: format_count(value)))
     axis.set_minor_formatter(NullFormatter())
+    # A little room beyond the first and last label: a dot on an edge would be cut in half.
+    (axis.axes.set_xlim if axis is axis.axes.xaxis else axis.axes.set_ylim)(ticks[0] / 1.1, ticks[-1] * 1.1)
 
 
-def _nice_log_floor(axes: Any) -> None:
-    """Lower a log y axis to the next 1, 2, 3 or 5 x 10^k below its data, so the lowest line
-    (often the best baseline) sits above a labelled tick."""
-    low, high = axes.get_ylim()
-    exponent = math.floor(math.log10(low))
-    nice = max(m * 10**exponent for m in (1, 2, 3, 5) if m * 10**exponent <= low)
-    axes.set_ylim(nice, high)
+NICE_MANTISSAS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+
+
+def log_ticks(low: float, high: float, most: int = 9) -> list[float]:
+    """Labelled ticks of a log axis that cover [low, high]: the first is at or below `low`, the last
+    at or above `high` (the data never run past the highest label), 1-1.5-2-3-5-7 x 10^k, thinned to
+    1-2-5 and then powers of ten when there would be more than `most`."""
+    for mantissas in (NICE_MANTISSAS, (1.0, 2.0, 5.0), (1.0,)):
+        candidates = [m * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 2)
+                      for m in mantissas]
+        bottom = max(c for c in candidates if c <= low * (1 + 1e-9))
+        top = min(c for c in candidates if c >= high * (1 - 1e-9))
+        ticks = [c for c in candidates if bottom <= c <= top]
+        if len(ticks) <= most:
+            break
+    return ticks
+
+
+def _set_linear_ticks(axes: Any, values: list[float]) -> None:
+    """A linear y axis from a labelled tick at or below the data to one at or above it."""
+    from matplotlib.ticker import MaxNLocator
+
+    locator = MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10])
+    ticks = list(locator.tick_values(min(values), max(values)))
+    axes.yaxis.set_major_locator(locator)
+    axes.set_ylim(max(t for t in ticks if t <= min(values)), min(t for t in ticks if t >= max(values)))
+
+
+def set_log_ticks(axes: Any, values: list[float]) -> None:
+    """A log y axis whose labelled ticks cover the data (`log_ticks`), plain numbers (200, 300, 500),
+    the axis running from the lowest label to the highest."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = log_ticks(min(values), max(values))
+    axes.yaxis.set_major_locator(FixedLocator(ticks))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.yaxis.set_minor_locator(NullLocator())
+    axes.set_ylim(ticks[0], ticks[-1])
 
 
 # Where a reallocation's note may go, relative to its point (points), nearest first: the first
@@ -387,9 +443,41 @@ def _overlap_area(box: Any, other: Any) -> float:
     return max(width, 0.0) * max(height, 0.0)
 
 
+def _segment_inside(start: tuple[float, float], end: tuple[float, float], box: Any, samples: int = 24) -> float:
+    """The share of the segment start -> end (display coordinates) that lies inside `box`."""
+    inside = 0
+    for step in range(1, samples):
+        t = step / samples
+        px, py = start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])
+        inside += box.x0 <= px <= box.x1 and box.y0 <= py <= box.y1
+    return inside / (samples - 1)
+
+
+def arrow_crossings(figure: Any) -> list[tuple[str, str]]:
+    """(arrow's annotation, text) pairs of a drawn figure where an annotation's arrow, drawn from its
+    text box to its point, runs through another text or legend (measured on the drawn extents)."""
+    from matplotlib.text import Annotation, Text
+
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    boxes = text_boxes(figure)
+    found = []
+    for note in figure.findobj(Annotation):
+        if note.arrow_patch is None or not note.get_visible():
+            continue
+        own = Text.get_window_extent(note, renderer)
+        start = ((own.x0 + own.x1) / 2, (own.y0 + own.y1) / 2)
+        end = tuple(note.axes.transData.transform(note.xy)) if note.axes else start
+        for label, box in boxes:
+            if label != note.get_text() and _segment_inside(start, end, box) > 0:
+                found.append((note.get_text(), label))
+    return found
+
+
 def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str]]) -> None:
-    """Annotate each reallocation where its text overlaps no other text and stays inside the axes
-    (two reallocations a few epochs apart used to print on top of each other); where no place is
+    """Annotate each reallocation where its text overlaps no other text, its arrow runs through no
+    text and no earlier arrow runs through it, inside the axes (two reallocations a few epochs apart
+    used to print on top of each other, or one's arrow across the other's label); where no place is
     free, the place that covers the least text and sticks out least."""
     from matplotlib.text import Text
 
@@ -397,15 +485,21 @@ def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str
     figure.draw(renderer)
     frame = axes.get_window_extent(renderer)
     taken = [box for _, box in text_boxes(figure)]
+    arrows: list[tuple[tuple[float, float], tuple[float, float]]] = []
     for x, y, text in notes:
+        point = tuple(axes.transData.transform((x, y)))
         best, best_cost = _NOTE_OFFSETS[0], math.inf
         for offset in _NOTE_OFFSETS:
             note = axes.annotate(text, xy=(x, y), xytext=offset, textcoords="offset points", fontsize=8)
             note.update_positions(renderer)  # where xytext puts the text (done at draw time otherwise)
             box = Text.get_window_extent(note, renderer)
             note.remove()
-            outside = box.width * box.height - _overlap_area(box, frame)
-            cost = outside + sum(_overlap_area(box, other) for other in taken)
+            centre = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+            area = box.width * box.height
+            outside = area - _overlap_area(box, frame)
+            crossed = sum(_segment_inside(centre, point, other) for other in taken)
+            crossed += sum(_segment_inside(start, end, box) for start, end in arrows)
+            cost = outside + sum(_overlap_area(box, other) for other in taken) + area * crossed
             if cost < best_cost:
                 best, best_cost = offset, cost
             if cost == 0:
@@ -415,12 +509,19 @@ def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str
             arrowprops={"arrowstyle": "->", "color": "0.3"}, bbox=_NOTE_BOX,
         )
         note.update_positions(renderer)
-        taken.append(Text.get_window_extent(note, renderer))
+        box = Text.get_window_extent(note, renderer)
+        taken.append(box)
+        arrows.append((((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2), point))
+
+
+TINY_PARAMS = 1_000_000  # below this a run's models are toys (the smoke run's): their tokens/s are noise
+TINY_SPEED_NOTE = ("Tiny models trained for a few steps: these tokens/s are start-up time and the machine's "
+                   "other load, not measurements of speed (make bench measures it: docs/performance.md).")
 
 
 def size_speed_chart(results: Results, stem: Path | str, date: str) -> list[Path]:
-    """Two bar panels per (dataset, model): parameters (log scale) and training tokens/s; writes
-    STEM.{png,pdf} and returns the paths."""
+    """Per (dataset, model): parameters (dots on a log axis: a bar's length means nothing there) and
+    training tokens/s (bars); writes STEM.{png,pdf} and returns the paths."""
     plt = _pyplot()
     figure = size_speed_figure(results, date)
     try:
@@ -442,7 +543,10 @@ def size_speed_figure(results: Results, date: str) -> Any:
     colors = [model_color(model) for _, model in keys]
     params = [summaries[key].params or 0 for key in keys]
     speeds = [summaries[key].train_tokens_per_s or 0 for key in keys]
-    size_axes.barh(positions, params, color=colors)
+    # Dots, not bars: on a log axis a bar's length depends on where the axis starts.
+    for position, value, (_, model) in zip(positions, params, keys):
+        if value > 0:
+            size_axes.plot([value], [position], marker="o", markersize=7, color=model_color(model), linestyle="none")
     size_axes.set_xscale("log")
     _count_ticks(size_axes.xaxis, [p for p in params if p > 0])
     size_axes.set_xlabel("Parameters (log scale)")
@@ -454,6 +558,10 @@ def size_speed_figure(results: Results, date: str) -> Any:
         axes.spines[["top", "right"]].set_visible(False)
         axes.set_axisbelow(True)
     figure.suptitle("Model size and training speed")
+    tiny = max(params) < TINY_PARAMS
     figure.text(0.99, 0.005, _provenance_line(results.rows, date), ha="right", fontsize=6, color="0.5")
-    figure.tight_layout()
+    if tiny:
+        speed_axes.set_title("not a measurement: see the note", fontsize=8, color="0.3", loc="left")
+        figure.text(0.01, 0.035, TINY_SPEED_NOTE, ha="left", fontsize=7, color="0.3", wrap=True)
+    figure.tight_layout(rect=(0, 0.06 if tiny else 0.02, 1, 1))
     return figure

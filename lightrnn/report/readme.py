@@ -134,7 +134,7 @@ def smoke_block(
 ) -> tuple[str, dict[Path, Path]]:
     """The block's Markdown and the PNG copies it needs ({source: target}), from RESULTS's tables/plots.
 
-    Reads RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/{<aclw_plot_dataset>-perplexity,
+    Reads RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/{<aclw_plot_dataset>-vs-paper,
     size-speed}.png; the docs names are DOCS/<run>-<name>.png with <run> the results folder's name.
     Raises FileNotFoundError naming the first missing input (nothing is written here).
     """
@@ -142,7 +142,9 @@ def smoke_block(
     if not results.is_dir():
         raise FileNotFoundError(f"--results {results}: no such folder; run `make smoke` (or snakemake) first")
     run = results.resolve().name
-    figure = f"{aclw_plot_dataset}-perplexity"
+    from lightrnn.report.layout import paper_figure
+
+    figure = paper_figure(aclw_plot_dataset)
     copies = {results / "plots" / f"{name}.png": docs / f"{run}-{name}.png" for name in (figure, "size-speed")}
     inputs = [results / "tables" / f"{table}.{ext}" for table in TABLES for ext in ("md", "csv")] + list(copies)
     for path in inputs:

@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +202,12 @@ def _html_text(text: str) -> str:
     return html.escape(text).encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
+def _html_inline(text: str) -> str:
+    """`_html_text` with Markdown's `code` spans rendered as <code> (the cells and notes are written
+    once, for the Markdown table and the HTML one alike)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _html_text(text))
+
+
 def to_html(table: Table) -> str:
     """An HTML fragment: a scoped style, the table (labels left, numbers right, best in bold), the note."""
     head = "".join(f"<th>{_html_text(title)}</th>" for title in table.header)
@@ -208,7 +215,7 @@ def to_html(table: Table) -> str:
     for i, line in enumerate(table.cells):
         cells = []
         for j, cell in enumerate(line):
-            text = _html_text(cell)
+            text = _html_inline(cell)
             if (i, j) in table.bold:
                 text = f"<strong>{text}</strong>"
             cells.append(f"<td>{text}</td>" if j < table.left else f'<td class="num">{text}</td>')
@@ -216,7 +223,7 @@ def to_html(table: Table) -> str:
     lines = [
         _HTML_STYLE,
         f'<table class="lightrnn" id="table-{_html_text(table.name)}">',
-        f"<caption>{_html_text(table.title)}</caption>",
+        f"<caption>{_html_inline(table.title)}</caption>",
         f"<thead><tr>{head}</tr></thead>",
         "<tbody>",
         *body,
@@ -224,7 +231,7 @@ def to_html(table: Table) -> str:
         "</table>",
     ]
     if table.note:
-        lines.append(f'<p class="lightrnn-note">{_html_text(table.note)}</p>')
+        lines.append(f'<p class="lightrnn-note">{_html_inline(table.note)}</p>')
     return "\n".join(lines) + "\n"
 
 

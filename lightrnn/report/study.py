@@ -21,7 +21,6 @@ that epoch row; "right after" (the frozen model on the new table) is a number th
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 from collections.abc import Iterable
@@ -330,40 +329,48 @@ def ablation_figure(variants: list[Variant], date: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lightrnn.report.plots import model_color, series_styles
+    from lightrnn.report.plots import model_color, series_styles, set_log_ticks
 
     best = best_recipes(variants)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6.2), sharey=True)
+    plotted: list[float] = []  # every value drawn: the y axis covers them, and only them
     for model, label in best.items():
         members = [v for v in variants if v.label == label and v.model == model]
         run = min(members, key=lambda v: v.seed if v.seed is not None else 0)
         points = [(row["epoch"], row["valid_ppl"]) for row in run.epochs if row.get("valid_ppl") is not None]
         left.plot(*zip(*points), marker="o", color=model_color(model), label=f"{model_label(model)}: {label}")
-    left.set_title("(a) every model at its best recipe (valid)")
+        plotted += [y for _, y in points]
+    left.set_title("(a) every model at its best recipe (valid)", fontsize=10)
     lightrnn = [v for v in variants if v.model == "lightrnn" and (v.group != "seeds")]
     shown: dict[str, Variant] = {}  # one curve per label (the first seed)
     for variant in sorted(lightrnn, key=lambda v: (v.group, v.label, v.seed or 0)):
         shown.setdefault(variant.label, variant)
-    # More variants than a colour cycle has colours: colour x dash x marker keeps every curve distinct.
-    for variant, style in zip(shown.values(), series_styles(len(shown))):
+    # More variants than a colour cycle has colours: the colour says the group, marker x dash the
+    # variant within it, so every curve is distinct and related curves look related.
+    chosen = list(shown.values())
+    for variant, style in zip(chosen, series_styles(len(chosen), [v.group for v in chosen])):
         points = [(row["epoch"], row["valid_ppl"]) for row in variant.epochs if row.get("valid_ppl") is not None]
         line, = right.plot(*zip(*points), markersize=4, label=f"{variant.group}: {variant.label}", **style)
-        spikes = [(row["epoch"] + 0.5, row["valid_ppl"]) for row in realloc_rows(variant.rows)
-                  if row.get("valid_ppl") is not None and math.isfinite(row["valid_ppl"])]
-        if spikes:
-            right.scatter(*zip(*spikes), marker="*", s=60, color=line.get_color())
-        # Where the paper measures the spike: the first epoch trained on the new table.
+        plotted += [y for _, y in points]
+        # Where the paper measures the spike: the first epoch trained on the new table (open: the
+        # epoch's point stays visible). The frozen model right after a reallocation is far above every
+        # curve (table study-realloc, 'right after'): drawn, it would squash them all.
         paired = [first_epoch_after(variant.rows, row) for row in realloc_rows(variant.rows)]
         after = [(row["epoch"], row["valid_ppl"]) for row in paired if row and row.get("valid_ppl") is not None]
         if after:
-            right.scatter(*zip(*after), marker="o", s=70, facecolors="none", edgecolors=line.get_color())
-    right.set_title("(b) LightRNN variants (valid; * right after a reallocation,\n"
-                    "o after one epoch on the new table: where the paper measures its spike)", fontsize=9)
+            right.scatter(*zip(*after), marker="o", s=90, facecolors="none", edgecolors=line.get_color(),
+                          linewidths=1.2, zorder=4)
+    right.set_title("(b) LightRNN variants (valid); open circles: one epoch after a reallocation,\n"
+                    "where the paper measures its spike (right after one: table study-realloc)", fontsize=9)
     for axis in (left, right):
         axis.set_xlabel("epoch")
         axis.set_yscale("log")
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.grid(True, which="major", alpha=0.3)
+    if plotted:
+        set_log_ticks(left, plotted)  # shared y: both panels
+    # Legends below their panels, never over the curves.
+    left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False, ncol=2)
     left.set_ylabel("perplexity (log scale)")
     rows = [row for v in variants for row in v.rows]
     revisions = sorted({str(row.get("git_rev"))[:7] for row in rows if row.get("git_rev")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,20 @@ def test_archives_hold_the_registry_members_with_fixed_metadata(tmp_path, corpus
 def test_manual_corpus_has_no_tiny_archive(tmp_path):
     with pytest.raises(ValueError, match="placed by hand"):
         make_tiny_archive("aclw-large", tmp_path)
+
+
+def test_cli_fetch_without_dest_uses_the_workflow_folder(tmp_path, capsys, monkeypatch):
+    """`lightrnn data fetch NAME` as docs/data.md writes it: into resources/raw/<corpus>, where the
+    workflow reads it; a corpus with no download says where to place the files, in one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["data", "make-tiny", "ptb", "--dest", "tiny"]) == 0
+    path, sha256 = capsys.readouterr().out.strip().split("\t")
+    assert cli.main(["data", "fetch", "ptb", "--url", f"file://{Path(path).resolve()}", "--sha256", sha256]) == 0
+    assert Path(capsys.readouterr().out.strip()) == Path("resources/raw/ptb") / Path(path).name
+    assert cli.main(["data", "fetch", "aclw-large-fr"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "resources/raw/aclw-large" in err and "train,valid,test" in err
+    assert not Path("resources/raw/aclw-large").exists()
 
 
 def test_cli_make_tiny_list_and_errors(tmp_path, capsys):

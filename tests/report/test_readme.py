@@ -119,7 +119,7 @@ def site(tmp_path: Path, rendered: Path) -> tuple[Path, Path, Path]:
 def test_block_is_replaced_and_everything_else_kept(site):
     results, readme, docs = site
     written = write_smoke_block(results, readme, docs)
-    assert written == [docs / "smoke-aclw-fr-perplexity.png", docs / "smoke-size-speed.png", readme]
+    assert written == [docs / "smoke-aclw-fr-vs-paper.png", docs / "smoke-size-speed.png", readme]
     text = readme.read_text(encoding="utf-8")
     head, start, tail = BEFORE.partition("<!-- generated:smoke -->")
     after = tail.partition("<!-- /generated:smoke -->")[2]
@@ -129,11 +129,11 @@ def test_block_is_replaced_and_everything_else_kept(site):
     # The provenance comes from the CSV columns, the tables verbatim from the rendered .md files.
     assert f"git revision {GIT_REV}; {DATE}; device {DEVICE}" in " ".join(block.split())
     assert "lightrnn report readme --results" in block
-    assert "![smoke aclw-fr perplexity](docs/smoke-aclw-fr-perplexity.png)" in block
+    assert "![smoke aclw-fr perplexity](docs/smoke-aclw-fr-vs-paper.png)" in block
     for table in ("aclw", "reallocation"):
         assert (results / "tables" / f"{table}.md").read_text(encoding="utf-8").strip() in block
     assert block.index("![smoke") < block.index("**ACLW") < block.index("**LightRNN word reallocation")
-    for name in ("aclw-fr-perplexity", "size-speed"):
+    for name in ("aclw-fr-vs-paper", "size-speed"):
         assert (docs / f"smoke-{name}.png").read_bytes() == (results / "plots" / f"{name}.png").read_bytes()
     # A second run changes nothing: the block is a pure function of the run folder.
     write_smoke_block(results, readme, docs)
@@ -148,7 +148,7 @@ def test_cli_readme_subcommand_prints_what_it_wrote(site, tmp_path: Path, capsys
     code = cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs),
                      "--bench-dir", str(bench)])
     assert code == 0
-    assert capsys.readouterr().out.split() == [str(docs / "smoke-aclw-fr-perplexity.png"),
+    assert capsys.readouterr().out.split() == [str(docs / "smoke-aclw-fr-vs-paper.png"),
                                                str(docs / "smoke-size-speed.png"), str(readme)]
     text = readme.read_text(encoding="utf-8")
     assert "**ACLW: test perplexity" in text
@@ -240,12 +240,12 @@ def test_blocks_live_in_the_docs_pages_that_hold_their_markers(site, tmp_path: P
     assert cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs),
                      "--bench-dir", str(bench)]) == 0, capsys.readouterr().err
     written = capsys.readouterr().out.split()
-    assert set(written) == {str(docs / name) for name in ("smoke-aclw-fr-perplexity.png", "smoke-size-speed.png",
+    assert set(written) == {str(docs / name) for name in ("smoke-aclw-fr-vs-paper.png", "smoke-size-speed.png",
                                                            "workflow.md", "verdict.md", "gpu.md")} | {str(readme)}
     answer = readme_mod.marked_body(readme.read_text(encoding="utf-8"), "answer")
     assert "[docs/verdict.md](docs/verdict.md)" in answer and answer.count("\n- **") == 5
     workflow = (docs / "workflow.md").read_text(encoding="utf-8")
-    assert "![smoke aclw-fr perplexity](smoke-aclw-fr-perplexity.png)" in workflow
+    assert "![smoke aclw-fr perplexity](smoke-aclw-fr-vs-paper.png)" in workflow
     assert workflow.startswith("# workflow\n") and "Hand-written prose after the block." in workflow
     assert "| Claim | The paper says |" in (docs / "verdict.md").read_text(encoding="utf-8")
     assert "Untouched." in (docs / "performance.md").read_text(encoding="utf-8")

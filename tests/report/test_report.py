@@ -137,9 +137,9 @@ def test_write_report_writes_exactly_the_planned_outputs(results: Path, tmp_path
     assert sorted(written) == sorted(out / p for p in layout.planned_outputs(datasets, models, "aclw-fr"))
     for path in written:
         assert path.stat().st_size > 0, path
-    png = out / "plots" / "aclw-fr-perplexity.png"
+    png = out / "plots" / "aclw-fr-vs-paper.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "plots" / "aclw-fr-perplexity.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "plots" / "aclw-fr-vs-paper.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_planned_outputs_follow_the_run_matrix():
@@ -222,9 +222,83 @@ def test_figures_print_no_text_on_top_of_other_text(monkeypatch, rounds: list[in
     try:
         for figure in figures:
             assert plots.text_overlaps(figure) == [], figure.axes[0].get_title(loc="left")
+            assert plots.arrow_crossings(figure) == [], figure.axes[0].get_title(loc="left")
     finally:
         for figure in figures:
             plt.close(figure)
+
+
+def test_the_arrow_check_sees_an_arrow_through_a_label():
+    from lightrnn.report import plots
+
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    axes.set_xlim(0, 10)
+    axes.set_ylim(0, 10)
+    axes.text(5, 5, "in the way", ha="center", va="center")
+    axes.annotate("note", xy=(9, 9), xytext=(1, 1), arrowprops={"arrowstyle": "->"})
+    try:
+        assert ("note", "in the way") in plots.arrow_crossings(figure)
+    finally:
+        plt.close(figure)
+
+
+def test_the_paper_figure_ticks_cover_the_data_and_stars_mark_one_epoch_after_each_reallocation():
+    """The log axis is labelled above the highest point and below the lowest; each reallocation's
+    open star sits on the first epoch trained on the new table (the paper's spike), over that point."""
+    from lightrnn.report import plots
+
+    import matplotlib.pyplot as plt
+
+    rows = [row for key in RUNS for row in make_rows(*key)]
+    figure = plots.perplexity_figure(Results(rows, [make_eval(*key) for key in RUNS]), "aclw-fr", DATE, "paper")
+    try:
+        axes = figure.axes[0]
+        curves = [line for line in axes.get_lines() if len(set(line.get_xdata())) > 1 and len(set(line.get_ydata())) > 1]
+        values = [y for line in curves for y in line.get_ydata()]  # not the reference lines (axes fractions)
+        low, high = axes.get_ylim()
+        ticks = [tick for tick in axes.get_yticks() if low <= tick <= high]
+        labels = [label.get_text() for label in axes.get_yticklabels() if label.get_text()]
+        assert ticks[0] <= min(values) and ticks[-1] >= max(values) and len(labels) >= 3
+        stars = [line for line in axes.get_lines() if line.get_marker() == "*"]
+        assert stars and all(line.get_markerfacecolor() == "none" for line in stars)
+        ours = [row for row in rows if row["dataset"] == "aclw-fr" and row["model"] == "lightrnn"]
+        after = [ours[i + 1] for i, row in enumerate(ours) if row["kind"] == "realloc"]
+        valid = {x: y for x, y in zip(*(next(line for line in axes.get_lines()
+                                              if line.get_label() == "LightRNN valid").get_data()))}
+        assert [line.get_ydata()[0] for line in stars] == [row["valid_ppl"] for row in after]
+        assert all(valid[line.get_xdata()[0]] == line.get_ydata()[0] for line in stars)  # on an epoch's point
+        assert plots.arrow_crossings(figure) == []
+    finally:
+        plt.close(figure)
+
+
+def test_the_size_chart_draws_dots_on_its_log_axis_and_says_tiny_speeds_are_not_measurements():
+    from matplotlib.patches import Rectangle
+
+    from lightrnn.report import plots
+
+    import matplotlib.pyplot as plt
+
+    rows = [row for key in RUNS for row in make_rows(*key)]
+    evals = [make_eval(*key) for key in RUNS]
+    tiny = plots.size_speed_figure(Results([{**row, "params": 2000 + row["params"] % 9000} for row in rows], evals), DATE)
+    large = plots.size_speed_figure(Results([{**row, "params": 5_000_000 + row["params"]} for row in rows], evals), DATE)
+    try:
+        for figure in (tiny, large):
+            size_axes = figure.axes[0]
+            assert size_axes.get_xscale() == "log"
+            assert not [patch for patch in size_axes.patches if isinstance(patch, Rectangle)]  # no bars
+            low, high = size_axes.get_xlim()
+            ticks = [tick for tick in size_axes.get_xticks() if low <= tick <= high]
+            dots = [x for line in size_axes.get_lines() for x in line.get_xdata()]
+            assert ticks[0] <= min(dots) and ticks[-1] >= max(dots)
+        notes = lambda figure: " ".join(text.get_text() for text in figure.texts)  # noqa: E731
+        assert plots.TINY_SPEED_NOTE in notes(tiny) and plots.TINY_SPEED_NOTE not in notes(large)
+    finally:
+        plt.close(tiny)
+        plt.close(large)
 
 
 def test_the_overlap_check_sees_overlapping_text():

@@ -115,9 +115,26 @@ def test_ablation_figure_draws_every_best_recipe_and_every_lightrnn_variant(stud
     assert {line.get_label() for line in right.get_lines()} == {"recipe: Adam", "reallocation: no reallocation"}
     adam = next(line for line in right.get_lines() if line.get_label() == "recipe: Adam")
     assert list(adam.get_ydata()) == [250, 180, 140, 125, 118, 108]
-    # both marks of every reallocation: right after it (*) and after one epoch on the new table (o)
-    right_after, one_epoch = (collection.get_offsets().tolist() for collection in right.collections)
-    assert right_after == [[2.5, 900.0], [4.5, 300.0]] and one_epoch == [[3, 140], [5, 118]]
+    # Every reallocation marked after one epoch on the new table (open: the point stays visible);
+    # the frozen model's 900 right after one is in the table only: drawn, it would squash the curves.
+    (one_epoch,) = (collection.get_offsets().tolist() for collection in right.collections)
+    assert one_epoch == [[3, 140], [5, 118]]
+    assert list(right.collections[0].get_facecolors()) == []
+    low, high = left.get_ylim()
+    values = [y for axes in (left, right) for line in axes.get_lines() for y in line.get_ydata()]
+    assert low <= min(values) and max(values) <= high < 2 * max(values)  # the y range is the curves'
+    ticks = [tick for tick in left.get_yticks() if low <= tick <= high]
+    assert ticks[0] <= min(values) and ticks[-1] >= max(values)  # labelled ticks cover the data
+    # Legends outside the panels, and every curve of (b) in a style of its own.
+    from lightrnn.report.plots import text_boxes
+
+    renderer = figure.canvas.get_renderer()
+    for axes in (left, right):
+        legend_box = axes.get_legend().get_window_extent(renderer)
+        assert legend_box.y1 <= axes.get_window_extent(renderer).y0
+    styles = [(line.get_color(), line.get_linestyle(), line.get_marker()) for line in right.get_lines()]
+    assert len(set(styles)) == len(styles)
+    assert [label for label, _ in text_boxes(figure)]  # drawn
 
 
 def test_write_study_writes_every_output(study, tmp_path):

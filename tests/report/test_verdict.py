@@ -88,6 +88,21 @@ def test_verdict_table_has_one_row_per_claim_in_the_paper_order(loaded, tmp_path
     assert "| sizes 41M (One Billion Word) and 17M (ACLW-French) |" in to_markdown(table)
 
 
+def test_the_front_page_names_the_evidence_of_each_verdict_and_renders_code(loaded, tmp_path: Path):
+    """The report's front page: claim, verdict and the evidence it was read from, and a note on why the
+    README's answer (committed study and benchmark) can differ; Markdown `code` shown as <code>."""
+    from lightrnn.report.render import to_html
+    from lightrnn.report.verdict import verdict_summary
+
+    table = verdict_table(Results(*loaded), DATE, write_bench(tmp_path / "bench"), run="fixture")
+    summary = verdict_summary(table)
+    assert summary.header == ["Claim", "Verdict", "Evidence (run, device, scale)"]
+    assert [line[2] for line in summary.cells] == [line[3] for line in table.cells]
+    assert "README's answer" in summary.note and "results/paper/" in summary.note
+    page = to_html(summary)
+    assert "<code>lightrnn.registry.param_count</code>" in page and "`" not in page
+
+
 def test_report_writes_the_verdict_first(tmp_path: Path, capsys):
     results = write_results(tmp_path / "run")
     assert cli.main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--date", DATE]) == 0
@@ -179,9 +194,9 @@ def test_the_figure_dataset_is_the_large_french_set_when_the_run_has_it():
     from lightrnn.report import layout
 
     both = layout.planned_outputs(["aclw-fr", "aclw-large-fr", "billionw"], ["lightrnn"], "auto")
-    assert "plots/aclw-large-fr-perplexity.png" in both and "plots/aclw-fr-perplexity.png" not in both
+    assert "plots/aclw-large-fr-vs-paper.png" in both and "plots/aclw-fr-vs-paper.png" not in both
     small = layout.planned_outputs(["aclw-fr"], ["lightrnn"], "auto")
-    assert "plots/aclw-fr-perplexity.png" in small
+    assert "plots/aclw-fr-vs-paper.png" in small
     assert not any("perplexity.png" in path for path in layout.planned_outputs(["ptb"], ["lightrnn"], "auto"))
     # The verdict opens every report; the speed table comes with One Billion Word.
     assert both[0] == "tables/verdict.md" and "tables/billionw-speed.csv" in both

@@ -45,6 +45,29 @@ def test_dry_run_of_the_smoke_config_generates_tiny_archives():
     assert len(smoke["train_override"]["rounds"]) >= 3  # >= 2 reallocations
 
 
+def test_a_subset_needs_its_own_run_name_and_the_readme_subset_plans_only_its_folder():
+    """A subset on the command line without `run=` would replace the run's tables and report with a
+    partial one: refused in one line naming the fix. The README's subset command, as written, plans
+    everything under its own results folder."""
+    import re
+    import shlex
+
+    refused = snakemake("-n", "--configfile", "config/smoke.yaml", "--config", "datasets_to_run=[ptb]")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "would overwrite results/smoke/'s tables and report" in output and "--config run=smoke-subset" in output
+    readme = (REPO / "README.md").read_text(encoding="utf-8").split("\n## A subset\n")[1].split("\n## ")[0]
+    command = re.search(r"```bash\n(.*?)```", readme, flags=re.S).group(1).replace("\\\n", " ").splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[0] == ".venv/bin/snakemake", command
+    planned = snakemake("-n", *argv[1:])
+    output = planned.stdout + planned.stderr
+    assert planned.returncode == 0, output[-3000:]
+    run = re.search(r"run=(\S+)", command).group(1)
+    outputs = set(re.findall(r"results/[\w.-]+/", output))
+    assert outputs == {f"results/{run}/"}, outputs
+
+
 def test_lint_is_clean():
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -126,7 +149,9 @@ def test_the_smoke_dag_runs_end_to_end_from_a_clean_directory(smoke_run):
     assert sum(1 for line in realloc[1:] if line.split(",")[7]) == 5 * 2  # realloc_objective filled
     jobs = (run / "tables" / "jobs.csv").read_text()
     assert jobs.count("\ntrain,") == 5 * 4 and jobs.count("\nevaluate,") == 5 * 4
-    for name in ("aclw-fr-perplexity", "size-speed", "curves-ptb"):
+    # Every rule of the run: the shared data jobs too (render_report's own cost is written after it).
+    assert {line.split(",")[0] for line in jobs.splitlines()[1:]} >= {"tiny_archive", "fetch", "prepare", "encode"}
+    for name in ("aclw-fr-vs-paper", "size-speed", "curves-ptb"):
         assert (run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (run / "plots" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     assert (run / "report.html").stat().st_size > 10_000
@@ -149,6 +174,7 @@ def test_the_smoke_figures_print_no_text_on_top_of_other_text(smoke_run):
     try:
         for figure in figures:
             assert plots.text_overlaps(figure) == [], figure.axes[0].get_title(loc="left")
+            assert plots.arrow_crossings(figure) == [], figure.axes[0].get_title(loc="left")
     finally:
         for figure in figures:
             plt.close(figure)

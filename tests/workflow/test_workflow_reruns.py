@@ -34,7 +34,7 @@ def test_the_default_config_reaches_the_report_with_no_manual_file(clean_copy: P
     assert counts["train"] == len(config["datasets_to_run"]) * len(config["models_to_run"])
     assert "aclw-large" not in output  # nothing that needs hand-placed files
     # The paper's figure falls back to the downloadable French set.
-    assert "plots/aclw-fr-perplexity.png" in output
+    assert "plots/aclw-fr-vs-paper.png" in output
 
     # The large sets are placed by hand: once their files are there, the plan adds their jobs.
     for lang in ("cs", "de", "en", "es", "fr", "ru"):
@@ -47,7 +47,7 @@ def test_the_default_config_reaches_the_report_with_no_manual_file(clean_copy: P
     shutil.rmtree(clean_copy / "resources")
     assert large.returncode == 0, output[-3000:]
     assert job_counts(output)["prepare"] == counts["prepare"] + 6
-    assert "plots/aclw-large-fr-perplexity.png" in output and "plots/aclw-fr-perplexity.png" not in output
+    assert "plots/aclw-large-fr-vs-paper.png" in output and "plots/aclw-fr-vs-paper.png" not in output
 
 
 def _write(path: Path, config: dict) -> str:

@@ -75,6 +75,17 @@ for _job in ("train", "evaluate"):
             "each of the job's processes uses threads / gpu CPU threads"
         )
 
+# A subset (datasets_to_run / models_to_run on the command line) renders its own tables and report:
+# into the config's run folder it would replace a whole run's with a partial one. Name the run.
+_COMMAND_LINE = dict(workflow.config_settings.config or {})
+_SUBSET = {"datasets_to_run", "models_to_run"} & set(_COMMAND_LINE)
+if _SUBSET and "run" not in _COMMAND_LINE:
+    _config_error(
+        f"a subset (--config datasets_to_run=... / models_to_run=...) would overwrite "
+        f"{config['results_dir']}/{config['run']}/'s tables and report; give it its own run: "
+        f"--config run={config['run']}-subset ... (or run={config['run']} to overwrite on purpose)"
+    )
+
 RESULTS = f"{config['results_dir']}/{config['run']}"
 RES = config["resources_dir"]
 RUN_DATASETS = config["datasets_to_run"]
@@ -157,6 +168,25 @@ def fetch_input(wildcards):
     """A local file: URL is an input, so the DAG makes it first (the smoke run's tiny archives)."""
     path = local_source(wildcards.corpus)
     return [] if path is None else [path]
+
+
+def shared_benchmarks():
+    """The benchmark: files of this run's data jobs, which runs share under RES (tiny_archive when
+    the corpus comes from a generated tiny archive, fetch, prepare): the jobs table reads them.
+    """
+    paths = []
+    for dataset in RUN_DATASETS:
+        corpus = corpus_of(dataset)
+        if not is_manual(corpus):
+            filename = CORPORA[corpus].filename
+            source = local_source(corpus)
+            if source is not None and Path(source).parent.parent == Path(RES) / "tiny":
+                paths.append(
+                    f"{RES}/benchmarks/tiny_archive/{corpus}/{Path(source).name}.tsv"
+                )
+            paths.append(f"{RES}/benchmarks/fetch/{corpus}/{filename}.tsv")
+        paths.append(f"{RES}/benchmarks/prepare/{dataset}.tsv")
+    return list(dict.fromkeys(paths))
 
 
 def prepare_input(wildcards):

@@ -22,6 +22,7 @@ rule render_report:
         bench_dir=f"{RESULTS}/bench",
         # Every job's benchmark: file (not inputs: a run from before they existed stays up to date).
         benchmarks_dir=f"{RESULTS}/benchmarks",
+        shared_benchmarks=shared_benchmarks(),
         run=config["run"],
     script:
         "../scripts/render_report.py"

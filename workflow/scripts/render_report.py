@@ -15,5 +15,6 @@ written = write_report(
     bench_dir=snakemake.params.bench_dir,  # noqa: F821
     run=snakemake.params.run,  # noqa: F821
     benchmarks_dir=snakemake.params.benchmarks_dir,  # noqa: F821
+    shared_benchmarks=snakemake.params.shared_benchmarks,  # noqa: F821
 )
 logging.info("wrote %d files: %s", len(written), ", ".join(map(str, written)))
