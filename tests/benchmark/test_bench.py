@@ -264,7 +264,9 @@ def test_the_word_terms_block_is_read_from_the_word_terms_files(tmp_path: Path):
     phases = run_phases(ThroughputSettings(**{**TINY, "models": models[:2]}, model_options=options), progress=None)
     write_csv(phases, tmp_path / "word-terms-phases.csv")
     text = "\n".join(word_terms_markdown(tmp_path))
-    optimizer = next(r for r in phases if r["vocab_size"] == 120 and r["model"] == "lightrnn@words"
-                     and r["phase"] == "optimizer")
-    assert f"the optimizer phase alone takes {1e3 * optimizer['seconds_per_step']:.1f} ms" in text
+    mine = {r["phase"]: r for r in phases if r["vocab_size"] == 120 and r["model"] == "lightrnn@words"}
+    plain = next(r for r in phases if r["vocab_size"] == 120 and r["model"] == "lightrnn" and r["phase"] == "step")
+    missed = mine["step"]["over_baseline_s"] > plain["seconds_per_step"] * (1 / 0.8 - 1)  # the goal's allowance
+    assert (f"the optimizer phase alone takes {1e3 * mine['optimizer']['seconds_per_step']:.1f} ms" in text) == missed
+    assert ("misses 0.8x at V = 120" in text) == missed
     assert "| 120 | lightrnn@words |" in text.split("Where a training step's time goes")[1]
