@@ -244,3 +244,42 @@ def test_the_sparse_output_gradient_reuses_its_storage_only_once_released():
     third = backward()  # both released: the kept storage is written again, with the same values
     assert third._values().data_ptr() == reused_ptr
     torch.testing.assert_close(third.to_dense(), snapshot)
+
+
+@pytest.mark.parametrize("vocab_size", [13, 150])
+def test_one_training_step_with_sparse_tables_equals_the_reference_step(vocab_size):
+    """A training step (forward, backward, clipping, optimizer) of the sparse variant equals the reference:
+    the dense model's gradients, clipped by torch, the per-word tables' rows given to torch.optim.SparseAdam
+    (lazy Adam: the documented semantics of sparse_embedding) and the rest to torch.optim.Adam."""
+    from lightrnn.training.optim import Optimizers
+    from lightrnn.training.step import train_step
+
+    options = {"word_bias": True, "word_dim": 4, "word_input_dim": 3}
+    dense = _model(vocab_size, options).float().train()
+    sparse = _model(vocab_size, {**options, "sparse_embedding": True}).float().train()
+    sparse.load_state_dict(dense.state_dict())
+    start = {name: p.detach().clone() for name, p in dense.named_parameters()}
+    tokens, targets = _stream(vocab_size, seed=6)
+    optimizers = Optimizers(sparse, "adam", 1e-2)
+    assert optimizers.label == "Adam+SparseAdam"
+    for _ in range(2):  # the second step starts from moments the first left
+        nll, _ = train_step(sparse, optimizers, tokens, targets, None, clip=0.05)  # a clip that bites
+    tables = {"word_bias.weight", "word_out.weight", "word_in.weight"}
+    named = dict(dense.named_parameters())
+    adam = torch.optim.Adam([p for name, p in named.items() if name not in tables], lr=1e-2)
+    lazy = torch.optim.SparseAdam([named[name] for name in sorted(tables)], lr=1e-2)
+    for _ in range(2):
+        adam.zero_grad()
+        lazy.zero_grad()
+        reference = dense(tokens, targets)
+        reference.nll.mean().backward()
+        torch.nn.utils.clip_grad_norm_(dense.parameters(), 0.05)
+        for name in tables:
+            named[name].grad = named[name].grad.to_sparse(1)  # the rows with gradient
+        adam.step()
+        lazy.step()
+    torch.testing.assert_close(nll, reference.nll.detach())
+    for (name, p_dense), p_sparse in zip(dense.named_parameters(), sparse.parameters()):
+        torch.testing.assert_close(p_sparse, p_dense, msg=name)
+    moved = (sparse.word_out.weight != start["word_out.weight"]).any(dim=1)
+    assert torch.equal(moved, torch.isin(sparse.word_row, sparse.word_row[targets].unique()))  # the target rows' words
