@@ -123,8 +123,13 @@ class _RowLayout:
             row = stop
 
 
+# A private torch counter (present in the torch versions this project supports); where a torch
+# lacks it, `_gradient_rows` never reuses storage (correct, only slower on the CPU).
+_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
+
+
 def _storage_users(tensor: Tensor) -> int:
-    return torch._C._storage_Use_Count(tensor.untyped_storage()._cdata)
+    return _USE_COUNT(tensor.untyped_storage()._cdata)
 
 
 def _gradient_rows(scratch: dict, rows: int, like: Tensor) -> Tensor:
@@ -137,7 +142,7 @@ def _gradient_rows(scratch: dict, rows: int, like: Tensor) -> Tensor:
     when it was made): a gradient still alive (accumulation, a caller's reference) is never
     overwritten, a fresh tensor is made instead.
     """
-    if like.device.type != "cpu":
+    if like.device.type != "cpu" or _USE_COUNT is None:
         return like.new_empty(rows, like.shape[1])  # the CUDA caching allocator already reuses memory
     buffer = scratch.get("buffer")
     if (buffer is None or buffer.shape[0] < rows or buffer.dtype != like.dtype or buffer.shape[1] != like.shape[1]
