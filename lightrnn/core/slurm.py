@@ -71,9 +71,25 @@ def attempt_logs(log_dir: Path, since: float = 0.0) -> list[Path]:
     return sorted(logs, key=lambda path: int(path.stem))
 
 
+def history_path(job_log: Path) -> Path:
+    """Where a job's log keeps its earlier attempts: Snakemake deletes a job's log before each
+    attempt, so every line goes here too and each attempt's log starts with a copy of it."""
+    job_log = Path(job_log)
+    return job_log.with_name(f".{job_log.name}.history")
+
+
+def append_line(job_log: Path, line: str) -> None:
+    """One line at the end of a job's log and of its history."""
+    for path in (Path(job_log), history_path(job_log)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line.rstrip("\n") + "\n")
+
+
 def last_verdict(job_log: Path) -> str | None:
-    """The last line the workflow appended to a job's log about an attempt's end, if any."""
-    if not job_log.exists():
+    """The last line the workflow appended to a job's log (its history) about an attempt's end."""
+    history = history_path(job_log)
+    if not history.exists():
         return None
-    lines = [line for line in job_log.read_text(errors="replace").splitlines() if line.startswith(PREFIX)]
+    lines = [line for line in history.read_text(errors="replace").splitlines() if line.startswith(PREFIX)]
     return lines[-1] if lines else None

@@ -334,7 +334,7 @@ def partition(gpus):
 
 def _job_key(wildcards):
     # The plugin's folder of a job's logs: its wildcard values joined by "_".
-    return "_".join(str(value) for value in wildcards).replace("/", "_")
+    return "_".join(str(value) for _, value in wildcards.items()).replace("/", "_")
 
 
 def _largest_node_mb():
@@ -433,9 +433,7 @@ def _explain(name, key, state, first_mb, first_min, attempt, final=False):
             f"(SLURM's log: {log}); {then}"
         )
         print(line, file=sys.stderr, flush=True)
-        Path(state["log"]).parent.mkdir(parents=True, exist_ok=True)
-        with open(state["log"], "a", encoding="utf-8") as job_log:
-            job_log.write(line + "\n")
+        _slurm.append_line(Path(state["log"]), line)
 
 
 def _last_attempt(name, key):
