@@ -19,9 +19,11 @@ from lightrnn.report.layout import (
     resolve_aclw_plot_dataset,
 )  # noqa: E402
 
+
 def _numbers(value):
     """Numbers given as text: --config reads nested values with YAML's BaseLoader, so
-    --config 'resources={train: {gpu: 4}}' gives "4"; the resources and slurm keys are numbers."""
+    --config 'resources={train: {gpu: 4}}' gives "4"; the resources and slurm keys are numbers.
+    """
     if isinstance(value, dict):
         return {key: _numbers(item) for key, item in value.items()}
     if isinstance(value, str):
@@ -345,7 +347,11 @@ def _largest_node_mb():
         out = subprocess.run(
             ["sinfo", "-h", "-o", "%m"], capture_output=True, text=True, timeout=30
         ).stdout
-        sizes = [int(token.rstrip("+")) for token in out.split() if token.rstrip("+").isdigit()]
+        sizes = [
+            int(token.rstrip("+"))
+            for token in out.split()
+            if token.rstrip("+").isdigit()
+        ]
         return max(sizes) if sizes else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -383,7 +389,9 @@ def _request(state, first_mb, first_min):
     largest = state.get("largest_mb")
     if largest:
         mem = min(mem, largest)
-    runtime = min(first_min * 2 ** state["time"] if not state["resumes"] else first_min, cap_min)
+    runtime = min(
+        first_min * 2 ** state["time"] if not state["resumes"] else first_min, cap_min
+    )
     return mem, runtime
 
 
@@ -407,16 +415,15 @@ def _explain(name, key, state, first_mb, first_min, attempt, final=False):
         if final:
             then = "no retries left (the profile's `retries`)"
         elif outcome.kind in ("cancelled", "failed"):
-            then = (
-                f"{_slurm.NOT_RETRIED}: "
-                + (
-                    "run the workflow again to resume"
-                    if outcome.kind == "cancelled"
-                    else "a retry would repeat it"
-                )
+            then = f"{_slurm.NOT_RETRIED}: " + (
+                "run the workflow again to resume"
+                if outcome.kind == "cancelled"
+                else "a retry would repeat it"
             )
         elif outcome.kind == "memory" and mem <= asked_mb:
-            then = f"{_slurm.NOT_RETRIED}: no node has more memory; lower the job's size"
+            then = (
+                f"{_slurm.NOT_RETRIED}: no node has more memory; lower the job's size"
+            )
         elif outcome.kind == "memory":
             then = f"the retry asks {mem} MB"
         elif outcome.kind == "time" and not state["resumes"] and runtime <= asked_min:
@@ -442,7 +449,9 @@ def _last_attempt(name, key):
     stops at its first line: workflow/scripts/_workflow.py)."""
     for job in list(workflow.dag.ready_jobs):
         if job.rule.name == name and _job_key(job.wildcards) == key:
-            job._attempt = job.restart_times + 1  # Snakemake has no public per-job retry count
+            job._attempt = (
+                job.restart_times + 1
+            )  # Snakemake has no public per-job retry count
 
 
 def explain_failures():
