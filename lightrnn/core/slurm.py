@@ -18,6 +18,7 @@ from pathlib import Path
 # workflow/scripts/_workflow.py reads the last one to skip a retry that cannot succeed.
 PREFIX = "lightrnn workflow:"
 NOT_RETRIED = "not retried"
+STOPPED = "stopped at once:"  # the first line of an attempt that a "not retried" line stopped
 
 # Causes a retry can cure, and how: the same request again (the job resumes or the node is
 # replaced), more memory, or more time (a job that cannot resume).
@@ -35,6 +36,7 @@ class Outcome:
     job_id: str
     log: Path
     asked_mb: int | None = None  # the memory limit the job was killed at, when SLURM says it
+    stopped: bool = False  # an attempt that stopped at its first line (after a "not retried" line)
 
     def describe(self, asked_mb: int | None = None, asked_min: int | None = None) -> str:
         asked = self.asked_mb or asked_mb
@@ -59,7 +61,7 @@ def read_outcome(log: Path) -> Outcome:
         reason = (match.group(2) or "").strip()
         kind = {"TIME LIMIT": "time", "PREEMPTION": "preempted", "NODE FAILURE": "node"}.get(reason, "cancelled")
         return Outcome(kind, job_id, log)
-    return Outcome("failed", job_id, log)
+    return Outcome("failed", job_id, log, stopped=STOPPED in text)
 
 
 def attempt_logs(log_dir: Path, since: float = 0.0) -> list[Path]:

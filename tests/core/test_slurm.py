@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lightrnn.core.slurm import NOT_RETRIED, PREFIX, append_line, attempt_logs, history_path, last_verdict, read_outcome
+from lightrnn.core.slurm import NOT_RETRIED, PREFIX, STOPPED, append_line, attempt_logs, history_path, last_verdict, read_outcome
 
 BANNER = "Building DAG of jobs...\nrule train:\n    wildcards: dataset=ptb, model=lightrnn\n"
 ENDINGS = {
@@ -63,3 +63,12 @@ def test_the_last_verdict_is_the_workflows_last_line(tmp_path: Path):
     append_line(log, second)
     assert last_verdict(log) == second and history_path(log).name == ".train.log.history"
     assert history_path(log).read_text() == f"epoch 1\n{first}\n{second}\n" and log.read_text() == second + "\n"
+
+
+def test_an_attempt_stopped_at_once_is_told_apart(tmp_path: Path):
+    """The retry after a "not retried" line fails at its first line; that is no new cause."""
+    log = tmp_path / "8.log"
+    log.write_text(BANNER + f"SystemExit: {STOPPED} {PREFIX} train ptb_lightrnn: SLURM job 7 cancelled\n")
+    assert (read_outcome(log).kind, read_outcome(log).stopped) == ("failed", True)
+    log.write_text(BANNER + ENDINGS["failed"])
+    assert read_outcome(log).stopped is False

@@ -102,15 +102,47 @@ def test_the_shipped_profile_runs_a_smoke_subset_and_says_why_attempts_ended(clu
     config = _config(tmp_path / "cluster.yaml", "cluster")
     command = [str(SNAKEMAKE), "--workflow-profile", "profiles/slurm", "--configfile", str(config),
                "--keep-going", "--slurm-init-seconds-before-status-checks", "2"]
+    # A partition the cluster lacks: one line naming the key, before anything is submitted.
+    wrong = subprocess.run([*command, "--config", "slurm={gpu_partition: a100}"], cwd=work, env=cluster,
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode != 0 and not _squeue(cluster, "%i")
+    assert "config slurm.gpu_partition: 'a100' is not a partition of this cluster (sinfo lists cpu, gpu)" in wrong.stderr
+
     # The reference: the same run on this machine, uninterrupted (profiles/default), in its own copy.
     local = copy_repo(tmp_path / "local")
-    reference = subprocess.Popen([str(SNAKEMAKE), "--cores", "1", "--configfile", str(config)],
-                                 cwd=local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first = subprocess.Popen(command, cwd=work, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Cancel full_softmax's train job once it has written a checkpoint.
+    processes = []
+    try:
+        reference = subprocess.Popen([str(SNAKEMAKE), "--cores", "1", "--configfile", str(config)],
+                                     cwd=local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        processes.append(reference)
+        first = subprocess.Popen(command, cwd=work, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        processes.append(first)
+        output, cancelled = _cancel_full_softmax_once_it_checkpoints(first, work, cluster)
+        assert cancelled is not None, output[-4000:]
+        assert first.returncode != 0, output[-4000:]  # the cancelled job was not retried
+        _check_first_run(work, output, cancelled)
+
+        # The rerun resumes the cancelled job and finishes the run.
+        second = subprocess.run(command, cwd=work, env=cluster, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+        full_log = (work / "results" / "cluster" / "logs" / "train" / "ptb" / "full_softmax.log").read_text()
+        assert "lightrnn train: resumed from" in full_log.split(f"SLURM job {cancelled} cancelled (scancel)")[1]
+        ref_output, _ = reference.communicate(timeout=600)
+        assert reference.returncode == 0, ref_output[-4000:]
+        for model in ("lightrnn", "full_softmax"):
+            assert _rows(work / "results" / "cluster" / "ptb" / model) == _rows(local / "results" / "cluster" / "ptb" / model)
+    finally:
+        for process in processes:  # a failed assertion leaves no workflow running
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=60)
+
+
+def _cancel_full_softmax_once_it_checkpoints(first: subprocess.Popen, work: Path, cluster: dict):
     checkpoint = work / "results" / "cluster" / "ptb" / "full_softmax" / "checkpoint.pt"
     cancelled = None
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 300
     while cancelled is None and time.monotonic() < deadline and first.poll() is None:
         running = [job for job, comment, state in _squeue(cluster, "%i|%k|%T")
                    if comment == "rule_train_wildcards_ptb_full_softmax" and state == "RUNNING"]
@@ -119,31 +151,29 @@ def test_the_shipped_profile_runs_a_smoke_subset_and_says_why_attempts_ended(clu
             cancelled = running[0]
         time.sleep(0.5)
     output, _ = first.communicate(timeout=600)
-    assert cancelled is not None, output[-4000:]
-    assert first.returncode != 0, output[-4000:]  # the cancelled job was not retried
+    return output, cancelled
 
+
+def _check_first_run(work: Path, output: str, cancelled: str) -> None:
     logs = work / "results" / "cluster" / "logs"
-    slurm_logs = work / ".snakemake" / "slurm_logs"
-    # The cancel: one line on the console and in the job's log, naming SLURM's log; no retry.
+    slurm_logs = Path(".snakemake") / "slurm_logs"
+    # The cancel: one line on the console and in the job's log, naming SLURM's log; the retry
+    # stopped at its first line and was the last attempt.
     line = (f"lightrnn workflow: train ptb_full_softmax: SLURM job {cancelled} cancelled (scancel) "
             f"(SLURM's log: {slurm_logs / 'rule_train' / 'ptb_full_softmax' / f'{cancelled}.log'}); not retried")
-    assert line in output and line in (logs / "train" / "ptb" / "full_softmax.log").read_text()
+    full_log = (logs / "train" / "ptb" / "full_softmax.log").read_text()
+    assert line in output and line in full_log, output[-4000:]
+    assert f"stopped at once: {line}" in full_log
+    # SLURM's logs of failed attempts stay (the plugin deletes those of jobs that succeeded).
+    attempts = sorted(path.name for path in (work / slurm_logs / "rule_train" / "ptb_full_softmax").glob("*.log"))
+    assert len(attempts) == 2, attempts
     # The time limit: lightrnn's first attempt was killed at 1 minute, the retry resumed and finished.
     lightrnn_log = (logs / "train" / "ptb" / "lightrnn.log").read_text()
-    assert "train ptb_lightrnn: SLURM job" in output and "time limit (1 min)" in output, output[-4000:]
-    assert "the retry resumes from the checkpoint" in lightrnn_log
-    assert "lightrnn train: resumed from" in lightrnn_log and lightrnn_log.count("---- lightrnn job:") >= 2
+    assert "lightrnn workflow: train ptb_lightrnn: SLURM job" in output, output[-4000:]
+    assert "time limit (1 min)" in output and "the retry resumes from the checkpoint" in lightrnn_log
+    assert "lightrnn train: resumed from" in lightrnn_log and lightrnn_log.count("---- lightrnn job:") == 2
     # The memory kill: evaluate asked 300 MB, was killed, and the retry with 600 MB finished.
-    assert "evaluate ptb_lightrnn: SLURM job" in output and "out of memory (asked 300 MB)" in output
+    assert "lightrnn workflow: evaluate ptb_lightrnn: SLURM job" in output
+    assert "out of memory (asked 300 MB)" in output
     assert "the retry asks 600 MB" in (logs / "evaluate" / "ptb" / "lightrnn.log").read_text()
     assert (work / "results" / "cluster" / "ptb" / "lightrnn" / "eval.json").exists()
-
-    # The rerun resumes the cancelled job and finishes the run.
-    second = subprocess.run(command, cwd=work, env=cluster, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
-    full_log = (logs / "train" / "ptb" / "full_softmax.log").read_text()
-    assert line in full_log and "lightrnn train: resumed from" in full_log.split(line)[1]
-    ref_output, _ = reference.communicate(timeout=600)
-    assert reference.returncode == 0, ref_output[-4000:]
-    for model in ("lightrnn", "full_softmax"):
-        assert _rows(work / "results" / "cluster" / "ptb" / model) == _rows(local / "results" / "cluster" / "ptb" / model)

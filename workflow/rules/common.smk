@@ -403,6 +403,8 @@ def _explain(name, key, state, first_mb, first_min, attempt, final=False):
             continue
         state["seen"].add(log.stem)
         outcome = _slurm.read_outcome(log)
+        if outcome.stopped:  # the attempt after a "not retried" line: said already
+            continue
         asked_mb, asked_min = state["request"]
         what = outcome.describe(asked_mb=asked_mb, asked_min=asked_min)
         if outcome.kind == "memory":
@@ -447,7 +449,7 @@ def _last_attempt(name, key):
     """Make the attempt now starting this job's last one: Snakemake decides retries per rule, not
     per cause, so a job whose retry cannot succeed is marked as on its final attempt (that attempt
     stops at its first line: workflow/scripts/_workflow.py)."""
-    for job in list(workflow.dag.ready_jobs):
+    for job in list(workflow.dag.needrun_jobs()):
         if job.rule.name == name and _job_key(job.wildcards) == key:
             job._attempt = (
                 job.restart_times + 1

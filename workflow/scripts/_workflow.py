@@ -31,7 +31,7 @@ def log_to_file(snakemake) -> None:
     common.smk appended "... not retried ..." after the previous attempt: a cancel, or an error
     that would repeat) stops here at once, with that line as its error.
     """
-    from lightrnn.core.slurm import NOT_RETRIED, history_path, last_verdict
+    from lightrnn.core.slurm import NOT_RETRIED, STOPPED, history_path, last_verdict
 
     path = Path(snakemake.log[0])
     history = history_path(path)
@@ -44,8 +44,8 @@ def log_to_file(snakemake) -> None:
     where = f"SLURM job {os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else f"pid {os.getpid()}"
     log.write(f"{HEADER} {where} on {socket.gethostname()}, {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n")
     if stop:
-        log.write(f"stopped at once: {verdict}\n")
-        raise SystemExit(f"stopped at once: {verdict}")
+        log.write(f"{STOPPED} {verdict}\n")
+        raise SystemExit(f"{STOPPED} {verdict}")
     sys.stdout = sys.stderr = log
     logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
