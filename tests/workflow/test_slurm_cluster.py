@@ -5,7 +5,8 @@ One workflow run meets each way an attempt ends: a train job killed by its time 
 an evaluate job killed for memory (retried with twice the memory), a train job cancelled with
 scancel (not retried; the next run resumes it); the rerun's metrics equal those of an uninterrupted
 local run. Skipped where the cluster cannot start (not root, no slurm-wlm/munge, no plugin);
-.ci/run installs them. About 4 minutes: SLURM's smallest time limit is one minute.
+.ci/run installs them. A few minutes: SLURM's smallest time limit is one minute, and the time-limited
+job must outlast it.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _config(path: Path, run: str) -> Path:
         "models_to_run": ["lightrnn", "full_softmax"],
         "train_override": {**override, "checkpoint_every_s": 5},
         "models": {
-            "lightrnn": {"train": {**epochs, "rounds": [120], "max_steps_per_epoch": 60}},
+            "lightrnn": {"train": {**epochs, "rounds": [300], "max_steps_per_epoch": 60}},
             "full_softmax": {"train": {**epochs, "rounds": [30], "max_steps_per_epoch": 60}},
         },
         "resources": {
@@ -171,7 +172,7 @@ def _check_first_run(work: Path, output: str, cancelled: str) -> None:
     lightrnn_log = (logs / "train" / "ptb" / "lightrnn.log").read_text()
     assert "lightrnn workflow: train ptb_lightrnn: SLURM job" in output, output[-4000:]
     assert "time limit (1 min)" in output and "the retry resumes from the checkpoint" in lightrnn_log
-    assert "lightrnn train: resumed from" in lightrnn_log and lightrnn_log.count("---- lightrnn job:") == 2
+    assert "lightrnn train: resumed from" in lightrnn_log and lightrnn_log.count("---- lightrnn job:") >= 2
     # The memory kill: evaluate asked 300 MB, was killed, and the retry with 600 MB finished.
     assert "lightrnn workflow: evaluate ptb_lightrnn: SLURM job" in output
     assert "out of memory (asked 300 MB)" in output

@@ -1,5 +1,6 @@
 # Configuration checks and the helpers the rules share. Nothing here runs a job.
 import copy
+import os
 import sys
 import urllib.parse
 import urllib.request
@@ -336,7 +337,8 @@ def partition(gpus):
 
 def _job_key(wildcards):
     # The plugin's folder of a job's logs: its wildcard values joined by "_".
-    return "_".join(str(value) for _, value in wildcards.items()).replace("/", "_")
+    joined = "_".join(str(value) for _, value in wildcards.items())
+    return joined.replace(os.sep, "_")
 
 
 def _largest_node_mb():
