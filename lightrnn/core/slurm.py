@@ -50,8 +50,15 @@ class Outcome:
         }[self.kind]
 
 
-def read_outcome(log: Path) -> Outcome:
-    """The cause SLURM wrote into its log of one job attempt (`failed` when it wrote none)."""
+# SLURM's job states (squeue %T, sacct State) for a log that names no cause: a job can be
+# stopped at its time limit while it ends, before slurmstepd writes the line.
+_STATES = {"TIMEOUT": "time", "OUT_OF_MEMORY": "memory", "PREEMPTED": "preempted", "NODE_FAIL": "node",
+           "CANCELLED": "cancelled", "DEADLINE": "time"}
+
+
+def read_outcome(log: Path, state: str = "") -> Outcome:
+    """The cause SLURM wrote into its log of one job attempt; else the job's final state
+    (`state`, as squeue prints it), else `failed`."""
     text = log.read_text(errors="replace") if log.exists() else ""
     job_id = log.stem
     if match := _MEMORY.search(text):
@@ -61,7 +68,8 @@ def read_outcome(log: Path) -> Outcome:
         reason = (match.group(2) or "").strip()
         kind = {"TIME LIMIT": "time", "PREEMPTION": "preempted", "NODE FAILURE": "node"}.get(reason, "cancelled")
         return Outcome(kind, job_id, log)
-    return Outcome("failed", job_id, log, stopped=STOPPED in text)
+    kind = _STATES.get(state.split()[0].upper() if state.strip() else "", "failed")
+    return Outcome(kind, job_id, log, stopped=kind == "failed" and STOPPED in text)
 
 
 def attempt_logs(log_dir: Path, since: float = 0.0) -> list[Path]:

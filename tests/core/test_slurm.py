@@ -72,3 +72,15 @@ def test_an_attempt_stopped_at_once_is_told_apart(tmp_path: Path):
     assert (read_outcome(log).kind, read_outcome(log).stopped) == ("failed", True)
     log.write_text(BANNER + ENDINGS["failed"])
     assert read_outcome(log).stopped is False
+
+
+def test_slurms_state_names_the_cause_when_its_log_does_not(tmp_path: Path):
+    """A job stopped at its time limit while it ended: no kill line, squeue says TIMEOUT."""
+    log = tmp_path / "9.log"
+    log.write_text(BANNER + "Elapsed time: 0:00:56\n")
+    assert read_outcome(log, "TIMEOUT").kind == "time"
+    assert read_outcome(log, "OUT_OF_MEMORY").kind == "memory"
+    assert read_outcome(log, "CANCELLED by 0").kind == "cancelled"
+    assert read_outcome(log, "FAILED").kind == read_outcome(log).kind == "failed"
+    log.write_text(ENDINGS["memory"])  # the log's own line wins
+    assert read_outcome(log, "CANCELLED").kind == "memory"

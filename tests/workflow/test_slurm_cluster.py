@@ -151,7 +151,7 @@ def _cancel_full_softmax_once_it_checkpoints(first: subprocess.Popen, work: Path
             subprocess.run(["scancel", running[0]], env=cluster, check=True)
             cancelled = running[0]
         time.sleep(0.5)
-    output, _ = first.communicate(timeout=600)
+    output, _ = first.communicate(timeout=900)
     return output, cancelled
 
 

@@ -359,6 +359,23 @@ def _largest_node_mb():
         return None
 
 
+def _job_state(job_id):
+    """SLURM's state of an ended job (squeue keeps it MinJobAge seconds), or "" when unknown."""
+    import subprocess
+
+    if not _on_slurm():
+        return ""
+    try:
+        return subprocess.run(
+            ["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def _on_slurm():
     plugin = workflow.executor_plugin
     return plugin is not None and getattr(plugin, "name", "") == "slurm"
@@ -404,7 +421,7 @@ def _explain(name, key, state, first_mb, first_min, attempt, final=False):
         if log.stem in state["seen"]:
             continue
         state["seen"].add(log.stem)
-        outcome = _slurm.read_outcome(log)
+        outcome = _slurm.read_outcome(log, _job_state(log.stem))
         if outcome.stopped:  # the attempt after a "not retried" line: said already
             continue
         asked_mb, asked_min = state["request"]
