@@ -128,7 +128,7 @@ def test_the_shipped_profile_runs_a_smoke_subset_and_says_why_attempts_ended(clu
         second = subprocess.run(command, cwd=work, env=cluster, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
         full_log = (work / "results" / "cluster" / "logs" / "train" / "ptb" / "full_softmax.log").read_text()
-        assert "lightrnn train: resumed from" in full_log.split(f"SLURM job {cancelled} cancelled (scancel)")[1]
+        assert "lightrnn train: resumed from" in full_log.rsplit(f"SLURM job {cancelled} cancelled (scancel)", 1)[1]
         ref_output, _ = reference.communicate(timeout=600)
         assert reference.returncode == 0, ref_output[-4000:]
         for model in ("lightrnn", "full_softmax"):
