@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: venv smoke docs test test-fast bench clean-smoke gpu-check
+.PHONY: venv workflow-installed smoke docs test test-fast bench clean-smoke gpu-check
 
 $(BIN)/lightrnn: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ $(BIN)/lightrnn: pyproject.toml
 
 venv: $(BIN)/lightrnn
 
-smoke: venv
+# The library installs without Snakemake (pip install lightrnn); the workflow targets need the
+# workflow extra, which `make venv` installs (through the test extra).
+workflow-installed: venv
+	@test -x $(BIN)/snakemake || { echo "make: Snakemake is not installed in $(VENV): $(BIN)/python -m pip install -e '.[workflow]'" >&2; exit 2; }
+
+smoke: workflow-installed
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
 	$(BIN)/snakemake --configfile config/smoke.yaml --report results/smoke/report.html
 	@find results/smoke/tables results/smoke/plots results/smoke/report.html -type f | sort
@@ -50,7 +55,7 @@ clean-smoke:
 
 # Every model side by side on this machine, then docs/performance.md's section from the CSVs.
 BENCH_RUN ?= paper-run
-bench: venv
+bench: workflow-installed
 	$(BIN)/snakemake --cores $(CORES) bench
 	$(BIN)/lightrnn bench readme --bench-dir results/$(BENCH_RUN)/bench --readme README.md
 

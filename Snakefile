@@ -18,6 +18,14 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
+onstart:
+    check_partitions()
+
+
+onerror:
+    explain_failures()
+
+
 # On the submit host under a cluster executor: downloads need the internet (compute nodes are
 # often offline), the others take seconds.
 localrules:

@@ -238,6 +238,12 @@ def _resume(run: Run, on_config_change: str) -> Progress:
             print(f"lightrnn train: {mismatch}\nmoved that run to {moved}; starting afresh", file=sys.stderr, flush=True)
         distributed.all_gather_objects(None)
     run.step, run.prior_wall, run.best_valid, run.rows = resumed.step, resumed.wall_s, resumed.best_valid, resumed.rows
+    if run.main and resumed.step:
+        # The log of a resumed job keeps the earlier attempts' lines: say where this one takes over.
+        where = f"batch {resumed.epoch_batch} of " if resumed.epoch_batch else "the start of "
+        print(f"lightrnn train: resumed from {run.checkpoint_path} at step {resumed.step}, {where}event "
+              f"{resumed.next_event + 1} of the schedule ({len(resumed.rows)} metrics rows kept)",
+              file=sys.stderr, flush=True)
     if run.main:
         keep_best_copy(run.out_dir)
         write_lines(run.out_dir / "metrics.jsonl", run.rows)  # drop a row written after the last checkpoint

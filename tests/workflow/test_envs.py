@@ -31,7 +31,16 @@ def pyproject() -> dict:
 def requirements() -> dict[str, SpecifierSet]:
     project = pyproject()["project"]
     listed = project["dependencies"] + [item for extra in project["optional-dependencies"].values() for item in extra]
-    return {Requirement(item).name.lower(): Requirement(item).specifier for item in listed}
+    # An extra that names the project itself (slurm = ["lightrnn[workflow]", ...]) adds no package.
+    return {Requirement(item).name.lower(): Requirement(item).specifier for item in listed
+            if Requirement(item).name.lower() != project["name"]}
+
+
+def pip_section(path: Path) -> dict[str, str]:
+    """The pip: section of a conda file (packages conda-forge does not carry): name -> '==x.y'."""
+    entries = [entry for entry in yaml.safe_load(path.read_text())["dependencies"] if isinstance(entry, dict)]
+    listed = [item for entry in entries for item in entry.get("pip", []) if not item.startswith("-")]
+    return {Requirement(item).name.lower(): str(Requirement(item).specifier) for item in listed}
 
 
 def conda_entries(path: Path) -> dict[str, tuple[str, str]]:
@@ -89,6 +98,10 @@ def test_every_env_pins_the_same_versions_and_environment_yml_has_every_dependen
         for name, spec in conda_packages(path).items():
             assert seen.setdefault(name, spec) == spec, f"{path.name}: {name}{spec} vs {seen[name]} elsewhere"
     everything = {CONDA_TO_PYPI.get(name, name) for name in conda_packages(REPO / "environment.yml")}
+    everything |= set(pip_section(REPO / "environment.yml"))
+    ranges = requirements()
+    for name, spec in pip_section(REPO / "environment.yml").items():
+        assert spec.startswith("==") and ranges[name].contains(spec[2:]), f"environment.yml pip: {name}{spec}"
     assert set(requirements()) <= everything, set(requirements()) - everything
     assert MUST_PIN <= everything
     assert pyproject()["project"]["requires-python"] == ">=3.11"

@@ -22,6 +22,8 @@ rule bench:
         gpu=config["bench"]["resources"]["gpu"],
         mem_mb=config["bench"]["resources"]["mem_mb"],
         runtime=config["bench"]["resources"]["runtime"],
+        slurm_partition=partition(config["bench"]["resources"]["gpu"]),
+        slurm_account=SLURM["account"],
     params:
         settings={k: v for k, v in config["bench"].items() if k != "resources"},
     script:

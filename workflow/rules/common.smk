@@ -1,5 +1,6 @@
 # Configuration checks and the helpers the rules share. Nothing here runs a job.
 import copy
+import os
 import sys
 import urllib.parse
 import urllib.request
@@ -19,6 +20,30 @@ from lightrnn.report.layout import (
     planned_outputs,
     resolve_aclw_plot_dataset,
 )  # noqa: E402
+
+
+def _numbers(value):
+    """Numbers given as text: --config reads nested values with YAML's BaseLoader, so
+    --config 'resources={train: {gpu: 4}}' gives "4"; the resources and slurm keys are numbers.
+    """
+    if isinstance(value, dict):
+        return {key: _numbers(item) for key, item in value.items()}
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
+for _section in ("resources", "slurm"):
+    if isinstance(config.get(_section), dict):
+        _text = {"account", "cpu_partition", "gpu_partition"}
+        config[_section] = {
+            key: (item if key in _text else _numbers(item))
+            for key, item in config[_section].items()
+        }
 
 # Before any job: the schema (types, required keys, no unknown keys), then the cross-references
 # the schema cannot express. Each error names the key and what to do.
@@ -316,3 +341,227 @@ def train_inputs(wildcards):
             "wait for that process to finish (or stop it), then run the workflow again"
         )
     return encoded(wildcards.dataset)
+
+
+# --- Cluster resources (profiles/slurm) -------------------------------------------------------
+# Every submitted rule (prepare, encode, train, evaluate, bench) asks for its partition, account,
+# memory and time here, from config `slurm:` and `resources:`: one place a user edits (or
+# overrides with --config / --configfile) without touching the profile. Under the local executor
+# the partition and account are unused strings.
+#
+# Retries (the profile's `retries`) are spent only where one can succeed. Before a retry, the
+# cause of the previous attempt is read from SLURM's own log of it (lightrnn.core.slurm), printed,
+# and appended to the job's log: a job killed for memory is retried with twice the memory; a train
+# job stopped by its time limit, a preemption or a node failure resumes from its checkpoint with
+# the same request; another job stopped by its time limit gets twice the time; a cancelled job
+# and a job that failed with its own error (which a retry repeats) are "not retried": the retry
+# stops at its first line (workflow/scripts/_workflow.py), so the workflow fails at once.
+import time as _time
+
+from lightrnn.core import slurm as _slurm  # noqa: E402  (light: no torch)
+
+SLURM = config["slurm"]
+SLURM_LOGS = Path(".snakemake/slurm_logs")
+_RUN_STARTED = _time.time()
+_ATTEMPTS = {}  # (rule, wildcards) -> what the earlier attempts of this run ended with
+
+
+def partition(gpus):
+    """The partition of a job asking for `gpus` GPUs: the GPU partition only when it asks one."""
+    return SLURM["gpu_partition"] if gpus > 0 else SLURM["cpu_partition"]
+
+
+def _job_key(wildcards):
+    # The plugin's folder of a job's logs: its wildcard values joined by "_".
+    joined = "_".join(str(value) for _, value in wildcards.items())
+    return joined.replace(os.sep, "_")
+
+
+def _largest_node_mb():
+    """The most memory one node of the cluster has (sinfo), or None when it cannot be asked."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%m"], capture_output=True, text=True, timeout=30
+        ).stdout
+        sizes = [
+            int(token.rstrip("+"))
+            for token in out.split()
+            if token.rstrip("+").isdigit()
+        ]
+        return max(sizes) if sizes else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _job_state(job_id):
+    """SLURM's state of an ended job (squeue keeps it MinJobAge seconds), or "" when unknown."""
+    import subprocess
+
+    if not _on_slurm():
+        return ""
+    try:
+        return subprocess.run(
+            ["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _on_slurm():
+    plugin = workflow.executor_plugin
+    return plugin is not None and getattr(plugin, "name", "") == "slurm"
+
+
+def _history(name, wildcards, attempt, log_template, first_mb, first_min, resumes):
+    """This job's requests for `attempt`: (mem_mb, runtime), after reading (once) how each earlier
+    attempt of this run ended and saying so where the user looks."""
+    key = (name, _job_key(wildcards))
+    state = _ATTEMPTS.setdefault(
+        key,
+        {
+            "memory": 0,
+            "time": 0,
+            "seen": set(),
+            "log": log_template.format(**dict(wildcards.items())),
+            "request": (first_mb, first_min),
+            "first": (first_mb, first_min),
+            "resumes": resumes,
+        },
+    )
+    if attempt > 1 and workflow.is_main_process:
+        _explain(name, key, state, first_mb, first_min, attempt)
+    return _request(state, first_mb, first_min)
+
+
+def _request(state, first_mb, first_min):
+    cap_min = SLURM["time_limit"]
+    mem = first_mb * 2 ** state["memory"]
+    largest = state.get("largest_mb")
+    if largest:
+        mem = min(mem, largest)
+    runtime = min(
+        first_min * 2 ** state["time"] if not state["resumes"] else first_min, cap_min
+    )
+    return mem, runtime
+
+
+def _explain(name, key, state, first_mb, first_min, attempt, final=False):
+    """Read the SLURM logs of this job's attempts not read yet; print and log each one's end."""
+    logs = _slurm.attempt_logs(SLURM_LOGS / f"rule_{name}" / key[1], since=_RUN_STARTED)
+    for log in logs:
+        if log.stem in state["seen"]:
+            continue
+        state["seen"].add(log.stem)
+        outcome = _slurm.read_outcome(log, _job_state(log.stem))
+        if outcome.stopped:  # the attempt after a "not retried" line: said already
+            continue
+        asked_mb, asked_min = state["request"]
+        what = outcome.describe(asked_mb=asked_mb, asked_min=asked_min)
+        if outcome.kind == "memory":
+            if "largest_mb" not in state and _on_slurm():
+                state["largest_mb"] = _largest_node_mb()
+            state["memory"] += 1
+        elif outcome.kind == "time" and not state["resumes"]:
+            state["time"] += 1
+        mem, runtime = _request(state, first_mb, first_min)
+        if final:
+            then = "no retries left (the profile's `retries`)"
+        elif outcome.kind in ("cancelled", "failed"):
+            then = f"{_slurm.NOT_RETRIED}: " + (
+                "run the workflow again to resume"
+                if outcome.kind == "cancelled"
+                else "a retry would repeat it"
+            )
+        elif outcome.kind == "memory" and mem <= asked_mb:
+            then = (
+                f"{_slurm.NOT_RETRIED}: no node has more memory; lower the job's size"
+            )
+        elif outcome.kind == "memory":
+            then = f"the retry asks {mem} MB"
+        elif outcome.kind == "time" and not state["resumes"] and runtime <= asked_min:
+            then = f"{_slurm.NOT_RETRIED}: slurm.time_limit ({SLURM['time_limit']} min) is reached"
+        elif outcome.kind == "time" and not state["resumes"]:
+            then = f"the retry asks {runtime} min"
+        else:
+            then = "the retry resumes from the checkpoint"
+        state["request"] = (mem, runtime)
+        if _slurm.NOT_RETRIED in then:
+            _last_attempt(name, key[1])
+        line = (
+            f"{_slurm.PREFIX} {name} {key[1]}: SLURM job {outcome.job_id} {what} "
+            f"(SLURM's log: {log}); {then}"
+        )
+        print(line, file=sys.stderr, flush=True)
+        _slurm.append_line(Path(state["log"]), line)
+
+
+def _last_attempt(name, key):
+    """Make the attempt now starting this job's last one: Snakemake decides retries per rule, not
+    per cause, so a job whose retry cannot succeed is marked as on its final attempt (that attempt
+    stops at its first line: workflow/scripts/_workflow.py)."""
+    for job in list(workflow.dag.needrun_jobs()):
+        if job.rule.name == name and _job_key(job.wildcards) == key:
+            job._attempt = (
+                job.restart_times + 1
+            )  # Snakemake has no public per-job retry count
+
+
+def explain_failures():
+    """onerror: the end of each job's last attempt that no retry has explained yet."""
+    for (name, key), state in _ATTEMPTS.items():
+        first_mb, first_min = state["first"]
+        _explain(name, (name, key), state, first_mb, first_min, attempt=0, final=True)
+
+
+def cluster_resources(name, log_template, mem_mb, runtime, per_input=0, resumes=False):
+    """The resource callables of a submitted rule: mem_mb (MB; plus `per_input` MB per MB of the
+    job's input, so a small corpus asks little) and runtime (minutes) of each attempt. Without
+    `per_input` they do not read the input, so a dry run shows their values."""
+
+    def first_request(input=None):
+        first_mb = int(mem_mb + (per_input * input.size_mb if per_input else 0))
+        return first_mb, min(runtime, SLURM["time_limit"])
+
+    def request(wildcards, attempt, input=None):
+        first_mb, first_min = first_request(input)
+        return _history(
+            name, wildcards, attempt, log_template, first_mb, first_min, resumes
+        )
+
+    if per_input:
+        return (
+            lambda wildcards, input, attempt: request(wildcards, attempt, input)[0],
+            lambda wildcards, input, attempt: request(wildcards, attempt, input)[1],
+        )
+    return (
+        lambda wildcards, attempt: request(wildcards, attempt)[0],
+        lambda wildcards, attempt: request(wildcards, attempt)[1],
+    )
+
+
+def check_partitions():
+    """onstart under SLURM: each configured partition exists (else every submission would be
+    rejected, and retried), in one line naming the key to set."""
+    if not _on_slurm():
+        return
+    import subprocess
+
+    try:
+        listed = subprocess.run(
+            ["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return
+    for key in ("cpu_partition", "gpu_partition"):
+        name = SLURM[key]
+        if name and listed and name not in listed:
+            raise WorkflowError(
+                f"config slurm.{key}: {name!r} is not a partition of this cluster (sinfo lists "
+                f"{', '.join(sorted(set(listed)))}); set it in config/config.yaml or pass "
+                f"--config 'slurm={{{key}: NAME}}'"
+            )

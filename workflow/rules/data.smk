@@ -42,6 +42,15 @@ rule fetch:
         "../scripts/fetch.py"
 
 
+PREPARE_MEM_MB, PREPARE_RUNTIME = cluster_resources(
+    "prepare",
+    f"{RES}/logs/prepare/{{dataset}}.log",
+    config["resources"]["prepare"]["mem_mb"],
+    config["resources"]["prepare"]["runtime"],
+    per_input=config["resources"]["prepare"]["mem_per_input"],
+)
+
+
 rule prepare:
     """One tokenized sentence per line per split (manual corpora: read where the user put them)."""
     input:
@@ -54,10 +63,24 @@ rule prepare:
         f"{RES}/benchmarks/prepare/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
+    resources:
+        mem_mb=PREPARE_MEM_MB,
+        runtime=PREPARE_RUNTIME,
+        slurm_partition=SLURM["cpu_partition"],
+        slurm_account=SLURM["account"],
     params:
         raw_dir=lambda wildcards: f"{RES}/raw/{corpus_of(wildcards.dataset)}",
     script:
         "../scripts/prepare.py"
+
+
+ENCODE_MEM_MB, ENCODE_RUNTIME = cluster_resources(
+    "encode",
+    f"{RESULTS}/logs/encode/{{dataset}}.log",
+    config["resources"]["encode"]["mem_mb"],
+    config["resources"]["encode"]["runtime"],
+    per_input=config["resources"]["encode"]["mem_per_input"],
+)
 
 
 rule encode:
@@ -76,6 +99,11 @@ rule encode:
         f"{RESULTS}/benchmarks/encode/{{dataset}}.tsv"
     conda:
         "../envs/data.yaml"
+    resources:
+        mem_mb=ENCODE_MEM_MB,
+        runtime=ENCODE_RUNTIME,
+        slurm_partition=SLURM["cpu_partition"],
+        slurm_account=SLURM["account"],
     params:
         min_count=lambda wildcards: config["datasets"][wildcards.dataset]["encode"][
             "min_count"

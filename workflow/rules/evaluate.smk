@@ -1,6 +1,14 @@
 # Exact test perplexity of the best checkpoint over the whole test split.
 
 
+EVALUATE_MEM_MB, EVALUATE_RUNTIME = cluster_resources(
+    "evaluate",
+    f"{RESULTS}/logs/evaluate/{{dataset}}/{{model}}.log",
+    config["resources"]["evaluate"]["mem_mb"],
+    config["resources"]["evaluate"]["runtime"],
+)
+
+
 rule evaluate:
     """eval.json: test perplexity of best.pt, tokens/s, parameters, device, git revision."""
     input:
@@ -17,9 +25,11 @@ rule evaluate:
     threads: config["resources"]["evaluate"]["threads"]
     resources:
         gpu=config["resources"]["evaluate"]["gpu"],
-        mem_mb=config["resources"]["evaluate"]["mem_mb"],
-        runtime=config["resources"]["evaluate"]["runtime"],
+        mem_mb=EVALUATE_MEM_MB,
+        runtime=EVALUATE_RUNTIME,
         cpus_per_gpu=cpus_per_gpu("evaluate"),
+        slurm_partition=partition(config["resources"]["evaluate"]["gpu"]),
+        slurm_account=SLURM["account"],
     params:
         data_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
         device=lambda wildcards: train_config(wildcards)["device"],

@@ -12,6 +12,15 @@
 # metrics.jsonl is rewritten whole from the checkpoint's rows (at the next row and at the end).
 
 
+TRAIN_MEM_MB, TRAIN_RUNTIME = cluster_resources(
+    "train",
+    f"{RESULTS}/logs/train/{{dataset}}/{{model}}.log",
+    config["resources"]["train"]["mem_mb"],
+    config["resources"]["train"]["runtime"],
+    resumes=True,
+)
+
+
 rule train:
     """Train one model on one encoded dataset; metrics.jsonl gets a row per epoch and reallocation."""
     input:
@@ -28,9 +37,15 @@ rule train:
     threads: config["resources"]["train"]["threads"]
     resources:
         gpu=config["resources"]["train"]["gpu"],
-        mem_mb=config["resources"]["train"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
+        mem_mb=TRAIN_MEM_MB,
+        runtime=TRAIN_RUNTIME,
         cpus_per_gpu=cpus_per_gpu("train"),
+        slurm_partition=partition(config["resources"]["train"]["gpu"]),
+        slurm_account=SLURM["account"],
+        # gpu = N > 1 is ONE task (torchrun) starting N processes on one node: the plugin's
+        # default --ntasks-per-gpu=1 would start N copies of the job.
+        tasks_per_gpu=0,
+        nodes=1,
     params:
         config=train_config,
         data_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
