@@ -432,7 +432,7 @@ def set_log_ticks(axes: Any, values: list[float]) -> None:
 # that collides with no drawn text and stays inside the axes wins.
 _NOTE_BOX = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
 _NOTE_OFFSETS = tuple(
-    sorted(((dx, dy) for dx in (14, 50, -90, -130) for dy in (18, -34, 46, -62, -90, -120)),
+    sorted(((dx, dy) for dx in (14, 50, 100, 160, -90, -130) for dy in (18, -34, 46, -62, 80, -90, -120)),
            key=lambda offset: abs(offset[0]) + abs(offset[1]))
 )
 
@@ -474,21 +474,27 @@ def arrow_crossings(figure: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str]]) -> None:
+def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str]], beam: int = 64) -> None:
     """Annotate each reallocation where its text overlaps no other text, its arrow runs through no
-    text and no earlier arrow runs through it, inside the axes (two reallocations a few epochs apart
-    used to print on top of each other, or one's arrow across the other's label); where no place is
-    free, the place that covers the least text and sticks out least."""
+    text and no other note's arrow runs through it, inside the axes (two reallocations a few epochs
+    apart used to print on top of each other, or one's arrow across the other's label).
+
+    The notes are placed together, not one after the other: a first note placed greedily can sit
+    right over the second one's point, where no place for the second is free any more. A beam
+    search over every note's candidate offsets (`_NOTE_OFFSETS`) keeps the `beam` cheapest partial
+    placements; the cost is the area sticking out of the axes, the area over other text, and each
+    box's area times the share of arrows that cross it. Where no placement is free, the cheapest.
+    """
     from matplotlib.text import Text
 
     renderer = figure.canvas.get_renderer()
     figure.draw(renderer)
     frame = axes.get_window_extent(renderer)
-    taken = [box for _, box in text_boxes(figure)]
-    arrows: list[tuple[tuple[float, float], tuple[float, float]]] = []
+    fixed = [box for _, box in text_boxes(figure)]
+    candidates = []  # per note: (offset, box, arrow start, point, cost against the fixed text)
     for x, y, text in notes:
         point = tuple(axes.transData.transform((x, y)))
-        best, best_cost = _NOTE_OFFSETS[0], math.inf
+        options = []
         for offset in _NOTE_OFFSETS:
             note = axes.annotate(text, xy=(x, y), xytext=offset, textcoords="offset points", fontsize=8)
             note.update_positions(renderer)  # where xytext puts the text (done at draw time otherwise)
@@ -496,22 +502,33 @@ def _place_annotations(figure: Any, axes: Any, notes: list[tuple[int, float, str
             note.remove()
             centre = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
             area = box.width * box.height
-            outside = area - _overlap_area(box, frame)
-            crossed = sum(_segment_inside(centre, point, other) for other in taken)
-            crossed += sum(_segment_inside(start, end, box) for start, end in arrows)
-            cost = outside + sum(_overlap_area(box, other) for other in taken) + area * crossed
-            if cost < best_cost:
-                best, best_cost = offset, cost
-            if cost == 0:
-                break
-        note = axes.annotate(
-            text, xy=(x, y), xytext=best, textcoords="offset points", fontsize=8,
+            cost = (area - _overlap_area(box, frame) + sum(_overlap_area(box, other) for other in fixed)
+                    + area * sum(_segment_inside(centre, point, other) for other in fixed))
+            options.append((offset, box, centre, point, cost))
+        candidates.append(options)
+
+    def joint_cost(option: tuple, placed: list[tuple]) -> float:
+        _, box, centre, point, _ = option
+        area = box.width * box.height
+        cost = 0.0
+        for _, other, other_centre, other_point, _ in placed:
+            cost += _overlap_area(box, other)
+            cost += area * _segment_inside(centre, point, other)  # this arrow through an earlier note
+            cost += area * _segment_inside(other_centre, other_point, box)  # an earlier arrow through this note
+        return cost
+
+    partial: list[tuple[float, list[tuple]]] = [(0.0, [])]
+    for options in candidates:
+        grown = [(cost + option[4] + joint_cost(option, placed), placed + [option])
+                 for cost, placed in partial for option in options]
+        grown.sort(key=lambda item: item[0])  # stable: nearer offsets first among equal costs
+        partial = grown[:beam]
+    _, placement = partial[0]
+    for (x, y, text), (offset, *_rest) in zip(notes, placement):
+        axes.annotate(
+            text, xy=(x, y), xytext=offset, textcoords="offset points", fontsize=8,
             arrowprops={"arrowstyle": "->", "color": "0.3"}, bbox=_NOTE_BOX,
         )
-        note.update_positions(renderer)
-        box = Text.get_window_extent(note, renderer)
-        taken.append(box)
-        arrows.append((((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2), point))
 
 
 TINY_PARAMS = 1_000_000  # below this a run's models are toys (the smoke run's): their tokens/s are noise
