@@ -226,6 +226,38 @@ def test_best_pt_is_restored_from_a_kept_copy_that_checks(trained, corpus, tmp_p
     assert code == 0, err
 
 
+@pytest.mark.parametrize("foreign", ["another model's copy", "another model's link", "another best valid ppl",
+                                     "another model's best.pt, no kept copy"])
+def test_best_pt_is_never_restored_from_another_runs_model(foreign, trained, corpus, tmp_path, capsys) -> None:
+    """A kept copy (or a lone best.pt) that is not this run's (another model, a link to it, rows
+    that never reached its best valid ppl) is refused in one line, and nothing is deleted."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained["lightrnn"], out)
+    other = trained["full_softmax"] / "checkpoint-best.pt"
+    kept = out / "checkpoint-best.pt"
+    (out / "best.pt").unlink()
+    kept.unlink()
+    if foreign == "another model's copy":
+        shutil.copyfile(other, kept)
+    elif foreign == "another model's link":
+        kept.symlink_to(other)
+    elif foreign == "another best valid ppl":
+        payload = torch.load(trained["lightrnn"] / "checkpoint-best.pt", weights_only=True)
+        payload["best_valid"] = payload["best_valid"] * 0.5
+        _save(payload, kept)
+    else:
+        shutil.copyfile(other, out / "best.pt")
+    before = sorted(path.name for path in out.iterdir())
+    code, _, err = _run(capsys, "train", "--data", corpus["data"], "--model", "lightrnn", "--out", out, *TINY)
+    assert code == 2, err
+    _one_line(err, "is not this run's", "train into a new --out dir")
+    assert sorted(path.name for path in out.iterdir()) == before  # nothing restored, nothing deleted
+    if foreign != "another model's best.pt, no kept copy":
+        assert not (out / "best.pt").exists()
+
+
 # ----- class 6: messages that keep their cause ------------------------------------------------------
 
 class _RunsCode:

@@ -59,7 +59,7 @@ from lightrnn.training.epoch import train_epoch
 from lightrnn.training.optim import Optimizers, PlateauDecay
 from lightrnn.training.preflight import check_fits
 from lightrnn.training.run import Run
-from lightrnn.training.rundir import ensure_best, keep_best_copy, move_aside
+from lightrnn.training.rundir import Owner, ensure_best, keep_best_copy, move_aside
 from lightrnn.training.step import TrainingDiverged
 
 ON_CONFIG_CHANGE = ("refuse", "move-aside")
@@ -121,7 +121,7 @@ def _train(
         # A finished run's metrics.jsonl is exactly its checkpoint's rows, whatever happened to the
         # file meanwhile (a job refused by OUT/.lock that a workflow manager cleaned up after).
         write_lines(out_dir / "metrics.jsonl", run.rows)
-        ensure_best(out_dir)
+        ensure_best(out_dir, _owner(run))
         # A restored best.pt keeps its old mtime; a workflow manager comparing it with inputs
         # re-made since (same data, nothing left to train) would rerun the job on every invocation.
         os.utime(out_dir / "best.pt")
@@ -245,12 +245,17 @@ def _resume(run: Run, on_config_change: str) -> Progress:
               f"{resumed.next_event + 1} of the schedule ({len(resumed.rows)} metrics rows kept)",
               file=sys.stderr, flush=True)
     if run.main:
-        keep_best_copy(run.out_dir)
+        keep_best_copy(run.out_dir, _owner(run))
         write_lines(run.out_dir / "metrics.jsonl", run.rows)  # drop a row written after the last checkpoint
         run.config.to_yaml(run.out_dir / "config.yaml")
     run.ddp_model = distributed.wrap_ddp(run.model, run.context.device)
     run.started = time.perf_counter()
     return resumed
+
+
+def _owner(run: Run) -> Owner:
+    """Whose best.pt the kept copy in OUT must be: this run's config, data and best valid ppl."""
+    return Owner(run.config.config_hash, run.data, run.best_valid)
 
 
 def _schedule(rounds: tuple[int, ...]) -> list[tuple[str, int, int]]:
