@@ -281,6 +281,34 @@ def test_best_pt_is_never_restored_from_another_runs_model(foreign, trained, cor
         assert not (out / "best.pt").exists()
 
 
+BAD_WORDS = {"empty": "", "a space": "a b", "a tab": "a\tb", "a lone surrogate": "x\ud800"}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_WORDS))
+def test_a_model_files_words_are_checked_as_vocab_tsv_checks_them(bad, trained, corpus, tmp_path, capsys) -> None:
+    """A word vocab.tsv's writer and reader refuse (one definition: `vocab_word_problem`) is refused
+    inside a model file by every reader, in one line; and by the writer and the reader themselves."""
+    from lightrnn.core.errors import DataError
+    from lightrnn.data.encoded import read_vocab, write_vocab
+
+    word = BAD_WORDS[bad]
+    payload = torch.load(trained["full_softmax"] / "best.pt", weights_only=True)
+    words = payload["vocab"]["words"].split("\n")
+    words[7] = word
+    payload["vocab"]["words"] = "\n".join(words)
+    path = _save(payload, tmp_path / "bad.pt")
+    for argv in _readers(path, corpus):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, (argv[0], err)
+        _one_line(err, str(path), "vocab.words", "word id 7")
+    with pytest.raises(DataError, match="word 2"):
+        write_vocab([("the", 3), (word, 1)], tmp_path / "vocab.tsv")
+    if bad != "a lone surrogate":  # a UTF-8 file cannot hold one
+        (tmp_path / "read.tsv").write_text(f"the\t3\n{word}\t1\n", encoding="utf-8")
+        with pytest.raises(DataError, match="read.tsv:2"):
+            read_vocab(tmp_path / "read.tsv")
+
+
 # ----- class 6: messages that keep their cause ------------------------------------------------------
 
 class _RunsCode:
