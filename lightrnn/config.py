@@ -233,11 +233,8 @@ class TrainConfig:
                     f"config key initial_table: got {short(self.initial_table)}; allowed values: random, frequency, "
                     "context, or a path to a .npy table written by WordTable.save"
                 )
-            try:
-                input_file(self.initial_table, "config key initial_table: the table file",
-                           "pass a .npy table written by WordTable.save")
-            except OSError as error:  # a config value: a ValueError like every other bad key
-                raise ValueError(str(error)) from None
+            # The file itself is read (and checked, naming the key) by a fresh start only: a run that
+            # resumes, or has finished, holds its table in its checkpoint (training/train.py).
 
 
 def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:

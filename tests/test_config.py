@@ -50,7 +50,7 @@ def test_config_hash_is_stable_and_sensitive(tmp_path) -> None:
         ("batch_size=2.5", r"batch_size: expected an integer"),
         ("bf16=yes please", r"bf16: expected true or false"),
         ("initial_table=alphabetical", r"initial_table: got 'alphabetical'; allowed values: random, frequency"),
-        ("initial_table=missing.npy", r"initial_table: the table file missing.npy does not exist"),
+        ("initial_table=missing.npy.gz", r"initial_table: got 'missing.npy.gz'; allowed values: random"),
         ("lr", r"expected key=value"),
     ],
 )

@@ -190,13 +190,15 @@ def test_a_model_trained_from_a_table_file_works_once_the_file_is_gone(where, co
         assert code == 0 and out_text, (argv[0], err)
 
 
-def test_a_finished_or_resumed_run_takes_its_table_from_its_checkpoint_not_the_file(corpus, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("where", ["config key", "model option"])
+def test_a_finished_or_resumed_run_takes_its_table_from_its_checkpoint_not_the_file(where, corpus, tmp_path,
+                                                                                  capsys) -> None:
     """The initial_table file is read only for a fresh start (whose message says why it is needed)."""
     table = tmp_path / "T.npy"
     WordTable.random(401, seed=5).save(table)
     out = tmp_path / "run"
-    argv = ["train", "--data", corpus["data"], "--model", "lightrnn", "--out", out, *TINY,
-            "--set", f"model_options={{initial_table: {table}}}"]
+    option = f"initial_table={table}" if where == "config key" else f"model_options={{initial_table: {table}}}"
+    argv = ["train", "--data", corpus["data"], "--model", "lightrnn", "--out", out, *TINY, "--set", option]
     assert _run(capsys, *argv)[0] == 0
     best = (out / "best.pt").read_bytes()
     table.unlink()
@@ -210,7 +212,7 @@ def test_a_finished_or_resumed_run_takes_its_table_from_its_checkpoint_not_the_f
     (out / "checkpoint.pt").unlink()  # now a fresh start: the file is needed, and the line says why
     code, _, err = _run(capsys, *argv)
     assert code == 2, err
-    _one_line(err, "initial_table", str(table), "does not exist", "fresh run", "no checkpoint.pt")
+    _one_line(err, f"{where} initial_table", str(table), "does not exist", "fresh run", "no checkpoint.pt")
 
 
 @pytest.mark.parametrize("damage", ["NaN weight", "truncated", "class layout"])

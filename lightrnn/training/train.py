@@ -115,7 +115,7 @@ def _train(
     # A run that resumes takes its word table from checkpoint.pt: the initial_table file it started
     # from is needed only for a fresh start (a finished run works once that file is gone; the model
     # is then built as `rebuild_model` builds a model file's, the table replaced by the checkpoint's).
-    start_files = not (out_dir / "checkpoint.pt").exists() or all(os.path.isfile(path) for path in _start_files(config))
+    start_files = not (out_dir / "checkpoint.pt").exists() or all(map(os.path.isfile, _start_files(config).values()))
     run = _open_run(config, data_dir, out_dir, dataset, context, start_files)
     resumed = _resume(run, on_config_change)
     if not start_files and not run.checkpoint_path.exists():  # moved aside: a fresh start after all
@@ -239,16 +239,18 @@ def _open_run(
     return run
 
 
-def _start_files(config: TrainConfig) -> list[str]:
-    """The initial_table file the model option names (the config key's file is checked with the config)."""
+def _start_files(config: TrainConfig) -> dict[str, str]:
+    """{where: path} of the initial_table files the config key and the model option name."""
     option = config.model_options.get("initial_table") if isinstance(config.model_options, dict) else None
-    return [option] if isinstance(option, str) and option not in ("random", "frequency", "context") else []
+    named = {"config key initial_table": config.initial_table, "model option initial_table": option}
+    return {where: path for where, path in named.items()
+            if isinstance(path, str) and path not in ("random", "frequency", "context")}
 
 
 def _check_start_files(config: TrainConfig) -> None:
     """One line naming the initial_table file a fresh start reads, and why, when it cannot be read."""
-    for path in _start_files(config):
-        input_file(path, "model option initial_table: the table a fresh run starts from",
+    for where, path in _start_files(config).items():
+        input_file(path, f"{where}: the table a fresh run starts from",
                    "OUT has no checkpoint.pt holding the table; pass a .npy written by WordTable.save")
 
 
