@@ -194,6 +194,8 @@ def test_a_model_trained_from_a_table_file_works_once_the_file_is_gone(where, co
 def test_a_finished_or_resumed_run_takes_its_table_from_its_checkpoint_not_the_file(where, corpus, tmp_path,
                                                                                   capsys) -> None:
     """The initial_table file is read only for a fresh start (whose message says why it is needed)."""
+    import shutil
+
     table = tmp_path / "T.npy"
     WordTable.random(401, seed=5).save(table)
     out = tmp_path / "run"
@@ -209,7 +211,13 @@ def test_a_finished_or_resumed_run_takes_its_table_from_its_checkpoint_not_the_f
         else:
             assert code == 2, err
             _one_line(err, "another config")
-    (out / "checkpoint.pt").unlink()  # now a fresh start: the file is needed, and the line says why
+    # Another config moved aside: a fresh start after all, which needs the file (the old run is kept).
+    code, _, err = _run(capsys, *argv, "--set", "rounds=[1, 1]", "--on-config-change", "move-aside")
+    assert code == 2 and len(list(tmp_path.glob("run.old-*/checkpoint.pt"))) == 1, err
+    assert err.strip().splitlines()[-1].count("does not exist") == 1 and "fresh run" in err, err
+    shutil.rmtree(out)
+    shutil.copytree(next(tmp_path.glob("run.old-*")), out)
+    (out / "checkpoint.pt").unlink()  # a fresh start: the file is needed, and the line says why
     code, _, err = _run(capsys, *argv)
     assert code == 2, err
     _one_line(err, f"{where} initial_table", str(table), "does not exist", "fresh run", "no checkpoint.pt")
