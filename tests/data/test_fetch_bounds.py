@@ -143,3 +143,14 @@ def test_max_bytes_must_be_a_positive_byte_count(value, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "--max-bytes" in err[0], err
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_local_file_larger_than_the_bound_is_refused_before_copying(tmp_path, capsys):
+    source = tmp_path / "big.tgz"
+    source.write_bytes(b"x" * 5000)
+    status = main(["data", "fetch", "ptb", "--dest", str(tmp_path / "raw"), "--url", source.as_uri(),
+                   "--max-bytes", "4096"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "holds 5000 bytes, more than the bound of 4096" in err[0], err
+    assert not list((tmp_path / "raw").glob("simple-examples.tgz*"))
+    assert source.stat().st_size == 5000  # the source is only read
