@@ -188,8 +188,10 @@ class ClassSoftmaxLM(LanguageModel):
             if hidden_k.shape[0] == 0:
                 continue
             scores = F.linear(hidden_k, weight_k, bias_k).float()  # [n_k, |k|]
-            # logsumexp >= max >= the target's score exactly, so this term is never negative.
-            within.append(torch.logsumexp(scores, dim=-1) - scores.gather(1, column_k[:, None]).squeeze(1))
+            # log_softmax subtracts the max before adding log(sum): logsumexp(scores) - score would
+            # add log(sum) to a huge max first and lose it in float32 (a bias of 3e38 then gave
+            # every word log-probability 0). The term is never negative: score - max <= 0 <= log(sum).
+            within.append(-F.log_softmax(scores, dim=-1).gather(1, column_k[:, None]).squeeze(1))
         sorted_within = torch.cat(within)  # [N] in class order
         within_nll = sorted_within.new_empty(target.shape[0]).index_copy(0, by_class, sorted_within)  # [N]
 
@@ -206,13 +208,14 @@ class ClassSoftmaxLM(LanguageModel):
         scores = self.word_decoder(hidden).float()  # [N, V], class-sorted rows
         row_class = self.row_class.expand_as(scores)
         # Per-class log-sum-exp, shifted by each class's own max (a global max could underflow
-        # a whole class); the shift cancels exactly, so it carries no gradient.
+        # a whole class); the shift cancels exactly, so it carries no gradient. The max is taken
+        # off the scores before log(sum) is: max + log(sum) would lose log(sum) in float32 when
+        # the max is huge (a bias of 3e38), leaving each class's words summing to |k|, not 1.
         class_max = scores.new_full(class_logp.shape, float("-inf"))
         class_max = class_max.scatter_reduce(1, row_class, scores.detach(), reduce="amax")
-        shifted = torch.exp(scores - class_max.gather(1, row_class))
-        class_sum = torch.zeros_like(class_logp).index_add(1, self.row_class, shifted)  # [N, K]
-        class_lse = class_max + torch.log(class_sum)
-        log_probs = scores - class_lse.gather(1, row_class) + class_logp.gather(1, row_class)
+        shifted = scores - class_max.gather(1, row_class)  # [N, V], <= 0
+        class_sum = torch.zeros_like(class_logp).index_add(1, self.row_class, torch.exp(shifted))  # [N, K]
+        log_probs = shifted - torch.log(class_sum).gather(1, row_class) + class_logp.gather(1, row_class)
         log_probs = log_probs[:, self.word_row]  # class-sorted rows -> word id order
         return log_probs.view(batch, steps, self.vocab_size), state
 

@@ -158,7 +158,11 @@ class TrainedModel:
               where: str = "the text", skip_blank: bool = False) -> Scores:
         """Exact log-probability and perplexity of each sentence and of the whole text.
 
-        sentences: one sentence per string (a line of raw text; words are split as the corpus was).
+        sentences: one sentence per string (a line of raw text; words are split as the corpus was),
+        in a list or any iterable of str; a bare string (which would be read letter by letter) or an
+        item that is not a str is a TypeError. A "\n" inside an item is a ValueError: the text
+        reader (`lightrnn.core.text`) ends a sentence at each line break, so pass one line per
+        item (`text.splitlines()`) rather than have two sentences scored as one.
         A blank sentence is an error, or skipped (numbered lines keep their numbers) with
         skip_blank=True. Each sentence is scored alone, from the state after one eos (what starts a
         sentence in training), so its score does not depend on the other sentences or the batch;
@@ -168,11 +172,21 @@ class TrainedModel:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
         batch_size = batch_size or self.config.eval_batch_size
+        if isinstance(sentences, (str, bytes, bytearray)):
+            raise TypeError(f"score: sentences must be a list of sentence strings, not one {type(sentences).__name__} "
+                            f"(it would be read letter by letter); pass [text], or text.splitlines() for one "
+                            f"sentence per line")
         ids: list[int] = [self.eos_id]  # the first is the start context of the sentence mode only
         lines: list[int] = []
         lengths: list[int] = []
         unknown_per: list[int] = []
         for number, sentence in enumerate(sentences, start=1):
+            if not isinstance(sentence, str):
+                raise TypeError(f"score: sentence {number} of sentences is a {type(sentence).__name__}, not a str: "
+                                f"{sentence!r:.60}; pass each sentence as a str (decode bytes as UTF-8 first)")
+            if "\n" in sentence:
+                raise ValueError(f"{where}: sentence {number} holds a line break, which ends a sentence in text; "
+                                 f"pass one line per sentence (text.splitlines())")
             words = words_of(sentence)
             if not words:
                 if skip_blank:

@@ -342,6 +342,26 @@ def test_score_refuses_empty_text_in_one_line(trained, corpus, capsys) -> None:
         lm.score(["the N", ""])
 
 
+@pytest.mark.parametrize("sentences,error,message", [
+    ("the lobo", TypeError, "not one str"),  # would be scored letter by letter
+    (b"the lobo", TypeError, "not one bytes"),
+    ([None], TypeError, "sentence 1 of sentences is a NoneType, not a str"),
+    (["the N", b"x"], TypeError, "sentence 2 of sentences is a bytes, not a str"),
+    (["the N", 3], TypeError, "sentence 2 of sentences is a int, not a str"),
+    (iter(["the N", ["the"]]), TypeError, "sentence 2 of sentences is a list"),
+    (["the N\nthe N"], ValueError, "sentence 1 holds a line break"),
+    (["the N", "the\n"], ValueError, "sentence 2 holds a line break"),
+])
+def test_score_refuses_what_is_not_a_list_of_one_line_strings(sentences, error, message, trained) -> None:
+    """The argument and what to pass, in one line; a line break inside a sentence is refused, since
+    the text reader ends a sentence there (a file's two lines are two sentences)."""
+    lm = lightrnn.load(trained["lightrnn"], device="cpu")
+    with pytest.raises(error, match=message) as caught:
+        lm.score(sentences)
+    assert "\n" not in str(caught.value) and "pass" in str(caught.value)
+    assert lm.score(["the N", "the N"]).tokens == 6  # a list of one-line strings: two sentences, 2 words + eos each
+
+
 # ----- each model samples from its own distribution --------------------------------------------------
 
 @pytest.mark.parametrize("name", MODELS)

@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--max-time-s", type=float, default=None,
                        help="stop the whole fetch (retries and mirrors included) after this many seconds, keeping "
                        "the .part for the next one (default 43200, 12 hours)")
+    fetch.add_argument("--max-bytes", type=int, default=None,
+                       help="refuse a download larger than this many bytes (default: 2 x the corpus's published "
+                       "size, 8 GiB where none is known)")
     fetch.set_defaults(func=_fetch)
 
     prepare = commands.add_parser("prepare", help="archive -> OUT/{train,valid,test}.txt")
@@ -81,7 +84,8 @@ def _fetch(args: argparse.Namespace) -> int:
     dest = args.dest if args.dest is not None else Path("resources") / "raw" / get_corpus(args.corpus).name
     stall_s = STALL_S if args.stall_s is None else args.stall_s
     max_time_s = MAX_TIME_S if args.max_time_s is None else args.max_time_s
-    print(fetch(args.corpus, dest, url=args.url, sha256=args.sha256, stall_s=stall_s, max_time_s=max_time_s))
+    print(fetch(args.corpus, dest, url=args.url, sha256=args.sha256, stall_s=stall_s, max_time_s=max_time_s,
+                max_bytes=args.max_bytes))
     return 0
 
 

@@ -23,6 +23,11 @@ hours on the 1.8 GB One Billion Word archive over a slow link. This fetcher is p
   saying what broke, at which byte and how long it waits; the whole fetch, retries and mirrors
   included, stops after `max_time_s` (default 12 hours, `--max-time-s`, `fetch: max_time_s`),
   even against a server that drips a byte at a time, keeping the `.part` bytes for the next fetch;
+  the stall bound covers the response headers too (a status line dripped a byte a second is a stall);
+- every download is bounded in size: `max_bytes` (`--max-bytes`; default `SIZE_MARGIN` times the
+  corpus's published size, `DEFAULT_MAX_BYTES` where none is known); a Content-Length above it,
+  or a body that grows past it, is refused and its `.part` removed (it cannot be the archive),
+  and a Content-Length larger than the destination's free space is refused before any byte is written;
 - the URL schemes fetch accepts are `SCHEMES`; the workflow schema's pattern for `corpora.*.url`
   is `url_pattern()` (a test keeps the two equal), so a config the dry run accepts is one fetch takes;
 - a corpus without a published checksum (ACLW) is pinned only once the file opens as the
@@ -39,6 +44,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import threading
@@ -61,6 +67,8 @@ log = logging.getLogger(__name__)
 SCHEMES = ("http", "https", "file")  # what fetch downloads from; the workflow schema's url pattern is built from it
 STALL_S = 60.0  # no byte for this long: a stalled transfer (resumed)
 MAX_TIME_S = 12 * 3600.0  # the whole fetch, retries and mirrors included
+SIZE_MARGIN = 2  # a download may be this many times the corpus's published size (a mirror may recompress)
+DEFAULT_MAX_BYTES = 8 << 30  # the bound of a corpus without a published size (the largest known is 1.8 GB)
 
 USER_AGENT = f"lightrnn-replication/{__version__} (LightRNN replication suite data fetcher; urllib)"
 CHUNK_BYTES = 1 << 20
@@ -72,6 +80,14 @@ class IncompleteDownload(OSError):
 
 class DeadlineExceeded(OSError):
     """The fetch's total-time bound passed; not retried (the `.part` bytes are kept)."""
+
+
+class TooLarge(DataError):
+    """A download larger than its bound (`max_bytes`): not the archive; not retried, its `.part` removed."""
+
+
+class HeadersStalled(TimeoutError):
+    """The response headers did not all arrive within the stall bound; resumed like a stalled body."""
 
 
 class BadResponse(http.client.HTTPException):
@@ -150,6 +166,7 @@ def fetch(
     stall_s: float = STALL_S,
     max_time_s: float = MAX_TIME_S,
     backoff_s: float = 2.0,
+    max_bytes: int | None = None,
 ) -> Path:
     """Download `corpus` (a corpus or dataset name) into directory `dest`; return the file's path.
 
@@ -158,11 +175,14 @@ def fetch(
     without a published checksum (ACLW) has its sha256 pinned in `lock_file` (default
     `lightrnn/data/checksums.lock.json`, or $LIGHTRNN_CHECKSUM_LOCK) on the first download.
     `retries` is the number of resumptions after a dropped or stalled transfer, per URL;
-    `stall_s`: no byte for this long is a stalled transfer; `max_time_s`: the whole fetch's bound.
+    `stall_s`: no byte for this long is a stalled transfer; `max_time_s`: the whole fetch's bound;
+    `max_bytes`: the largest file accepted (default: `max_size(corpus)`).
     """
     for name, value in (("--stall-s", stall_s), ("--max-time-s", max_time_s)):
         if not (isinstance(value, (int, float)) and 0 < value < 10 * 365 * 86400):  # NaN fails too
             raise ValueError(f"{name} must be a number of seconds > 0 (and under ten years), got {value!r}")
+    if max_bytes is not None and not (isinstance(max_bytes, int) and 0 < max_bytes < 1 << 62):
+        raise ValueError(f"--max-bytes must be a whole number of bytes > 0 (and under 2^62), got {max_bytes!r}")
     if url is not None:
         check_url(url)
     entry = get_corpus(corpus)
@@ -172,14 +192,21 @@ def fetch(
     dest.mkdir(parents=True, exist_ok=True)
     # One fetch per folder (DEST/.lock, as `lightrnn train`): two would write one .part at once.
     with out_dir_lock(dest, "lightrnn data fetch"):
-        return _fetch(entry, dest, url, sha256, lock_file, retries, _Clock(stall_s, max_time_s), backoff_s)
+        clock = _Clock(stall_s, max_time_s, max_size(entry) if max_bytes is None else max_bytes)
+        return _fetch(entry, dest, url, sha256, lock_file, retries, clock, backoff_s)
+
+
+def max_size(entry: Corpus) -> int:
+    """The default size bound of `entry`'s download: SIZE_MARGIN x its published size, else DEFAULT_MAX_BYTES."""
+    return SIZE_MARGIN * entry.size_bytes if entry.size_bytes else DEFAULT_MAX_BYTES
 
 
 class _Clock:
-    """The deadlines of one fetch: `stall_s` per wait for a byte, `max_time_s` for the whole."""
+    """The bounds of one fetch: `stall_s` per wait for a byte, `max_time_s` for the whole, and
+    `max_bytes`, the size of the file (checked against Content-Length and every byte received)."""
 
-    def __init__(self, stall_s: float, max_time_s: float) -> None:
-        self.stall_s, self.max_time_s = float(stall_s), float(max_time_s)
+    def __init__(self, stall_s: float, max_time_s: float, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.stall_s, self.max_time_s, self.max_bytes = float(stall_s), float(max_time_s), int(max_bytes)
         self.deadline = time.monotonic() + self.max_time_s
 
     def left(self) -> float:
@@ -188,6 +215,14 @@ class _Clock:
     def wait(self) -> float:
         """The socket timeout of the next wait: the stall bound, or less when the total bound is nearer."""
         return max(min(self.stall_s, self.left()), 0.001)
+
+    def too_large(self, part: Path, size: int, what: str) -> TooLarge:
+        """The size bound passed: the `.part` is removed (no prefix of the archive is that large)."""
+        part.unlink(missing_ok=True)
+        return TooLarge(
+            f"{what} {size} bytes, more than the bound of {self.max_bytes} bytes (--max-bytes; by default "
+            f"{SIZE_MARGIN} x the corpus's published size): not the archive; the partial file was removed"
+        )
 
     def expired(self, part: Path) -> DeadlineExceeded:
         have = part.stat().st_size if part.exists() else 0
@@ -221,6 +256,10 @@ def _fetch(entry: Corpus, dest: Path, url: str | None, sha256: str | None, lock_
             break
         except DeadlineExceeded as error:
             raise ValueError(f"could not download corpus {entry.name!r} from {redact_url(candidate)}: {error}") from None
+        except TooLarge as error:
+            raise TooLarge(f"could not download corpus {entry.name!r} from {redact_url(candidate)}: {error}") from None
+        except DiskFull:
+            raise  # this machine's disk: no mirror helps
         except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
             _raise_if_local(error, part)
             failures.append(f"{redact_url(candidate)}: {_describe(error)}")
@@ -324,6 +363,8 @@ def _describe(error: BaseException) -> str:
         if isinstance(error.reason, (socket.timeout, TimeoutError)):
             return "no answer (timed out connecting)"
         return f"{error.reason}"
+    if isinstance(error, HeadersStalled):
+        return str(error)
     if isinstance(error, (socket.timeout, TimeoutError)):
         return "no byte arrived within the stall deadline"
     return f"{type(error).__name__}: {error}"
@@ -337,7 +378,7 @@ def _download(url: str, part: Path, *, retries: int, clock: _Clock, backoff_s: f
             raise clock.expired(part)
         try:
             if scheme == "file":
-                _copy_local(url, part)
+                _copy_local(url, part, clock)
             else:
                 _download_http(url, part, clock)
             return
@@ -355,7 +396,7 @@ def _download(url: str, part: Path, *, retries: int, clock: _Clock, backoff_s: f
     raise clock.expired(part)
 
 
-def _copy_local(url: str, part: Path) -> None:
+def _copy_local(url: str, part: Path, clock: _Clock) -> None:
     source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
     try:
         input_file(source)
@@ -363,6 +404,8 @@ def _copy_local(url: str, part: Path) -> None:
         raise FileNotFoundError(f"{redact_url(url)}: no such file {source}") from None
     offset = part.stat().st_size if part.exists() else 0
     total = source.stat().st_size
+    if total > clock.max_bytes:
+        raise clock.too_large(part, total, f"{source} holds")
     if offset > total:
         offset = 0  # a stale .part from some other file: start again
     with open(source, "rb") as reader, open(part, "r+b" if offset else "wb") as writer:
@@ -436,6 +479,14 @@ class _Watchdog:
             except OSError:
                 pass
 
+    def close_all(self) -> None:
+        """Shut every socket down without marking the total bound as passed (the header stall)."""
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def watch(self, sock: socket.socket) -> socket.socket:
         self.sockets.append(sock)
         if self.fired:
@@ -503,12 +554,29 @@ def _transfer_http(url: str, part: Path, clock: _Clock, watchdog: _Watchdog) -> 
         host = parts.hostname + (f":{parts.port}" if parts.port is not None else "")
         url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     request = urllib.request.Request(url, headers=headers)
+    # A socket timeout bounds one wait for a byte; headers dripped a byte a second never trip it,
+    # so the whole status line and headers get one stall bound, enforced from outside.
+    stalled = threading.Event()
+    header_timer = threading.Timer(clock.wait(), lambda: (stalled.set(), watchdog.close_all()))
+    header_timer.daemon = True
+    header_timer.start()
     try:
         response = _open(request, clock.wait(), watchdog)
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:
             return  # the .part already holds every byte; the checksum decides
         raise
+    except (OSError, http.client.HTTPException, ValueError):
+        if stalled.is_set() and not watchdog.fired:
+            raise HeadersStalled(f"the response headers did not arrive within the stall deadline "
+                                 f"({clock.stall_s:g} s, --stall-s)") from None
+        raise
+    finally:
+        header_timer.cancel()
+    if stalled.is_set():  # http.client takes the end of a cut-off head for the end of the headers
+        response.close()
+        raise HeadersStalled(f"the response headers did not arrive within the stall deadline "
+                             f"({clock.stall_s:g} s, --stall-s)")
     with response:
         try:
             length = content_length(response.headers.get("Content-Length"), redact_url(url))
@@ -521,14 +589,29 @@ def _transfer_http(url: str, part: Path, clock: _Clock, watchdog: _Watchdog) -> 
         elif offset:
             offset = 0  # the server ignored the range and sends the whole file
         total = offset + length if length is not None else None
+        if total is not None and total > clock.max_bytes:
+            raise clock.too_large(part, total, f"the server announces (Content-Length, from byte {offset})")
+        if length is not None:
+            _check_free_space(part, length)
         with open(part, "ab" if offset else "wb") as writer:
-            received = _copy_stream(response, writer, offset, total, part.name, clock)
+            received = _copy_stream(response, writer, offset, total, part.name, clock, part)
     if total is not None and received < total:
         # http.client returns b"" on a dropped connection rather than raising: check the count.
         raise IncompleteDownload(f"connection closed after {received} of {total} bytes")
 
 
-def _copy_stream(reader, writer, offset: int, total: int | None, label: str, clock: _Clock | None = None) -> int:
+def _check_free_space(part: Path, length: int) -> None:
+    """A DiskFull before the first byte when the announced body cannot fit on `part`'s disk."""
+    free = shutil.disk_usage(part.parent).free
+    if length > free:
+        have = part.stat().st_size if part.exists() else 0
+        raise DiskFull(f"no space left to write {part}: the server announces {length} more bytes and "
+                       f"{free} are free; nothing was written ({have} bytes kept for the next fetch): free space "
+                       f"or fetch into another --dest")
+
+
+def _copy_stream(reader, writer, offset: int, total: int | None, label: str, clock: _Clock | None = None,
+                 part: Path | None = None) -> int:
     """Copy reader to writer in blocks of up to 1 MiB; return the byte position reached (offset + copied).
 
     With a `clock` (HTTP), each read returns what one wait brought (`read1`): `read(1 MiB)` would
@@ -551,8 +634,10 @@ def _copy_stream(reader, writer, offset: int, total: int | None, label: str, clo
             block = read(CHUNK_BYTES)
             if not block:
                 break
-            writer.write(block)
             position += len(block)
+            if clock is not None and part is not None and position > clock.max_bytes:
+                raise clock.too_large(part, position, "the server sent at least")
+            writer.write(block)
             if bar is not None:
                 bar.update(len(block))
             else:

@@ -58,8 +58,20 @@ def _slot_scores(logits: Tensor, keep: Tensor) -> Tensor:
     The kept entries are the model's exact log-softmax (what `forward` trains); the empty ones are
     finite, so the reallocation losses can price a move into an empty row or column.
     """
+    logits = logits - _kept_peak(logits, keep)
     normaliser = torch.logsumexp(_masked(logits, keep), dim=-1, keepdim=True)
     return torch.where(keep, logits - normaliser, logits - torch.logaddexp(normaliser, logits))
+
+
+def _kept_peak(logits: Tensor, keep: Tensor) -> Tensor:
+    """The kept entries' max [..., 1] (0 where none is kept), to subtract before a log-sum-exp.
+
+    Subtracting the log-sum-exp itself would lose its log(sum) part in float32 when the max is
+    huge (a bias of 3e38: every kept entry would score 0); shifted first, every difference stays
+    exact. The shift cancels in every difference taken, so it carries no gradient.
+    """
+    peak = _masked(logits, keep).amax(dim=-1, keepdim=True).detach()
+    return torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
 
 
 class _RowsOf(torch.autograd.Function):
@@ -608,8 +620,9 @@ class LightRNN(LanguageModel):
         if not self._has_word_terms:
             return row_logp, _slot_scores(col_logits, keep), state
         slots = col_logits + self._row_word_terms(target_rows, col_hidden, (rows, cols))
-        normaliser = torch.logsumexp(_masked(slots, keep), dim=-1, keepdim=True)
-        own = col_logits + self._word_terms(targets.unsqueeze(-1), col_hidden)  # the target at every column
+        peak = _kept_peak(slots, keep)
+        normaliser = torch.logsumexp(_masked(slots - peak, keep), dim=-1, keepdim=True)
+        own = col_logits + self._word_terms(targets.unsqueeze(-1), col_hidden) - peak  # the target at every column
         col_logp = torch.where(keep, own - normaliser, own - torch.logaddexp(normaliser, own))
         return row_logp, col_logp, state
 

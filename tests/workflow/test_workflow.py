@@ -91,6 +91,7 @@ def test_rule_files_are_snakefmt_formatted():
         (lambda c: c.update(datasets_to_run=["ptb", "nope"]), "unknown dataset 'nope'"),
         (lambda c: c["train"].update(learning_rate=0.1), "learning_rate"),
         (lambda c: c["corpora"].update(ptb={"url": None, "sha256": "xyz"}), "sha256"),
+        (lambda c: c["fetch"].update(max_bytes=0), "max_bytes"),
     ],
 )
 def test_a_bad_config_is_rejected_before_any_work(tmp_path: Path, edit, message: str):

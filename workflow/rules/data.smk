@@ -38,6 +38,7 @@ rule fetch:
         or "",
         stall_s=config.get("fetch", {}).get("stall_s", 60),
         max_time_s=config.get("fetch", {}).get("max_time_s", 43200),
+        max_bytes=config.get("fetch", {}).get("max_bytes"),
     script:
         "../scripts/fetch.py"
 

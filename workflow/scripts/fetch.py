@@ -16,6 +16,7 @@ path = fetch(
     sha256=snakemake.params.sha256 or None,  # noqa: F821
     stall_s=snakemake.params.stall_s,  # noqa: F821
     max_time_s=snakemake.params.max_time_s,  # noqa: F821
+    max_bytes=snakemake.params.max_bytes,  # noqa: F821  (None = the corpus's default bound)
 )
 if path.resolve() != target.resolve():
     raise ValueError(f"fetch wrote {path}, but the rule expects {target}; the registry's file name changed")
