@@ -40,7 +40,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from lightrnn.core.errors import DataError, DiskFull, disk_full, is_disk_full
+from lightrnn.core.errors import DataError, DiskFull, disk_full, is_disk_full, path_kind
 
 TEMP_SUFFIX = ".tmp"
 STAGING_PREFIX = ".staging."
@@ -236,9 +236,12 @@ def _direct_write(path: Path) -> Iterator[Path]:
             with open(temp, "rb") as reader, open(descriptor, "ab") as writer:
                 shutil.copyfileobj(reader, writer, 1 << 20)
         except OSError as error:
-            if error.errno == errno.ENXIO:
-                raise OSError(errno.ENXIO, f"{path} is a FIFO that no process reads; start its reader first or "
+            if error.errno == errno.ENXIO and path_kind(path) == "a FIFO":
+                raise OSError(f"{path} is a FIFO that no process reads; start its reader first or "
                               "pass a file path") from None
+            if error.errno in (errno.ENXIO, errno.ENODEV):  # /dev/tty without a controlling terminal, a gone device
+                raise OSError(f"{path} is {path_kind(path)} that cannot be opened here ({error.strerror}: no "
+                              "terminal or device behind it); pass a file path") from None
             converted = _for_target(error, path)
             if converted is error:
                 raise
@@ -265,7 +268,7 @@ def ensure_dir(folder: str | os.PathLike) -> Path:
     if folder.is_dir():
         return folder
     if folder.exists():
-        raise FileExistsError(errno.EEXIST, "is a file, not a folder", str(folder))
+        raise FileExistsError(errno.EEXIST, f"is {path_kind(folder)}, not a folder", str(folder))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError as error:
