@@ -280,3 +280,17 @@ def test_dev_tty_without_a_terminal_is_a_device_that_cannot_be_opened_not_a_fifo
                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert "/dev/tty is a character device that cannot be opened" in result.stdout, result.stdout + result.stderr
     assert "FIFO" not in result.stdout
+
+
+def test_train_refuses_tensorboard_curves_it_cannot_write_before_any_write(run, tmp_path, capsys) -> None:
+    fifo, blocker = tmp_path / "a-fifo", tmp_path / "a-file"
+    os.mkfifo(fifo)
+    blocker.write_text("x")
+    for log_dir, kind in ((blocker, "a file"), (blocker / "sub" / "tb", "a file"), (fifo, "a FIFO"),
+                          (Path("/dev/null"), "a character device")):
+        out = tmp_path / "out"
+        code, err = _cli(capsys, "train", "--data", run["data"], "--model", "lightrnn", "--out", out,
+                         "--tensorboard", log_dir)
+        assert code == 2 and len(err) == 1 and f"{kind} is in the way" in err[0] and str(log_dir) in err[0], err
+        assert not out.exists(), log_dir  # no folder, no config.yaml, no metrics.jsonl
+    assert blocker.read_text() == "x" and stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -54,7 +54,7 @@ from lightrnn.registry import build_from_config
 from lightrnn.training import progress
 from lightrnn.training.batches import TrainPairs, load_split, load_vocab, shard_stream
 from lightrnn.training.checkpoint import Progress, RunMismatch, data_identity, data_vocab_payload, resume_training
-from lightrnn.training.curves import open_curves
+from lightrnn.training.curves import check_curves, open_curves
 from lightrnn.training.epoch import train_epoch
 from lightrnn.training.optim import Optimizers, PlateauDecay
 from lightrnn.training.preflight import check_fits
@@ -85,6 +85,7 @@ def train(
     if config.bf16 and device.type != "cuda":
         raise ValueError(f"config key bf16: bf16 autocast needs a CUDA device, the run is on {device}; set bf16=false")
     use_fp32_matmul()  # float32 is IEEE float32 on a GPU too (no TF32); rows record it as `tf32`
+    check_curves(out_dir, config.tensorboard, tensorboard)  # before the lock makes OUT: a refusal writes nothing
     context = distributed.setup(device, config.rendezvous_timeout_s)
     try:
         # Rank 0 holds OUT/.lock; the other ranks of its torchrun share the folder with it.
