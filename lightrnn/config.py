@@ -233,11 +233,8 @@ class TrainConfig:
                     f"config key initial_table: got {short(self.initial_table)}; allowed values: random, frequency, "
                     "context, or a path to a .npy table written by WordTable.save"
                 )
-            try:
-                input_file(self.initial_table, "config key initial_table: the table file",
-                           "pass a .npy table written by WordTable.save")
-            except OSError as error:  # a config value: a ValueError like every other bad key
-                raise ValueError(str(error)) from None
+            # The file itself is read (and checked, naming the key) by a fresh start only: a run that
+            # resumes, or has finished, holds its table in its checkpoint (training/train.py).
 
 
 def _coerce(key: str, annotation: Any, value: Any, source: str) -> Any:
@@ -315,11 +312,16 @@ def check_option_values(model: str, options: dict[str, Any], where: str) -> None
         if not _option_value_ok(kind, value):
             raise ValueError(f"{where}: {name} of model {model}: expected {_OPTION_KINDS[kind]}, got {short(value)}")
         bounds = model_class(model).option_bounds.get(name)
+        if bounds is None and kind in ("int", "Sequence[int]"):  # an integer a model may compute with safely
+            bounds = (-_INT_OPTION_LIMIT, _INT_OPTION_LIMIT)
         items = value if isinstance(value, (list, tuple)) else [value]
         if bounds is not None and value is not None and any(not bounds[0] <= item <= bounds[1] for item in items):
             each = "each item " if isinstance(value, (list, tuple)) else ""
             raise ValueError(f"{where}: {name} of model {model}: {each}must be in [{_number(bounds[0])}, {_number(bounds[1])}], "
                              f"got {short(value)}")
+
+
+_INT_OPTION_LIMIT = 2**62  # an integer option without its own bounds stays this small
 
 
 def _number(value: float) -> str:
@@ -331,7 +333,7 @@ def _option_value_ok(kind: str, value: Any) -> bool:
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             return False
         if integer:
-            return isinstance(item, int) and abs(item) <= 2**62
+            return isinstance(item, int)  # its range is checked after the type: the message names that range
         return math.isfinite(float(item)) if isinstance(item, float) or abs(item) < 2**1000 else False
 
     if kind in ("int", "float"):

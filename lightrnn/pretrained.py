@@ -374,18 +374,20 @@ def load(path: str | os.PathLike, data: str | os.PathLike | None = None, device:
     """A trained model from a model file (best.pt, checkpoint.pt, or `lightrnn export`'s output).
 
     data: the encoded data dir, needed only for a checkpoint of the older layout (no vocabulary
-    inside); without it such a file gets an error saying how to export it.
+    inside); without it such a file gets an error saying how to export it. When given, it is
+    checked as eval and export check it (`check_trained_on`), model file's vocabulary or not.
     """
     path = Path(path)
     payload = load_checkpoint(path, map_location="cpu")
     vocab = payload.get("vocab")
-    if vocab is None:
-        if data is None:
-            raise DataError(
-                f"{path} holds no vocabulary (a checkpoint of the older layout); run `lightrnn export --checkpoint "
-                f"{path} --data DATA_DIR --out model.pt` once and use model.pt, or pass --data DATA_DIR"
-            )
-        vocab = _data_vocab(path, payload, data)
+    if vocab is None and data is None:
+        raise DataError(
+            f"{path} holds no vocabulary (a checkpoint of the older layout); run `lightrnn export --checkpoint "
+            f"{path} --data DATA_DIR --out model.pt` once and use model.pt, or pass --data DATA_DIR"
+        )
+    if data is not None:  # checked even beside a vocabulary inside: a --data that is not the model's is refused
+        from_data = _data_vocab(path, payload, data)
+        vocab = from_data if vocab is None else vocab
     words, counts, unk, eos = vocab_from_payload(vocab)
     model, config = _rebuild(path, payload, counts, resolve_device(device))
     return TrainedModel(model, config, words, counts, unk, eos, payload.get("dataset"), path)

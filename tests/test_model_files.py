@@ -190,6 +190,39 @@ def test_a_model_trained_from_a_table_file_works_once_the_file_is_gone(where, co
         assert code == 0 and out_text, (argv[0], err)
 
 
+@pytest.mark.parametrize("where", ["config key", "model option"])
+def test_a_finished_or_resumed_run_takes_its_table_from_its_checkpoint_not_the_file(where, corpus, tmp_path,
+                                                                                  capsys) -> None:
+    """The initial_table file is read only for a fresh start (whose message says why it is needed)."""
+    import shutil
+
+    table = tmp_path / "T.npy"
+    WordTable.random(401, seed=5).save(table)
+    out = tmp_path / "run"
+    option = f"initial_table={table}" if where == "config key" else f"model_options={{initial_table: {table}}}"
+    argv = ["train", "--data", corpus["data"], "--model", "lightrnn", "--out", out, *TINY, "--set", option]
+    assert _run(capsys, *argv)[0] == 0
+    best = (out / "best.pt").read_bytes()
+    table.unlink()
+    for extra in ([], ["--set", "rounds=[1, 1]"]):  # nothing left to train; a longer schedule is another config
+        code, _, err = _run(capsys, *argv, *extra)
+        if not extra:
+            assert code == 0 and (out / "best.pt").read_bytes() == best, err
+        else:
+            assert code == 2, err
+            _one_line(err, "another config")
+    # Another config moved aside: a fresh start after all, which needs the file (the old run is kept).
+    code, _, err = _run(capsys, *argv, "--set", "rounds=[1, 1]", "--on-config-change", "move-aside")
+    assert code == 2 and len(list(tmp_path.glob("run.old-*/checkpoint.pt"))) == 1, err
+    assert err.strip().splitlines()[-1].count("does not exist") == 1 and "fresh run" in err, err
+    shutil.rmtree(out)
+    shutil.copytree(next(tmp_path.glob("run.old-*")), out)
+    (out / "checkpoint.pt").unlink()  # a fresh start: the file is needed, and the line says why
+    code, _, err = _run(capsys, *argv)
+    assert code == 2, err
+    _one_line(err, f"{where} initial_table", str(table), "does not exist", "fresh run", "no checkpoint.pt")
+
+
 @pytest.mark.parametrize("damage", ["NaN weight", "truncated", "class layout"])
 def test_best_pt_is_restored_only_from_a_kept_copy_that_checks(damage, corpus, tmp_path, capsys) -> None:
     out = tmp_path / "run"
@@ -224,6 +257,66 @@ def test_best_pt_is_restored_from_a_kept_copy_that_checks(trained, corpus, tmp_p
     assert code == 0, err
     code, _, err = _run(capsys, "score", "--model", out / "best.pt", "--text", corpus["text"], "--device", "cpu")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("foreign", ["another model's copy", "another model's link", "another best valid ppl",
+                                     "another model's best.pt, no kept copy"])
+def test_best_pt_is_never_restored_from_another_runs_model(foreign, trained, corpus, tmp_path, capsys) -> None:
+    """A kept copy (or a lone best.pt) that is not this run's (another model, a link to it, rows
+    that never reached its best valid ppl) is refused in one line, and nothing is deleted."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained["lightrnn"], out)
+    other = trained["full_softmax"] / "checkpoint-best.pt"
+    kept = out / "checkpoint-best.pt"
+    (out / "best.pt").unlink()
+    kept.unlink()
+    if foreign == "another model's copy":
+        shutil.copyfile(other, kept)
+    elif foreign == "another model's link":
+        kept.symlink_to(other)
+    elif foreign == "another best valid ppl":
+        payload = torch.load(trained["lightrnn"] / "checkpoint-best.pt", weights_only=True)
+        payload["best_valid"] = payload["best_valid"] * 0.5
+        _save(payload, kept)
+    else:
+        shutil.copyfile(other, out / "best.pt")
+    before = sorted(path.name for path in out.iterdir())
+    code, _, err = _run(capsys, "train", "--data", corpus["data"], "--model", "lightrnn", "--out", out, *TINY)
+    assert code == 2, err
+    _one_line(err, "is not this run's", "train into a new --out dir")
+    assert sorted(path.name for path in out.iterdir()) == before  # nothing restored, nothing deleted
+    if foreign != "another model's best.pt, no kept copy":
+        assert not (out / "best.pt").exists()
+
+
+BAD_WORDS = {"empty": "", "a space": "a b", "a tab": "a\tb", "a lone surrogate": "x\ud800"}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_WORDS))
+def test_a_model_files_words_are_checked_as_vocab_tsv_checks_them(bad, trained, corpus, tmp_path, capsys) -> None:
+    """A word vocab.tsv's writer and reader refuse (one definition: `vocab_word_problem`) is refused
+    inside a model file by every reader, in one line; and by the writer and the reader themselves."""
+    from lightrnn.core.errors import DataError
+    from lightrnn.data.encoded import read_vocab, write_vocab
+
+    word = BAD_WORDS[bad]
+    payload = torch.load(trained["full_softmax"] / "best.pt", weights_only=True)
+    words = payload["vocab"]["words"].split("\n")
+    words[7] = word
+    payload["vocab"]["words"] = "\n".join(words)
+    path = _save(payload, tmp_path / "bad.pt")
+    for argv in _readers(path, corpus):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, (argv[0], err)
+        _one_line(err, str(path), "vocab.words", "word id 7")
+    with pytest.raises(DataError, match="word 2"):
+        write_vocab([("the", 3), (word, 1)], tmp_path / "vocab.tsv")
+    if bad != "a lone surrogate":  # a UTF-8 file cannot hold one
+        (tmp_path / "read.tsv").write_text(f"the\t3\n{word}\t1\n", encoding="utf-8")
+        with pytest.raises(DataError, match="read.tsv:2"):
+            read_vocab(tmp_path / "read.tsv")
 
 
 # ----- class 6: messages that keep their cause ------------------------------------------------------

@@ -79,6 +79,8 @@ def test_every_command_refuses_a_data_dir_with_other_ids(run, tmp_path, capsys, 
         ("export", "--checkpoint", run["best"], "--data", other, "--out", out),
         ("score", "--model", run["old"], "--data", other, "--text", run["text"], "--device", "cpu"),
         ("generate", "--model", run["old"], "--data", other, "--tokens", "3", "--device", "cpu"),
+        ("score", "--model", run["best"], "--data", other, "--text", run["text"], "--device", "cpu"),
+        ("generate", "--model", run["best"], "--data", other, "--tokens", "3", "--device", "cpu"),
         ("eval", "--checkpoint", run["best"], "--data", other, "--device", "cpu"),
         ("eval", "--checkpoint", run["old"], "--data", other, "--device", "cpu"),
     ]
@@ -93,6 +95,20 @@ def test_the_data_it_was_trained_on_is_accepted(run, tmp_path, capsys) -> None:
     out = tmp_path / "model.pt"
     assert _cli(capsys, "export", "--checkpoint", run["old"], "--data", run["data"], "--out", out)[0] == 0
     assert _cli(capsys, "eval", "--checkpoint", out, "--data", run["data"], "--device", "cpu")[0] == 0
+    for command in (("score", "--text", run["text"]), ("generate", "--tokens", "3")):  # a self-contained model
+        assert _cli(capsys, command[0], "--model", out, "--data", run["data"], *command[1:], "--device", "cpu")[0] == 0
+
+
+@pytest.mark.parametrize("what", ["missing", "not a data dir"])
+def test_score_and_generate_check_data_beside_a_self_contained_model(what, run, tmp_path, capsys) -> None:
+    """--data is checked even when the model file holds its vocabulary (it was ignored before)."""
+    data = tmp_path / "nodata"
+    if what == "not a data dir":
+        data.mkdir()
+        (data / "notes.txt").write_text("hello\n")
+    for argv in (("score", "--text", run["text"]), ("generate", "--tokens", "3")):
+        code, err = _cli(capsys, argv[0], "--model", run["best"], "--data", data, *argv[1:], "--device", "cpu")
+        assert code == 2 and len(err) == 1 and str(data) in err[0], (argv, err)
 
 
 # ----- 4. writing an output never destroys what is at the path ---------------------------------------

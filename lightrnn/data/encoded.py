@@ -42,6 +42,7 @@ from lightrnn.core.fileio import (
     write_text,
 )
 from lightrnn.core.loaders import Fields, input_file, read_json, short
+from lightrnn.core.text import words_of
 
 SPLITS = ("train", "valid", "test")
 VOCAB = "vocab.tsv"
@@ -97,6 +98,20 @@ def load_meta(data_dir: str | os.PathLike) -> Meta | None:
     return check_meta(read_json(path, ENCODE_FIX), str(path))
 
 
+def vocab_word_problem(word: str) -> str | None:
+    """Why `word` cannot be a vocabulary word, or None: the one definition the vocab.tsv writer, its
+    reader and a model file's vocabulary check (`training/checkpoint.py`) share. A word is one token
+    of the corpus's tokenisation (`words_of`: not empty, no space, tab or line break; else no text
+    could ever hold it and its vocab.tsv line would not read back) and UTF-8 text (no lone surrogate)."""
+    if words_of(word) != [word]:
+        return "is empty or holds whitespace (a space, a tab, a line break), so it is not one token of a text"
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not UTF-8 text (it holds a lone surrogate)"
+    return None
+
+
 def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """(words in id order, counts int64 [V]) from a `vocab.tsv` of `word<TAB>count` lines, checked."""
     path = input_file(path, fix="pass --data an encoded data dir (lightrnn data encode)")
@@ -120,6 +135,8 @@ def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
                 raise DataError(f"{where}: the count {short(count)} is not an integer in [0, 2^63); {ENCODE_FIX}")
             if word in seen:
                 raise DataError(f"{where}: the word {short(word)} appears twice; {ENCODE_FIX}")
+            if problem := vocab_word_problem(word):
+                raise DataError(f"{where}: the word {short(word)} {problem}; {ENCODE_FIX}")
             seen.add(word)
             words.append(word)
             counts.append(int(text))
@@ -215,14 +232,13 @@ def write_vocab(entries: list[tuple[str, int]], path: Path) -> None:
     seen: set[str] = set()
     for number, (word, count) in enumerate(entries, start=1):
         line = f"{word}\t{count}\n"
-        size = len(line.encode("utf-8", errors="surrogatepass"))
+        size = len(line.encode("utf-8", errors="surrogatepass"))  # the word's own check comes next
         where = f"{path.name}: word {number} ({short(word)})"  # path is a hidden staging file: name the set's file
         if size > MAX_VOCAB_LINE_BYTES:
             raise DataError(f"{where} makes a line of {size} bytes, more than the {MAX_VOCAB_LINE_BYTES} a vocab.tsv "
                             f"line may hold; no word is that long: the text is damaged or not split into words")
-        if "\n" in word or word in seen:
-            reason = "holds a line break" if "\n" in word else "appears twice"
-            raise DataError(f"{where} {reason}; a vocab.tsv holds each word once, on one line")
+        if (problem := vocab_word_problem(word)) or word in seen:
+            raise DataError(f"{where} {problem or 'appears twice'}; a vocab.tsv holds each word once, one token a line")
         if isinstance(count, bool) or not 0 <= int(count) <= 2**63 - 1:
             raise DataError(f"{where}: the count {short(count)} is not an integer in [0, 2^63)")
         seen.add(word)

@@ -28,7 +28,7 @@ from lightrnn.config import RUNTIME_KEYS, TrainConfig
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import atomic_path
 from lightrnn.core.loaders import Fields, check_metrics_row, input_file, parse_json, short
-from lightrnn.data.encoded import vocab_sha256
+from lightrnn.data.encoded import vocab_sha256, vocab_word_problem
 
 FORMAT = 1
 
@@ -422,6 +422,10 @@ def _check_vocab(fields: Fields, vocab: Any, vocab_size: int) -> None:
     words = vocab.get("words")
     if not isinstance(words, str) or len(listed := words.split("\n")) != vocab_size or len(set(listed)) != vocab_size:
         raise fields.error("vocab.words", f"{vocab_size} distinct words, one per line", words)
+    for index, word in enumerate(listed):  # what a vocab.tsv could not hold, refused as its writer refuses it
+        if problem := vocab_word_problem(word):
+            raise fields.error("vocab.words", f"words that are each one token of UTF-8 text (word id {index} {problem})",
+                               word)
     counts = vocab.get("counts")
     if (not isinstance(counts, torch.Tensor) or counts.dim() != 1 or counts.numel() != vocab_size
             or counts.is_floating_point() or counts.is_complex() or bool((counts < 0).any())):

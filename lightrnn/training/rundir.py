@@ -2,7 +2,8 @@
 
 best.pt is a hard link to OUT/checkpoint-best.pt (a copy where links are not supported), so a
 best.pt deleted by a workflow manager before a rerun is restored even when nothing is left to
-train; only from a kept copy that loads, checks and rebuilds into its model. A checkpoint of another config or other data is moved, with everything beside it, to
+train; only from a kept copy that loads, checks and rebuilds into its model, and is this run's:
+its config hash, its data identity and its best valid ppl those of the run (`Owner`). A checkpoint of another config or other data is moved, with everything beside it, to
 OUT/../<name>.old-<hash12>[-N]/ (kept) before a fresh start (`on_config_change="move-aside"`).
 """
 
@@ -11,12 +12,32 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import fit_name, write_lines
+from lightrnn.config import TrainConfig
 from lightrnn.core.runlock import LOCK_NAME
 from lightrnn.training.checkpoint import load_checkpoint, rebuild_model, vocab_from_payload
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose best.pt a kept copy may become: the run's config hash (the model is in it), the
+    `checkpoint.data_identity` of its data (None for a run from before data identities), and the
+    best valid ppl its rows reached (a kept copy is written when a row improves it)."""
+
+    config_hash: str
+    data: dict[str, Any] | None
+    best_valid: float
+
+    @classmethod
+    def of(cls, payload: dict[str, Any], source: str) -> Owner:
+        """The owner a checked checkpoint payload records (the run's checkpoint.pt, or a kept copy)."""
+        config = TrainConfig.from_dict(payload["config"], source=source)
+        return cls(config.config_hash, payload.get("data"), float(payload["best_valid"]))
 
 
 def move_aside(out_dir: Path, old_hash: str) -> Path:
@@ -32,10 +53,13 @@ def move_aside(out_dir: Path, old_hash: str) -> Path:
             entry.rename(target / entry.name)
     # A workflow manager deletes a job's declared outputs before rerunning it: the kept run gets
     # its metrics.jsonl back from the rows its checkpoint holds, and best.pt from its kept copy.
-    if (target / "checkpoint.pt").exists() and not (target / "metrics.jsonl").exists():
-        write_lines(target / "metrics.jsonl", load_checkpoint(target / "checkpoint.pt")["metrics_rows"])
+    if not (target / "checkpoint.pt").exists():
+        return target
+    payload = load_checkpoint(target / "checkpoint.pt")
+    if not (target / "metrics.jsonl").exists():
+        write_lines(target / "metrics.jsonl", payload["metrics_rows"])
     if (target / "checkpoint-best.pt").exists():
-        ensure_best(target)
+        ensure_best(target, Owner.of(payload, str(target / "checkpoint.pt")))
     return target
 
 
@@ -44,19 +68,22 @@ def link_best(out_dir: Path) -> None:
     _link_or_copy(out_dir / "checkpoint-best.pt", out_dir / "best.pt")
 
 
-def keep_best_copy(out_dir: Path) -> None:
-    """A run from before kept copies has best.pt alone: checkpoint-best.pt becomes a link to it."""
+def keep_best_copy(out_dir: Path, owner: Owner) -> None:
+    """A run from before kept copies has best.pt alone: checkpoint-best.pt becomes a link to it
+    (only when best.pt is `owner`'s: another run's model is never adopted as this run's)."""
     if (out_dir / "best.pt").exists() and not (out_dir / "checkpoint-best.pt").exists():
+        _check_restorable(out_dir / "best.pt", out_dir, owner, "best.pt has no kept copy and cannot become one")
         _link_or_copy(out_dir / "best.pt", out_dir / "checkpoint-best.pt")
 
 
-def ensure_best(out_dir: Path) -> None:
+def ensure_best(out_dir: Path, owner: Owner) -> None:
     """best.pt exists after every successful run: relinked from checkpoint-best.pt when deleted
-    (Snakemake removes a job's declared outputs before rerunning it, even with nothing left to train)."""
+    (Snakemake removes a job's declared outputs before rerunning it, even with nothing left to train),
+    only when the kept copy is `owner`'s."""
     best, kept = out_dir / "best.pt", out_dir / "checkpoint-best.pt"
     if kept.exists():
         if not best.exists() or not os.path.samefile(best, kept):
-            _check_restorable(kept, out_dir)
+            _check_restorable(kept, out_dir, owner, "best.pt is missing and its kept copy cannot restore it")
             link_best(out_dir)
     elif not best.exists():
         raise ValueError(
@@ -65,16 +92,26 @@ def ensure_best(out_dir: Path) -> None:
         )
 
 
-def _check_restorable(kept: Path, out_dir: Path) -> None:
-    """DataError unless `kept` loads, checks and rebuilds into its model (what `score` will do with
-    best.pt): a damaged kept copy never becomes best.pt."""
+def _check_restorable(kept: Path, out_dir: Path, owner: Owner, what: str) -> None:
+    """DataError (`what`, then why) unless `kept` loads, checks and rebuilds into its model (what
+    `score` will do with best.pt) and is `owner`'s: a damaged kept copy, or another run's (a copy or
+    a link put there), never becomes best.pt."""
     try:
         payload = load_checkpoint(kept)
         vocab = payload.get("vocab")
         rebuild_model(payload, kept, vocab_from_payload(vocab)[1] if vocab is not None else None, "cpu")
+        found = Owner.of(payload, str(kept))
     except ValueError as error:
-        raise DataError(f"{out_dir}: best.pt is missing and its kept copy cannot restore it: {error}; train into a "
-                        f"new --out dir") from None
+        raise DataError(f"{out_dir}: {what}: {error}; train into a new --out dir") from None
+    if found.config_hash != owner.config_hash:
+        why = f"it was written by a run of another config (hash {found.config_hash[:12]}, this run's {owner.config_hash[:12]})"
+    elif found.data is not None and found.data != owner.data:  # None: a copy from before data identities
+        why = "it was trained on other data than this run's (its data identity differs from checkpoint.pt's)"
+    elif found.best_valid != owner.best_valid:
+        why = f"its best valid ppl {found.best_valid:.6g} is not the run's {owner.best_valid:.6g} (another run's model)"
+    else:
+        return
+    raise DataError(f"{out_dir}: {what}: {kept} is not this run's: {why}; delete it and train into a new --out dir")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

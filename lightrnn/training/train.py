@@ -47,19 +47,27 @@ import torch
 from lightrnn.config import TrainConfig
 from lightrnn.core import distributed
 from lightrnn.core.fileio import remove_stale_temps, write_lines
+from lightrnn.core.loaders import input_file
 from lightrnn.core.metrics import epoch_row, param_stats, realloc_row, run_fields
 from lightrnn.core.runlock import out_dir_lock
 from lightrnn.core.runtime import PhasePeaks, resolve_device, seed_everything, tf32_enabled, use_fp32_matmul
 from lightrnn.registry import build_from_config
 from lightrnn.training import progress
 from lightrnn.training.batches import TrainPairs, load_split, load_vocab, shard_stream
-from lightrnn.training.checkpoint import Progress, RunMismatch, data_identity, data_vocab_payload, resume_training
+from lightrnn.training.checkpoint import (
+    Progress,
+    RunMismatch,
+    data_identity,
+    data_vocab_payload,
+    resume_training,
+    without_start_files,
+)
 from lightrnn.training.curves import check_curves, open_curves
 from lightrnn.training.epoch import train_epoch
 from lightrnn.training.optim import Optimizers, PlateauDecay
 from lightrnn.training.preflight import check_fits
 from lightrnn.training.run import Run
-from lightrnn.training.rundir import ensure_best, keep_best_copy, move_aside
+from lightrnn.training.rundir import Owner, ensure_best, keep_best_copy, move_aside
 from lightrnn.training.step import TrainingDiverged
 
 ON_CONFIG_CHANGE = ("refuse", "move-aside")
@@ -104,8 +112,16 @@ def _train(
     config: TrainConfig, data_dir: Path, out_dir: Path, dataset: str | None, context: distributed.Context,
     on_config_change: str = "refuse", tensorboard: str | Path | None = None,
 ) -> Path:
-    run = _open_run(config, data_dir, out_dir, dataset or data_dir.resolve().name, context)
+    dataset = dataset or data_dir.resolve().name
+    # A run that resumes takes its word table from checkpoint.pt: the initial_table file it started
+    # from is needed only for a fresh start (a finished run works once that file is gone; the model
+    # is then built as `rebuild_model` builds a model file's, the table replaced by the checkpoint's).
+    start_files = not (out_dir / "checkpoint.pt").exists() or all(map(os.path.isfile, _start_files(config).values()))
+    run = _open_run(config, data_dir, out_dir, dataset, context, start_files)
     resumed = _resume(run, on_config_change)
+    if not start_files and not run.checkpoint_path.exists():  # moved aside: a fresh start after all
+        run = _open_run(config, data_dir, out_dir, dataset, context, True)
+        resumed = _resume(run, on_config_change)
     if run.main:
         run.on_row = open_curves(out_dir, config.tensorboard, tensorboard)  # live curves of the rows, if asked
     events = _schedule(config.rounds)
@@ -122,7 +138,7 @@ def _train(
         # A finished run's metrics.jsonl is exactly its checkpoint's rows, whatever happened to the
         # file meanwhile (a job refused by OUT/.lock that a workflow manager cleaned up after).
         write_lines(out_dir / "metrics.jsonl", run.rows)
-        ensure_best(out_dir)
+        ensure_best(out_dir, _owner(run))
         # A restored best.pt keeps its old mtime; a workflow manager comparing it with inputs
         # re-made since (same data, nothing left to train) would rerun the job on every invocation.
         os.utime(out_dir / "best.pt")
@@ -187,21 +203,26 @@ def _reallocate(run: Run, event_index: int, round_index: int, epoch: int) -> Non
 
 def _open_run(
     config: TrainConfig, data_dir: Path, out_dir: Path, dataset: str, context: distributed.Context,
+    start_files: bool = True,
 ) -> Run:
-    """Load the data, check it fits, build the model and its optimizer: a fresh run."""
+    """Load the data, check it fits, build the model and its optimizer: a fresh run (`start_files`
+    False: built without its initial_table file, for a run whose checkpoint replaces the table)."""
     device, rank, world = context.device, context.rank, context.world_size
     words, word_counts = load_vocab(data_dir)
     vocab_size = len(words)
     streams = {split: load_split(data_dir, split, vocab_size) for split in ("train", "valid", "test")}
     train_stream = shard_stream(streams["train"], config.batch_size, rank, world)  # [N / W] ids, a view
-    check_fits(config, vocab_size, word_counts, device, train_tokens=int(train_stream.shape[0]))  # before allocating
+    if start_files:
+        _check_start_files(config)
+    built = config if start_files else TrainConfig.from_dict(without_start_files(config.to_dict()))
+    check_fits(built, vocab_size, word_counts, device, train_tokens=int(train_stream.shape[0]))  # before allocating
     out_dir.mkdir(parents=True, exist_ok=True)
     if context.is_main:
         remove_stale_temps(out_dir)  # a checkpoint temp a kill -9 left (gigabytes at paper scale)
     seed_everything(config.seed)
     # The same weights on every rank (a `context` table is computed from the whole training split;
     # on a resume the checkpoint's table replaces it, but a run moved aside starts from it).
-    model = build_from_config(config, vocab_size, word_counts, train_stream=streams["train"]).to(device)
+    model = build_from_config(built, vocab_size, word_counts, train_stream=streams["train"]).to(device)
     if rank > 0:
         # Independent dropout masks per rank (rank 0 keeps the single-process stream).
         torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
@@ -217,6 +238,21 @@ def _open_run(
               PhasePeaks(device), data, vocab_size, identity)
     run.vocab = data_vocab_payload(data_dir, words, word_counts)
     return run
+
+
+def _start_files(config: TrainConfig) -> dict[str, str]:
+    """{where: path} of the initial_table files the config key and the model option name."""
+    option = config.model_options.get("initial_table") if isinstance(config.model_options, dict) else None
+    named = {"config key initial_table": config.initial_table, "model option initial_table": option}
+    return {where: path for where, path in named.items()
+            if isinstance(path, str) and path not in ("random", "frequency", "context")}
+
+
+def _check_start_files(config: TrainConfig) -> None:
+    """One line naming the initial_table file a fresh start reads, and why, when it cannot be read."""
+    for where, path in _start_files(config).items():
+        input_file(path, f"{where}: the table a fresh run starts from",
+                   "OUT has no checkpoint.pt holding the table; pass a .npy written by WordTable.save")
 
 
 def _resume(run: Run, on_config_change: str) -> Progress:
@@ -246,12 +282,17 @@ def _resume(run: Run, on_config_change: str) -> Progress:
               f"{resumed.next_event + 1} of the schedule ({len(resumed.rows)} metrics rows kept)",
               file=sys.stderr, flush=True)
     if run.main:
-        keep_best_copy(run.out_dir)
+        keep_best_copy(run.out_dir, _owner(run))
         write_lines(run.out_dir / "metrics.jsonl", run.rows)  # drop a row written after the last checkpoint
         run.config.to_yaml(run.out_dir / "config.yaml")
     run.ddp_model = distributed.wrap_ddp(run.model, run.context.device)
     run.started = time.perf_counter()
     return resumed
+
+
+def _owner(run: Run) -> Owner:
+    """Whose best.pt the kept copy in OUT must be: this run's config, data and best valid ppl."""
+    return Owner(run.config.config_hash, run.data, run.best_valid)
 
 
 def _schedule(rounds: tuple[int, ...]) -> list[tuple[str, int, int]]:
