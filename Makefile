@@ -64,11 +64,17 @@ bench: workflow-installed
 # project's .venv/bin/python when there is one (else $(PYTHON)) and asks the module first whether
 # the run can start (--check-only: torch importable, a CUDA device, BUDGET a number of seconds in
 # (0, 86400], OUT a folder it can create); a refusal is make's one error line, nothing written.
-# `make gpu-check DRY_RUN=1 OUT=/tmp/dry` runs the same logic on the CPU at tiny sizes.
+# `make gpu-check DRY_RUN=1 OUT=/tmp/dry` runs the same logic on the CPU at tiny sizes (DRY_RUN empty or 0: the
+# real run). OUT and BUDGET reach the module as data, never as make or shell code: their raw text ($(value ...),
+# not expanded by make) inside single quotes, each ' written '\'' (the shell's one escape there); the refusal,
+# which names OUT, is eval'd as the text $$(shell ...), so make never reads the line it prints as make code.
 GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
-GPU_CHECK = PYTHONPATH=. $(GPU_PYTHON) -m lightrnn.gpucheck $(if $(OUT),--out '$(OUT)') \
-	$(if $(BUDGET),--budget-s '$(BUDGET)') $(if $(DRY_RUN),--dry-run)
+shell_quote = '$(subst ','\'',$(1))'
+GPU_CHECK = PYTHONPATH=. $(GPU_PYTHON) -m lightrnn.gpucheck \
+	$(if $(value OUT),--out $(call shell_quote,$(value OUT))) \
+	$(if $(value BUDGET),--budget-s $(call shell_quote,$(value BUDGET))) \
+	$(if $(filter-out 0,$(value DRY_RUN)),--dry-run)
 gpu-check:
-	$(eval GPU_CHECK_REFUSAL := $(shell $(GPU_CHECK) --check-only 2>/dev/null))
+	$(eval GPU_CHECK_REFUSAL := $$(shell $$(GPU_CHECK) --check-only 2>/dev/null))
 	$(if $(GPU_CHECK_REFUSAL),$(error $(GPU_CHECK_REFUSAL)))
 	$(GPU_CHECK)

@@ -439,6 +439,13 @@ def check_out(out: Path) -> str | None:
         return f"gpu-check: --out (OUT) {out} cannot be created: {parent} is a file, not a folder; pass another path"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"gpu-check: --out (OUT) {out} cannot be created: {parent} is not writable for you; pass another path"
+    # access() says yes to root everywhere, and to anyone on a read-only mount or under /proc: only making a
+    # folder there tells, so a probe folder is made and removed at once (the refusal matches the real run's).
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gpucheck-probe-", dir=parent))
+    except OSError as error:
+        return (f"gpu-check: --out (OUT) {out} cannot be created in {parent} ({error.strerror or error}); "
+                "pass another path")
     return None
 
 

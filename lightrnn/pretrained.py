@@ -49,7 +49,7 @@ import torch
 
 from lightrnn.config import TrainConfig
 from lightrnn.core.errors import DataError, UsageError
-from lightrnn.core.fileio import output_target
+from lightrnn.core.fileio import command_output
 from lightrnn.core.lm import LanguageModel, detach_state
 from lightrnn.core.metrics import perplexity
 from lightrnn.core.runtime import resolve_device
@@ -412,7 +412,7 @@ def export(checkpoint: str | os.PathLike, data: str | os.PathLike | None, out: s
     when the checkpoint has no vocabulary inside); returns `out`. The model is rebuilt and its
     weights loaded first, so a file that would not load is refused before anything is written."""
     checkpoint, out = Path(checkpoint), Path(out)
-    output_target(out, "--out")  # a folder, a block device, an empty path: refused before any work
+    command_output(out, "--out", inputs=(checkpoint, data))  # a folder, an input, a run's own file: refused first
     payload = load_checkpoint(checkpoint, map_location="cpu")
     vocab = payload.get("vocab")
     if data is not None:

@@ -181,3 +181,48 @@ def test_make_gpu_check_runs_the_venv_python_and_reports_a_refusal_once(tmp_path
     result = _make(tmp_path, VENV=str(tmp_path / "none"), PYTHON=str(wrapper), DRY_RUN="1", OUT=str(tmp_path / "o2"))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "torch" in lines[0] and "not installed" in lines[0], result.stderr
+
+
+# OUT and BUDGET are data (issue: make gpu-check quoting): every shell and make metacharacter reaches the module
+# as the text typed, and nothing in them runs, neither in the --check-only probe nor in the run.
+_HOSTILE = ["it's", "x'; touch \"$MARK\"; echo '", "$(touch \"$MARK\")", "`touch \"$MARK\"`", "a b;touch \"$MARK\"",
+            "$$(touch \"$MARK\")", "$(shell touch \"$MARK\")", "${MARK}", "q'\"\\'; touch \"$MARK\" #", "a\\' b"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("name", _HOSTILE)
+def test_make_gpu_check_passes_out_and_budget_as_data_never_as_code(name, tmp_path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    mark = tmp_path / "PWNED"
+    in_the_way = tmp_path / name
+    in_the_way.write_text("x")  # a file named so: the module's refusal names it, so it arrived intact
+    env = {**os.environ, "MARK": str(mark)}
+    result = subprocess.run(["make", "-s", "--no-print-directory", "gpu-check", f"VENV={venv}", "DRY_RUN=1",
+                             f"OUT={in_the_way}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 2 and f"--out (OUT) {in_the_way} is a file" in result.stderr, result.stderr
+    result = subprocess.run(["make", "-s", "--no-print-directory", "gpu-check", f"VENV={venv}", "DRY_RUN=1",
+                             f"OUT={tmp_path / 'out'}", f"BUDGET={name}"], capture_output=True, text=True, cwd=ROOT,
+                            env=env)
+    assert result.returncode == 2 and "--budget-s" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not mark.exists() and not (tmp_path / "out").exists() and in_the_way.read_text() == "x"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_gpu_check_dry_run_0_is_the_real_run(tmp_path) -> None:
+    venv = Path(sys.prefix)  # this Python with its torch: the check goes as far as asking for CUDA
+    result = subprocess.run(["make", "-s", "--no-print-directory", "-n", "gpu-check", f"VENV={venv}", "DRY_RUN=0",
+                             f"OUT={tmp_path / 'out'}", "BUDGET=5"], capture_output=True, text=True, cwd=ROOT)
+    # -n still runs the --check-only probe: on this CPU machine the real run is refused for want of CUDA
+    # (or, where there is a GPU, the printed command has no --dry-run).
+    assert "--dry-run" not in result.stdout and ("CUDA" in result.stderr or result.returncode == 0), result.stderr
+
+
+def test_an_out_where_no_folder_can_be_made_is_refused_by_the_check(tmp_path) -> None:
+    """/proc (and a read-only mount) pass access() for root: the check makes a probe folder, as the run would."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc")
+    reason = gpucheck.check_out(Path("/proc/x"))
+    assert reason is not None and "/proc/x cannot be created" in reason
+    assert gpucheck.check_out(tmp_path / "a" / "b") is None and list(tmp_path.iterdir()) == []

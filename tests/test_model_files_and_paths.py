@@ -267,3 +267,46 @@ def test_every_file_option_names_a_folder_fifo_or_device_for_what_it_is(run, tmp
 def test_output_target_is_checked_once_for_every_writer(tmp_path) -> None:
     assert output_target(tmp_path / "new.json") == (tmp_path / "new.json", False)
     assert output_target("/dev/stdout")[1] is True
+
+
+# ----- 9. an output that cannot be written is named for what it is -----------------------------------
+
+def test_a_folder_output_on_a_device_fifo_or_file_names_what_is_in_the_way(run, tmp_path, capsys) -> None:
+    fifo, blocker = tmp_path / "a-fifo", tmp_path / "a-file"
+    os.mkfifo(fifo)
+    blocker.write_text("x")
+    for out, kind in ((Path("/dev/null"), "a character device"), (fifo, "a FIFO"), (blocker, "a file")):
+        for argv in (("train", "--data", run["data"], "--model", "lightrnn", "--out", out),
+                     ("data", "encode", "--text", run["text"], "--out", out)):
+            code, err = _cli(capsys, *argv)
+            assert code == 2 and len(err) == 1 and f"{kind} is in the way" in err[0], (argv, err)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and blocker.read_text() == "x"
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/tty"), reason="needs /dev/tty")
+def test_dev_tty_without_a_terminal_is_a_device_that_cannot_be_opened_not_a_fifo(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = ("from lightrnn.core.fileio import write_text\n"
+            "try:\n    write_text('/dev/tty', 'x')\nexcept OSError as error:\n    print(error)\n")
+    # A new session has no controlling terminal: opening /dev/tty fails there (ENXIO), as under a batch system.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, start_new_session=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert "/dev/tty is a character device that cannot be opened" in result.stdout, result.stdout + result.stderr
+    assert "FIFO" not in result.stdout
+
+
+def test_train_refuses_tensorboard_curves_it_cannot_write_before_any_write(run, tmp_path, capsys) -> None:
+    fifo, blocker = tmp_path / "a-fifo", tmp_path / "a-file"
+    os.mkfifo(fifo)
+    blocker.write_text("x")
+    for log_dir, kind in ((blocker, "a file"), (blocker / "sub" / "tb", "a file"), (fifo, "a FIFO"),
+                          (Path("/dev/null"), "a character device")):
+        out = tmp_path / "out"
+        code, err = _cli(capsys, "train", "--data", run["data"], "--model", "lightrnn", "--out", out,
+                         "--tensorboard", log_dir)
+        assert code == 2 and len(err) == 1 and f"{kind} is in the way" in err[0] and str(log_dir) in err[0], err
+        assert not out.exists(), log_dir  # no folder, no config.yaml, no metrics.jsonl
+    assert blocker.read_text() == "x" and stat.S_ISFIFO(os.stat(fifo).st_mode)

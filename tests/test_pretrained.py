@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -272,6 +274,58 @@ def test_an_old_checkpoint_says_how_to_export_it_and_export_makes_it_usable(trai
     assert again.ppl == pytest.approx(expected.ppl, rel=1e-12)
     code, _, err = _run(["export", "--checkpoint", str(old), "--out", str(corpus["root"] / "x.pt")], capsys)
     assert code == 2 and "--data" in err
+
+
+def _own_output_cases(run: Path, data: Path, text: Path) -> list[tuple[list[str], Path, str]]:
+    """(argv, the file it would have replaced, the cause) for every way an output can be an input or a folder's own
+    file: each run and data folder file by name, an input by its path, through a symlink and through a hard link."""
+    cases = []
+    for name in ["checkpoint.pt", "checkpoint-best.pt", "metrics.jsonl", "table-0.npy"]:
+        cause = "is the input" if name == "checkpoint-best.pt" else "own"  # best.pt's hard link: the input itself
+        cases.append((["export", "--checkpoint", str(run / "best.pt"), "--out", str(run / name)], run / name, cause))
+    for name in ["vocab.tsv", "meta.json", "train.npy"]:
+        cases.append((["export", "--checkpoint", str(run / "best.pt"), "--out", str(data / name)], data / name, "own"))
+        cases.append((["eval", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--device", "cpu", "--out",
+                       str(data / name)], data / name, "own"))
+    (text.parent / "text-link.txt").symlink_to(text)
+    os.link(text, text.parent / "text-hard.txt")
+    os.link(run / "best.pt", text.parent / "model-hard.pt")
+    score = ["score", "--model", str(run / "best.pt"), "--device", "cpu", "--text"]
+    for out in [text, text.parent / "text-link.txt", text.parent / "text-hard.txt"]:
+        cases.append(([*score, str(text), "--summary", str(out)], text, "is the input"))
+        cases.append(([*score, str(out), "--summary", str(text)], text, "is the input"))
+    cases.append(([*score, str(text), "--summary", str(text.parent / "model-hard.pt")], run / "best.pt", "is the input"))
+    cases.append((["export", "--checkpoint", str(run / "best.pt"), "--out", str(run / "best.pt")], run / "best.pt",
+                  "is the input"))
+    cases.append((["export", "--checkpoint", str(text.parent / "model-hard.pt"), "--out", str(run / "best.pt")],
+                  run / "best.pt", "is the input"))
+    return cases
+
+
+def test_an_output_that_is_an_input_or_a_run_or_data_folders_own_file_is_refused(trained, corpus, tmp_path,
+                                                                                capsys) -> None:
+    run, data, texts = tmp_path / "run", tmp_path / "data", tmp_path / "texts"
+    shutil.copytree(trained["lightrnn"].parent, run)
+    os.link(run / "checkpoint-best.pt", run / "best.pt.new")
+    os.replace(run / "best.pt.new", run / "best.pt")  # best.pt is a hard link to checkpoint-best.pt, as a run makes it
+    shutil.copytree(corpus["data"], data)
+    texts.mkdir()
+    text = texts / "base.txt"
+    text.write_text((corpus["text"] / "valid.txt").read_text())
+    cases = _own_output_cases(run, data, text)
+    before = {path: path.read_bytes() for path in [*run.iterdir(), *data.iterdir(), *texts.iterdir()]}
+    for argv, target, cause in cases:
+        code, out, err = _run(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and cause in err, (argv, err)
+        assert target.read_bytes() == before[target], argv
+    assert {path: path.read_bytes() for path in before} == before
+    assert os.path.samefile(run / "best.pt", run / "checkpoint-best.pt")
+    # Beside them, a new name is written, and eval.json (not a folder's own file) too.
+    code, _, err = _run(["export", "--checkpoint", str(run / "best.pt"), "--out", str(run / "model.pt")], capsys)
+    assert code == 0 and lightrnn.load(run / "model.pt", device="cpu").words, err
+    code, _, err = _run(["eval", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--device", "cpu",
+                         "--out", str(run / "eval.json")], capsys)
+    assert code == 0 and json.loads((run / "eval.json").read_text())["ppl"] > 1, err
 
 
 @pytest.mark.parametrize("argv, message", [

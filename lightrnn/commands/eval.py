@@ -24,11 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightrnn.core.fileio import output_target, write_text
+    from lightrnn.core.fileio import command_output, write_text
     from lightrnn.training.evaluate import evaluate_checkpoint
 
     if args.out:  # found now, not after a long evaluation
-        output_target(args.out, "--out")
+        command_output(args.out, "--out", inputs=(args.checkpoint, args.data))
 
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device, batch_size=args.batch_size)
     text = json.dumps(result, indent=2)

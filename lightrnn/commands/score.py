@@ -33,12 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lightrnn.core.fileio import write_text
-    from lightrnn.core.fileio import output_target
+    from lightrnn.core.fileio import command_output
     from lightrnn.core.text import read_lines
     from lightrnn.pretrained import load
 
     if args.summary:
-        output_target(args.summary, "--summary")  # refused now, not after scoring
+        command_output(args.summary, "--summary", inputs=(args.text, args.model, args.data))  # now, not after scoring
     where = "stdin" if args.text == "-" else args.text
     lines = read_lines(args.text)  # the one text reader: the lines `data encode` would read
     lm = load(args.model, data=args.data, device=args.device)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 
 USAGE_EXIT = 2
@@ -116,6 +117,20 @@ def import_failure(error: ImportError) -> str:
             f"low?) or a broken install; raise the limit or reinstall it")
 
 
+def path_kind(path: str | os.PathLike) -> str:
+    """What is at `path`, for a message: "a file", "a character device" (/dev/null, /dev/tty), "a FIFO", ...
+    ("something" when it cannot be stat'ed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return "something"
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a file"
+
+
 def _explain_os_error(error: OSError) -> tuple[str, int]:
     """An OSError that no layer converted: name its file and say what to do."""
     name = error.filename if error.filename is not None else ""
@@ -129,7 +144,9 @@ def _explain_os_error(error: OSError) -> tuple[str, int]:
     if isinstance(error, FileNotFoundError):
         return f"{where}{reason}; check the path", USAGE_EXIT
     if isinstance(error, FileExistsError):
-        return f"{where}{reason}: a file is in the way of a folder to create; pass another path or move it", USAGE_EXIT
+        kind = path_kind(name) if name else "a file"
+        return (f"{where}{reason}: {kind} is in the way of a folder to create; pass another path or move it",
+                USAGE_EXIT)
     if isinstance(error, IsADirectoryError):
         return f"{where}is a folder where a file is expected; pass a file path", USAGE_EXIT
     if isinstance(error, NotADirectoryError):

@@ -40,7 +40,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from lightrnn.core.errors import DataError, DiskFull, disk_full, is_disk_full
+from lightrnn.core.errors import DataError, DiskFull, disk_full, is_disk_full, path_kind
 
 TEMP_SUFFIX = ".tmp"
 STAGING_PREFIX = ".staging."
@@ -80,6 +80,25 @@ def readable_mode(path: str | os.PathLike) -> None:
     os.chmod(path, _umask_mode())
 
 
+# The files a run folder (lightrnn/training) and an encoded data folder (lightrnn/data/encoded.py) own: a command's
+# output never replaces one of them in such a folder (an export over checkpoint.pt would end its resume, one
+# over best.pt would break its link to checkpoint-best.pt, a model file over vocab.tsv would break the data).
+OWN_FILES = frozenset({"checkpoint.pt", "checkpoint-best.pt", "best.pt", "metrics.jsonl", "vocab.tsv", "meta.json"})
+
+
+def _own_file(name: str) -> bool:
+    return name in OWN_FILES or name.endswith(".npy")
+
+
+def _owned_by_run_or_data(path: Path) -> bool:
+    """Whether `path` names a run folder's or data folder's own file: its name is one, in a folder holding one."""
+    if not _own_file(path.name):
+        return False
+    with contextlib.suppress(OSError):
+        return any(_own_file(entry.name) for entry in os.scandir(path.parent))
+    return False
+
+
 def output_target(path: str | os.PathLike, what: str = "") -> tuple[Path, bool]:
     """(the path to write, whether to write it directly) for an output `path`; one error if it cannot be.
 
@@ -87,7 +106,7 @@ def output_target(path: str | os.PathLike, what: str = "") -> tuple[Path, bool]:
     opened for appending and written, never renamed over (the node is not replaced by a regular
     file). A symlink to anything else is followed, so the link stays and its target is replaced.
     Refused: an empty path, a folder, a block device (writing would destroy a disk), a socket.
-    Commands call it before long work, so a bad `--out` is found at once.
+    Commands call it (through `command_output`) before long work, so a bad `--out` is found at once.
     """
     label = f"{what} {os.fspath(path)}" if what else os.fspath(path)
     if os.fspath(path) == "":
@@ -112,6 +131,29 @@ def output_target(path: str | os.PathLike, what: str = "") -> tuple[Path, bool]:
     if special or (mode is not None and under_system):
         return path, True
     return real if path.is_symlink() else path, False
+
+
+def command_output(path: str | os.PathLike, what: str,
+                   inputs: tuple[str | os.PathLike | None, ...] = ()) -> tuple[Path, bool]:
+    """`output_target` for a path a user names (`export --out`, `score --summary`, `eval --out`), plus what only
+    such a path can be: one of the same command's `inputs` (the same file, through any link or hard link), or a
+    run or data folder's own file (`OWN_FILES`, `*.npy`, in a folder holding one of them). Both are refused
+    before any work; the run's own writes (which do replace checkpoint.pt) go through `output_target` alone."""
+    target, direct = output_target(path, what)
+    if direct:
+        return target, direct
+    label = f"{what} {os.fspath(path)}"
+    for source in inputs:
+        if source is not None and os.fspath(source) not in ("", "-"):
+            with contextlib.suppress(OSError):
+                if os.path.samefile(path, source):
+                    raise DataError(f"{label} is the input {os.fspath(source)}: writing it would replace what is "
+                                    "read; pass another output path")
+    real = Path(os.path.realpath(path))
+    if _owned_by_run_or_data(real):
+        raise DataError(f"{label} is {real.parent}'s own {real.name} (a run or encoded data folder's file): "
+                        "writing it would destroy it; pass a path outside, or another name")
+    return target, direct
 
 
 @contextlib.contextmanager
@@ -194,9 +236,12 @@ def _direct_write(path: Path) -> Iterator[Path]:
             with open(temp, "rb") as reader, open(descriptor, "ab") as writer:
                 shutil.copyfileobj(reader, writer, 1 << 20)
         except OSError as error:
-            if error.errno == errno.ENXIO:
-                raise OSError(errno.ENXIO, f"{path} is a FIFO that no process reads; start its reader first or "
+            if error.errno == errno.ENXIO and path_kind(path) == "a FIFO":
+                raise OSError(f"{path} is a FIFO that no process reads; start its reader first or "
                               "pass a file path") from None
+            if error.errno in (errno.ENXIO, errno.ENODEV):  # /dev/tty without a controlling terminal, a gone device
+                raise OSError(f"{path} is {path_kind(path)} that cannot be opened here ({error.strerror}: no "
+                              "terminal or device behind it); pass a file path") from None
             converted = _for_target(error, path)
             if converted is error:
                 raise
@@ -223,7 +268,7 @@ def ensure_dir(folder: str | os.PathLike) -> Path:
     if folder.is_dir():
         return folder
     if folder.exists():
-        raise FileExistsError(errno.EEXIST, "is a file, not a folder", str(folder))
+        raise FileExistsError(errno.EEXIST, f"is {path_kind(folder)}, not a folder", str(folder))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError as error:

@@ -80,16 +80,30 @@ def _emphasised(table: Table, markup: str) -> list[list[str]]:
     ]
 
 
+# Outside a code span, what Markdown (GitHub's, with its $math$) or the HTML it passes through would read as markup:
+# a cell's text (a dataset named `<script>` or `a*b_c*`) shows as typed, it never becomes a tag or emphasis.
+_MARKDOWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", **{char: "\\" + char for char in "\\*_[]~$"}}
+_CODE_SPAN = re.compile(r"(`[^`]+`)")
+
+
 def markdown_cell(text: str) -> str:
-    """Cell text that cannot break its table: a `|` escaped, line breaks made spaces (a dataset named `a|b`)."""
-    return " ".join(str(text).replace("\\|", "|").replace("|", "\\|").splitlines())
+    """Cell text that cannot break its table nor become markup: outside `code` spans (the builders' own, which
+    Markdown shows literally) every HTML and Markdown markup character is escaped; a `|` is escaped inside them
+    too (GitHub splits cells on it even there); line breaks are made spaces (a dataset named `a|b<i>`)."""
+    parts = _CODE_SPAN.split(" ".join(str(text).splitlines()))
+    return "".join(part.replace("|", "\\|") if index % 2 else
+                   "".join(_MARKDOWN_ESCAPES.get(char, char) for char in part)
+                   for index, part in enumerate(parts))
 
 
-def markdown_table(header: list[str], cells: list[list[str]], left: int | None = 1) -> list[str]:
+def markdown_table(header: list[str], cells: list[list[str]], left: int | None = 1,
+                   bold: frozenset[tuple[int, int]] = frozenset()) -> list[str]:
     """Lines of a GitHub Markdown table: `left` leading columns left-aligned, the rest right-aligned;
-    `left=None` leaves the alignment to the renderer (plain `---`). Every cell is `markdown_cell`."""
+    `left=None` leaves the alignment to the renderer (plain `---`). Every cell is `markdown_cell`, then the
+    (row, column) cells in `bold` are emphasised (after the escape, so the emphasis is the one markup)."""
     header = [markdown_cell(title) for title in header]
-    cells = [[markdown_cell(cell) for cell in line] for line in cells]
+    cells = [[f"**{markdown_cell(cell)}**" if (i, j) in bold else markdown_cell(cell) for j, cell in enumerate(line)]
+             for i, line in enumerate(cells)]
     if left is None:
         rule = "|" + "---|" * len(header)
     else:
@@ -100,7 +114,7 @@ def markdown_table(header: list[str], cells: list[list[str]], left: int | None =
 def to_markdown(table: Table) -> str:
     """GitHub Markdown: a bold title line, the table (numbers right-aligned), the note."""
     lines = [f"**{table.title}**", ""]
-    lines += markdown_table(table.header, _emphasised(table, "**{}**"), table.left)
+    lines += markdown_table(table.header, table.cells, table.left, table.bold)
     if table.note:
         lines += ["", table.note]
     return "\n".join(lines) + "\n"

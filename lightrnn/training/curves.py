@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightrnn.core.errors import UsageError
+from lightrnn.core.errors import UsageError, path_kind
 
 EPOCH_TAGS = {"train_ppl": "ppl/train", "valid_ppl": "ppl/valid", "test_ppl": "ppl/test"}
 REALLOC_TAGS = {
@@ -31,19 +31,40 @@ COMMON_TAGS = {"train_tokens_per_s": "speed/train_tokens_per_s", "eval_tokens_pe
                "lr": "lr"}
 
 
+def _tensorboard_writer() -> type:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError(
+            "train.tensorboard / --tensorboard needs the tensorboard package: pip install -e \".[tensorboard]\" "
+            "(or pip install tensorboard), or turn it off"
+        ) from None
+    return SummaryWriter
+
+
+def check_curves(out_dir: str | os.PathLike, enabled: bool, log_dir: str | os.PathLike | None) -> None:
+    """Refuse, before a run writes anything (its folder, config.yaml, metrics.jsonl), curves it could not write:
+    a log folder that is a file or lies under one, or no tensorboard package."""
+    if log_dir is None and not enabled:
+        return
+    what = "--tensorboard" if log_dir is not None else "train.tensorboard: true (OUT/tensorboard)"
+    target = Path(log_dir) if log_dir is not None else Path(out_dir) / "tensorboard"
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "" if existing == target else f" (under {existing})"
+        raise UsageError(f"{what} {target}: {path_kind(existing)} is in the way of its folder{where}; "
+                         "pass a folder path")
+    _tensorboard_writer()
+
+
 class Curves:
     """A callable taking each metrics row (a dict) and writing its numbers as TensorBoard scalars."""
 
     def __init__(self, log_dir: str | os.PathLike) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise UsageError(
-                "train.tensorboard / --tensorboard needs the tensorboard package: pip install -e \".[tensorboard]\" "
-                "(or pip install tensorboard), or turn it off"
-            ) from None
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        self.writer = _tensorboard_writer()(log_dir=str(self.log_dir))
 
     def __call__(self, row: dict[str, Any]) -> None:
         tags = dict(COMMON_TAGS)

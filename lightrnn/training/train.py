@@ -62,7 +62,7 @@ from lightrnn.training.checkpoint import (
     resume_training,
     without_start_files,
 )
-from lightrnn.training.curves import open_curves
+from lightrnn.training.curves import check_curves, open_curves
 from lightrnn.training.epoch import train_epoch
 from lightrnn.training.optim import Optimizers, PlateauDecay
 from lightrnn.training.preflight import check_fits
@@ -93,6 +93,7 @@ def train(
     if config.bf16 and device.type != "cuda":
         raise ValueError(f"config key bf16: bf16 autocast needs a CUDA device, the run is on {device}; set bf16=false")
     use_fp32_matmul()  # float32 is IEEE float32 on a GPU too (no TF32); rows record it as `tf32`
+    check_curves(out_dir, config.tensorboard, tensorboard)  # before the lock makes OUT: a refusal writes nothing
     context = distributed.setup(device, config.rendezvous_timeout_s)
     try:
         # Rank 0 holds OUT/.lock; the other ranks of its torchrun share the folder with it.

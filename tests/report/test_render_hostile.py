@@ -4,6 +4,7 @@ the table it is in, in any format the report writes (Markdown, LaTeX, HTML, CSV)
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from html.parser import HTMLParser
@@ -83,3 +84,19 @@ def test_html_cells_read_back_as_the_text(name: str) -> None:
 def test_csv_records_read_back_as_written(name: str) -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(_table(name)))))
     assert [row["dataset"] for row in rows] == [name, "plain"]
+
+
+MARKUP = ["<script>alert(1)</script>", "a|b<i>&x $\\_%#{}`*", "*em* _em_ **b** ~~s~~", "[link](http://x)",
+          "$x_1$ & &amp;", "\\*not\\*", "<img src=x onerror=alert(1)>"]
+
+
+@pytest.mark.parametrize("name", [a + b for a, b in product(MARKUP, ["", "ok", "\nx"])])
+def test_markdown_cells_show_the_text_and_hold_no_markup(name: str) -> None:
+    """Outside code spans a cell holds no raw HTML character and no bare Markdown markup character, and reading
+    its escapes back gives the text (line breaks as spaces); the bold cell's ** is the only emphasis."""
+    rows = [line for line in to_markdown(_table(name)).splitlines() if line.startswith("|")]
+    cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", rows[2])[1:-1]]
+    assert cells[1] == "**1.00**"
+    for cell in (cells[0], cells[2]):
+        assert not re.search(r"[<>]|&(?!amp;|lt;|gt;)|(?<!\\)[*_\[\]~$]", cell.replace("\\\\", "")), cell
+        assert html.unescape(re.sub(r"\\(.)", r"\1", cell)) == " ".join(name.splitlines())
