@@ -8,7 +8,9 @@ losses): every module, class and function docstring of the `.py` files under thi
 standard library, in sorted file order. Mikolov's PTB conventions: lower case, numbers as N,
 the `--vocab` most frequent training words kept and the others written as <unk>, one sentence
 per line. Files go to train/valid/test by a hash of their path (90/5/5), so a file's sentences
-stay together. The archive (simple-examples/data/ptb.{train,valid,test}.txt) is byte-for-byte
+stay together. A line of valid or test that also occurs in an earlier split (train, then valid),
+after the <unk> mapping (what a model sees), is removed, and the count is printed: a test
+sentence seen verbatim in training measures memory, not modelling. The archive (simple-examples/data/ptb.{train,valid,test}.txt) is byte-for-byte
 reproducible for a given Python installation; it is not committed (write it under /tmp).
 """
 
@@ -60,6 +62,11 @@ def split_of(path: str) -> str:
 
 
 def build(root: Path, vocab_size: int) -> dict[str, list[list[str]]]:
+    """The three splits, <unk>-mapped, each line of valid and test that an earlier split holds removed."""
+    return dedup(build_splits(root, vocab_size))[0]
+
+
+def build_splits(root: Path, vocab_size: int) -> dict[str, list[list[str]]]:
     splits: dict[str, list[list[str]]] = {"train": [], "valid": [], "test": []}
     for path, text in docstrings(root):
         splits[split_of(path)].extend(sentences(text))
@@ -67,6 +74,23 @@ def build(root: Path, vocab_size: int) -> dict[str, list[list[str]]]:
     # <eos> is added by the PTB encoding rule; <unk> is an ordinary word, as in Mikolov's files.
     kept = {word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: vocab_size - 2]}
     return {name: [[t if t in kept else "<unk>" for t in line] for line in lines] for name, lines in splits.items()}
+
+
+def dedup(splits: dict[str, list[list[str]]]) -> tuple[dict[str, list[list[str]]], dict[str, int]]:
+    """Remove from valid every line train holds, and from test every line train or valid holds.
+
+    Returns the splits and, per split, how many lines were removed (train keeps all its lines: the
+    vocabulary was counted on it). Duplicates inside one split stay (they are no leak).
+    """
+    seen: set[tuple[str, ...]] = set()
+    kept: dict[str, list[list[str]]] = {}
+    removed: dict[str, int] = {}
+    for name in ("train", "valid", "test"):
+        lines = splits[name]
+        kept[name] = lines if name == "train" else [line for line in lines if tuple(line) not in seen]
+        removed[name] = len(lines) - len(kept[name])
+        seen.update(tuple(line) for line in lines)
+    return kept, removed
 
 
 def archive(splits: dict[str, list[list[str]]]) -> bytes:
@@ -95,11 +119,12 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
     from lightrnn.core.fileio import write_bytes
 
-    splits = build(args.stdlib, args.vocab)
+    splits, removed = dedup(build_splits(args.stdlib, args.vocab))
     data = archive(splits)
     write_bytes(args.out, data)
     tokens = {name: sum(len(line) + 1 for line in lines) for name, lines in splits.items()}
-    print(f"{args.out}: tokens (with <eos>) {tokens}; sha256 {hashlib.sha256(data).hexdigest()}")
+    print(f"{args.out}: tokens (with <eos>) {tokens}; lines removed as duplicates of an earlier split: "
+          f"valid {removed['valid']}, test {removed['test']}; sha256 {hashlib.sha256(data).hexdigest()}")
     return 0
 
 
