@@ -393,7 +393,7 @@ def write_study(run_dirs: Iterable[Path | str], specs: dict[str, dict[str, Any]]
     return written
 
 
-def write_study_folder(study_dir: Path | str, config: Path | str = "config/study.yaml", date: str | None = None) -> list[Path]:
+def write_study_folder(study_dir: Path | str, config: Path | str = "config/study-v1.yaml", date: str | None = None) -> list[Path]:
     """Re-render a copied study folder (e.g. results/paper/study-cpu) from its own variant folders.
 
     STUDY_DIR/<dataset>/<variant>/{metrics.jsonl, eval.json} are read with the variants' specs
