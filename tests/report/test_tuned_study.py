@@ -1,0 +1,100 @@
+"""The tuned study's tables from generated run folders: chosen recipes, intervals, ratios, not run, provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lightrnn.core.csvio import read_csv
+from lightrnn.core.fileio import write_lines
+from lightrnn.report.grid import variant_name
+from lightrnn.report.tuned_study import NOT_RUN, write_tuned_study
+
+GRID = {
+    "tuning_seed": 0, "seeds": [0, 1, 2],
+    "recipes": {"a": {"label": "recipe A"}, "b": {"label": "recipe B", "train": {"lr": 0.003}}},
+    "models": {"full": {"model": "full_softmax", "label": "full", "group": "baseline"},
+               "class": {"model": "class_softmax", "label": "class", "group": "baseline"},
+               "lightrnn": {"model": "lightrnn", "label": "LightRNN", "group": "lightrnn"}},
+    "parts": {"base-grid": {"models": ["full", "class"], "stage": "grid"},
+              "base-seeds": {"models": ["full", "class"], "stage": "seeds"},
+              "light-grid": {"models": ["lightrnn"], "stage": "grid"}},
+}
+TOKENS, BLOCK = 1000, 100
+
+
+def _run(root: Path, model: str, recipe: str, seed: int, valids: list[float], nll_per_token: float,
+         rev: str = "abc1234") -> None:
+    folder = root / "ptb" / variant_name(model, recipe, seed)
+    folder.mkdir(parents=True)
+    rows = [{"kind": "epoch", "dataset": "ptb", "model": GRID["models"][model]["model"], "seed": seed,
+             "epoch": epoch, "valid_ppl": valid, "test_ppl": None, "params": 1000, "wall_s": 10.0 * epoch,
+             "git_rev": rev, "device": "cpu"} for epoch, valid in enumerate(valids, start=1)]
+    write_lines(folder / "metrics.jsonl", [json.dumps(row) for row in rows])
+    (folder / "config.yaml").write_text(yaml.safe_dump({"patience": 2, "rounds": [5]}))
+    noise = np.random.default_rng(seed).normal(0, 0.05, TOKENS // BLOCK)
+    blocks = [(nll_per_token + value) * BLOCK for value in noise]
+    (folder / "eval.json").write_text(json.dumps({
+        "dataset": "ptb", "model": rows[0]["model"], "ppl": float(np.exp(sum(blocks) / TOKENS)),
+        "nll_sum": sum(blocks), "tokens": TOKENS, "block_tokens": BLOCK, "block_nll": blocks, "git_rev": rev}))
+
+
+@pytest.fixture
+def study(tmp_path) -> tuple[Path, Path]:
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"study_grid": GRID}))
+    root = tmp_path / "study"
+    # full: recipe b best on valid; class: recipe a; class is the best baseline (lower valid)
+    _run(root, "full", "a", 0, [300, 250, 260, 270], 5.6)
+    _run(root, "full", "b", 0, [280, 240, 245, 250], 5.5)
+    _run(root, "class", "a", 0, [260, 220, 210, 209, 208], 5.3)
+    _run(root, "class", "b", 0, [270, 230], 5.0)  # lower test, higher valid: must not be chosen
+    for seed in (1, 2):
+        _run(root, "full", "b", seed, [280, 241], 5.5)
+        _run(root, "class", "a", seed, [255, 209], 5.3)
+    return root, config
+
+
+def test_tables_choose_on_valid_and_give_intervals_and_not_run(study):
+    root, config = study
+    write_tuned_study(root, config)
+    models = {r["model"]: r for r in read_csv(root / "tables" / "study.csv")}
+    assert models["full"]["recipe"] == "b" and models["class"]["recipe"] == "a"
+    assert models["class"]["seeds"] == "0 1 2" and float(models["class"]["test_ppl_low"]) < float(
+        models["class"]["test_ppl_mean"]) < float(models["class"]["test_ppl_high"])
+    assert models["class"]["best_epochs"] == "5 2 2" and models["lightrnn"]["status"] == NOT_RUN
+    grid = read_csv(root / "tables" / "study-grid.csv")
+    at_max = {(r["model"], r["recipe"]): r["at_max"] for r in grid}
+    assert at_max[("class", "a")] in (True, "True")  # 5 epochs of 5, still improving
+    assert at_max[("full", "a")] in (False, "False")  # stopped: 2 epochs without improvement
+    ratios = read_csv(root / "tables" / "study-ratios.csv")
+    assert [r["status"] for r in ratios] == [NOT_RUN]
+    assert "LightRNN / class" in (root / "tables" / "study-ratios.md").read_text()
+    provenance = json.loads((root / "provenance.json").read_text())
+    assert provenance["git_revisions"] == ["abc1234"] and provenance["parts"]["light-grid"]["status"] == NOT_RUN
+    assert provenance["parts"]["base-seeds"]["runs"] == 4
+    assert (root / "plots" / "study.png").is_file()
+
+
+def test_the_ratio_interval_and_word_once_lightrnn_has_run(study):
+    root, config = study
+    for recipe, nll in (("a", 5.6), ("b", 5.8)):
+        _run(root, "lightrnn", recipe, 0, [300, 260], nll)
+    for seed in (1, 2):
+        _run(root, "lightrnn", "a", seed, [300, 261], 5.6)
+    write_tuned_study(root, config)
+    ratio = read_csv(root / "tables" / "study-ratios.csv")[0]
+    assert ratio["numerator"] == "lightrnn" and ratio["denominator"] == "class"
+    assert float(ratio["low"]) > 1 and ratio["word"] == "worse"  # 0.3 nats per token above, noise 0.05
+    assert float(ratio["ratio"]) == pytest.approx(np.exp(0.3), rel=0.05)
+
+
+def test_a_dirty_revision_is_refused(study):
+    root, config = study
+    _run(root, "full", "a", 1, [300], 5.6, rev="abc1234+dirty")
+    with pytest.raises(ValueError, match=r"uncommitted revision \(abc1234\+dirty\)"):
+        write_tuned_study(root, config)
