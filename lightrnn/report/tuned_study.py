@@ -38,6 +38,7 @@ from lightrnn.report.results import epoch_rows, realloc_rows
 
 NOT_RUN = "not run"
 BASELINE_GROUP, LIGHTRNN_GROUP = "baseline", "lightrnn"
+NO_REALLOC = "lightrnn-no-realloc"
 TABLES = ("study-grid", "study", "study-ratios", "study-spike")
 
 
@@ -207,6 +208,8 @@ def ratio_table(study: Study) -> Table:
     pairs += [(model, control) for model, entry in grid["models"].items()
               if entry.get("group") == LIGHTRNN_GROUP and entry.get("train", {}).get("model_options")
               for control in controls]
+    if NO_REALLOC in grid["models"] and "lightrnn" in grid["models"]:
+        pairs.append(("lightrnn", NO_REALLOC))  # the reallocation's worth: the same model keeping its table
     header = ["ratio (test ppl, mean of seeds)", "ratio", "95% interval (paired bootstrap)", "word"]
     cells, records = [], []
     for numerator, denominator in pairs:
@@ -239,7 +242,7 @@ def spike_table(study: Study) -> Table:
     cells, records = [], []
     chosen = study.chosen("lightrnn")
     for run in study.runs_of("lightrnn", chosen) if chosen else []:
-        control = study.runs.get(variant_name("lightrnn-no-realloc", chosen, run.spec["seed"]))
+        control = study.runs.get(variant_name(NO_REALLOC, chosen, run.spec["seed"]))
         if control is None:
             continue
         control_valid = {row["epoch"]: row["valid_ppl"] for row in epoch_rows(control.rows)}

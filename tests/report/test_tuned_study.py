@@ -98,3 +98,21 @@ def test_a_dirty_revision_is_refused(study):
     _run(root, "full", "a", 1, [300], 5.6, rev="abc1234+dirty")
     with pytest.raises(ValueError, match=r"uncommitted revision \(abc1234\+dirty\)"):
         write_tuned_study(root, config)
+
+
+def test_the_verdict_reads_the_tuned_study_and_says_not_run_until_lightrnn_has(study):
+    from lightrnn.report.verdict import NOT_CONFIRMED, NOT_RUN as VERDICT_NOT_RUN
+    from lightrnn.report.verdict import study_perplexity_row, study_reallocation_row
+
+    root, config = study
+    write_tuned_study(root, config)
+    assert study_perplexity_row(root).word == VERDICT_NOT_RUN
+    assert study_reallocation_row(root).word == VERDICT_NOT_RUN
+    for seed in (0, 1, 2):
+        _run(root, "lightrnn", "a", seed, [300, 260], 5.6)
+    _run(root, "lightrnn", "b", 0, [300, 270], 5.8)
+    write_tuned_study(root, config)
+    row = study_perplexity_row(root)
+    assert row.word == NOT_CONFIRMED and row.numbers["ratio_low"] > 1
+    assert "below LightRNN's test perplexity" in row.measured and "class" in row.measured
+    assert "abc1234"[:7] in row.source
