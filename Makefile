@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # The torch requirement installed first, from TORCH_INDEX when set (else pip's configured index).
 # From PyPI on Linux, torch==2.13.0 is the CUDA build (several GB); for the CPU-only wheel point
-# TORCH_INDEX at PyTorch's CPU wheel index (README: Two commands). CI's machine serves the CPU build.
+# TORCH_INDEX at PyTorch's CPU wheel index (README: Two commands; the literal URL is there). CI's machine serves the CPU build.
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
@@ -28,7 +28,8 @@ smoke: venv
 	$(BIN)/snakemake --configfile config/smoke.yaml --report results/smoke/report.html
 	@find results/smoke/tables results/smoke/plots results/smoke/report.html -type f | sort
 
-# The README's smoke-run block (figure, ACLW and reallocation tables) and docs/*.png, from results/smoke.
+# The generated blocks of README.md and docs/*.md (the answer, docs/verdict.md, the smoke-run block of
+# docs/workflow.md, docs/gpu.md's table, the study block of docs/study.md) and docs/*.png, from results/smoke.
 # The committed ablation study (results/paper/study-cpu) feeds the verdict's perplexity and reallocation rows.
 STUDY ?= results/paper/study-cpu
 docs: smoke
@@ -47,13 +48,13 @@ test-fast: venv
 clean-smoke:
 	rm -rf results/smoke resources/smoke
 
-# Every model side by side on this machine, then the README performance section from the CSVs.
+# Every model side by side on this machine, then docs/performance.md's section from the CSVs.
 BENCH_RUN ?= paper-run
 bench: venv
 	$(BIN)/snakemake --cores $(CORES) bench
 	$(BIN)/lightrnn bench readme --bench-dir results/$(BENCH_RUN)/bench --readme README.md
 
-# Every CUDA path on this machine's GPU and the paper-size throughput (README: GPU), within BUDGET
+# Every CUDA path on this machine's GPU and the paper-size throughput (docs/gpu.md), within BUDGET
 # seconds (default 330: under 6 minutes on a lent H100/H200); plain python, no venv, no Snakemake,
 # no network. Exits 2 with a one-line message where there is no CUDA device.
 # `make gpu-check DRY_RUN=1 OUT=/tmp/dry` runs the same logic on the CPU at tiny sizes.

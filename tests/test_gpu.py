@@ -195,8 +195,8 @@ def test_lightrnn_log_prob_chunks_agree_on_the_device() -> None:
     whole = model.log_prob(tokens, max_candidates=10**9)[0]
     chunked = model.log_prob(tokens, max_candidates=4 * 32 * 5)[0]  # 5 positions per call
     assert torch.allclose(chunked, whole, atol=1e-5)
-    # 1000 words in a 32 x 32 table: the 24 empty slots' mass is lost, never more than 1 in all.
-    assert (whole.exp().sum(-1) <= 1 + 1e-5).all()
+    # 1000 words in a 32 x 32 table: both softmaxes skip the 24 empty slots, so it sums to 1.
+    assert ((whole.exp().sum(-1) - 1).abs() <= 1e-4).all()
 
 
 def test_the_matmul_peak_times_batches_of_products() -> None:

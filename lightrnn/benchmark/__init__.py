@@ -5,6 +5,6 @@ One concept per module:
     flops       analytic FLOPs per token of each model (LSTM + output layer, what is computed)
     throughput  training / evaluation tokens/s and peak memory on a synthetic Zipfian stream
     scaling     reallocation time and gap against V; model sizes of the paper's configurations
-    report      the plot (PNG + PDF) and the README `performance` section, from the CSVs only
+    report      the plot (PNG + PDF) and the `performance` section of docs/performance.md, from the CSVs only
     suite       everything above into one folder (what `lightrnn bench all` and the rule run)
 """

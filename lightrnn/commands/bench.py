@@ -43,8 +43,8 @@ def _realloc_options(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="throughput / memory / reallocation scaling / model sizes -> CSV, plot, README section",
-        description="Benchmarks of every model side by side on this machine (README: performance).",
+        "bench", help="throughput / memory / reallocation scaling / model sizes -> CSV, plot, docs/performance.md section",
+        description="Benchmarks of every model side by side on this machine (docs/performance.md).",
     )
     commands = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
 
@@ -101,9 +101,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--out", type=Path, required=True, help="PNG path; the PDF goes beside it")
     plot.set_defaults(func=run_plot)
 
-    readme = commands.add_parser("readme", help="rewrite the README performance section from a bench folder")
+    readme = commands.add_parser("readme", help="rewrite the performance section (docs/performance.md) from a bench folder")
     readme.add_argument("--bench-dir", type=Path, required=True, help="folder written by `lightrnn bench all`")
-    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument("--readme", type=Path, default=Path("README.md"),
+                        help="the README; the section is rewritten in the page of it or its docs/ that holds it")
     readme.set_defaults(func=run_readme)
 
 

@@ -52,7 +52,7 @@ def _list(args: argparse.Namespace) -> int:
     for corpus in CORPORA.values():
         checksum = "-" if corpus.archive_format == "manual" else expected_checksum(corpus) or "pinned on first download"
         size = corpus.size_bytes if corpus.size_bytes is not None else "?"
-        url = corpus.urls[0] if corpus.urls else "manual: see README (data)"
+        url = corpus.urls[0] if corpus.urls else "manual: see docs/data.md"
         print(f"{corpus.name}\t{corpus.archive_format}\t{size}\t{checksum}\t{url}")
     print()
     print("dataset\tcorpus\tvocabulary rule")

@@ -43,17 +43,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     readme = commands.add_parser(
         "readme",
         prog=f"{parser.prog} readme",  # else argparse builds it from the two-line usage above
-        help="rewrite the README's verdict section, copy a run's figures into DOCS and rewrite its generated:<run> block",
+        help="rewrite the README's answer, the verdict, GPU, smoke-run and study blocks of README.md and DOCS/*.md",
         description="From RESULTS/tables/{aclw,reallocation}.{md,csv} and RESULTS/plots/"
         "{<dataset>-perplexity,size-speed}.png (written by `lightrnn report` / `make smoke`): copy the PNGs "
         "to DOCS/<run>-*.png and rewrite the block between <!-- generated:<run> --> and "
-        "<!-- /generated:<run> --> inside the README's workflow section; <run> is RESULTS's folder name. "
-        "Also rewrites the README's verdict section (<!-- section:verdict -->) from BENCH_DIR, RESULTS's "
-        "metrics and the closed-form parameter counts.",
+        "<!-- /generated:<run> --> inside the workflow section (docs/workflow.md); <run> is RESULTS's folder name. "
+        "Also rewrites the verdict section (<!-- section:verdict -->, docs/verdict.md) and the README's answer "
+        "(<!-- section:answer -->) from BENCH_DIR, the study or RESULTS's metrics and the closed-form parameter "
+        "counts. Each block is rewritten in whichever of README and DOCS/*.md holds its markers.",
     )
     readme.add_argument("--results", required=True, help="a rendered run folder, e.g. results/smoke")
     readme.add_argument("--readme", default="README.md", help="the README to rewrite (default: README.md)")
-    readme.add_argument("--docs", default="docs", help="folder for the PNG copies (default: docs)")
+    readme.add_argument("--docs", default="docs", help="the docs pages and the PNG copies (default: docs)")
     readme.add_argument("--aclw-plot-dataset", default="aclw-fr",
                         help="dataset of the perplexity figure to show (default: aclw-fr)")
     readme.add_argument("--study", default=None,

@@ -34,7 +34,7 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a CSV with numbers parsed (int, then float; other cells stay strings)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; write it first with `lightrnn bench` (see README, performance)")
+        raise FileNotFoundError(f"{path} does not exist; write it first with `lightrnn bench` (see docs/performance.md)")
     with open(path, newline="", encoding="utf-8") as stream:
         return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(stream)]
 

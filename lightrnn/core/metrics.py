@@ -42,6 +42,7 @@ EPOCH_EXTRAS: tuple[str, ...] = ("allreduce_bytes_per_step",)
 REALLOC_EXTRAS: tuple[str, ...] = (
     "realloc_accumulate_s", "realloc_solve_s", "realloc_bound_s", "realloc_method", "realloc_moved",
     "realloc_tokens", "realloc_nll_predicted", "realloc_keep_bonus", "realloc_columns", "realloc_alternate",
+    "realloc_column_gap",
 )
 PEAK_PHASE_FIELD = "peak_memory_{phase}_bytes"  # one per phase run since the previous row
 

@@ -32,6 +32,14 @@ def sample_logits(
     table slots). top_k: only the k largest (allowed) logits of each row stay. Float32 arithmetic.
     Returns LongTensor [B].
     """
+    probabilities = stage_probabilities(logits, temperature, top_k, allowed)  # [B, n]
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+
+
+def stage_probabilities(
+    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, allowed: Tensor | None = None,
+) -> Tensor:
+    """The distribution `sample_logits` draws from: [B, n] float32 (the tests enumerate it exactly)."""
     check_sampling(temperature, top_k)
     scores = logits.float() / float(temperature)  # [B, n]
     if allowed is not None:
@@ -39,5 +47,4 @@ def sample_logits(
     if top_k is not None and top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # [B, 1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
-    probabilities = torch.softmax(scores, dim=-1)  # [B, n]
-    return torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+    return torch.softmax(scores, dim=-1)

@@ -134,26 +134,95 @@ def mean_nll(model: Any, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
     return nll_sum / max(1, tokens_seen)
 
 
+def provisional_columns(rows: np.ndarray, old_cols: np.ndarray, num_cols: int) -> np.ndarray:
+    """Columns that make (rows, cols) a valid table: every word keeps its old column in its new
+    row unless a word that stayed in that row (or, among movers, a lower id) holds it; the others
+    take the row's free columns in order. [V] int64.
+
+    The self-consistent reallocation scores its columns under this table (new rows, old columns
+    where possible): a bijection, so the column softmaxes' supports and normalisers are those of
+    a real table (`accumulate_column_losses`).
+    """
+    rows, old_cols = np.asarray(rows, dtype=np.int64), np.asarray(old_cols, dtype=np.int64)
+    cols = np.empty_like(old_cols)
+    order = np.argsort(rows, kind="stable")
+    bounds = np.searchsorted(rows[order], np.arange(int(rows.max(initial=0)) + 2))
+    for row in range(len(bounds) - 1):
+        words = order[bounds[row]:bounds[row + 1]]
+        if len(words) > num_cols:
+            raise ValueError(f"provisional_columns: row {row} holds {len(words)} words, more than its {num_cols} slots")
+        taken = np.zeros(num_cols, dtype=bool)
+        waiting = []
+        for word in words:  # ascending ids (stable sort), so the first claim of a column is the lowest id
+            col = old_cols[word]
+            if taken[col]:
+                waiting.append(word)
+            else:
+                taken[col] = True
+                cols[word] = col
+        free = np.flatnonzero(~taken)
+        cols[np.asarray(waiting, dtype=np.int64)] = free[:len(waiting)]
+    return cols
+
+
 @torch.no_grad()
-def accumulate_column_losses(model: Any, batches: Iterable[tuple[Tensor, Tensor]], rows: np.ndarray) -> np.ndarray:
+def accumulate_column_losses(
+    model: Any, batches: Iterable[tuple[Tensor, Tensor]], rows: np.ndarray, cols: np.ndarray | None = None,
+) -> np.ndarray:
     """col_loss [V, C] float64 with every word fed its row in `rows` [V] (not the model's table).
 
-    The column step of a target then reads x_r(rows[w]), the row it will have, so its column
-    losses are scored under the new row (the history reads the new rows and the old columns,
-    the best guess of the new table before its columns are known). The model's table is put
-    back afterwards.
+    The model is scored under the valid table (rows, cols), by default cols =
+    `provisional_columns(rows, the model's columns)`: the history and the column step read the
+    new rows (and the old columns where they are free), and each column softmax is normalised
+    over the words that share the target's new row at those columns. col_loss[w, c] sums over
+    the positions with target w the loss of w at column c of its new row (`slot_log_probs`): the
+    exact loss at its provisional column, the other columns priced with that row's normaliser.
+    What this matching cannot see: the normaliser moves when the row's words change columns
+    (per-word terms, or a row with empty slots); `table_column_nll` measures the final table's.
+    The model's table is put back afterwards.
     """
+    table = model.table
+    if cols is None:
+        cols = provisional_columns(rows, table.cols, table.num_cols)
     device = _device_of(model)
     vocab_size, num_cols = int(model.vocab_size), int(model.num_cols)
-    saved = model.word_row.clone()
     total = torch.zeros(vocab_size, num_cols, dtype=torch.float64, device=device)
+    model.set_table(type(table)(rows, cols, table.num_rows, table.num_cols))
     try:
-        model.word_row.copy_(torch.as_tensor(rows, dtype=torch.long, device=device))
         state = None
         for tokens, targets in batches:
             tokens, targets = tokens.to(device), targets.to(device)
             _, col_logp, state = model.slot_log_probs(tokens, targets, state)  # [B, T, C]
             total.index_add_(0, targets.reshape(-1), col_logp.reshape(-1, num_cols).double(), alpha=-1)
     finally:
-        model.word_row.copy_(saved)
+        model.set_table(table)
     return total.cpu().numpy()
+
+
+@torch.no_grad()
+def table_column_nll(
+    model: Any, batches: Iterable[tuple[Tensor, Tensor]], rows: np.ndarray, history_cols: np.ndarray,
+    final_cols: np.ndarray,
+) -> float:
+    """Summed column NLL of the table (rows, final_cols) with the history fed (rows, history_cols).
+
+    Each target's column softmax is normalised over the words of its row at their FINAL columns
+    (every per-word term where the final table puts it; empty slots skipped): the exact column
+    part of the self-consistent reallocation's objective, where `accumulate_column_losses` had to
+    use the provisional columns' normalisers. The model's table is put back afterwards.
+    """
+    table = model.table
+    device = _device_of(model)
+    final = torch.as_tensor(np.asarray(final_cols, dtype=np.int64), device=device)
+    type(table)(rows, final_cols, table.num_rows, table.num_cols)  # a valid table, or a ValueError naming the clash
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    model.set_table(type(table)(rows, history_cols, table.num_rows, table.num_cols))
+    try:
+        state = None
+        for tokens, targets in batches:
+            tokens, targets = tokens.to(device), targets.to(device)
+            _, col_logp, state = model.slot_log_probs(tokens, targets, state, slot_cols=final)  # [B, T, C]
+            total -= col_logp.gather(-1, final[targets].unsqueeze(-1)).double().sum()
+    finally:
+        model.set_table(table)
+    return float(total)

@@ -46,6 +46,22 @@ def _full_precision(logits: Tensor) -> Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
+def _masked(logits: Tensor, keep: Tensor) -> Tensor:
+    """`logits` with -inf where `keep` (broadcast) is False: a softmax over the kept entries only."""
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def _slot_scores(logits: Tensor, keep: Tensor) -> Tensor:
+    """Log-probabilities normalised over the kept entries; an empty entry scores what it would get
+    if the one word scored moved into it alone: logit - log(Z_kept + exp(logit)).
+
+    The kept entries are the model's exact log-softmax (what `forward` trains); the empty ones are
+    finite, so the reallocation losses can price a move into an empty row or column.
+    """
+    normaliser = torch.logsumexp(_masked(logits, keep), dim=-1, keepdim=True)
+    return torch.where(keep, logits - normaliser, logits - torch.logaddexp(normaliser, logits))
+
+
 class LightRNN(LanguageModel):
     """LightRNN language model over `vocab_size` word ids.
 
@@ -73,9 +89,16 @@ class LightRNN(LanguageModel):
             `lightrnn.method.reallocate.reallocate_model`).
         realloc_alternate: with "consistent", how many rows-then-columns passes (>= 1).
 
-    Capacity fixes (word_bias, word_dim, word_input_dim) keep LightRNN's O(sqrt V) work per
-    token and add O(V) parameters for a fixed k; every word's terms follow it when it moves.
-    Empty slots (V < R * C) get no word term, and their mass stays lost as without them.
+    Capacity fixes (word_bias, word_dim, word_input_dim) add O(C k + k E) work per token and
+    O(V) parameters for a fixed k (k (V + H) + k (V + E) + V: at the paper's V and k = 32, more
+    than plain LightRNN has in all; `lightrnn params`); every word's terms follow it when it
+    moves. Their tables are sparse-gradient embeddings (`sparse_parameters`), so a training step
+    touches only the rows of the words it reads, never a V x k gradient.
+
+    A distribution over exactly the V words at every V: where V < R * C the table has empty
+    slots, and both softmaxes skip them (the row softmax skips rows with no word, the column
+    softmax the empty slots of the row), wherever the current table puts them. The paper's
+    form gives the empty slots probability mass and so sums to less than 1; it is not kept.
 
     The table lives in the buffers `word_row`, `word_col` (LongTensor [V]), so it is part of the
     state_dict and travels with checkpoints.
@@ -195,16 +218,42 @@ class LightRNN(LanguageModel):
             col_in = col_in + self.word_in_proj(self.word_in(tokens))
         return col_in
 
-    def _slot_words(self) -> tuple[Tensor, Tensor]:
-        """(words [R, C]: the id in every slot, 0 where empty; filled [R, C] bool), from the buffers.
+    def _slot_words(self, rows: Tensor | None = None, cols: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(words [R, C]: the id in every slot, 0 where empty; filled [R, C] bool) of the table
+        (rows, cols) [V], by default the buffers.
 
-        Rebuilt on every call (O(V)) so it always follows set_table and load_state_dict.
+        Cached per table: the key is the two tensors' identity, storage and in-place version
+        counter, so any change to the buffers (set_table, load_state_dict, a copy_ into them,
+        moving the model) rebuilds it; a cache hit costs nothing, a rebuild O(V).
         """
+        rows = self.word_row if rows is None else rows
+        cols = self.word_col if cols is None else cols
+        key = tuple((id(t), t.data_ptr(), t._version, t.device) for t in (rows, cols))
+        cached = self.__dict__.get("_slot_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         slots = self._num_rows * self._num_cols
-        owner = torch.full((slots,), self.vocab_size, dtype=torch.long, device=self.word_row.device)
-        owner[self.word_row * self._num_cols + self.word_col] = torch.arange(self.vocab_size, device=owner.device)
+        owner = torch.full((slots,), self.vocab_size, dtype=torch.long, device=rows.device)
+        owner[rows * self._num_cols + cols] = torch.arange(self.vocab_size, device=owner.device)
         filled = owner < self.vocab_size
-        return owner.clamp(max=self.vocab_size - 1).view(self._num_rows, -1), filled.view(self._num_rows, -1)
+        if int(filled.sum()) != self.vocab_size:
+            raise ValueError("LightRNN: the word table is not a bijection (two words share a slot)")
+        value = (owner.clamp(max=self.vocab_size - 1).view(self._num_rows, -1), filled.view(self._num_rows, -1))
+        self.__dict__["_slot_cache"] = (key, value)
+        return value
+
+    def _row_keep(self, rows: Tensor | None = None, cols: Tensor | None = None) -> Tensor:
+        """[R] bool: the rows holding at least one word (the row softmax's support)."""
+        return self._slot_words(rows, cols)[1].any(dim=1)
+
+    def _col_keep(self, row: Tensor, rows: Tensor | None = None, cols: Tensor | None = None) -> Tensor:
+        """[..., C] bool: the filled slots of each `row` [...] (the column softmax's support).
+
+        An empty row keeps every slot: its column softmax is never read (no word is in it), and a
+        softmax over no entry would be NaN, which would poison gradients through the others.
+        """
+        filled = self._slot_words(rows, cols)[1]
+        return (filled | ~filled.any(dim=1, keepdim=True))[row]
 
     def _word_terms(self, words: Tensor, hidden: Tensor) -> Tensor:
         """b_w + u_w . P h for words [..., n] given the column hidden state [..., H]: [..., n]."""
@@ -216,9 +265,9 @@ class LightRNN(LanguageModel):
             terms = terms + (self.word_out(words).float() * query.unsqueeze(-2)).sum(-1)
         return terms
 
-    def _row_word_terms(self, rows: Tensor, hidden: Tensor) -> Tensor:
+    def _row_word_terms(self, rows: Tensor, hidden: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots."""
-        words, filled = self._slot_words()
+        words, filled = self._slot_words(*(table or (None, None)))
         return self._word_terms(words[rows], hidden) * filled[rows]
 
     # ----- the table -----------------------------------------------------------------------
@@ -280,36 +329,53 @@ class LightRNN(LanguageModel):
         return self.drop(row_hidden), self.drop(col_hidden), state
 
     def slot_log_probs(
-        self, tokens: Tensor, targets: Tensor, state: State | None = None
+        self, tokens: Tensor, targets: Tensor, state: State | None = None,
+        slot_cols: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, State]:
         """Row and column log-softmaxes at every position, under the current table.
 
         Returns (row_logp [B, T, R], col_logp [B, T, C], state): row_logp[b, t] is the
         distribution of the row of targets[b, t]; col_logp[b, t] that of its column, given its
-        true row (teacher forcing). Computed in float32 even under autocast.
+        true row (teacher forcing). Computed in float32 even under autocast. Both are normalised
+        over the filled entries (rows with a word, the target row's filled slots), so at the
+        target's own row and column they are the model's exact log-probabilities; an empty
+        entry scores what the target would get there alone (`_slot_scores`), which the
+        reallocation reads as the price of moving into it.
 
         With per-word terms (word_bias, word_dim) col_logp[b, t, c] scores the target word
         itself at column c: Y_c h [c] + its own term, less the log-normaliser over the row's
         current words, so it equals the model's log-probability at the target's own column and
         ranks the other columns by what the word would get there (its term moves with it).
+
+        slot_cols: [V] columns of another table with the same rows: its slots define the
+        softmaxes' supports and normalisers while the input sequence still reads the buffers'
+        columns (the self-consistent reallocation prices its final columns under the history it
+        scored them with, `lightrnn.method.losses.table_column_nll`).
         """
+        rows, cols = self.word_row, (self.word_col if slot_cols is None else slot_cols)
         row_hidden, col_hidden, state = self._hidden(tokens, targets, state)
-        row_logp = F.log_softmax(_full_precision(self.row_head(row_hidden)), dim=-1)  # [B, T, R]
+        row_logp = _slot_scores(_full_precision(self.row_head(row_hidden)), self._row_keep(rows, cols))  # [B, T, R]
         col_logits = _full_precision(self.col_head(col_hidden))  # [B, T, C]
+        target_rows = rows[targets]
+        keep = self._col_keep(target_rows, rows, cols)  # [B, T, C]
         if not self._has_word_terms:
-            return row_logp, F.log_softmax(col_logits, dim=-1), state
-        normaliser = torch.logsumexp(col_logits + self._row_word_terms(self.word_row[targets], col_hidden), dim=-1)
-        own = self._word_terms(targets.unsqueeze(-1), col_hidden)  # [B, T, 1]
-        return row_logp, col_logits + own - normaliser.unsqueeze(-1), state
+            return row_logp, _slot_scores(col_logits, keep), state
+        slots = col_logits + self._row_word_terms(target_rows, col_hidden, (rows, cols))
+        normaliser = torch.logsumexp(_masked(slots, keep), dim=-1, keepdim=True)
+        own = col_logits + self._word_terms(targets.unsqueeze(-1), col_hidden)  # the target at every column
+        col_logp = torch.where(keep, own - normaliser, own - torch.logaddexp(normaliser, own))
+        return row_logp, col_logp, state
 
     def forward(self, tokens: Tensor, targets: Tensor, state: State | None = None) -> LMOutput:
         """nll [B, T] = CE_row + CE_col of each target, in nats; the state to carry on."""
         row_hidden, col_hidden, state = self._hidden(tokens, targets, state)
-        row_logits = _full_precision(self.row_head(row_hidden))  # [B, T, R]
+        target_rows = self.word_row[targets]  # [B, T]
+        row_logits = _masked(_full_precision(self.row_head(row_hidden)), self._row_keep())  # [B, T, R]
         col_logits = _full_precision(self.col_head(col_hidden))  # [B, T, C]
         if self._has_word_terms:
-            col_logits = col_logits + self._row_word_terms(self.word_row[targets], col_hidden)
-        row_nll = F.cross_entropy(row_logits.transpose(1, 2), self.word_row[targets], reduction="none")
+            col_logits = col_logits + self._row_word_terms(target_rows, col_hidden)
+        col_logits = _masked(col_logits, self._col_keep(target_rows))  # the row's filled slots only
+        row_nll = F.cross_entropy(row_logits.transpose(1, 2), target_rows, reduction="none")
         col_nll = F.cross_entropy(col_logits.transpose(1, 2), self.word_col[targets], reduction="none")
         return LMOutput(row_nll + col_nll, state)  # [B, T]
 
@@ -320,8 +386,8 @@ class LightRNN(LanguageModel):
         """The exact next-word distribution at every position: log P [B, T, V] and the state.
 
         For every position the column step is run from the true state for all R candidate rows
-        at once, so log P(w) = row_logp[r(w)] + col_logp[r(w), c(w)]. Sums to 1 over V when every
-        slot holds a word, to less when slots are empty (that mass is lost, never redistributed).
+        at once, so log P(w) = row_logp[r(w)] + col_logp[r(w), c(w)], both softmaxes over the
+        filled entries only: it sums to 1 over the V words at every V, empty slots or not.
         The state returned is the one `forward` returns for the same tokens.
 
         Memory: the float32 output (4 * B * T * V bytes) plus, per chunk of t positions (t * B * R
@@ -348,7 +414,8 @@ class LightRNN(LanguageModel):
             row_outputs.append(output[:, 1])  # [B, H]
             hidden_after_col.append(state[0])  # [L, B, H]
             cell_after_col.append(state[1])
-        row_logp = F.log_softmax(_full_precision(self.row_head(self.drop(torch.stack(row_outputs, dim=1)))), dim=-1)  # [B, T, R]
+        row_logits = _full_precision(self.row_head(self.drop(torch.stack(row_outputs, dim=1))))  # [B, T, R]
+        row_logp = F.log_softmax(_masked(row_logits, self._row_keep()), dim=-1)  # [B, T, R]
 
         rows = self._num_rows
         word_slot = self.word_row * self._num_cols + self.word_col  # [V]
@@ -367,10 +434,10 @@ class LightRNN(LanguageModel):
             col_output, _ = run_lstm(self.lstm, self.drop(candidates), (h, c))  # [B*t*R, 1, H]
             col_hidden = self.drop(col_output[:, 0])  # [B*t*R, H]
             col_logits = _full_precision(self.col_head(col_hidden))  # [B*t*R, C]
+            candidate_rows = torch.arange(rows, device=col_hidden.device).repeat(batch_size * width)
             if self._has_word_terms:
-                candidate_rows = torch.arange(rows, device=col_hidden.device).repeat(batch_size * width)
                 col_logits = col_logits + self._row_word_terms(candidate_rows, col_hidden)
-            col_logp = F.log_softmax(col_logits, dim=-1)
+            col_logp = F.log_softmax(_masked(col_logits, self._col_keep(candidate_rows)), dim=-1)
             col_logp = col_logp.reshape(batch_size, width, rows * self._num_cols)  # [B, t, R*C]
             # log P(w) for every word id: (r(w)) from row_logp, (r(w), c(w)) from col_logp.
             word_logp[:, start:stop] = row_logp[:, start:stop, self.word_row] + col_logp[:, :, word_slot]
@@ -411,9 +478,10 @@ class LightRNN(LanguageModel):
 
         From the state after x_c of the previous word: feed x_r(token), x_c(token); the row head
         gives P_r, a row r is drawn; one LSTM step on x_r(r) gives P_c(. | r), a column c is drawn;
-        the word is the one in slot (r, c). Never a V-way softmax: R + C logits per word. Empty
-        slots are excluded (rows with no word, then the empty columns of the drawn row), i.e. the
-        draw is conditioned on landing on a word. Returns (words [B], the state after x_c(token)),
+        the word is the one in slot (r, c). Never a V-way softmax: R + C logits per word. Both
+        draws are over the softmaxes' supports in `log_prob` (rows with a word, then the filled
+        slots of the drawn row), so at temperature 1 without top_k a word is drawn with exactly
+        its `log_prob` probability, at every V. Returns (words [B], the state after x_c(token)),
         which is what `forward` carries, so the next call continues from it.
         """
         from lightrnn.core.sampling import sample_logits
@@ -422,16 +490,12 @@ class LightRNN(LanguageModel):
             state = self.init_state(token.shape[0])
         pair = torch.stack((self.row_embedding(self.word_row[token]), self._column_input(token)), dim=1)
         output, state = run_lstm(self.lstm, self.drop(pair), state)  # [B, 2, H]
-        occupied = torch.zeros(self._num_rows, self._num_cols, dtype=torch.bool, device=token.device)
-        occupied[self.word_row, self.word_col] = True  # [R, C]
         row_logits = self.row_head(self.drop(output[:, 1]))  # [B, R]
-        row = sample_logits(row_logits, temperature, top_k, generator, allowed=occupied.any(dim=1))  # [B]
+        row = sample_logits(row_logits, temperature, top_k, generator, allowed=self._row_keep())  # [B]
         col_output, _ = run_lstm(self.lstm, self.drop(self.row_embedding(row).unsqueeze(1)), state)  # [B, 1, H]
         col_hidden = self.drop(col_output[:, 0])  # [B, H]
         col_logits = self.col_head(col_hidden)  # [B, C]
         if self._has_word_terms:
             col_logits = col_logits + self._row_word_terms(row, col_hidden)
-        col = sample_logits(col_logits, temperature, top_k, generator, allowed=occupied[row])  # [B]
-        slot_word = torch.full((self._num_rows * self._num_cols,), -1, dtype=torch.long, device=token.device)
-        slot_word[self.word_row * self._num_cols + self.word_col] = torch.arange(self.vocab_size, device=token.device)
-        return slot_word[row * self._num_cols + col], state
+        col = sample_logits(col_logits, temperature, top_k, generator, allowed=self._col_keep(row))  # [B]
+        return self._slot_words()[0][row, col], state

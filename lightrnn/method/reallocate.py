@@ -46,14 +46,15 @@ from torch import Tensor
 from lightrnn.core import distributed
 from lightrnn.core.fileio import atomic_open
 from lightrnn.method import assignment
-from lightrnn.method.losses import accumulate_column_losses, accumulate_losses, mean_nll, take_batches
+from lightrnn.method.losses import (accumulate_column_losses, accumulate_losses, mean_nll, provisional_columns,
+                                   table_column_nll, take_batches)
 from lightrnn.method.word_table import WordTable
 
 METHODS = ("exact", "greedy", "sparse", "refine", "auction", "auto")
 # Default size limit of `exact`: V * R * C cost cells (4M cells = 32 MB, about a second).
 MAX_EXACT_CELLS = 4_000_000
 # Defaults of the sparse matching: candidates per side, and the edge count above which `auto`
-# skips it (scipy's LAPJVsp time grows faster than its edges; see the README's measurements).
+# skips it (scipy's LAPJVsp time grows faster than its edges; see docs/performance.md's measurements).
 SPARSE_CANDIDATES = 12
 MAX_SPARSE_EDGES = 2_000_000
 # Candidates per side where the slot-price bound looks for a cheaper slot than the priced table's.
@@ -333,9 +334,11 @@ def _consistent(model: Any, used: Iterable[tuple[Tensor, Tensor]], row_loss: np.
     greedy, via `solve` with zero column losses), then the
     columns scored under the new rows and assigned exactly per row; `alternate` times, each later
     pass rescoring the rows under the table the previous one made. Returns (table, objective,
-    lower bound, solve seconds, bound seconds): objective = row objective + exact column value
-    (both in the losses of the last pass); the bound is the row problem's bound plus that
-    column value (the columns are optimal given the rows)."""
+    lower bound, solve seconds, bound seconds, column gap): objective = row objective + the
+    column assignment's value (both in the losses of the last pass, the columns priced with the
+    provisional table's normalisers); the bound is the row problem's bound plus that column
+    value (the columns are optimal given the rows); column gap = the final table's exact column
+    NLL (`table_column_nll`, same history) less that value: what the matching could not see."""
     num_rows, num_cols = current.num_rows, current.num_cols
     table, solve_s, bound_s = current, 0.0, 0.0
     for step in range(alternate):
@@ -355,13 +358,17 @@ def _consistent(model: Any, used: Iterable[tuple[Tensor, Tensor]], row_loss: np.
             lambda row_loss=row_loss, zeros=zeros: solve(row_loss, zeros, method=rows_method, **solver_options))
         solve_s += rows_solved.seconds - rows_solved.bound_seconds
         bound_s += rows_solved.bound_seconds
-        col_loss = distributed.sum_array_to_main(accumulate_column_losses(model, used, rows_solved.rows))
+        history_cols = provisional_columns(rows_solved.rows, table.cols, num_cols)
+        col_loss = distributed.sum_array_to_main(
+            accumulate_column_losses(model, used, rows_solved.rows, history_cols))
         start = time.perf_counter()
         cols, column_value = distributed.run_on_main(lambda: assign_columns(col_loss, rows_solved.rows, num_rows))
         solve_s += time.perf_counter() - start
         table = WordTable(rows_solved.rows, cols, num_rows, num_cols)
+    exact = distributed.sum_scalars(table_column_nll(model, used, table.rows, history_cols, table.cols))[0]
     model.set_table(current)
-    return (table, rows_solved.objective + column_value, rows_solved.lower_bound + column_value, solve_s, bound_s)
+    return (table, rows_solved.objective + column_value, rows_solved.lower_bound + column_value, solve_s, bound_s,
+            exact - column_value)
 
 
 # ----- between rounds ----------------------------------------------------------------------------
@@ -451,8 +458,9 @@ def reallocate_model(
     Returns realloc_objective, realloc_lower_bound (of the problem solved: with `keep_bonus`, the
     losses less the bonus), realloc_s, realloc_accumulate_s, realloc_solve_s, realloc_bound_s,
     realloc_method, realloc_nll_before, realloc_nll_after, realloc_moved (fraction of words whose
-    slot changed), realloc_tokens (targets read), realloc_columns and realloc_nll_predicted: the
-    objective per token, sum_w row_loss[w, r'(w)] + col_loss[w, c'(w)] over the tokens.
+    slot changed), realloc_tokens (targets read), realloc_columns, realloc_column_gap and
+    realloc_nll_predicted: the objective per token, sum_w row_loss[w, r'(w)] + col_loss[w, c'(w)]
+    over the tokens (with columns="consistent" plus the column gap, see below).
 
     What "predicted" is, and why measured-after is far above it. With the separable objective,
     row_loss[w, r'] is right for the new row (the row head's input does not depend on w's own
@@ -465,9 +473,15 @@ def reallocate_model(
     same audit fed the history the old table and only the column step the new row: the input
     side, words reading other row and column vectors in the history, explained at most ~0.3
     nats of it).
-    With columns="consistent" the column losses are scored under the new rows, so "predicted" is
-    the normalised NLL of the new table with the history fed the new rows and old columns, and
-    only that input-side part remains.
+    With columns="consistent" the column losses are scored under the new rows (the history fed
+    the provisional table: new rows, old columns where free, `provisional_columns`), and after
+    the columns are assigned one more pass prices the final table exactly (`table_column_nll`:
+    each column softmax over the words of the target's row at their final columns), so
+    "predicted" is the row losses (old table, as above) plus the final table's normalised column
+    NLL under that history. realloc_column_gap (consistent only, nats per token) is that exact
+    column NLL less the assignment's value: what the matching cannot see, since a column's
+    normaliser depends on which words share the row and where (per-word terms, empty slots).
+    realloc_objective and realloc_lower_bound stay those of the problem the matching solved.
     """
     start = time.perf_counter()
     was_training = bool(getattr(model, "training", False))
@@ -494,11 +508,12 @@ def reallocate_model(
                 raise ValueError(f"reallocate_model: columns must be 'separable' or 'consistent', got {columns!r}")
             if columns == "consistent":
                 col_loss = None
-                table, objective, bound, solve_s, bound_s = _consistent(
+                table, objective, bound, solve_s, bound_s, column_gap = _consistent(
                     model, used, row_loss, current, method, max(1, int(alternate)), bonus, solver_options)
                 allocation = Allocation(table.rows, table.cols, objective, bound, solve_s + bound_s, bound_s)
                 kept = bonus[table.rows == current.rows].sum()
             else:
+                column_gap = None
                 if keep_bonus > 0:
                     apply_keep_bonus(row_loss, col_loss, current, bonus)
                 allocation = distributed.run_on_main(
@@ -508,7 +523,7 @@ def reallocate_model(
             row_loss = col_loss = None  # free V x (R + C) floats before training resumes
             moved = float(np.mean((table.rows != current.rows) | (table.cols != current.cols)))
             # The objective per token (bonus removed): see "What predicted is" above.
-            predicted = (allocation.objective + kept) / max(tokens.sum(), 1.0)
+            predicted = (allocation.objective + kept + (column_gap or 0.0)) / max(tokens.sum(), 1.0)
             model.set_table(table)
             seconds = time.perf_counter() - start
             nll_after = distributed.mean_over_ranks(mean_nll(model, used))
@@ -532,4 +547,5 @@ def reallocate_model(
         "realloc_keep_bonus": keep_bonus,
         "realloc_columns": columns,
         "realloc_alternate": int(alternate) if columns == "consistent" else None,
+        "realloc_column_gap": None if column_gap is None else float(column_gap / max(tokens.sum(), 1.0)),
     }

@@ -1,11 +1,14 @@
-"""README blocks rewritten from result files, never typed by hand.
+"""README and docs-page blocks rewritten from result files, never typed by hand.
 
-The README marks each generated region with a pair of HTML comments: a whole section
+The documentation is README.md and one Markdown page per topic in its docs folder (`docs/*.md`).
+A page marks each generated region with a pair of HTML comments: a whole section
 (`<!-- section:NAME -->` ... `<!-- /section:NAME -->`, e.g. `lightrnn bench readme`'s performance
-section) or a block inside a section (`<!-- generated:NAME -->` ... `<!-- /generated:NAME -->`,
-e.g. `lightrnn report readme`'s smoke-run figure and tables in the workflow section). This module
-is the one place that finds and rewrites those markers and writes the README atomically: the
-other modules only build the text (`performance.performance_markdown`, `verdict.readme_section`,
+section in docs/performance.md) or a block inside a section (`<!-- generated:NAME -->` ...
+`<!-- /generated:NAME -->`, e.g. `lightrnn report readme`'s smoke-run figure and tables in the
+workflow section of docs/workflow.md). A block lives in whichever page holds its markers (exactly
+one page must), so a block moves with its topic without touching this code. This module is the one
+place that finds and rewrites those markers and writes the pages atomically: the other modules only
+build the text (`performance.performance_markdown`, `verdict.readme_section`, `verdict.readme_answer`,
 `study.readme_block`); `tests/test_structure.py` fails on a README write anywhere else.
 
 `write_smoke_block` is the `lightrnn report readme` generator: it copies a run's ACLW-French and
@@ -60,6 +63,25 @@ def read_readme(readme: str | Path) -> str:
     return readme.read_text(encoding="utf-8")
 
 
+def doc_pages(readme: str | Path, docs: str | Path | None = None) -> list[Path]:
+    """README.md and the Markdown pages of DOCS (default: the README's `docs/` folder): where blocks may live."""
+    readme = Path(readme)
+    docs = Path(docs) if docs is not None else readme.parent / "docs"
+    return [readme, *sorted(docs.glob("*.md"))] if docs.is_dir() else [readme]
+
+
+def page_of(pages: list[Path], name: str, kind: str = "section") -> Path:
+    """The one page of `pages` that holds the opening marker of `name` (the README first, as --readme names it)."""
+    start, _ = markers(name, kind)
+    read_readme(pages[0])  # a missing README is named as the --readme option
+    holding = [page for page in pages if page.is_file() and start in page.read_text(encoding="utf-8")]
+    if len(holding) != 1:
+        where = ", ".join(page.as_posix() for page in (holding or pages))
+        raise ValueError(f"exactly one page must hold {start} ... {markers(name, kind)[1]}; "
+                         f"{'found it in' if holding else 'none of'} {where}")
+    return holding[0]
+
+
 def write_readme(readme: str | Path, text: str) -> Path:
     """Replace the README with `text` atomically, keeping its permissions; returns its path."""
     readme = Path(readme)
@@ -109,6 +131,7 @@ def smoke_block(
     docs: str | Path,
     aclw_plot_dataset: str = "aclw-fr",
     command: str | None = None,
+    page: str | Path | None = None,
 ) -> tuple[str, dict[Path, Path]]:
     """The block's Markdown and the PNG copies it needs ({source: target}), from RESULTS's tables/plots.
 
@@ -135,7 +158,7 @@ def smoke_block(
         f"the {run} run's {aclw_plot_dataset} figure, ACLW table and LightRNN reallocation table. "
         f"Tiny models, a few steps: they show the layout, not LightRNN's quality."
     )
-    image = _posix_relpath(copies[results / "plots" / f"{figure}.png"], readme.parent)
+    image = _posix_relpath(copies[results / "plots" / f"{figure}.png"], Path(page or readme).parent)
     lines = wrap_prose([sentence]) + ["", f"![{run} {aclw_plot_dataset} perplexity]({image})", ""]
     for table in TABLES:
         lines += [(results / "tables" / f"{table}.md").read_text(encoding="utf-8").strip(), ""]
@@ -149,62 +172,82 @@ def write_smoke_block(
     aclw_plot_dataset: str = "aclw-fr",
     command: str | None = None,
 ) -> list[Path]:
-    """Copy the run's PNGs into DOCS and rewrite the README's `generated:<run>` block; returns written paths.
+    """Copy the run's PNGs into DOCS and rewrite the `generated:<run>` block; returns written paths.
 
+    The block is in whichever page of the README and DOCS/*.md holds its markers (docs/workflow.md).
     Everything is read and checked (inputs, markers) before the first write; each file is replaced
     atomically. `command` is the command line quoted in the provenance sentence (default: the CLI's).
     """
     readme, docs = Path(readme), Path(docs)
-    body, copies = smoke_block(results, readme, docs, aclw_plot_dataset, command)
     block = Path(results).resolve().name
-    text = replace_block_in_section(read_readme(readme), WORKFLOW_SECTION, block, body)
+    page = page_of(doc_pages(readme, docs), block, "generated")
+    body, copies = smoke_block(results, readme, docs, aclw_plot_dataset, command, page=page)
+    text = replace_block_in_section(read_readme(page), WORKFLOW_SECTION, block, body)
     docs.mkdir(parents=True, exist_ok=True)
     for source, target in copies.items():
         write_bytes(target, source.read_bytes())
-    write_readme(readme, text)
-    return [*copies.values(), readme]
+    write_readme(page, text)
+    return [*copies.values(), page]
 
 
 def write_performance_section(bench_dir: str | Path, readme: str | Path) -> Path:
-    """Regenerate the README's performance section from `bench_dir`'s CSV files (atomic rewrite)."""
+    """Regenerate the performance section (docs/performance.md: the page of README.md's docs folder that
+    holds it) from `bench_dir`'s CSV files (atomic rewrite); returns the page written."""
     from lightrnn.report.performance import SECTION, performance_markdown
 
-    return write_readme(readme, replace_section(read_readme(readme), SECTION, performance_markdown(bench_dir)))
+    page = page_of(doc_pages(readme), SECTION)
+    body = performance_markdown(bench_dir, page.parent)
+    return write_readme(page, replace_section(read_readme(page), SECTION, body))
 
 
 def write_study_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> list[Path]:
-    """Copy the study's figure into DOCS and rewrite the README's `generated:<study folder>` block."""
+    """Copy the study's figure into DOCS and rewrite the `generated:<study folder>` block (docs/study.md)."""
     from lightrnn.report.study import README_SECTION, readme_block
 
-    body, copies = readme_block(study_dir, readme, docs, command)
-    text = replace_block_in_section(read_readme(readme), README_SECTION, Path(study_dir).name, body)
+    page = page_of(doc_pages(readme, docs), Path(study_dir).name, "generated")
+    body, copies = readme_block(study_dir, page, docs, command)
+    text = replace_block_in_section(read_readme(page), README_SECTION, Path(study_dir).name, body)
+    Path(docs).mkdir(parents=True, exist_ok=True)
     for source, target in copies.items():
         write_bytes(target, source.read_bytes())
-    write_readme(readme, text)
-    return [*copies.values(), Path(readme)]
+    write_readme(page, text)
+    return [*copies.values(), page]
 
 
 def update_readme(
     results: Path | str, readme: Path | str, docs: Path | str, bench_dir: Path | str, study: Path | str | None,
     aclw_plot_dataset: str | None, command: str, gpu_dir: Path | str | None = None,
 ) -> list[Path]:
-    """`lightrnn report readme`: the verdict section, the GPU throughput block, the smoke block and
-    (with `study`) the study block, from committed results; everything is built and checked before
-    the first write. `gpu_dir`: a `make gpu-check` folder (None: none is committed)."""
+    """`lightrnn report readme`: the README's answer, the verdict section, the GPU throughput block, the
+    smoke block and (with `study`) the study block, from committed results, each in the page that holds
+    its markers (README.md or DOCS/*.md); everything is built and checked before the first write.
+    `gpu_dir`: a `make gpu-check` folder (None: none is committed)."""
     from lightrnn.report import gpu_speed
     from lightrnn.report import study as study_module
-    from lightrnn.report.verdict import README_SECTION, readme_section
+    from lightrnn.report.verdict import ANSWER_SECTION, README_SECTION, readme_answer, readme_verdict
 
-    verdict = readme_section(results, bench_dir, command, study_dir=study, gpu_dir=gpu_dir)
-    gpu_block = gpu_speed.readme_block(gpu_speed.load_gpu_speed(gpu_dir) if gpu_dir else None, command)
-    marked_body(read_readme(readme), README_SECTION)
-    marked_body(read_readme(readme), gpu_speed.README_SECTION)
+    if not Path(results).is_dir():
+        raise FileNotFoundError(f"--results {results}: no such folder; run `make smoke` (or snakemake) first")
+    pages = doc_pages(readme, docs)
+    verdict, table = readme_verdict(results, bench_dir, command, study_dir=study, gpu_dir=gpu_dir)
+    full_table = _posix_relpath(page_of(pages, README_SECTION), Path(readme).parent)
+    sections = {
+        README_SECTION: verdict,
+        ANSWER_SECTION: readme_answer(table, full_table),
+        gpu_speed.README_SECTION: gpu_speed.readme_block(gpu_speed.load_gpu_speed(gpu_dir) if gpu_dir else None,
+                                                         command),
+    }
+    for name in sections:
+        marked_body(read_readme(page_of(pages, name)), name)
     if study:
-        study_module.readme_block(study, readme, docs, command)  # check its inputs before any write
-        marked_body(read_readme(readme), study_module.README_SECTION)
+        study_page = page_of(pages, Path(study).name, "generated")
+        study_module.readme_block(study, study_page, docs, command)  # check its inputs before any write
+        marked_body(read_readme(study_page), study_module.README_SECTION)
     written = write_smoke_block(results, readme, docs, aclw_plot_dataset, command)
     if study:
         written += write_study_block(study, readme, docs, command)
-    text = replace_section(read_readme(readme), README_SECTION, verdict)
-    write_readme(readme, replace_section(text, gpu_speed.README_SECTION, gpu_block))
+    for name, body in sections.items():
+        page = page_of(pages, name)
+        write_readme(page, replace_section(read_readme(page), name, body))
+        written += [] if page in written else [page]
     return written

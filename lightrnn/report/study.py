@@ -315,8 +315,9 @@ def realloc_table(variants: list[Variant]) -> Table:
             "so over the V words at their new slots the probabilities do not sum to 1; the rise from it to "
             "measured-after is the column head meeting rows it was never trained after (the history reading the "
             "new table is the smaller part: at most ~0.3 nats in an audit's decomposition). With consistent columns (rows first, then the columns "
-            "scored under the new rows) the objective is a normalised NLL and the gap is the history's input side "
-            "(without per-word terms; with them the row normalisers are also taken over the old columns). The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
+            "scored under the new rows) the predicted NLL prices the final table's column normalisers exactly and the gap "
+            "is the history's input side (rows written before issue 30 used the paper's leaky softmaxes and, with "
+            "per-word terms, a slot map with collisions, so their predicted NLL is off). The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
             "compare it with 'after 1 epoch' and 'spike (1 epoch)', not with 'right after' (the frozen model "
             "before any training on the new table, a number the paper never shows).")
     return Table("study-realloc", "Every reallocation of the study", header, cells, records, note=note, left=3)
@@ -418,7 +419,7 @@ README_SECTION = "study"
 
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
-    """The README's generated study block (figure, ablation table, reallocation table) and the PNG copy."""
+    """The generated study block (docs/study.md) (figure, ablation table, reallocation table) and the PNG copy."""
     from lightrnn.core.csvio import read_csv
 
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)

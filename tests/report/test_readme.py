@@ -24,6 +24,10 @@ GIT_REV = "fix1234"
 DEVICE = "cpu (fixture)"
 BEFORE = """# Project
 
+<!-- section:answer -->
+Old answer.
+<!-- /section:answer -->
+
 <!-- section:verdict -->
 Old verdict.
 <!-- /section:verdict -->
@@ -150,7 +154,11 @@ def test_cli_readme_subcommand_prints_what_it_wrote(site, tmp_path: Path, capsys
     assert "**ACLW: test perplexity" in text
     # The verdict section is regenerated too, from the run's metrics and the bench folder.
     verdict = readme_mod.marked_body(text, "verdict")
-    assert "Old verdict" not in verdict and "## Does the paper hold?" in verdict
+    assert "Old verdict" not in verdict and "| Claim | The paper says |" in verdict
+    # The README's answer: one line per claim of the same table, and the link to the full one.
+    answer = readme_mod.marked_body(text, "answer")
+    assert "Old answer" not in answer and answer.count("\n- **") == 5
+    assert "- **2x faster training**: " in answer and "[README.md](README.md)" in answer
     assert f"`{results.as_posix()}/` (perplexity and reallocation" in " ".join(verdict.split())
     assert "| 2x faster training |" in verdict
 
@@ -213,3 +221,37 @@ def test_report_readme_writes_the_gpu_block_and_the_verdict_from_a_gpu_folder(si
     verdict = " ".join(readme_mod.marked_body(text, "verdict").split())
     assert f"`{folder.as_posix()}/` (speed at the paper's sizes on a GPU)" in verdict
     assert "confirmed: 3.00x or more against the adaptive softmax at every GPU size measured" in verdict
+
+
+def test_blocks_live_in_the_docs_pages_that_hold_their_markers(site, tmp_path: Path, capsys) -> None:
+    """The split documentation: the answer in README.md, every other block in its topic page under DOCS;
+    figure links relative to the page that shows them, the answer linking the verdict page."""
+    from tests._report_fixtures import write_bench
+
+    results, readme, docs = site
+    docs.mkdir()
+    regions = {name: readme_mod.marked_body(BEFORE, name) for name in ("verdict", "workflow", "performance", "gpu-speed")}
+    pages = {"verdict": "verdict.md", "workflow": "workflow.md", "performance": "performance.md", "gpu-speed": "gpu.md"}
+    for name, body in regions.items():
+        start, end = readme_mod.markers(name)
+        (docs / pages[name]).write_text(f"# {name}\n\n{start}{body}{end}\n", encoding="utf-8")
+    readme.write_text("# Project\n\n<!-- section:answer -->\nOld answer.\n<!-- /section:answer -->\n", encoding="utf-8")
+    bench = write_bench(tmp_path / "bench")
+    assert cli.main(["report", "readme", "--results", str(results), "--readme", str(readme), "--docs", str(docs),
+                     "--bench-dir", str(bench)]) == 0, capsys.readouterr().err
+    written = capsys.readouterr().out.split()
+    assert set(written) == {str(docs / name) for name in ("smoke-aclw-fr-perplexity.png", "smoke-size-speed.png",
+                                                           "workflow.md", "verdict.md", "gpu.md")} | {str(readme)}
+    answer = readme_mod.marked_body(readme.read_text(encoding="utf-8"), "answer")
+    assert "[docs/verdict.md](docs/verdict.md)" in answer and answer.count("\n- **") == 5
+    workflow = (docs / "workflow.md").read_text(encoding="utf-8")
+    assert "![smoke aclw-fr perplexity](smoke-aclw-fr-perplexity.png)" in workflow
+    assert workflow.startswith("# workflow\n") and "Hand-written prose after the block." in workflow
+    assert "| Claim | The paper says |" in (docs / "verdict.md").read_text(encoding="utf-8")
+    assert "Untouched." in (docs / "performance.md").read_text(encoding="utf-8")
+    # A marker in two pages is refused before any write, naming both pages.
+    (docs / "copy.md").write_text((docs / "gpu.md").read_text(encoding="utf-8"), encoding="utf-8")
+    before = {path: path.read_bytes() for path in [readme, *docs.glob("*.md")]}
+    with pytest.raises(ValueError, match="exactly one page must hold <!-- section:gpu-speed -->.*copy.md.*gpu.md"):
+        readme_mod.update_readme(results, readme, docs, bench, None, "aclw-fr", "cmd")
+    assert {path: path.read_bytes() for path in before} == before

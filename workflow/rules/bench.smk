@@ -1,5 +1,5 @@
 # Benchmarks: every model side by side on this machine (lightrnn.benchmark). Not part of `all`:
-# run it as the target `bench` (make bench), then `lightrnn bench readme` for the README.
+# run it as the target `bench` (make bench), then `lightrnn bench readme` for docs/performance.md.
 
 
 rule bench:
