@@ -419,9 +419,16 @@ README_SECTION = "study"
 
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
-    """The generated study block (docs/study.md) (figure, ablation table, reallocation table) and the PNG copy."""
-    from lightrnn.core.csvio import read_csv
+    """The generated study block (docs/study.md) (figure, ablation table, reallocation table) and the PNG copy.
 
+    A tuned study folder (`lightrnn.report.tuned_study`) gets its own block (its tables, figure and
+    the time each part took).
+    """
+    from lightrnn.core.csvio import read_csv
+    from lightrnn.report import tuned_study
+
+    if tuned_study.is_tuned_study(study_dir):
+        return tuned_study.readme_block(study_dir, readme, docs, command)
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]
     figure = study_dir / "plots" / "ablation.png"

@@ -116,3 +116,17 @@ def test_the_verdict_reads_the_tuned_study_and_says_not_run_until_lightrnn_has(s
     assert row.word == NOT_CONFIRMED and row.numbers["ratio_low"] > 1
     assert "below LightRNN's test perplexity" in row.measured and "class" in row.measured
     assert "abc1234"[:7] in row.source
+
+
+def test_the_docs_block_names_one_revision_list_and_each_calls_time(study, tmp_path):
+    from lightrnn.report.study import readme_block
+
+    root, config = study
+    (root / "parts.tsv").write_text("base-grid\t2026-12-07T18:00:00Z\t2026-12-07T18:42:00Z\t0\n")
+    write_tuned_study(root, config)
+    assert json.loads((root / "provenance.json").read_text())["calls"][0]["elapsed_s"] == 42 * 60
+    page = tmp_path / "docs" / "study.md"
+    body, copies = readme_block(root, page, tmp_path / "docs", "the command")
+    assert "git revision abc1234;" in body and "| base-grid | 2026-12-07T18:00:00Z | 42 | 0 |" in body
+    assert "**The verdict's ratios**" in body and copies == {root / "plots" / "study.png":
+                                                          tmp_path / "docs" / "study-study.png"}
