@@ -1,7 +1,7 @@
 """The ablation study's tables and figure: which recipe, reallocation and table start give what.
 
 A study run trains *variants* on one dataset: a variant is a registered model plus training keys
-(`models.<variant>` in config/study.yaml: `model`, `label`, `group`, `train`). Variants that
+(`models.<variant>` in config/study-v1.yaml: `model`, `label`, `group`, `train`). Variants that
 share a label differ only in their seed; the table reports their mean and range. Everything
 is computed from the variants' metrics.jsonl and eval.json files.
 
@@ -434,7 +434,7 @@ def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, co
     figure = study_dir / "plots" / "ablation.png"
     for path in [*tables, figure, study_dir / "tables" / "ablation.csv"]:
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; render the study (snakemake --configfile config/study.yaml)")
+            raise FileNotFoundError(f"{path} does not exist; render the study (snakemake --configfile config/study-v1.yaml)")
     records = read_csv(study_dir / "tables" / "ablation.csv")
     revisions = sorted({str(r["git_rev"]) for r in records if r.get("git_rev")})
     devices = sorted({str(r["device"]) for r in records if r.get("device")})

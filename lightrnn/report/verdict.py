@@ -326,7 +326,7 @@ def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
     path = Path(study_dir) / "tables" / "ablation.csv"
     if not path.is_file():
         raise FileNotFoundError(f"--study {study_dir}: no tables/ablation.csv; run the study "
-                                "(snakemake --configfile config/study.yaml) and copy its run folder there")
+                                "(snakemake --configfile config/study-v1.yaml) and copy its run folder there")
     return read_csv(path)
 
 
