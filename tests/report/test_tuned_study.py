@@ -31,7 +31,8 @@ def _run(root: Path, model: str, recipe: str, seed: int, valids: list[float], nl
          rev: str = "abc1234") -> None:
     folder = root / "ptb" / variant_name(model, recipe, seed)
     folder.mkdir(parents=True)
-    rows = [{"kind": "epoch", "dataset": "ptb", "model": GRID["models"][model]["model"], "seed": seed,
+    registered = "lightrnn" if model.startswith("lightrnn") else GRID["models"][model]["model"]
+    rows = [{"kind": "epoch", "dataset": "ptb", "model": registered, "seed": seed,
              "epoch": epoch, "valid_ppl": valid, "test_ppl": None, "params": 1000, "wall_s": 10.0 * epoch,
              "git_rev": rev, "device": "cpu"} for epoch, valid in enumerate(valids, start=1)]
     write_lines(folder / "metrics.jsonl", [json.dumps(row) for row in rows])
@@ -130,3 +131,25 @@ def test_the_docs_block_names_one_revision_list_and_each_calls_time(study, tmp_p
     assert "git revision abc1234;" in body and "| base-grid | 2026-12-07T18:00:00Z | 42 | 0 |" in body
     assert "**The verdict's ratios**" in body and copies == {root / "plots" / "study.png":
                                                           tmp_path / "docs" / "study-study.png"}
+
+
+def test_the_spike_is_compared_with_no_reallocation_at_the_same_epoch(tmp_path):
+    grid = {**GRID, "models": {**GRID["models"], "lightrnn-no-realloc": {
+        "model": "lightrnn", "label": "no reallocation", "group": "control"}}}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"study_grid": grid}))
+    root = tmp_path / "study"
+    for recipe in ("a", "b"):
+        _run(root, "lightrnn", recipe, 0, [300, 250, 240, 230], 5.6 if recipe == "a" else 5.9)
+        _run(root, "lightrnn-no-realloc", recipe, 0, [300, 250, 220, 215], 5.5)
+    # a reallocation after epoch 2 of the LightRNN run of recipe a (its chosen one: lower valid)
+    path = root / "ptb" / "lightrnn--a--s0" / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows.insert(2, {**rows[1], "kind": "realloc", "round": 1, "valid_ppl": 400.0})
+    write_lines(path, [json.dumps(row) for row in rows])
+    write_tuned_study(root, config)
+    spike = read_csv(root / "tables" / "study-spike.csv")
+    assert len(spike) == 1 and int(spike[0]["epoch"]) == 3
+    assert float(spike[0]["difference"]) == pytest.approx(240 / 220 - 1)
+    ratios = {(r["numerator"], r["denominator"]): r for r in read_csv(root / "tables" / "study-ratios.csv")}
+    assert ratios[("lightrnn", "lightrnn-no-realloc")]["status"] == "run"  # one seed each: still a paired ratio
