@@ -22,6 +22,14 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   exit 2
 fi
 results=${RESULTS:-results/study}
+# Runs an earlier session committed to DEST: back into results/study/ptb/ where absent, so that a
+# seeds part finds its grid part's valid ppl (only metrics.jsonl and eval.json's presence are read).
+for run in "$dest"/ptb/*--*; do
+  [ -d "$run" ] || continue
+  [ -e "$results/ptb/$(basename "$run")" ] && continue
+  mkdir -p "$results/ptb/$(basename "$run")"
+  cp "$run"/* "$results/ptb/$(basename "$run")/"
+done
 start=$(date -u +%FT%TZ)
 status=0
 snakemake --cores 2 --configfile config/study.yaml "$mirror" --config "models_to_run=[$part]" --keep-going "$@" \
