@@ -55,8 +55,15 @@ bench: venv
 	$(BIN)/lightrnn bench readme --bench-dir results/$(BENCH_RUN)/bench --readme README.md
 
 # Every CUDA path on this machine's GPU and the paper-size throughput (docs/gpu.md), within BUDGET
-# seconds (default 330: under 6 minutes on a lent H100/H200); plain python, no venv, no Snakemake,
-# no network. Exits 2 with a one-line message where there is no CUDA device.
+# seconds (default 330: under 6 minutes on a lent H100/H200); no Snakemake, no network. It runs the
+# project's .venv/bin/python when there is one (else $(PYTHON)) and asks the module first whether
+# the run can start (--check-only: torch importable, a CUDA device, BUDGET a number of seconds in
+# (0, 86400], OUT a folder it can create); a refusal is make's one error line, nothing written.
 # `make gpu-check DRY_RUN=1 OUT=/tmp/dry` runs the same logic on the CPU at tiny sizes.
+GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+GPU_CHECK = PYTHONPATH=. $(GPU_PYTHON) -m lightrnn.gpucheck $(if $(OUT),--out '$(OUT)') \
+	$(if $(BUDGET),--budget-s '$(BUDGET)') $(if $(DRY_RUN),--dry-run)
 gpu-check:
-	PYTHONPATH=. $(PYTHON) -m lightrnn.gpucheck $(if $(OUT),--out $(OUT)) $(if $(BUDGET),--budget-s $(BUDGET)) $(if $(DRY_RUN),--dry-run)
+	$(eval GPU_CHECK_REFUSAL := $(shell $(GPU_CHECK) --check-only 2>/dev/null))
+	$(if $(GPU_CHECK_REFUSAL),$(error $(GPU_CHECK_REFUSAL)))
+	$(GPU_CHECK)

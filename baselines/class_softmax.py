@@ -115,6 +115,32 @@ class ClassSoftmaxLM(LanguageModel):
         self.register_buffer("row_class", torch.as_tensor(class_of_word[sorted_words]))  # [V]
         self.register_buffer("class_start", torch.as_tensor(class_start))  # [K + 1]
 
+    def check_state(self) -> None:
+        """The class layout in the buffers (a loaded file may hold anything): word_class in [0, K),
+        sorted_words a permutation grouping the classes in order, word_row its inverse, row_class
+        the class of each row, class_start the blocks' bounds. Any other layout indexes out of
+        range or samples words of the wrong class."""
+        vocab, classes = self.vocab_size, self.num_classes
+        word_class, word_row, sorted_words = self.word_class, self.word_row, self.sorted_words
+        row_class, class_start = self.row_class, self.class_start
+        for name, tensor, size in (("word_class", word_class, vocab), ("word_row", word_row, vocab),
+                                   ("sorted_words", sorted_words, vocab), ("row_class", row_class, vocab),
+                                   ("class_start", class_start, classes + 1)):
+            if tensor.dim() != 1 or tensor.numel() != size or tensor.is_floating_point() or tensor.is_complex():
+                raise ValueError(f"class softmax buffer {name}: expected {size} integers, got shape "
+                                 f"{tuple(tensor.shape)} {tensor.dtype}")
+        if bool(((word_class < 0) | (word_class >= classes)).any()):
+            raise ValueError(f"class softmax buffer word_class: a class outside [0, {classes})")
+        ids = torch.arange(vocab, device=sorted_words.device)
+        if not torch.equal(torch.sort(sorted_words).values, ids) or not torch.equal(word_row[sorted_words], ids):
+            raise ValueError("class softmax buffers sorted_words / word_row: not a permutation and its inverse")
+        if not torch.equal(row_class, word_class[sorted_words]) or bool((row_class[1:] < row_class[:-1]).any()):
+            raise ValueError("class softmax buffer row_class: not the classes of the rows in class order")
+        sizes = torch.bincount(word_class, minlength=classes)
+        expected = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
+        if not torch.equal(class_start, expected):
+            raise ValueError("class softmax buffer class_start: not the bounds of the class blocks")
+
     @staticmethod
     def _check_options(
         vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int, num_classes: Any

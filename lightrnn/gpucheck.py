@@ -31,8 +31,11 @@ paper-throughput.csv, the throughput CSVs and every run's metrics.jsonl; OUT def
 results/paper/gpu-<gpu> (e.g. results/paper/gpu-nvidia-h200).
 `--dry-run` runs every step on the CPU at tiny sizes (pytest only collects the GPU tests, fp32
 only, V = 2000 for the paper step) with the same budget logic: what the test suite checks.
-Exit status: 0 every check passed (SKIP rows included), 1 one failed, 2 no CUDA device
-(nothing written).
+Exit status: 0 every check passed (SKIP rows included: a step the budget stopped is SKIP, not
+FAIL), 1 one failed, 2 the run cannot start, said in one line with nothing written: no CUDA device,
+torch missing or unloadable, a budget that is not a number of seconds in (0, 86400], an OUT that
+is a file or cannot be created. `make gpu-check` runs the project's .venv/bin/python when there is
+one and asks `--check-only` first, so make reports such a refusal as its one line.
 """
 
 from __future__ import annotations
@@ -50,8 +53,6 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
-
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("tests", "paper", "train", "bench", "peak")  # in order of value
@@ -124,6 +125,8 @@ def _skip_row(summary: "Summary", check: str, setting: str, left: float, needed:
 
 def no_cuda_message() -> str | None:
     """The one-line reason this machine cannot run the check, or None when it can."""
+    import torch
+
     if torch.cuda.is_available():
         return None
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
@@ -133,6 +136,8 @@ def no_cuda_message() -> str | None:
 
 def gpu_slug() -> str:
     """'nvidia-h200' for the folder name."""
+    import torch
+
     return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-") or "gpu"
 
 
@@ -194,7 +199,7 @@ def check_tests(summary: Summary, out: Path, deadline: float) -> None:
                                     env=_env(), timeout=timeout)
         except subprocess.TimeoutExpired as error:
             write_text(out / "pytest.log", _text(error.stdout) + _text(error.stderr))
-            raise RuntimeError(f"pytest -m gpu stopped by the budget after {timeout:.0f} s (see pytest.log)") from None
+            raise BudgetStop(f"budget: pytest -m gpu stopped after {timeout:.0f} s (see pytest.log)") from None
         write_text(out / "pytest.log", result.stdout + result.stderr)
         last = (result.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
         if result.returncode != 0 or "skipped" in last and "passed" not in last:
@@ -353,6 +358,8 @@ def check_bench(summary: Summary, out: Path, deadline: float) -> None:
 
 def check_peak(summary: Summary, deadline: float) -> None:
     """The matmul peak, batched (>= 10 ms per synchronize) and one product per synchronize."""
+    import torch
+
     from lightrnn.benchmark.machine import matmul_flops_per_s
 
     device = torch.device(DEVICE)
@@ -379,6 +386,8 @@ def _env() -> dict[str, str]:
 
 
 def provenance(argv: list[str]) -> dict[str, Any]:
+    import torch
+
     from lightrnn.benchmark.machine import machine_info
 
     return {
@@ -389,30 +398,101 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     }
 
 
+MAX_BUDGET_S = 86_400.0  # a day: the check is minutes; beyond this a timeout would overflow, not wait
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line (`gpu-check: ...`, exit 2), like every other refusal here."""
+
+    check_only = False  # --check-only: the refusal goes to stdout, where make reads it
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"gpu-check: {message}; see python -m lightrnn.gpucheck --help",
+              file=sys.stdout if self.check_only else sys.stderr)
+        raise SystemExit(2)
+
+
+def _out_path(text: str) -> Path:
+    """--out as a Path; an empty one (which Path reads as ".") is refused, not the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; pass a folder path")
+    return Path(text)
+
+
+def check_budget(seconds: float) -> str | None:
+    """The one-line reason `--budget-s` cannot be a budget (NaN, inf, <= 0, more than a day), or None."""
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_BUDGET_S:
+        return (f"gpu-check: --budget-s (BUDGET) must be a number of seconds in (0, {MAX_BUDGET_S:.0f}], got "
+                f"{seconds:g}; e.g. BUDGET=330")
+    return None
+
+
+def check_out(out: Path) -> str | None:
+    """The one-line reason OUT cannot become the results folder (a file, under a file, not writable), or None.
+    Nothing is created: a refused run writes nothing."""
+    if out.exists() and not out.is_dir():
+        return f"gpu-check: --out (OUT) {out} is a file, not a folder; pass a folder path (it is created if missing)"
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"gpu-check: --out (OUT) {out} cannot be created: {parent} is a file, not a folder; pass another path"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"gpu-check: --out (OUT) {out} cannot be created: {parent} is not writable for you; pass another path"
+    return None
+
+
+def refusal(args: argparse.Namespace) -> str | None:
+    """Why this run cannot start, in one line (bad budget, bad OUT, no torch, no CUDA), or None.
+    What `make gpu-check` asks first (`--check-only`), so make says it in one line too."""
+    reason = check_budget(args.budget_s)
+    if reason is None and args.dry_run and args.out is None:
+        reason = "gpu-check: --dry-run needs --out DIR (a dry run's numbers do not belong in results/paper)"
+    if reason is None and args.out is not None:
+        reason = check_out(args.out)
+    if reason is None:
+        try:
+            import torch  # noqa: F401 (the check's one heavy dependency)
+        except ImportError as error:
+            from lightrnn.core.errors import import_failure
+
+            reason = f"gpu-check: {import_failure(error)}"
+    if reason is None and not args.dry_run:
+        reason = no_cuda_message()
+        if reason is None and args.out is None:
+            reason = check_out(default_out())
+    return reason
+
+
+def default_out() -> Path:
+    """results/paper/gpu-<gpu> of this checkout (needs a CUDA device)."""
+    return ROOT / "results" / "paper" / f"gpu-{gpu_slug()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m lightrnn.gpucheck", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="folder for the results (default results/paper/gpu-<gpu>)")
+    parser = _Parser(prog="python -m lightrnn.gpucheck", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=_out_path, default=None, help="folder for the results (default results/paper/gpu-<gpu>)")
     parser.add_argument("--skip", nargs="*", choices=STEPS, default=[], help="steps to leave out")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
-                        help=f"seconds the whole run may take (default {DEFAULT_BUDGET_S:.0f}: under 6 min on a lent GPU)")
+                        help=f"seconds the whole run may take (default {DEFAULT_BUDGET_S:.0f}: under 6 min on a lent GPU; "
+                        f"at most {MAX_BUDGET_S:.0f})")
     parser.add_argument("--dry-run", action="store_true",
                         help="every step on the CPU at tiny sizes (the script's logic; needs --out)")
+    parser.add_argument("--check-only", action="store_true",
+                        help="only say (on stdout, one line) why the run could not start, and exit: what make asks first")
+    parser.check_only = "--check-only" in argv
     args = parser.parse_args(argv)
-    if args.budget_s <= 0:
-        print(f"gpu-check: --budget-s must be > 0 seconds, got {args.budget_s:g}", file=sys.stderr)
+    reason = refusal(args)
+    if args.check_only:
+        if reason:
+            print(reason)
+        return 2 if reason else 0
+    if reason:
+        print(reason, file=sys.stderr)
         return 2
     if args.dry_run:
-        if args.out is None:
-            print("gpu-check: --dry-run needs --out DIR (a dry run's numbers do not belong in results/paper)",
-                  file=sys.stderr)
-            return 2
         use_dry_run()
-    else:
-        message = no_cuda_message()
-        if message:
-            print(message, file=sys.stderr)
-            return 2
 
     from lightrnn.core.csvio import write_csv
     from lightrnn.core.fileio import write_json, write_text
@@ -420,11 +500,15 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = [step for step in STEPS if step not in args.skip]
     budget = Budget(args.budget_s, steps)
+    out = (args.out or default_out()).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"gpu-check: --out (OUT) {out} cannot be created ({error.strerror or error}); pass another path",
+              file=sys.stderr)
+        return 2
     print(budget.plan(), flush=True)
     use_fp32_matmul()
-    out = args.out or ROOT / "results" / "paper" / f"gpu-{gpu_slug()}"
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
     summary = Summary()
     work = Path(tempfile.mkdtemp(prefix="lightrnn-gpucheck-"))
     try:

@@ -12,9 +12,12 @@ word table included (buffers of its state_dict). `best.pt` and `checkpoint.pt` o
 such files; `lightrnn export` writes one from a checkpoint of the older layout (no vocabulary
 inside) and its encoded data dir, and `load(path, data=DIR)` reads such a checkpoint directly.
 
-Text is tokenised as the corpus was (`lightrnn.data.encode.words_of`: whitespace-separated, one
+Text is read and tokenised as the corpus was (`lightrnn.core.text`, the reader of prepare and
+encode: UTF-8, a leading BOM dropped, lines broken at "\\n" only, words whitespace-separated, one
 sentence per line, each ended by the eos token); a word outside the vocabulary becomes the unk
-token and is counted.
+token and is counted. Generation is streamed (`sample_ids` yields each id as it is drawn) and
+bounded (`MAX_TOKENS` per call); every model file becomes a model through
+`checkpoint.rebuild_model`, which checks it for every model kind.
 
 Scoring is exact: each target's NLL comes from the model's `forward`, which for every model
 equals -log_prob of the target under its exact distribution (LightRNN: -log P_r(row) - log
@@ -39,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -49,11 +52,11 @@ from lightrnn.core.errors import DataError, UsageError
 from lightrnn.core.lm import LanguageModel, detach_state
 from lightrnn.core.metrics import perplexity
 from lightrnn.core.runtime import resolve_device
-from lightrnn.core.sampling import check_sampling
-from lightrnn.data.encode import words_of
-from lightrnn.registry import build_from_config
+from lightrnn.core.sampling import check_sampling, check_seed
+from lightrnn.core.text import text_lines, words_of
 from lightrnn.training.batches import lm_batches, load_vocab
-from lightrnn.training.checkpoint import data_vocab_payload, load_checkpoint, save_model, vocab_from_payload
+from lightrnn.training.checkpoint import (data_vocab_payload, load_checkpoint, rebuild_model, save_model,
+                                         vocab_from_payload)
 
 
 @dataclass
@@ -256,33 +259,59 @@ class TrainedModel:
 
     # ----- generation ------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def generate_ids(self, prompt: str | None = None, tokens: int = 50, temperature: float = 1.0,
-                     top_k: int | None = None, seed: int = 0) -> tuple[list[int], list[int], int]:
-        """(prompt ids, `tokens` sampled ids, unknown prompt words); see `generate`."""
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-            raise ValueError(f"--tokens must be an integer >= 1, got {tokens!r}")
+    def prompt_ids(self, prompt: str | None) -> tuple[list[int], int]:
+        """(ids, unknown words) of a prompt, read by the one text reader (`lightrnn.core.text`): a line
+        break ends a sentence (its eos is in the context), the last line is the one continued."""
+        if prompt is None:
+            return [], 0
+        lines = [words_of(line) for line in text_lines(prompt, "--prompt")]
+        if prompt.endswith("\n"):
+            lines.append([])  # the prompt's last sentence is complete: generation starts a new one
+        ids: list[int] = []
+        unknown = words = 0
+        for number, line in enumerate(lines):
+            line_ids, line_unknown = self.encode(line, "--prompt")
+            ids.extend(line_ids)
+            unknown, words = unknown + line_unknown, words + len(line)
+            if number < len(lines) - 1 and line:
+                ids.append(self.eos_id)  # a blank line is not a sentence: no eos of its own
+        if not words:
+            raise ValueError("--prompt is empty; pass at least one word, or leave --prompt out to start a sentence")
+        if unknown == words:
+            raise ValueError(f"--prompt: none of its {words} word(s) is in the model's vocabulary (all would "
+                             f"be {self.words[self.unk_id]}); use words the model was trained on")
+        return ids, unknown
+
+    def sample_ids(self, prompt_ids: list[int], tokens: int = 50, temperature: float = 1.0,
+                   top_k: int | None = None, seed: int = 0) -> Iterator[int]:
+        """The `tokens` sampled ids after `prompt_ids`, one at a time as they are drawn (nothing is
+        kept: `lightrnn generate` prints them as they come). Options are checked before the first."""
+        check_tokens(tokens)
         check_sampling(temperature, top_k)
-        prompt_ids, unknown = [], 0
-        if prompt is not None:
-            words = words_of(prompt)
-            if not words:
-                raise ValueError("--prompt is empty; pass at least one word, or leave --prompt out to start a sentence")
-            prompt_ids, unknown = self.encode(words, "--prompt")
-            if unknown == len(words):
-                raise ValueError(f"--prompt: none of its {len(words)} word(s) is in the model's vocabulary (all would "
-                                 f"be {self.words[self.unk_id]}); use words the model was trained on")
+        check_seed(seed)
+        return self._draw(prompt_ids, tokens, temperature, top_k, seed)
+
+    @torch.no_grad()
+    def _draw(self, prompt_ids: list[int], tokens: int, temperature: float, top_k: int | None,
+              seed: int) -> Iterator[int]:
         context = torch.tensor([self.eos_id, *prompt_ids], dtype=torch.long, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         state = None
         if len(context) > 1:  # read the prompt in one call; the last word is fed by the first step
             state = detach_state(self.model(context[None, :-1], context[None, 1:], None).state)
         token = context[-1:]
-        sampled: list[int] = []
         for _ in range(tokens):
             token, state = self.model.generate_step(token, state, temperature, top_k, generator)
-            sampled.append(int(token[0]))
-        return prompt_ids, sampled, unknown
+            yield int(token[0])
+
+    def generate_ids(self, prompt: str | None = None, tokens: int = 50, temperature: float = 1.0,
+                     top_k: int | None = None, seed: int = 0) -> tuple[list[int], list[int], int]:
+        """(prompt ids, `tokens` sampled ids, unknown prompt words); see `generate`."""
+        check_tokens(tokens)
+        check_sampling(temperature, top_k)
+        check_seed(seed)
+        prompt_ids, unknown = self.prompt_ids(prompt)
+        return prompt_ids, list(self.sample_ids(prompt_ids, tokens, temperature, top_k, seed)), unknown
 
     def generate(self, prompt: str | None = None, tokens: int = 50, temperature: float = 1.0,
                  top_k: int | None = None, seed: int = 0) -> str:
@@ -291,6 +320,32 @@ class TrainedModel:
         on the same device gives the same text. Without a prompt the text starts a sentence."""
         prompt_ids, sampled, _ = self.generate_ids(prompt, tokens, temperature, top_k, seed)
         return self.decode(prompt_ids + sampled)
+
+    def text_pieces(self, ids: Iterable[int]) -> Iterator[str]:
+        """The text of `ids` piece by piece, as `lightrnn generate` prints it: words joined by single
+        spaces, each eos a line break, and a final line break (what `decode` gives, without its
+        trailing spaces)."""
+        after_word = False
+        for index in ids:
+            if index == self.eos_id:
+                yield "\n"
+                after_word = False
+            else:
+                yield (" " if after_word else "") + self.words[index]
+                after_word = True
+        if after_word:
+            yield "\n"
+
+
+MAX_TOKENS = 1_000_000  # per call of generate: minutes of sampling on a CPU; run it again for more
+
+
+def check_tokens(tokens: int) -> int:
+    """ValueError naming --tokens unless it is an integer in [1, MAX_TOKENS]."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS:
+        raise ValueError(f"--tokens must be an integer from 1 to {MAX_TOKENS:,}, got {tokens!r}; for more text, "
+                         f"run it again with another --seed")
+    return tokens
 
 
 def load(path: str | os.PathLike, data: str | os.PathLike | None = None, device: str = "auto") -> TrainedModel:
@@ -340,19 +395,8 @@ def _data_vocab(path: Path, payload: dict, data: str | os.PathLike) -> dict:
 
 
 def _rebuild(path: Path, payload: dict, counts: np.ndarray, device: torch.device) -> tuple[LanguageModel, TrainConfig]:
-    """The model a checkpoint's config describes, with its weights (as `evaluate_checkpoint` does)."""
-    values = dict(payload["config"]) if isinstance(payload["config"], dict) else payload["config"]
-    if isinstance(values, dict) and "initial_table" in values:
-        values["initial_table"] = "random"  # the table is in the state_dict; the start file is not needed
-    config = TrainConfig.from_dict(values, source=str(path))
+    """The model a checkpoint's config describes, with its weights (`checkpoint.rebuild_model`)."""
     if len(counts) != payload["vocab_size"]:
         raise DataError(f"{path}: its vocabulary has {len(counts)} words but its model {payload['vocab_size']}; "
                         f"export it again with --data")
-    model = build_from_config(config, len(counts), counts).to(device)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())[:300]
-        raise DataError(f"{path} does not fit the model its config describes ({detail}); pass a file written by "
-                        f"lightrnn train or lightrnn export with this version") from None
-    return model.eval(), config
+    return rebuild_model(payload, path, counts, device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -106,3 +107,77 @@ def test_dry_run_exercises_every_step(tmp_path) -> None:
     assert {"tests", "paper", "train", "resume", "eval", "bench", "matmul peak"} <= checks
     speed = paper_speed.read_paper_speed(tmp_path / "out")
     assert {row["model"] for row in speed if row["status"] == "ok"} == {"lightrnn", "adaptive_softmax", "full_softmax"}
+
+
+# ----- its own promises (issue 35, class 5): one line, nothing written, SKIP for a budget stop ------
+
+def _refused(result: subprocess.CompletedProcess, *needles: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "-inf", "1e9", "0", "-5", "abc", "1e400"])
+def test_a_budget_that_is_not_seconds_is_refused_before_anything_is_written(budget, tmp_path) -> None:
+    _refused(_dry_run(tmp_path, "--budget-s", budget), "--budget-s")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "empty"])
+def test_an_out_that_cannot_be_a_folder_is_one_line(where, tmp_path) -> None:
+    (tmp_path / "file").write_text("x")
+    out = {"a file": str(tmp_path / "file"), "under a file": str(tmp_path / "file" / "sub" / "out"), "empty": ""}[where]
+    result = subprocess.run([sys.executable, "-m", "lightrnn.gpucheck", "--dry-run", "--out", out],
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _refused(result, out, "empty path" if where == "empty" else "not a folder")
+    assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+# A Python where `import torch` fails as it does where torch is not installed.
+_NO_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[2:]; "
+             "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+
+
+def test_the_module_says_in_one_line_where_torch_is_missing(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-c", _NO_TORCH, "-m", "lightrnn.gpucheck", "--dry-run", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _refused(result, "torch", "not installed", ".venv/bin/python")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_step_the_budget_stops_is_skip_not_fail(tmp_path) -> None:
+    summary = gpucheck.Summary()
+    gpucheck.check_tests(summary, tmp_path, time.perf_counter() + 0.2)  # pytest cannot finish in 0.2 s
+    assert [row["status"] for row in summary.rows] == ["SKIP"] and "budget" in summary.rows[0]["result"]
+    assert summary.failed == 0
+
+
+def _make(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "--no-print-directory", "gpu-check", *[f"{k}={v}" for k, v in variables.items()]],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_gpu_check_runs_the_venv_python_and_reports_a_refusal_once(tmp_path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    # PYTHON names no program: the refusal can only come from the venv's python.
+    result = _make(tmp_path, VENV=str(venv), PYTHON="/nonexistent/python3", BUDGET="nan", DRY_RUN="1",
+                   OUT=str(tmp_path / "out"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "--budget-s (BUDGET) must be" in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("x")
+    result = _make(tmp_path, VENV=str(venv), DRY_RUN="1", OUT=str(tmp_path / "file"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "not a folder" in result.stderr
+    # No venv: $(PYTHON), here one without torch: the module's line, and make's is the same line.
+    wrapper = tmp_path / "python-without-torch"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{_NO_TORCH}" "$@"\n')
+    wrapper.chmod(0o755)
+    result = _make(tmp_path, VENV=str(tmp_path / "none"), PYTHON=str(wrapper), DRY_RUN="1", OUT=str(tmp_path / "o2"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "torch" in lines[0] and "not installed" in lines[0], result.stderr

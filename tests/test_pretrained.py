@@ -3,8 +3,10 @@ data encode --vocab, each model's sampler, and the optional TensorBoard curves."
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +115,56 @@ def test_score_like_eval_equals_eval_on_the_encoded_split(name, trained, corpus,
     assert summary["ppl"] == pytest.approx(evaluated["ppl"], rel=1e-9)
 
 
+def _hostile(text: str, seed: int) -> bytes:
+    """The text's words with a BOM in front, Windows line ends, blank lines, and between words every
+    character Python breaks lines at but "\\n" (\\r, \\x0c, \\x1c, U+2028, ...)."""
+    rng = random.Random(seed)
+    separators = [" ", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+    lines = []
+    for line in text.splitlines():
+        words = line.split()
+        lines.append("".join(word + rng.choice(separators) for word in words) + rng.choice(["", "\r", "\x0c"]))
+        if rng.random() < 0.1:
+            lines.append(rng.choice(["", "  ", "\u2028", "\r"]))  # not sentences
+    return ("\ufeff" + "\n".join(lines)).encode("utf-8")
+
+
+@pytest.mark.parametrize("name", ["lightrnn", "class_softmax"])
+def test_score_like_eval_equals_encode_vocab_and_eval_on_hostile_text(name, trained, corpus, tmp_path, capsys,
+                                                                      monkeypatch) -> None:
+    """One text reader: the text `score` reads is the split `data encode --vocab` writes, whatever its
+    bytes (issue 35, class 1), and stdin reads as the file does."""
+    raw = _hostile((corpus["text"] / "test.txt").read_text(), seed=3)
+    text_dir = tmp_path / "text"
+    text_dir.mkdir()
+    for split in ("train", "valid", "test"):
+        (text_dir / f"{split}.txt").write_bytes(raw)
+    code, _, err = _run(["data", "encode", "--text", str(text_dir), "--out", str(tmp_path / "data"),
+                         "--vocab", str(trained[name])], capsys)
+    assert code == 0, err
+    code, out, err = _run(["eval", "--checkpoint", str(trained[name]), "--data", str(tmp_path / "data"),
+                           "--split", "test", "--device", "cpu"], capsys)
+    assert code == 0, err
+    evaluated = json.loads(out)
+    summaries = {}
+    for source in ("file", "stdin"):
+        summary_path = tmp_path / f"{source}.json"
+        if source == "stdin":
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+        code, out, err = _run(["score", "--model", str(trained[name]), "--text",
+                               "-" if source == "stdin" else str(text_dir / "test.txt"), "--like-eval",
+                               "--device", "cpu", "--summary", str(summary_path)], capsys)
+        assert code == 0, err
+        summaries[source] = {**json.loads(summary_path.read_text()), "rows": out}
+    summary = summaries["file"]
+    assert summary["tokens"] == evaluated["tokens"] and summary["sentences"] == len(
+        [line for line in raw.decode("utf-8").split("\n") if line.split()])
+    assert summary["ppl"] == pytest.approx(evaluated["ppl"], rel=1e-9)
+    assert summary["unknown"] == 0  # the BOM did not turn the first word into unk
+    assert {k: v for k, v in summaries["stdin"].items() if k not in ("text", "tokens_per_s")} == {
+        k: v for k, v in summary.items() if k not in ("text", "tokens_per_s")}
+
+
 def test_lightrnn_scores_are_its_exact_log_prob(trained) -> None:
     """Each sentence's log-probability is the sum of LightRNN.log_prob at its targets (not an estimate),
     read alone from the state after one eos, whatever the other sentences and the batch."""
@@ -209,9 +261,14 @@ def test_an_old_checkpoint_says_how_to_export_it_and_export_makes_it_usable(trai
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--tokens", "0"], "--tokens must be >= 1"),
-    (["--temperature", "0"], "--temperature must be a number > 0"),
-    (["--temperature", "-1"], "--temperature must be a number > 0"),
+    (["--tokens", "0"], "--tokens must be an integer from 1 to 1,000,000"),
+    (["--tokens", "1000000000"], "--tokens must be an integer from 1 to 1,000,000, got 1000000000"),
+    (["--temperature", "0"], "--temperature must be a finite number > 0"),
+    (["--temperature", "-1"], "--temperature must be a finite number > 0"),
+    (["--temperature", "inf"], "--temperature must be a finite number > 0"),
+    (["--seed", str(2**64)], "--seed must be an integer from"),
+    (["--seed", str(-(2**63) - 1)], "--seed must be an integer from"),
+    (["--prompt", "the \udcff"], "--prompt: line 1 is not valid UTF-8"),
     (["--top-k", "0"], "--top-k must be an integer >= 1"),
     (["--prompt", "zzqx qqzz"], "none of its 2 word(s) is in the model's vocabulary"),
     (["--prompt", "   "], "--prompt is empty"),
@@ -219,6 +276,44 @@ def test_an_old_checkpoint_says_how_to_export_it_and_export_makes_it_usable(trai
 def test_generate_refuses_bad_options_in_one_line(argv, message, trained, capsys) -> None:
     code, out, err = _run(["generate", "--model", str(trained["adaptive_softmax"]), "--device", "cpu", *argv], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_generate_streams_its_tokens_and_bounds_their_count(trained, capsys, monkeypatch) -> None:
+    """Each token is printed as it is drawn (issue 35, class 4): the first line is out after the first
+    draws, not after all of them; nothing is kept, and --tokens is bounded."""
+    model_class = registry.model_class("full_softmax")
+    draws = []
+    original = model_class.generate_step
+
+    def counted(self, *args, **kwargs):
+        draws.append(1)
+        return original(self, *args, **kwargs)
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.pieces: list[tuple[int, str]] = []
+
+        def write(self, text: str) -> int:
+            self.pieces.append((len(draws), text))
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(model_class, "generate_step", counted)
+    recorder = Recorder()
+    monkeypatch.setattr(sys, "stdout", recorder)
+    assert cli.main(["generate", "--model", str(trained["full_softmax"]), "--tokens", "300", "--seed", "2",
+                     "--device", "cpu"]) == 0
+    assert len(draws) == 300 and recorder.pieces[0][0] <= 2  # the first word is out after its own draw
+    text = "".join(piece for _, piece in recorder.pieces)
+    expected = lightrnn.load(trained["full_softmax"], device="cpu").generate(tokens=300, seed=2)
+    assert text == expected.rstrip(" ") + ("" if expected.endswith("\n") else "\n")
+    lm = lightrnn.load(trained["full_softmax"], device="cpu")
+    first = next(iter(lm.sample_ids([], tokens=1_000_000, seed=1)))  # lazy: one draw, not a million
+    assert 0 <= first < len(lm.words)
+    with pytest.raises(ValueError, match="--tokens must be an integer from 1 to 1,000,000"):
+        lm.sample_ids([], tokens=1_000_001)
 
 
 def test_score_refuses_empty_text_in_one_line(trained, corpus, capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 
 
@@ -17,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", required=True, help="a model file: best.pt, or one written by lightrnn export")
     parser.add_argument("--prompt", default=None, help="text to continue (default: start a sentence)")
-    parser.add_argument("--tokens", type=int, default=50, help="tokens to sample, >= 1 (default 50)")
+    parser.add_argument("--tokens", type=int, default=50, help="tokens to sample, 1 to 1,000,000 (default 50); printed as they are drawn")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 sharper, above 1 flatter")
     parser.add_argument("--top-k", type=int, default=None, help="keep the K most likely outcomes of each draw")
     parser.add_argument("--seed", type=int, default=0)
@@ -27,17 +28,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightrnn.core.sampling import check_sampling
-    from lightrnn.pretrained import load
+    from lightrnn.core.sampling import check_sampling, check_seed
+    from lightrnn.pretrained import check_tokens, load
 
     # Options first: a bad one is reported before the model is loaded.
-    if args.tokens < 1:
-        raise ValueError(f"--tokens must be >= 1, got {args.tokens}")
+    check_tokens(args.tokens)
     check_sampling(args.temperature, args.top_k)
+    check_seed(args.seed)
     lm = load(args.model, data=args.data, device=args.device)
-    prompt_ids, sampled, unknown = lm.generate_ids(args.prompt, args.tokens, args.temperature, args.top_k, args.seed)
+    prompt_ids, unknown = lm.prompt_ids(args.prompt)
     if unknown:
         print(f"--prompt: {unknown} unknown word(s) read as {lm.words[lm.unk_id]}", file=sys.stderr)
-    text = lm.decode(prompt_ids + sampled)
-    sys.stdout.write(text if text.endswith("\n") else text.rstrip(" ") + "\n")
+    # Streamed: each token is printed as it is drawn (a line is flushed at each eos), nothing kept.
+    ids = itertools.chain(prompt_ids, lm.sample_ids(prompt_ids, args.tokens, args.temperature, args.top_k, args.seed))
+    for piece in lm.text_pieces(ids):
+        sys.stdout.write(piece)
+        if piece == "\n":
+            sys.stdout.flush()
     return 0

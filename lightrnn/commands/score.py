@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the corpus perplexity on stderr (and in --summary). Exact; forward calls of `lightrnn eval`'s size.",
     )
     parser.add_argument("--model", required=True, help="a model file: best.pt, or one written by lightrnn export")
-    parser.add_argument("--text", required=True, help="a text file, or - for stdin")
+    parser.add_argument("--text", required=True, help="a UTF-8 text file, or - for stdin, read as `data encode` reads a split (lines break at \\n only)")
     parser.add_argument("--data", default=None, help="the encoded data dir, only for a checkpoint without a vocabulary")
     parser.add_argument("--format", choices=("tsv", "jsonl"), default="tsv", help="per-sentence rows (default tsv)")
     parser.add_argument("--like-eval", action="store_true",
@@ -31,31 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_text(name: str) -> list[str]:
-    """The lines of a UTF-8 file, or of stdin for -; a one-line error naming the file otherwise."""
-    from pathlib import Path
-
-    from lightrnn.core.errors import DataError
-
-    if name == "-":
-        return sys.stdin.read().splitlines()
-    path = Path(name)
-    if path.is_dir():
-        raise IsADirectoryError(f"--text {path} is a folder; pass a text file, one sentence per line")
-    if not path.is_file():
-        raise FileNotFoundError(f"--text {path} does not exist; pass a text file, one sentence per line")
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(f"--text {path} is not UTF-8 text (byte {error.start}); convert it to UTF-8") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from lightrnn.core.fileio import write_text
+    from lightrnn.core.text import read_lines
     from lightrnn.pretrained import load
 
     where = "stdin" if args.text == "-" else args.text
-    lines = read_text(args.text)
+    lines = read_lines(args.text)  # the one text reader: the lines `data encode` would read
     lm = load(args.model, data=args.data, device=args.device)
     scores = lm.score(lines, batch_size=args.batch_size, like_eval=args.like_eval, where=where, skip_blank=True)
     out = sys.stdout

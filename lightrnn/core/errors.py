@@ -5,8 +5,9 @@ Two kinds, two exit codes:
   The user fixes the command or the data (`UsageError`, `DataError`, ValueError,
   FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError).
 - 1, environment: the machine cannot do what was asked right now: a full disk, a permission,
-  memory, the device, a diverged run (`DiskFull`, `NotEnoughMemory`, PermissionError, other
-  OSError, MemoryError, torch's out-of-memory and runtime errors, FloatingPointError).
+  memory, the device, a diverged run, a library that cannot be imported (`DiskFull`,
+  `NotEnoughMemory`, PermissionError, other OSError, MemoryError, torch's out-of-memory and
+  runtime errors, FloatingPointError, ImportError of a dependency).
 
 Errors are converted where the file is known (fileio, the data stage, evaluation), so the
 message names it; `explain` is the last net for anything raised below that, naming the file
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 USAGE_EXIT = 2
 ENVIRONMENT_EXIT = 1
@@ -76,6 +78,8 @@ def explain(error: BaseException) -> tuple[str, int] | None:
     """(one-line message, exit code) for an error the CLI reports without a traceback; None for a bug."""
     if isinstance(error, DiskFull):
         return _first_line(error.strerror or str(error)), ENVIRONMENT_EXIT
+    if isinstance(error, ImportError) and not (error.name or "").startswith(("lightrnn", "baselines")):
+        return import_failure(error), ENVIRONMENT_EXIT
     if isinstance(error, (UsageError, ValueError)):
         return _first_line(str(error)) or type(error).__name__, USAGE_EXIT
     if isinstance(error, OSError):
@@ -99,6 +103,17 @@ def explain(error: BaseException) -> tuple[str, int] | None:
             return f"{message} (torch could not write or read a file: is the disk full?)", ENVIRONMENT_EXIT
         return f"{message}; LIGHTRNN_DEBUG=1 shows where", ENVIRONMENT_EXIT
     return None
+
+
+def import_failure(error: ImportError) -> str:
+    """One line for a library that cannot be imported: not installed, or installed but unloadable
+    (torch's shared libraries under a low `ulimit -v` fail with "failed to map segment")."""
+    detail = _first_line(str(error)) or type(error).__name__
+    if isinstance(error, ModuleNotFoundError):
+        return (f"{detail}: a dependency is not installed in this Python ({sys.executable}); install the project "
+                f"into it (make venv, or pip install -e .) or run the project's .venv/bin/python")
+    return (f"a library could not be loaded ({detail}): too little memory for its shared libraries (is `ulimit -v` "
+            f"low?) or a broken install; raise the limit or reinstall it")
 
 
 def _explain_os_error(error: OSError) -> tuple[str, int]:

@@ -89,6 +89,12 @@ class LanguageModel(nn.Module, abc.ABC):
         """
         return {}
 
+    def check_state(self) -> None:
+        """ValueError saying what is inconsistent in the state just loaded from a file: buffers that
+        index each other (the class softmax's class layout). Called after every `load_state_dict`
+        of a model file (`lightrnn.training.checkpoint.rebuild_model`, resuming a run); the default
+        has nothing to check (LightRNN's word table is checked with the checkpoint's payload)."""
+
     def generate_step(
         self, token: Tensor, state: State | None = None, temperature: float = 1.0, top_k: int | None = None,
         generator: torch.Generator | None = None,

@@ -35,52 +35,21 @@ from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import STAGING_PREFIX, TEMP_SUFFIX, check_free_space
 from lightrnn.core.loaders import load_prepare
 from lightrnn.core.runlock import out_dir_lock
+from lightrnn.core.text import line_batches, words_of
 from lightrnn.data.corpora import DATASETS, SPLITS, VocabRule, get_dataset
 from lightrnn.data.encoded import META, VOCAB, open_stream, write_meta, write_vocab, writing
 from lightrnn.data.progress import Progress
 
-LINES_PER_READ_HINT = 1 << 23  # characters per batch of lines (~8 MB of text)
-# prepare refuses longer lines (lightrnn.data.prepare.MAX_LINE_BYTES); a hand-made text is held to it too.
-MAX_LINE_CHARS = 1 << 24
 GENERIC_RULE = VocabRule(min_count=1, unk="<unk>", eos="<eos>")
+_FIX = "run `lightrnn data prepare` again to rewrite it"
 
 
 def _batches(path: Path) -> Iterator[list[str]]:
-    """Batches of lines of a UTF-8 text file; ValueError naming the file and line on undecodable bytes."""
-    try:
-        with open(path, encoding="utf-8", newline="\n") as handle:
-            while True:
-                batch = handle.readlines(LINES_PER_READ_HINT)
-                if not batch:
-                    return
-                if max(map(len, batch)) > MAX_LINE_CHARS:
-                    number = next(i for i, line in enumerate(batch) if len(line) > MAX_LINE_CHARS)
-                    raise DataError(f"{path}: a line ({number + 1} of a batch) is longer than {MAX_LINE_CHARS} "
-                                    f"characters: not text written by `lightrnn data prepare`; run it again")
-                yield batch
-    except UnicodeDecodeError as error:
-        line, reason = _first_bad_line(path)
-        raise DataError(
-            f"{path}: line {line} is not valid UTF-8 ({reason or error.reason}); "
-            f"run `lightrnn data prepare` again to rewrite it"
-        ) from None
-
-
-def _first_bad_line(path: Path) -> tuple[int, str]:
-    """(line number from 1, reason) of the first line that is not UTF-8 (read again on the error path only)."""
+    """Batches of lines of a text file, by the project's one text reader (`lightrnn.core.text`:
+    UTF-8, a leading BOM dropped, breaks at "\\n" only, lines bounded): what `score` and
+    `generate` read new text with, so the encoded split and the scored text hold the same sentences."""
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                return number, f"{error.reason}, bytes {raw[error.start:error.start + 4]!r}"
-    return 0, ""
-
-
-# The corpus's tokenisation, in one place: a line's words are its whitespace-separated tokens (the
-# prepared text is already tokenised); a line without any is not a sentence. `lightrnn score` and
-# `lightrnn generate` read new text through it, so it is tokenised as the corpus was.
-words_of = str.split
+        yield from line_batches(handle, str(path), _FIX)
 
 
 class FixedVocab(NamedTuple):

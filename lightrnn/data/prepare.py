@@ -23,18 +23,18 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator, TextIO
+from typing import BinaryIO, TextIO
 
 from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import staged_dir, write_json
 from lightrnn.core.runlock import out_dir_lock
+from lightrnn.core.text import line_batches, words_of
 from lightrnn.data.corpora import CORPORA, DATASETS, SPLITS, Corpus, Dataset, get_dataset
 from lightrnn.data.progress import Progress
 
-BLOCK_BYTES = 1 << 22  # bytes decoded per batch: bounded memory, few Python calls
-# The longest line prepare accepts: a sentence, or a WikiText paragraph, is a few KB; a 1.5 GB
-# "line" (an archive member that is one blob) is refused early instead of stalling for minutes.
-MAX_LINE_BYTES = 1 << 24
+# Lines are read by the project's one text reader (`lightrnn.core.text`: UTF-8, BOM, breaks at
+# "\n" only, MAX_LINE_BYTES), as encode, score and generate read theirs.
+_FIX = "the file is damaged or not this corpus: delete the archive and fetch it again"
 
 # The running prepare's progress (read where lines are converted, several calls down).
 PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("prepare_progress", default=None)
@@ -128,8 +128,8 @@ def convert_lines(binary: BinaryIO, writer: TextIO, label: str, progress: Progre
     naming `label` and the line if the bytes are not UTF-8.
     """
     sentences = tokens = 0
-    for batch in _line_batches(binary, label):
-        split_lines = [line.split() for line in batch]
+    for batch in line_batches(binary, label, _FIX):
+        split_lines = [words_of(line) for line in batch]
         kept = [" ".join(words) for words in split_lines if words]
         if kept:
             writer.write("\n".join(kept))
@@ -140,66 +140,6 @@ def convert_lines(binary: BinaryIO, writer: TextIO, label: str, progress: Progre
         if progress is not None:
             progress.add(bytes=sum(map(len, kept)) + len(kept), lines=len(kept), tokens=count)
     return sentences, tokens
-
-
-def _line_batches(binary: BinaryIO, label: str) -> Iterator[list[str]]:
-    """Batches of decoded lines, split at newlines only (tar streams are not seekable: no TextIOWrapper).
-
-    Decoding whole blocks that end at a newline keeps a bad byte's line number exact. A line
-    longer than MAX_LINE_BYTES is refused (no sentence is that long: the file is not this corpus);
-    the unfinished tail is kept as a list of blocks, so a long line costs linear time, not the
-    quadratic time of re-joining it with every new block.
-    """
-    pending: list[bytes] = []  # the blocks of an unfinished last line
-    pending_bytes = 0
-    lines_before = 0
-    first = True
-    while True:
-        block = binary.read(BLOCK_BYTES)
-        if first:
-            block = block.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a token
-            first = False
-        if block:
-            cut_in_block = block.rfind(b"\n") + 1
-            if cut_in_block == 0:
-                pending.append(block)
-                pending_bytes += len(block)
-                if pending_bytes > MAX_LINE_BYTES:
-                    raise ValueError(
-                        f"{label}: line {lines_before + 1} is longer than {MAX_LINE_BYTES >> 20} MiB: no sentence is; "
-                        f"the file is damaged or not this corpus: delete the archive and fetch it again"
-                    )
-                continue
-            complete = b"".join([*pending, block[:cut_in_block]])
-            pending, pending_bytes = [block[cut_in_block:]], len(block) - cut_in_block
-        else:
-            complete = b"".join(pending)  # a last line without its newline
-            pending = []
-            if not complete:
-                return
-        longest = max(map(len, complete.split(b"\n"))) if len(complete) > MAX_LINE_BYTES else 0
-        if longest > MAX_LINE_BYTES:
-            raise ValueError(
-                f"{label}: a line after line {lines_before} is longer than {MAX_LINE_BYTES >> 20} MiB: no sentence "
-                f"is; the file is damaged or not this corpus: delete the archive and fetch it again"
-            )
-        try:
-            text = complete.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = lines_before + complete.count(b"\n", 0, error.start) + 1
-            raise ValueError(
-                f"{label}: line {line} is not valid UTF-8 ({error.reason}, bytes "
-                f"{complete[error.start:error.start + 4]!r}); the file is damaged or not this corpus: "
-                f"delete the archive and fetch it again"
-            ) from error
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        lines_before += len(lines)
-        if lines:
-            yield lines
-        if not block:
-            return
 
 
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,7 @@ def resume_training(
     require_resumable(checkpoint, path)
     try:
         model.load_state_dict(checkpoint["model"])
+        getattr(model, "module", model).check_state()  # a DDP wrapper holds the model in .module
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:  # another model or a damaged state
@@ -192,7 +194,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        text = str(error)
+        if "Weights only load failed" in text:  # torch refused to unpickle code: say so, and what it would cost
+            found = re.search(r"GLOBAL (\S+)", text)
+            what = f" ({short(found.group(1), 80)})" if found else ""
+            raise DataError(
+                f"checkpoint {path} holds a pickled object{what} that only running code could load; refused "
+                f"(weights_only): loading it with weights_only=False can run arbitrary code, so do that only for a "
+                f"file from a source you trust; pass a checkpoint.pt or best.pt written by lightrnn train"
+            ) from error
+        first_line = text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
         raise DataError(
             f"checkpoint {path} could not be read ({first_line}); pass a checkpoint.pt or best.pt written by lightrnn train"
         ) from error
@@ -237,11 +248,7 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str,
     states of every rank, the data identity and the mid-epoch state.
     """
     fields = Fields(f"checkpoint {path}", _CHECKPOINT_FIX)
-    values = payload.get("config")
-    fields.mapping(values, "config")
-    values = dict(values)
-    if isinstance(values.get("initial_table"), str) and values["initial_table"].endswith(".npy"):
-        values["initial_table"] = "random"  # the table is in the state_dict; the start file may be gone
+    values = without_start_files(fields.mapping(payload.get("config"), "config"))
     try:
         TrainConfig.from_dict(values, source=f"checkpoint {path}: config")
     except ValueError as error:
@@ -254,6 +261,11 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str,
     for key, tensor in model.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
             raise fields.error(f"model[{short(key)}]", "a tensor", type(tensor).__name__)
+        if tensor.is_complex():  # load_state_dict would drop the imaginary part with a warning
+            raise fields.error(f"model[{short(key)}]", "a real tensor", str(tensor.dtype))
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"checkpoint {path}: model[{short(key)}] holds NaN or infinite values (a diverged "
+                            f"run, or a damaged file); {_CHECKPOINT_FIX}")
     # LightRNN's word table (the class softmax has a `word_row` buffer of its own, and no `word_col`).
     if values.get("model") == "lightrnn" or "word_col" in model:
         _check_table(fields, model, vocab_size)
@@ -296,9 +308,69 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> dict[str,
         fields.integer(epoch, "batch", 0, optional=True, field="epoch.batch")
         fields.number(epoch, "seconds", 0.0, optional=True)
         carried = epoch.get("carried")
-        if carried is not None and (not isinstance(carried, list) or not all(isinstance(c, dict) for c in carried)):
-            raise fields.error("epoch.carried", "a list of per-rank states", carried)
+        if carried is not None:
+            if not isinstance(carried, list) or len(carried) != world_size:
+                raise fields.error("epoch.carried", f"a list of {world_size} per-rank state(s)", carried)
+            for rank, entry in enumerate(carried):
+                _check_carried(fields, entry, f"epoch.carried[{rank}]")
     return payload
+
+
+def _check_carried(fields: Fields, entry: Any, key: str) -> None:
+    """One rank's mid-epoch state as `train_epoch` continues it: {"state": None or the LSTM's (h, c)
+    tensors, "nll": a finite number >= 0, "tokens": an integer >= 0}."""
+    entry = fields.mapping(entry, key)
+    fields.float_value(entry.get("nll"), f"{key}.nll", 0.0)
+    fields.int_value(entry.get("tokens"), f"{key}.tokens", 0)
+    state = entry.get("state")
+    if state is not None and (not isinstance(state, (list, tuple)) or not state
+                              or not all(isinstance(part, torch.Tensor) and part.is_floating_point()
+                                         and bool(torch.isfinite(part).all()) for part in state)):
+        raise fields.error(f"{key}.state", "null or the LSTM state: a list of finite float tensors",
+                           type(state).__name__)
+
+
+def without_start_files(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config as its model is rebuilt from: `initial_table` naming a .npy (a config key,
+    or a model option) becomes "random". The table the run ended with is in the state_dict (the
+    buffers word_row/word_col), so a model file never needs the file its run started from."""
+    values = dict(config)
+    if isinstance(values.get("initial_table"), str) and values["initial_table"] not in ("random", "frequency", "context"):
+        values["initial_table"] = "random"
+    options = values.get("model_options")
+    if isinstance(options, dict) and "initial_table" in options:
+        values["model_options"] = {**options, "initial_table": "random"}
+    return values
+
+
+def rebuild_model(payload: dict[str, Any], path: str | os.PathLike, counts: Any, device: Any,
+                  config: TrainConfig | None = None) -> tuple[torch.nn.Module, TrainConfig]:
+    """The model a checked checkpoint describes, with its weights, on `device`: (model in eval mode,
+    config). The one place a model file becomes a model (score, generate, export, eval, restoring
+    best.pt): its config without start files (`without_start_files`), `build_from_config`, the
+    weights loaded, then the model's own check of its state (`LanguageModel.check_state`: buffers
+    that index each other, such as the class softmax's layout). Every failure is a DataError naming `path`."""
+    from lightrnn.registry import build_from_config
+
+    config = config or model_config(payload, path)
+    try:
+        model = build_from_config(config, int(payload["vocab_size"]), counts).to(device)
+    except ValueError as error:
+        raise DataError(f"checkpoint {path}: its config does not build a model ({short(str(error), 200)}); "
+                        f"{_CHECKPOINT_FIX}") from None
+    try:
+        model.load_state_dict(payload["model"])
+        model.check_state()
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+        detail = short(" ".join(str(error).split()), 300)
+        raise DataError(f"checkpoint {path} does not fit the model its config describes ({detail}); "
+                        f"{_CHECKPOINT_FIX}") from None
+    return model.eval(), config
+
+
+def model_config(payload: dict[str, Any], path: str | os.PathLike) -> TrainConfig:
+    """The `TrainConfig` of a checked checkpoint, start files dropped (`without_start_files`)."""
+    return TrainConfig.from_dict(without_start_files(payload["config"]), source=f"checkpoint {path}")
 
 
 RESUME_KEYS = ("model", "optimizer", "scheduler", "rng", "next_event", "step", "wall_s", "best_valid", "metrics_rows")

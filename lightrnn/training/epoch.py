@@ -15,6 +15,7 @@ import torch
 
 from lightrnn.config import TrainConfig
 from lightrnn.core import distributed
+from lightrnn.core.errors import DataError
 from lightrnn.core.metrics import perplexity
 from lightrnn.training import progress
 from lightrnn.training.batches import lm_batches, num_batches
@@ -48,6 +49,7 @@ def train_epoch(
         nll_sum += carried["nll"]
         tokens = int(carried["tokens"])
         state = tuple(part.to(device) for part in carried["state"]) if carried["state"] is not None else None
+        _check_carried_state(model, state, config.batch_size)
     bar = progress.progress_bar(total, f"epoch {epoch}", first) if main else None
     log = progress.ProgressLog(epoch, total, first, tokens, world, config.log_every_s) if main and bar is None else None
     start = time.perf_counter()
@@ -100,3 +102,16 @@ def train_epoch(
         "tokens_per_s": tokens / seconds if seconds > 0 else float("inf"),
     }
 
+
+
+def _check_carried_state(model: torch.nn.Module, state: tuple | None, rows: int) -> None:
+    """DataError when a mid-epoch checkpoint's carried state is not this model's state for `rows`
+    rows (`check_payload` checked its types; the shapes need the model)."""
+    if state is None:
+        return
+    expected = getattr(model, "module", model).init_state(rows)
+    shapes = [tuple(part.shape) for part in state]
+    if shapes != [tuple(part.shape) for part in expected]:
+        raise DataError(f"the checkpoint's carried LSTM state has shapes {shapes}, this model's is "
+                        f"{[tuple(part.shape) for part in expected]}; pass a checkpoint.pt written by lightrnn "
+                        f"train for this config (or delete it and train again)")

@@ -10,14 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightrnn.config import TrainConfig
 from lightrnn.core import distributed
 from lightrnn.core.lm import detach_state
 from lightrnn.core.metrics import git_rev, param_stats, perplexity
 from lightrnn.core.runtime import autocast_context, resolve_device
-from lightrnn.registry import build_from_config
 from lightrnn.training.batches import lm_batches, load_split, load_vocab, shard_stream
-from lightrnn.training.checkpoint import load_checkpoint
+from lightrnn.training.checkpoint import load_checkpoint, model_config, rebuild_model
 from lightrnn.training.preflight import check_fits
 
 
@@ -153,11 +151,8 @@ def evaluate_checkpoint(
     torch_device = resolve_device(device)
     payload = load_checkpoint(checkpoint, map_location="cpu")  # load_state_dict moves the weights
     # The table (if any) is in the state_dict: the initial_table file the run started from may be
-    # gone, and is not needed. "random" builds a placeholder table that the state_dict replaces.
-    values = dict(payload["config"]) if isinstance(payload["config"], dict) else payload["config"]
-    if isinstance(values, dict) and "initial_table" in values:
-        values["initial_table"] = "random"
-    config = TrainConfig.from_dict(values, source=str(checkpoint))
+    # gone, and is not needed (`checkpoint.model_config`).
+    config = model_config(payload, checkpoint)
     words, counts = load_vocab(data_dir)
     if len(words) != payload["vocab_size"]:
         raise ValueError(
@@ -166,15 +161,7 @@ def evaluate_checkpoint(
         )
     batch_size = config.eval_batch_size if batch_size is None else batch_size
     check_fits(config, len(words), counts, torch_device, training=False, batch_size=batch_size)
-    model = build_from_config(config, len(words), counts).to(torch_device)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:  # size mismatch, missing keys: another model or version
-        detail = " ".join(str(error).split())[:300]
-        raise ValueError(
-            f"checkpoint {checkpoint} does not fit the model its config describes ({detail}); pass a checkpoint "
-            f"written by lightrnn train with this version"
-        ) from None
+    model, _ = rebuild_model(payload, checkpoint, counts, torch_device, config)
     stream = load_split(data_dir, split, len(words))
     # Reported perplexities are float32 arithmetic even for a model trained under bf16 autocast.
     result = evaluate(model, stream, batch_size, config.bptt, torch_device, bf16=False, per_token=True)

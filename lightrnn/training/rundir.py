@@ -2,7 +2,7 @@
 
 best.pt is a hard link to OUT/checkpoint-best.pt (a copy where links are not supported), so a
 best.pt deleted by a workflow manager before a rerun is restored even when nothing is left to
-train. A checkpoint of another config or other data is moved, with everything beside it, to
+train; only from a kept copy that loads, checks and rebuilds into its model. A checkpoint of another config or other data is moved, with everything beside it, to
 OUT/../<name>.old-<hash12>[-N]/ (kept) before a fresh start (`on_config_change="move-aside"`).
 """
 
@@ -13,9 +13,10 @@ import os
 import shutil
 from pathlib import Path
 
+from lightrnn.core.errors import DataError
 from lightrnn.core.fileio import fit_name, write_lines
 from lightrnn.core.runlock import LOCK_NAME
-from lightrnn.training.checkpoint import load_checkpoint
+from lightrnn.training.checkpoint import load_checkpoint, rebuild_model, vocab_from_payload
 
 
 def move_aside(out_dir: Path, old_hash: str) -> Path:
@@ -55,12 +56,25 @@ def ensure_best(out_dir: Path) -> None:
     best, kept = out_dir / "best.pt", out_dir / "checkpoint-best.pt"
     if kept.exists():
         if not best.exists() or not os.path.samefile(best, kept):
+            _check_restorable(kept, out_dir)
             link_best(out_dir)
     elif not best.exists():
         raise ValueError(
             f"{out_dir}: the run is finished but best.pt is missing and there is no checkpoint-best.pt to restore "
             "it from (no epoch improved valid ppl, or the run predates kept copies); train into a new --out dir"
         )
+
+
+def _check_restorable(kept: Path, out_dir: Path) -> None:
+    """DataError unless `kept` loads, checks and rebuilds into its model (what `score` will do with
+    best.pt): a damaged kept copy never becomes best.pt."""
+    try:
+        payload = load_checkpoint(kept)
+        vocab = payload.get("vocab")
+        rebuild_model(payload, kept, vocab_from_payload(vocab)[1] if vocab is not None else None, "cpu")
+    except ValueError as error:
+        raise DataError(f"{out_dir}: best.pt is missing and its kept copy cannot restore it: {error}; train into a "
+                        f"new --out dir") from None
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

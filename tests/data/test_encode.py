@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lightrnn.data import encode as encode_module
+from lightrnn.core import text as text_module
 from lightrnn.data.encode import encode
 from lightrnn.data.encoded import read_vocab
 from lightrnn.data.prepare import prepare
@@ -70,7 +70,7 @@ def test_streaming_batches_give_the_same_result(tmp_path, monkeypatch):
     make_tiny_archive("ptb", tmp_path / "raw")
     prepare("ptb", tmp_path / "raw", tmp_path / "text")
     encode(tmp_path / "text", tmp_path / "whole")
-    monkeypatch.setattr(encode_module, "LINES_PER_READ_HINT", 50)  # ~1 line per batch
+    monkeypatch.setattr(text_module, "BLOCK_BYTES", 50)  # ~1 line per batch
     encode(tmp_path / "text", tmp_path / "batched")
     for name in ("vocab.tsv", "train.npy", "valid.npy", "test.npy"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "batched" / name).read_bytes()
