@@ -156,8 +156,10 @@ def model_table(study: Study) -> Table:
         chosen = study.chosen(model)
         runs = study.runs_of(model, chosen) if chosen else []
         if not runs:
-            cells.append([entry.get("group", BASELINE_GROUP), _label(grid, model), NOT_RUN, *["–"] * 6])
-            records.append({"model": model, "group": entry.get("group", BASELINE_GROUP), "status": NOT_RUN})
+            tuned = sum(variant_name(model, recipe, grid["tuning_seed"]) in study.runs for recipe in grid["recipes"])
+            status = f"grid incomplete ({tuned} of {len(grid['recipes'])} recipes)" if tuned else NOT_RUN
+            cells.append([entry.get("group", BASELINE_GROUP), _label(grid, model), status, *["–"] * 6])
+            records.append({"model": model, "group": entry.get("group", BASELINE_GROUP), "status": status})
             continue
         valids = [run.best_valid for run in runs]
         tests = [run.test_ppl for run in runs]
@@ -337,8 +339,12 @@ def provenance(study: Study, parts: dict[str, list[str]], calls: list[dict[str, 
     record["parts"] = {}
     for part, names in parts.items():
         done = [name for name in names if name in study.runs]
+        entry = study.grid["parts"][part]
+        expected = len(entry["models"]) * (len(study.grid["recipes"]) if entry["stage"] == "grid"
+                                           else len(study.grid["seeds"]) - 1)
         record["parts"][part] = {
-            "runs": len(done), "status": "run" if done else NOT_RUN,
+            "runs": len(done), "of": expected,
+            "status": "complete" if len(done) == expected else "partial" if done else NOT_RUN,
             "training_wall_s_sum": round(sum(max(row.get("wall_s") or 0 for row in study.runs[name].rows)
                                              for name in done), 1),
         }
@@ -415,7 +421,7 @@ def readme_block(study_dir: Path | str, page: Path | str, docs: Path | str, comm
                 f"{', '.join(record['git_revisions'])}; device {', '.join(record['devices'])}); do not edit by hand.")
     image = Path(os.path.relpath(target.resolve(), page.parent.resolve())).as_posix()
     lines = wrap_prose([sentence]) + [""]
-    parts = [[part, str(entry["runs"]), entry["status"], f"{entry['training_wall_s_sum'] / 60:.0f}"]
+    parts = [[part, f"{entry['runs']} of {entry['of']}", entry["status"], f"{entry['training_wall_s_sum'] / 60:.0f}"]
              for part, entry in record["parts"].items()]
     lines += ["**The parts** (runs finished; summed training time of their runs, minutes of one CPU thread)", ""]
     lines += markdown_table(["part", "runs", "status", "training minutes (sum)"], parts) + [""]

@@ -77,7 +77,7 @@ def test_tables_choose_on_valid_and_give_intervals_and_not_run(study):
     assert "LightRNN / class" in (root / "tables" / "study-ratios.md").read_text()
     provenance = json.loads((root / "provenance.json").read_text())
     assert provenance["git_revisions"] == ["abc1234"] and provenance["parts"]["light-grid"]["status"] == NOT_RUN
-    assert provenance["parts"]["base-seeds"]["runs"] == 4
+    assert provenance["parts"]["base-seeds"]["runs"] == 4 and provenance["parts"]["base-seeds"]["status"] == "complete"
     assert (root / "plots" / "study.png").is_file()
 
 
@@ -153,3 +153,12 @@ def test_the_spike_is_compared_with_no_reallocation_at_the_same_epoch(tmp_path):
     assert float(spike[0]["difference"]) == pytest.approx(240 / 220 - 1)
     ratios = {(r["numerator"], r["denominator"]): r for r in read_csv(root / "tables" / "study-ratios.csv")}
     assert ratios[("lightrnn", "lightrnn-no-realloc")]["status"] == "run"  # one seed each: still a paired ratio
+
+
+def test_a_model_whose_grid_is_unfinished_says_so(study):
+    root, config = study
+    _run(root, "lightrnn", "a", 0, [300, 260], 5.6)  # recipe b has not run: no recipe can be chosen
+    write_tuned_study(root, config)
+    models = {r["model"]: r for r in read_csv(root / "tables" / "study.csv")}
+    assert models["lightrnn"]["status"] == "grid incomplete (1 of 2 recipes)"
+    assert json.loads((root / "provenance.json").read_text())["parts"]["light-grid"]["status"] == "partial"
