@@ -74,6 +74,8 @@ class LSTMTrunk(nn.Module):
         sparse_embedding: sparse gradients for the embedding table; only optimizers that take
             sparse gradients work then (`torch.optim.SGD`, `torch.optim.SparseAdam` for the
             embedding), so it is off by default and the training loop's Adam needs it off.
+        rank: 0, or k >= 1 for a low-rank input: a V x k embedding times a k x E projection
+            (`input_projection`, no bias) before the dropout.
     Shape:
         tokens [B, T] -> hidden [B, T, H], state (h, c) each [num_layers, B, H]
     """
@@ -86,9 +88,11 @@ class LSTMTrunk(nn.Module):
         num_layers: int,
         dropout: float,
         sparse_embedding: bool = False,
+        rank: int = 0,
     ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_dim, sparse=bool(sparse_embedding))
+        self.embedding = nn.Embedding(vocab_size, rank or embed_dim, sparse=bool(sparse_embedding))
+        self.input_projection = nn.Linear(rank, embed_dim, bias=False) if rank else None
         self.input_dropout = nn.Dropout(dropout)
         # nn.LSTM warns (and does nothing) when asked for dropout with a single layer.
         self.lstm = nn.LSTM(
@@ -104,7 +108,10 @@ class LSTMTrunk(nn.Module):
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens [B, T] -> (hidden [B, T, H] after output dropout, state)."""
-        embedded = self.input_dropout(self.embedding(tokens))  # [B, T, E]
+        embedded = self.embedding(tokens)  # [B, T, E] (or [B, T, k] before the projection)
+        if self.input_projection is not None:
+            embedded = self.input_projection(embedded)
+        embedded = self.input_dropout(embedded)
         # float32 with autocast off even under bf16 autocast: see `lightrnn.core.runtime.run_lstm`.
         hidden, state = run_lstm(self.lstm, embedded, state)  # [B, T, H]
         return self.output_dropout(hidden), state

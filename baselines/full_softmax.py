@@ -16,10 +16,10 @@ from baselines._common import (
     reject_unknown_options,
     resolve_word_counts,
 )
-from lightrnn.core.lm import LanguageModel, LMOutput, State
+from lightrnn.core.lm import LanguageModel, LMOutput, State, lstm_param_count
 
 # The model-specific options (config `model_options`) this model accepts.
-OPTIONS = ["word_counts", "tie_weights", "sparse_embedding"]
+OPTIONS = ["word_counts", "tie_weights", "sparse_embedding", "rank"]
 
 
 class FullSoftmaxLM(LanguageModel):
@@ -33,9 +33,15 @@ class FullSoftmaxLM(LanguageModel):
             silent extra projection, so that parameter counts mean what they say.
         sparse_embedding: see `baselines._common.LSTMTrunk`; incompatible with tie_weights
             (the tied matrix would get a dense and a sparse gradient).
+        rank: 0 (default) or k >= 1: a low-rank input and output of rank k, each V x k plus
+            k x dim: the embedding is a V x k table times a k x E projection, the output a
+            H x k projection times a k x V matrix (plus the V biases). The control for LightRNN's
+            per-word vectors of dimension k: a plain softmax with the same per-word rank.
+            Incompatible with tie_weights.
     """
 
     options = tuple(OPTIONS)
+    option_bounds = {"rank": (0, 65536)}  # checked with its type wherever options are read (0: full rank)
 
     def __init__(
         self,
@@ -47,26 +53,33 @@ class FullSoftmaxLM(LanguageModel):
         word_counts: np.ndarray | None = None,
         tie_weights: bool = False,
         sparse_embedding: bool = False,
+        rank: int = 0,
         **unknown: object,
     ) -> None:
         super().__init__()
         reject_unknown_options("full_softmax", unknown, OPTIONS)
         self._check_options(
             vocab_size, embed_dim, hidden_dim, num_layers,
-            tie_weights, sparse_embedding, word_counts,
+            tie_weights, sparse_embedding, word_counts, rank,
         )
         self.vocab_size, self.hidden_dim, self.num_layers = vocab_size, hidden_dim, num_layers
-        self.tie_weights = bool(tie_weights)
+        self.tie_weights, self.rank = bool(tie_weights), int(rank)
         self.trunk = LSTMTrunk(
-            vocab_size, embed_dim, hidden_dim, num_layers, check_dropout(dropout), sparse_embedding
+            vocab_size, embed_dim, hidden_dim, num_layers, check_dropout(dropout), sparse_embedding, self.rank
         )
-        self.decoder = nn.Linear(hidden_dim, vocab_size)
-        if self.tie_weights:
+        self.decoder: nn.Module = nn.Linear(hidden_dim, vocab_size)
+        if self.rank:
+            output = nn.Linear(self.rank, vocab_size)
+            nn.init.uniform_(output.weight, -0.1, 0.1)
+            nn.init.zeros_(output.bias)
+            self.decoder = nn.Sequential(nn.Linear(hidden_dim, self.rank, bias=False), output)
+        elif self.tie_weights:
             self.decoder.weight = self.trunk.embedding.weight  # one [V, E] matrix, counted once
         else:
             # As PyTorch's word_language_model example (and LightRNN's heads): uniform +-0.1, zero bias.
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
+        if not self.rank:
+            nn.init.zeros_(self.decoder.bias)
 
     @staticmethod
     def _check_options(
@@ -77,8 +90,13 @@ class FullSoftmaxLM(LanguageModel):
         tie_weights: bool,
         sparse_embedding: bool,
         word_counts: np.ndarray | None,
+        rank: int = 0,
     ) -> None:
         check_sizes(vocab_size, embed_dim, hidden_dim, num_layers)
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+            raise ValueError(f"rank must be an integer >= 0 (0: a full-rank input and output), got {rank!r}")
+        if rank and tie_weights:
+            raise ValueError("rank and tie_weights cannot both be set: choose one")
         if not isinstance(tie_weights, bool):
             raise ValueError(f"tie_weights must be true or false, got {tie_weights!r}")
         if tie_weights and embed_dim != hidden_dim:
@@ -119,14 +137,18 @@ class FullSoftmaxLM(LanguageModel):
         word_counts: np.ndarray | None = None,
         tie_weights: bool = False,
         sparse_embedding: bool = False,
+        rank: int = 0,
         **unknown: object,
     ) -> int:
-        """V*E + LSTM + (H*V unless tied) + V."""
+        """V*E + LSTM + (H*V unless tied) + V; with rank k: V*k + k*E + LSTM + H*k + k*V + V."""
         reject_unknown_options("full_softmax", unknown, OPTIONS)
         cls._check_options(
             vocab_size, embed_dim, hidden_dim, num_layers,
-            tie_weights, sparse_embedding, word_counts,
+            tie_weights, sparse_embedding, word_counts, rank,
         )
+        if rank:
+            return (vocab_size * rank + rank * embed_dim + lstm_param_count(embed_dim, hidden_dim, num_layers)
+                    + hidden_dim * rank + rank * vocab_size + vocab_size)
         decoder_weight = 0 if tie_weights else hidden_dim * vocab_size
         return (
             LSTMTrunk.param_count(vocab_size, embed_dim, hidden_dim, num_layers)

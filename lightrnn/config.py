@@ -42,7 +42,7 @@ MAX_CONFIG_BYTES = 1 << 20
 INT_BOUNDS: dict[str, tuple[int, int]] = {
     "embed_dim": (1, 2**31 - 1), "hidden_dim": (1, 2**31 - 1), "num_layers": (1, 1024),
     "batch_size": (1, 2**31 - 1), "bptt": (1, 2**31 - 1), "eval_batch_size": (1, 2**31 - 1),
-    "lr_patience": (0, 2**31 - 1), "max_steps_per_epoch": (0, 2**62), "seed": (0, 2**32 - 1),
+    "lr_patience": (0, 2**31 - 1), "patience": (0, 2**31 - 1), "max_steps_per_epoch": (0, 2**62), "seed": (0, 2**32 - 1),
 }
 MAX_ROUNDS, MAX_EPOCHS_PER_ROUND = 1000, 100_000
 
@@ -81,7 +81,13 @@ class TrainConfig:
     # | path to a .npy (models with a table)
     initial_table: str = "random"
     eval_batch_size: int = 10
+    # Early stopping: stop once valid ppl has not improved for `patience` epochs (0 = train every
+    # epoch of `rounds`, whose sum is then the maximum). lightrnn.core.metrics.early_stop reads it.
+    patience: int = 0
     test_every_epoch: bool = False
+    # false: training never reads the test split (no test ppl in any row); the test split is read
+    # once, by `lightrnn eval` on best.pt (the study: the checkpoint is chosen on valid alone).
+    test_during_training: bool = True
     max_steps_per_epoch: int = 0  # 0 = the whole training split every epoch
     model_options: dict[str, Any] = field(default_factory=dict)
     # Reporting only (not in config_hash: changing them never invalidates a run): a progress line
@@ -215,6 +221,9 @@ class TrainConfig:
         if not 0.0 < self.rendezvous_timeout_s <= 86400.0:
             raise ValueError(f"config key rendezvous_timeout_s: must be in (0, 86400] seconds, got "
                              f"{self.rendezvous_timeout_s}")
+        if self.test_every_epoch and not self.test_during_training:
+            raise ValueError("config keys test_every_epoch and test_during_training: test_every_epoch=true needs "
+                             "test_during_training=true; set one of them")
         for key in ("log_every_s", "checkpoint_every_s"):
             if not getattr(self, key) >= 0.0:
                 raise ValueError(f"config key {key}: must be >= 0 seconds (0 = off), got {getattr(self, key)}")

@@ -277,6 +277,17 @@ def check_eval(value: Any, where: str) -> dict[str, Any]:
         checked[key] = fields.number(obj, key, low=0.0, optional=True)
     for key in ("device", "git_rev", "split", "checkpoint", "data", "trained_on"):
         checked[key] = fields.string(obj, key, optional=True)
+    checked["block_tokens"] = fields.integer(obj, "block_tokens", 1, optional=True)
+    if fields.present(obj, "block_nll", optional=True):
+        blocks = obj["block_nll"]
+        if not isinstance(blocks, list) or not blocks:
+            raise fields.error("block_nll", "a non-empty list of NLL sums", blocks)
+        checked["block_nll"] = [fields.float_value(value, "block_nll", low=0.0) for value in blocks]
+        if checked["block_tokens"] is None or checked.get("tokens") is None:
+            raise fields.error("block_nll", "block_tokens and tokens beside it", None)
+        if len(blocks) != -(-checked["tokens"] // checked["block_tokens"]):
+            raise fields.error("block_nll", f"ceil(tokens / block_tokens) = "
+                               f"{-(-checked['tokens'] // checked['block_tokens'])} blocks", f"{len(blocks)} blocks")
     return {key: value for key, value in checked.items() if key in obj}
 
 

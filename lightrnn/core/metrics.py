@@ -94,6 +94,24 @@ def realloc_row(
     )
 
 
+def early_stop(rows: list[dict[str, Any]], patience: int) -> tuple[int | None, int, bool]:
+    """(epoch of the best valid ppl, epochs since it, stop now?) over a run's rows in order.
+
+    The best is the row best.pt holds (any row with a valid ppl, a reallocation's included: the
+    loop keeps best.pt the same way); epochs since it count epoch rows only. With patience > 0 the
+    run stops once `patience` epochs have passed without a lower valid ppl. Training and the report
+    both ask this function, so the table's "stopped early" is the loop's decision.
+    """
+    best, best_epoch, since = float("inf"), None, 0
+    for row in rows:
+        valid = row.get("valid_ppl")
+        if valid is not None and valid < best:
+            best, best_epoch, since = valid, row.get("epoch"), 0
+        elif row.get("kind") == "epoch":
+            since += 1
+    return best_epoch, since, patience > 0 and best_epoch is not None and since >= patience
+
+
 def make_row(**values: Any) -> dict[str, Any]:
     """A row with every schema field (missing ones null) in schema order, then any extras."""
     row = {name: values.pop(name, None) for name in FIELDS}

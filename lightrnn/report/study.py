@@ -1,7 +1,7 @@
 """The ablation study's tables and figure: which recipe, reallocation and table start give what.
 
 A study run trains *variants* on one dataset: a variant is a registered model plus training keys
-(`models.<variant>` in config/study.yaml: `model`, `label`, `group`, `train`). Variants that
+(`models.<variant>` in config/study-v1.yaml: `model`, `label`, `group`, `train`). Variants that
 share a label differ only in their seed; the table reports their mean and range. Everything
 is computed from the variants' metrics.jsonl and eval.json files.
 
@@ -401,7 +401,7 @@ def write_study(run_dirs: Iterable[Path | str], specs: dict[str, dict[str, Any]]
     return written
 
 
-def write_study_folder(study_dir: Path | str, config: Path | str = "config/study.yaml", date: str | None = None) -> list[Path]:
+def write_study_folder(study_dir: Path | str, config: Path | str = "config/study-v1.yaml", date: str | None = None) -> list[Path]:
     """Re-render a copied study folder (e.g. results/paper/study-cpu) from its own variant folders.
 
     STUDY_DIR/<dataset>/<variant>/{metrics.jsonl, eval.json} are read with the variants' specs
@@ -426,14 +426,21 @@ README_SECTION = "study"
 
 
 def readme_block(study_dir: Path | str, readme: Path | str, docs: Path | str, command: str) -> tuple[str, dict[Path, Path]]:
-    """The generated study block (docs/study.md) (figure, ablation table, reallocation table) and the PNG copy."""
-    from lightrnn.core.csvio import read_csv
+    """The generated study block (docs/study.md) (figure, ablation table, reallocation table) and the PNG copy.
 
+    A tuned study folder (`lightrnn.report.tuned_study`) gets its own block (its tables, figure and
+    the time each part took).
+    """
+    from lightrnn.core.csvio import read_csv
+    from lightrnn.report import tuned_study
+
+    if tuned_study.is_tuned_study(study_dir):
+        return tuned_study.readme_block(study_dir, readme, docs, command)
     study_dir, readme, docs = Path(study_dir), Path(readme), Path(docs)
     tables = [study_dir / "tables" / f"{name}.md" for name in ("ablation", "study-realloc")]
     figure = study_dir / "plots" / "ablation.png"
     for path in [*tables, figure, study_dir / "tables" / "ablation.csv"]:
-        input_file(path, fix="render the study (snakemake --configfile config/study.yaml)")
+        input_file(path, fix="render the study (snakemake --configfile config/study-v1.yaml)")
     records = read_csv(study_dir / "tables" / "ablation.csv")
     revisions = sorted({str(r["git_rev"]) for r in records if r.get("git_rev")})
     devices = sorted({str(r["device"]) for r in records if r.get("device")})

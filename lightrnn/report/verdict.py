@@ -326,7 +326,7 @@ def _study_records(study_dir: Path | str) -> list[dict[str, Any]]:
     from lightrnn.core.loaders import input_file
 
     path = input_file(Path(study_dir) / "tables" / "ablation.csv", "--study: its",
-                      "run the study (snakemake --configfile config/study.yaml) and copy its run folder there")
+                      "run the study (snakemake --configfile config/study-v1.yaml) and copy its run folder there")
     return read_csv(path)
 
 
@@ -344,8 +344,83 @@ def _study_source(records: list[dict[str, Any]], study_dir: Path | str) -> str:
             "6 epochs: a comparison of models, not the paper's scale or data)")
 
 
+# ----------------------------------------------------------------------------- the tuned study
+def _tuned_tables(study_dir: Path | str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """study.csv and study-ratios.csv of a tuned study folder, and its source text (one revision list)."""
+    from lightrnn.core.csvio import read_csv
+
+    study_dir = Path(study_dir)
+    models, ratios = read_csv(study_dir / "tables" / "study.csv"), read_csv(study_dir / "tables" / "study-ratios.csv")
+    provenance = json.loads((study_dir / "provenance.json").read_text(encoding="utf-8"))
+    source = (f"tuned study `{study_dir.as_posix()}` ({provenance.get('what', 'the study corpus')}; "
+              f"{', '.join(provenance.get('devices', []))}; git "
+              f"{', '.join(rev[:7] for rev in provenance.get('git_revisions', []))}; every model tuned on the same "
+              "recipe grid, chosen on valid, >= 3 seeds, early stopping: a comparison of models at a small scale)")
+    return models, ratios, source
+
+
+def _ratio_text(record: dict[str, Any], labels: dict[str, str]) -> str:
+    return (f"{labels.get(record['numerator'], record['numerator'])} / "
+            f"{labels.get(record['denominator'], record['denominator'])} = {float(record['ratio']):.3f} "
+            f"[{float(record['low']):.3f}, {float(record['high']):.3f}] ({record['word']})")
+
+
+def tuned_perplexity_row(study_dir: Path | str) -> Verdict:
+    """LightRNN (and each LightRNN model) over the best baseline, with paired bootstrap intervals."""
+    from lightrnn.report.intervals import RULE
+
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "perplexity")
+    models, ratios, source = _tuned_tables(study_dir)
+    labels = {r["model"]: f"{r['model']} ({format_count(float(r['params']))})" if r.get("params") not in (None, "")
+              else r["model"] for r in models}
+    run = [r for r in ratios if r.get("status") == "run"]
+    main = next((r for r in run if r["numerator"] == "lightrnn" and r["denominator"] != "lightrnn-no-realloc"), None)
+    if main is None:
+        return Verdict(claim, "the tuned study's LightRNN parts have not run (the baselines' results are in its "
+                       "tables)", source, NOT_RUN, f"{NOT_RUN}: run the study's lightrnn-grid and lightrnn-seeds parts",
+                       {})
+    tests = {r["model"]: float(r["test_ppl_mean"]) for r in models if r.get("status") == "run"}
+    lightrnn = tests["lightrnn"]
+    beaten_by = sorted((model for model, value in tests.items() if value < lightrnn
+                        and not model.startswith("lightrnn")), key=tests.get)
+    measured = "; ".join(_ratio_text(r, labels) for r in run if r["denominator"] != "lightrnn-no-realloc")
+    measured += (f"; below LightRNN's test perplexity {lightrnn:.1f}: "
+                 + (", ".join(f"{labels[m]} {tests[m]:.1f}" for m in beaten_by) if beaten_by else "no baseline"))
+    measured += f". {RULE}"
+    word = PARTLY if main["word"] in ("better", "no clear difference") else NOT_CONFIRMED
+    verdict = (f"partly: {main['word']} than the best baseline at the study's small scale" if word == PARTLY else
+               f"{NOT_CONFIRMED} at the study's small scale: LightRNN's perplexity is above the best baseline's "
+               "beyond the test sample's uncertainty")
+    return Verdict(claim, measured, source, word, verdict + "; ACLW and One Billion Word not run here",
+                   {"ratio_best_baseline": float(main["ratio"]), "ratio_low": float(main["low"]),
+                    "ratio_high": float(main["high"])})
+
+
+def tuned_reallocation_row(study_dir: Path | str) -> Verdict:
+    """LightRNN with reallocations over the same model keeping its first table, with its interval."""
+    claim = next(claim for claim in paper.CLAIMS if claim.key == "reallocation")
+    _, ratios, source = _tuned_tables(study_dir)
+    pair = next((r for r in ratios if r["numerator"] == "lightrnn" and r["denominator"] == "lightrnn-no-realloc"),
+                None)
+    if pair is None or pair.get("status") != "run":
+        return Verdict(claim, "the tuned study's LightRNN parts have not run", source, NOT_RUN,
+                       f"{NOT_RUN}: run the study's lightrnn-grid and lightrnn-seeds parts", {})
+    measured = (_ratio_text(pair, {"lightrnn": "LightRNN", "lightrnn-no-realloc": "LightRNN keeping its first table"})
+                + "; the epoch after each reallocation against the no-reallocation run at the same epoch: the "
+                "study's tables/study-spike")
+    word = {"better": CONFIRMED, "no clear difference": PARTLY}.get(pair["word"], NOT_CONFIRMED)
+    verdict = {CONFIRMED: f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table",
+               PARTLY: "partly: no clear difference from keeping the table at the study's small scale",
+               NOT_CONFIRMED: f"{NOT_CONFIRMED}: keeping the table is better at the study's small scale"}[word]
+    return Verdict(claim, measured, source, word, verdict, {"ratio_no_realloc": float(pair["ratio"])})
+
+
 def study_perplexity_row(study_dir: Path | str) -> Verdict:
     """LightRNN's best recipe against every baseline's best (or only) recipe in the ablation study."""
+    from lightrnn.report.tuned_study import is_tuned_study
+
+    if is_tuned_study(study_dir):
+        return tuned_perplexity_row(study_dir)
     claim = next(claim for claim in paper.CLAIMS if claim.key == "perplexity")
     records = _study_records(study_dir)
     best = {r["model"]: r for r in records if str(r.get("best_recipe")) == "True" and r.get("test_ppl_mean") != ""}
@@ -412,6 +487,10 @@ def _study_spikes(study_dir: Path | str, label: str) -> tuple[str, list[float]]:
 
 def study_reallocation_row(study_dir: Path | str) -> Verdict:
     """The study's LightRNN at its default recipe with and without reallocation (the fixed-table control)."""
+    from lightrnn.report.tuned_study import is_tuned_study
+
+    if is_tuned_study(study_dir):
+        return tuned_reallocation_row(study_dir)
     claim = next(claim for claim in paper.CLAIMS if claim.key == "reallocation")
     records = _study_records(study_dir)
     light = [r for r in records if r["model"] == "lightrnn" and r.get("test_ppl_mean") != ""]

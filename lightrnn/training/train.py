@@ -4,8 +4,11 @@ Model-agnostic: it builds models through the registry, uses only the `lightrnn.c
 and asks for a word table by capability (`getattr(model, "table", None)`), never by name.
 
 Schedule: `config.rounds` = epochs per round. Epochs are numbered 1, 2, ... across rounds;
-rounds 0, 1, .... After every epoch: exact valid ppl (and test ppl at the end of a round, or
-every epoch with test_every_epoch), an "epoch" row in metrics.jsonl, `checkpoint.pt`, and
+rounds 0, 1, .... With `patience` > 0 the run stops early, before the next event, once valid ppl
+has not improved for that many epochs (`lightrnn.core.metrics.early_stop`, asked of the rows, so
+a resumed run stops where an uninterrupted one did). After every epoch: exact valid ppl (and test
+ppl at the end of a round, or every epoch with test_every_epoch; never with
+test_during_training=false), an "epoch" row in metrics.jsonl, `checkpoint.pt`, and
 `best.pt` when valid ppl improved. Between rounds: `model.between_rounds(...)`; when it returns
 metrics (LightRNN's reallocation) valid ppl is measured at once and a "realloc" row is written
 whose `round` is the round about to start (the one that uses `table-<round>.npy`).
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sys
 import time
@@ -48,7 +52,7 @@ from lightrnn.config import TrainConfig
 from lightrnn.core import distributed
 from lightrnn.core.fileio import remove_stale_temps, write_lines
 from lightrnn.core.loaders import input_file
-from lightrnn.core.metrics import epoch_row, param_stats, realloc_row, run_fields
+from lightrnn.core.metrics import early_stop, epoch_row, param_stats, realloc_row, run_fields
 from lightrnn.core.runlock import out_dir_lock
 from lightrnn.core.runtime import PhasePeaks, resolve_device, seed_everything, tf32_enabled, use_fp32_matmul
 from lightrnn.registry import build_from_config
@@ -127,6 +131,8 @@ def _train(
     events = _schedule(config.rounds)
     epoch = sum(1 for kind, _, _ in events[: resumed.next_event] if kind == "epoch")  # epochs done
     for event_index in range(resumed.next_event, len(events)):
+        if early_stop([json.loads(line) for line in run.rows], run.config.patience)[2]:
+            break  # valid ppl has not improved for `patience` epochs (a resume of a stopped run stops here too)
         kind, round_index, epoch_in_round = events[event_index]
         if kind == "realloc":
             _reallocate(run, event_index, round_index, epoch)
@@ -162,7 +168,8 @@ def _epoch(
     run.step = trained["step"]
     valid = run.evaluate("valid")
     end_of_round = epoch_in_round + 1 == config.rounds[round_index]
-    test = run.evaluate("test") if (end_of_round or config.test_every_epoch) else None
+    wants_test = config.test_during_training and (end_of_round or config.test_every_epoch)
+    test = run.evaluate("test") if wants_test else None
     lr_used = run.scheduler.lr
     run.scheduler.step(valid["ppl"])
     allreduce = distributed.gradient_bytes(run.model) if context.world_size > 1 else 0  # 0: nothing all-reduced

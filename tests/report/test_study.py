@@ -176,16 +176,33 @@ def test_context_initial_table_is_built_from_the_training_stream():
 
 
 
-def test_the_study_config_plans_every_variant_and_the_study_outputs(clean_copy: Path):
-    result = snakemake("-n", "--configfile", "config/study.yaml", cwd=clean_copy)
+def test_the_first_study_config_plans_every_variant_and_the_study_outputs(clean_copy: Path):
+    result = snakemake("-n", "--configfile", "config/study-v1.yaml", cwd=clean_copy)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    study = yaml.safe_load((clean_copy / "config" / "study.yaml").read_text())
+    study = yaml.safe_load((clean_copy / "config" / "study-v1.yaml").read_text())
     counts = job_counts(output)
     assert counts["train"] == len(study["models_to_run"]) and counts["render_study"] == 1
     assert "render_report" not in counts
     for variant in study["models_to_run"]:
         assert f"results/study/ptb/{variant}/metrics.jsonl" in output
+
+
+def test_the_study_grid_plans_its_default_part(clean_copy: Path):
+    # config/study.yaml's default part: every baseline and control x every recipe at the tuning seed
+    result = snakemake("-n", "--configfile", "config/study.yaml", cwd=clean_copy)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    grid = yaml.safe_load((clean_copy / "config" / "study.yaml").read_text())["study_grid"]
+    models = grid["parts"]["baselines-grid"]["models"]
+    assert job_counts(output)["train"] == len(models) * len(grid["recipes"])
+    for model in models:
+        for recipe in grid["recipes"]:
+            assert f"results/study/ptb/{model}--{recipe}--s0/metrics.jsonl" in output
+    # a seeds part before its grid part has run: one clear line
+    result = snakemake("-n", "--configfile", "config/study.yaml", "--config", "models_to_run=[baselines-seeds]",
+                       cwd=clean_copy)
+    assert result.returncode != 0 and "run the grid part holding" in result.stdout + result.stderr
 
 
 def test_a_large_keep_bonus_keeps_every_word_and_none_moves_without_gain():

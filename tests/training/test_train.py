@@ -264,6 +264,29 @@ def test_cli_train_then_eval_best_checkpoint(corpus: Path, tmp_path, capsys) -> 
     assert printed == json.loads((out / "eval.json").read_text())
     assert printed["ppl"] == pytest.approx(best["valid_ppl"], rel=1e-9)
     assert printed["tokens"] == 799 and printed["model"] == "lightrnn" and printed["split"] == "valid"
+    # the paired bootstrap's input: NLL sums of blocks of block_tokens targets, adding up to nll_sum
+    assert printed["block_tokens"] == 100 and len(printed["block_nll"]) == 8
+    assert sum(printed["block_nll"]) == pytest.approx(printed["nll_sum"], rel=1e-6)
+
+
+class _TargetCost(torch.nn.Module):
+    """A stand-in model whose NLL of a target is target / 100: the per-token order is checkable."""
+
+    def forward(self, tokens, targets, state):
+        from lightrnn.core.lm import LMOutput
+
+        return LMOutput(targets.double() / 100, (torch.zeros(1),))  # the state: any tuple of tensors
+
+
+@pytest.mark.parametrize("batch_size, bptt", [(1, 7), (4, 5), (7, 30)])
+def test_per_token_nll_follows_the_stream_order(batch_size: int, bptt: int) -> None:
+    from lightrnn.training.evaluate import block_sums
+
+    stream = np.random.default_rng(0).integers(0, 500, size=253).astype(np.int64)
+    result = evaluate(_TargetCost(), stream, batch_size, bptt, "cpu", per_token=True)
+    assert np.allclose(result["token_nll"], stream[1:] / 100)  # exactly the N - 1 targets, in order
+    blocks = block_sums(result["token_nll"], 100)
+    assert len(blocks) == 3 and blocks[2] == pytest.approx(stream[201:].sum() / 100)
 
 
 def test_cli_params_prints_the_paper_sizes(capsys) -> None:

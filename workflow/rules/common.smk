@@ -15,6 +15,7 @@ from lightrnn.data.corpora import CORPORA, DATASETS  # noqa: E402  (light: no to
 from lightrnn.registry import names as model_names  # noqa: E402  (light: no torch)
 from lightrnn.core.runlock import live_holder  # noqa: E402  (light: no torch)
 from lightrnn.data.fetch import check_url  # noqa: E402  (light: no torch)
+from lightrnn.report.grid import expand_parts  # noqa: E402  (light: no torch)
 from lightrnn.report.layout import (
     STUDY_OUTPUTS,
     planned_outputs,
@@ -48,6 +49,8 @@ for _section in ("resources", "slurm"):
 # Before any job: the schema (types, required keys, no unknown keys), then the cross-references
 # the schema cannot express. Each error names the key and what to do.
 validate(config, "../schemas/config.schema.yaml")
+# A study's parts (config/study.yaml `study_grid`): part names in models_to_run become their variants.
+expand_parts(config, f"{config['results_dir']}/{config['run']}")
 
 
 MODEL_NAMES = model_names()

@@ -1,4 +1,5 @@
-# The ablation study (config/study.yaml): its tables and figure from every variant's files.
+# The ablation study (config/study-v1.yaml; a tuned study part of config/study.yaml renders the same way,
+# its own tables by lightrnn.report.tuned_study): its tables and figure from every variant's files.
 
 
 rule render_study:
