@@ -287,9 +287,10 @@ def study_figure(study: Study, title: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lightrnn.report.plots import series_styles
+    from lightrnn.report.plots import series_styles, set_log_ticks
 
-    figure, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    figure, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    plotted: list[float] = []
     shown = [(model, chosen) for model in study.grid["models"]
              if (chosen := study.chosen(model)) and study.runs_of(model, chosen)]
     for (model, chosen), style in zip(shown, series_styles(len(shown))):
@@ -298,6 +299,7 @@ def study_figure(study: Study, title: str) -> Any:
         label = f"{_label(study.grid, model)}: {study.grid['recipes'][chosen].get('label', chosen)}"
         by_epoch.plot([row["epoch"] for row in rows], [row["valid_ppl"] for row in rows], label=label, **style)
         by_time.plot([row["wall_s"] / 60 for row in rows], [row["valid_ppl"] for row in rows], label=label, **style)
+        plotted += [row["valid_ppl"] for row in rows]
     by_epoch.set_xlabel("epoch")
     by_time.set_xlabel("training wall time (minutes, one CPU thread)")
     by_epoch.set_ylabel("valid perplexity (log scale)")
@@ -306,9 +308,14 @@ def study_figure(study: Study, title: str) -> Any:
     for axis in (by_epoch, by_time):
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
+    if plotted:
+        set_log_ticks(by_epoch, plotted)  # labelled ticks below the lowest point and above the highest
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
+    if shown:  # one legend for both panels, below them: outside the data, whatever the curves do
+        handles, labels = by_epoch.get_legend_handles_labels()
+        figure.subplots_adjust(bottom=0.12 + 0.035 * math.ceil(len(labels) / 2))
+        figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     return figure
 
 
