@@ -161,7 +161,7 @@ def performance_markdown(bench_dir: str | Path, page_dir: str | Path | None = No
 
 
 def word_terms_markdown(bench_dir: str | Path) -> list[str]:
-    """Lines on LightRNN's per-word terms at large V (issue 30) from word-terms.csv, its repeats and
+    """Lines on LightRNN's per-word terms at large V from word-terms.csv, its repeats and
     word-terms-phases.csv in `bench_dir`; none when word-terms.csv is absent."""
     bench_dir = Path(bench_dir)
     if not (bench_dir / "word-terms.csv").is_file():
@@ -173,7 +173,7 @@ def word_terms_markdown(bench_dir: str | Path) -> list[str]:
     sizes = sorted({int(row["vocab_size"]) for row in rows})
     variants = [m for m in dict.fromkeys(row["model"] for row in rows) if m.startswith(REFERENCE + "@")]
     out = [
-        f"LightRNN's per-word terms at large V (issue 30): `{(bench_dir / 'word-terms.csv').as_posix()}` (and "
+        f"LightRNN's per-word terms at large V: `{(bench_dir / 'word-terms.csv').as_posix()}` (and "
         "`-repeats.csv`) holds plain LightRNN, its variants (a model entry NAME@LABEL is a labelled variant with "
         "its own `--option`s, sparse per-word gradients with SparseAdam) and the adaptive softmax, from one run "
         f"at git {first['git_rev']} ({first['date']}, {first['cpu_model']}, {first['threads']} thread(s), "

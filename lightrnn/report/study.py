@@ -315,7 +315,7 @@ def realloc_table(variants: list[Variant]) -> Table:
             "measured-after is the column head meeting rows it was never trained after (the history reading the "
             "new table is the smaller part: at most ~0.3 nats in an audit's decomposition). With consistent columns (rows first, then the columns "
             "scored under the new rows) the predicted NLL prices the final table's column normalisers exactly and the gap "
-            "is the history's input side (rows written before issue 30 used the paper's leaky softmaxes and, with "
+            "is the history's input side (rows written before the normalised model used the paper's leaky softmaxes and, with "
             "per-word terms, a slot map with collisions, so their predicted NLL is off). The paper measures its spike after one epoch on the new table (ACLW-French 219 -> 246, +12%): "
             "compare it with 'after 1 epoch' and 'spike (1 epoch)', not with 'right after' (the frozen model "
             "before any training on the new table, a number the paper never shows).")

@@ -596,7 +596,7 @@ def variant_sizes_table(study_dir: Path | str) -> Table:
         note=(f"Parameters at V = {V:,} from the closed form (`lightrnn.registry.param_count`) with each variant's "
               "size options (word_bias, word_dim, word_input_dim) from its run's config.yaml; the paper's size claim "
               "is 40-100x below the full softmax. The perplexity is the study's (its V, its size), not the paper's; "
-              "LightRNN runs made before the normalised model (issue 30) used the paper's form, which gives empty "
+              "LightRNN runs made before the normalised model used the paper's form, which gives empty "
               "table slots mass, so their perplexity is an upper bound."),
         left=1,
     )
