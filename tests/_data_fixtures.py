@@ -7,6 +7,7 @@ way the WikiText host does. It records every request.
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,3 +108,39 @@ def serve_tiny(server: ArchiveServer, corpus: str, tmp_path: Path, seed: int = 0
 
 def datasets_of(corpus: str) -> list[str]:
     return [name for name, spec in corpora.DATASETS.items() if spec.corpus == corpus]
+
+
+class LoopbackTCPServer:
+    """A raw TCP server on 127.0.0.1 for fetch's hostile-server tests: accepts in a thread, hands each
+    connection to `_answer` (a subclass says what it sends), stops within 0.1 s of `close`."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.stop = threading.Event()
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/simple-examples.tgz"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()

@@ -473,11 +473,7 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self.fired = True
-        for sock in list(self.sockets):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.close_all()
 
     def close_all(self) -> None:
         """Shut every socket down without marking the total bound as passed (the header stall)."""

@@ -8,7 +8,6 @@ deadline of seconds, and the test checks what was written to disk and how long i
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -16,32 +15,17 @@ import pytest
 from lightrnn.cli import main
 from lightrnn.data.corpora import get_corpus
 from lightrnn.data.fetch import fetch, max_size
+from tests._data_fixtures import LoopbackTCPServer
 
 
-class RawServer:
+class RawServer(LoopbackTCPServer):
     """A TCP server on 127.0.0.1 that sends `head` (dripped one byte per `drip_s` when given), then
     `body_block` over and over until the client goes away or the test ends."""
 
     def __init__(self, head: bytes, body_block: bytes = b"", drip_s: float | None = None) -> None:
         self.head, self.body_block, self.drip_s = head, body_block, drip_s
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.stop = threading.Event()
-        self.connections = 0
         self.sent = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
@@ -60,15 +44,6 @@ class RawServer:
                 self.stop.wait()
             except OSError:
                 return
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/simple-examples.tgz"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
 
 
 def _fetch_cli(server: RawServer, dest, *options: str) -> tuple[int, float]:

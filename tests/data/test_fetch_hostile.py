@@ -24,7 +24,7 @@ import yaml
 from lightrnn.cli import main
 from lightrnn.data import fetch as fetch_module
 from lightrnn.data.fetch import SCHEMES, check_url, fetch, url_pattern
-from tests._data_fixtures import archive_server, serve_tiny  # noqa: F401 (pytest fixture)
+from tests._data_fixtures import LoopbackTCPServer, archive_server, serve_tiny  # noqa: F401 (pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,28 +127,12 @@ def test_a_redirect_to_another_scheme_or_with_user_info_is_refused_in_one_line(t
     assert not (tmp_path / "raw" / "simple-examples.tgz").exists()
 
 
-class Silent:
+class Silent(LoopbackTCPServer):
     """A TCP server on 127.0.0.1 that accepts and then answers nothing, or drips a response a byte at a time."""
 
     def __init__(self, drip_s: float | None = None, length: int = 10_000) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
         self.drip_s, self.length = drip_s, length
-        self.stop = threading.Event()
-        self.connections = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
@@ -163,15 +147,6 @@ class Silent:
                     self.stop.wait(self.drip_s)
             except OSError:
                 return
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/simple-examples.tgz"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
 
 
 def test_a_server_that_never_answers_is_a_stall_retried_with_announced_waits_then_one_line(tmp_path, caplog, capsys):
