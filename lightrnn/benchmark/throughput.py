@@ -14,7 +14,7 @@ On a shared, noisy machine only ratios measured close together in time mean anyt
 
 A training step is the training loop's own function (`lightrnn.training.step.train_step`): forward, mean
 NLL, finite check, backward, global gradient-norm clipping, optimizer step, state detached. The
-optimizer is Adam; where a model offers sparse embedding gradients (`sparse_embedding`, the
+optimizer is Adam (`optimizer="sgd"`: the loop's SGD, for a recipe that trains with it); where a model offers sparse embedding gradients (`sparse_embedding`, the
 baselines' V x E table) the bench turns them on and gives those parameters SparseAdam, so the
 baselines do not pay a dense V x E Adam update per step: what a careful engineer would do.
 LightRNN with per-word terms offers the same option for its per-word tables.
@@ -49,7 +49,7 @@ from lightrnn.benchmark.machine import (
 )
 from lightrnn.core.runtime import autocast_context, use_fp32_matmul
 from lightrnn.registry import accepts, build, model_class, names
-from lightrnn.training.optim import Optimizers
+from lightrnn.training.optim import OPTIMIZERS, Optimizers
 from lightrnn.training.step import PHASES, train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -75,6 +75,9 @@ class ThroughputSettings:
     device: str = "cpu"
     dtype: str = "fp32"
     lr: float = 1e-3
+    # The training loop's optimizers: "adam" (Adam, SparseAdam for sparse gradients) or "sgd" (one
+    # SGD for all, sparse rows updated in place): what a study's recipe trains with.
+    optimizer: str = "adam"
     clip: float = 5.0
     sparse_embedding: bool = True
     seed: int = 0
@@ -100,6 +103,8 @@ class ThroughputSettings:
         for name in self.model_options:
             if name not in self.models:
                 raise ValueError(f"throughput: model_options for {name!r}, which is not among models {list(self.models)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"throughput: optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"throughput: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.dtype == "bf16" and torch.device(self.device).type != "cuda":
@@ -153,9 +158,10 @@ def build_for_bench(name: str, vocab_size: int, settings: ThroughputSettings) ->
     )
 
 
-def make_optimizers(model: torch.nn.Module, lr: float) -> Optimizers:
-    """The training loop's Adam (+ SparseAdam for sparse embeddings): `lightrnn.training.optim.Optimizers`."""
-    return Optimizers(model, "adam", lr)
+def make_optimizers(model: torch.nn.Module, lr: float, optimizer: str = "adam") -> Optimizers:
+    """The training loop's optimizers (`lightrnn.training.optim.Optimizers`): Adam (+ SparseAdam for
+    sparse gradients) or SGD."""
+    return Optimizers(model, optimizer, lr)
 
 
 def _train_steps(model, optimizers, windows, state, settings: ThroughputSettings, device: torch.device):
@@ -211,7 +217,7 @@ def measure_once(name: str, vocab_size: int, stream: np.ndarray, settings: Throu
                 model = build_for_bench(name, vocab_size, settings)
         else:
             model = build_for_bench(name, vocab_size, settings).to(device)
-        optimizers = make_optimizers(model, settings.lr)
+        optimizers = make_optimizers(model, settings.lr, settings.optimizer)
         state = _train_steps(model, optimizers, warmup, None, settings, device)
         train_steps, train_s = _timed(
             lambda window, carried: _train_steps(model, optimizers, [window], carried, settings, device),
@@ -328,19 +334,21 @@ def measure_phases(name: str, vocab_size: int, stream: np.ndarray, settings: Thr
     windows = stream_windows(stream, settings.batch_size, settings.bptt, device)
     torch.manual_seed(settings.seed)
     model = build_for_bench(name, vocab_size, settings).to(device).train()
-    optimizers = make_optimizers(model, settings.lr)
+    optimizers = make_optimizers(model, settings.lr, settings.optimizer)
     state = _train_steps(model, optimizers, windows[: settings.warmup_steps], None, settings, device)
     timings: dict[str, float] = {}
-    steps, rows, start = 0, 0, time.perf_counter()
+    steps, rows, values, start = 0, 0, 0, time.perf_counter()
     while steps < settings.timed_steps or time.perf_counter() - start < settings.min_seconds:
         tokens, targets = windows[(settings.warmup_steps + steps) % len(windows)]
         _, state = train_step(model, optimizers, tokens, targets, state, settings.clip, settings.dtype == "bf16",
                               timings=timings)
-        rows += sum(p.grad._nnz() for p in model.parameters() if p.grad is not None and p.grad.is_sparse)
+        sparse = [p.grad for p in model.parameters() if p.grad is not None and p.grad.is_sparse]
+        rows += sum(grad._nnz() for grad in sparse)
+        values += sum(grad._values().numel() for grad in sparse)
         steps += 1
     model = optimizers = state = None
     gc.collect()
-    return {"steps": steps, "sparse_rows_per_step": rows / steps,
+    return {"steps": steps, "sparse_rows_per_step": rows / steps, "sparse_values_per_step": values / steps,
             **{f"{phase}_s": timings.get(phase, 0.0) / steps for phase in PHASES}}
 
 
@@ -377,10 +385,11 @@ def run_phases(
         for name in settings.models:
             runs = [row for row in raw if row["vocab_size"] == int(vocab_size) and row["model"] == name]
             medians[name] = ({phase: statistics.median(row[phase + "_s"] for row in runs) for phase in PHASES},
-                             statistics.median(row["sparse_rows_per_step"] for row in runs))
+                             statistics.median(row["sparse_rows_per_step"] for row in runs),
+                             statistics.median(row["sparse_values_per_step"] for row in runs))
         baseline = medians[settings.models[0]][0]
         for name in settings.models:
-            phases, sparse_rows = medians[name]
+            phases, sparse_rows, sparse_values = medians[name]
             step = sum(phases.values())
             for phase in (*PHASES, "step"):
                 seconds = step if phase == "step" else phases[phase]
@@ -389,7 +398,7 @@ def run_phases(
                     "model": name, "vocab_size": int(vocab_size), "phase": phase, "seconds_per_step": seconds,
                     "share_of_step": seconds / step if step > 0 else 0.0,
                     "over_baseline_s": seconds - base, "baseline": settings.models[0],
-                    "sparse_rows_per_step": sparse_rows,
+                    "sparse_rows_per_step": sparse_rows, "sparse_values_per_step": sparse_values,
                     "model_options": json.dumps(settings.model_options.get(name, {}), sort_keys=True),
                     **config, **machine,
                 })

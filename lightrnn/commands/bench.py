@@ -32,6 +32,9 @@ def _throughput_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = autocast, CUDA only")
     group.add_argument("--dense-embedding", action="store_true",
                        help="keep dense embedding gradients (default: sparse + SparseAdam where a model offers it)")
+    group.add_argument("--optimizer", default="adam", choices=["adam", "sgd"],
+                       help="the training loop's optimizer: adam (+ SparseAdam for sparse gradients) or sgd "
+                            "(what a study recipe such as SGD 20 trains with)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--option", dest="options", action="append", default=[], metavar="MODEL:KEY=VALUE",
                        help="model-specific option (YAML value), e.g. --option adaptive_softmax:div_value=2")
@@ -139,7 +142,7 @@ def _settings(args: argparse.Namespace):
         bptt=args.bptt, warmup_steps=args.warmup_steps, timed_steps=args.timed_steps, min_seconds=args.min_seconds,
         repeats=args.repeats,
         threads=args.threads, device=args.device, dtype=args.dtype, sparse_embedding=not args.dense_embedding,
-        seed=args.seed, model_options=model_options,
+        optimizer=args.optimizer, seed=args.seed, model_options=model_options,
     )
 
 

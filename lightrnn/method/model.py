@@ -102,15 +102,17 @@ ROW_DOT_CHUNK_FLOATS = 1 << 20
 
 
 class _RowLayout:
-    """Which positions read which distinct rows, arranged so `_RowDot` runs one matmul per group.
+    """Which positions read which distinct table rows, arranged so `_RowDot` runs one matmul per group.
 
-    rows [N]: the row each position reads (values in [0, R)); slot_words [R, C]: the word id in
-    every slot. The distinct rows are grouped by how many positions read them, so a group of g
-    rows read c times each is one [g, C, k] x [g, k, c] batched matmul over contiguous slices of
-    the positions in `order` (no padding, no per-position gather of C k values).
+    rows [N]: the row each position reads (values in [0, R)). The distinct rows are grouped by
+    how many positions read them, so a group of g rows read c times each is one
+    [g, C, k] x [g, k, c] batched matmul over contiguous slices of the positions in `order` (no
+    padding, no per-position gather of C k values). `sorted_rows` are the distinct rows in
+    increasing order and `sorted_of[u]` where group-order row u sits among them (a sparse
+    gradient lists its rows sorted).
     """
 
-    def __init__(self, rows: Tensor, slot_words: Tensor, columns: int, dim: int) -> None:
+    def __init__(self, rows: Tensor, columns: int, dim: int) -> None:
         distinct, position, counts = torch.unique(rows, return_inverse=True, return_counts=True)
         by_count = torch.argsort(counts, stable=True)  # distinct rows, fewest readers first
         rank = torch.empty_like(by_count)
@@ -118,7 +120,7 @@ class _RowLayout:
         self.row_of = rank[position]  # [N]: each position's distinct row, in group order
         self.order = torch.argsort(self.row_of, stable=True)  # positions grouped by their row
         self.distinct = distinct[by_count]  # [U]: the distinct rows in group order
-        self.slot_words = slot_words.index_select(0, self.distinct)  # [U, C]
+        self.sorted_rows, self.sorted_of = distinct, by_count  # torch.unique sorts: distinct[by_count[u]]
         self.positions, self.columns = rows.numel(), columns
         # (first row, last row, first position, readers per row) of every chunk, from the sorted counts.
         self.chunks: list[tuple[int, int, int, int]] = []
@@ -144,8 +146,9 @@ def _storage_users(tensor: Tensor) -> int:
     return _USE_COUNT(tensor.untyped_storage()._cdata)
 
 
-def _gradient_rows(scratch: dict, rows: int, like: Tensor) -> Tensor:
-    """An uninitialised [rows, k] tensor for a per-word gradient, on the CPU in storage kept between steps.
+def _gradient_rows(scratch: dict, rows: int, like: Tensor, key: str = "gradient") -> Tensor:
+    """An uninitialised [rows, like.shape[1]] tensor (a per-word gradient, or the rows the backward
+    reads again), on the CPU in storage kept between steps under `key`.
 
     A fresh tensor of this size (tens of MB at V = 793,471) is returned to the system when freed
     and costs as much in first-touch page faults as writing it; the training step frees the
@@ -156,100 +159,103 @@ def _gradient_rows(scratch: dict, rows: int, like: Tensor) -> Tensor:
     """
     if like.device.type != "cpu" or _USE_COUNT is None:
         return like.new_empty(rows, like.shape[1])  # the CUDA caching allocator already reuses memory
-    buffer = scratch.get("buffer")
+    buffer, idle = scratch.get(key, (None, 0))
     if (buffer is None or buffer.shape[0] < rows or buffer.dtype != like.dtype or buffer.shape[1] != like.shape[1]
-            or _storage_users(buffer) != scratch["idle"]):
+            or _storage_users(buffer) != idle):
         buffer = like.new_empty(rows + rows // 4, like.shape[1])  # headroom: the rows read vary per step
-        scratch["buffer"], scratch["idle"] = buffer, _storage_users(buffer)
+        scratch[key] = (buffer, _storage_users(buffer))
     return buffer[:rows]
 
 
 class _RowDot(torch.autograd.Function):
-    """terms[n, c] = weight[slot_words[rows[n], c]] . query[n] for weight [V, k], query [N, k].
+    """terms[n, c] = weight[block of n's row, c k : (c + 1) k] . query[n] for weight [M, C k], query [N, k].
 
-    The O(C k) dot products per position, one batched matmul per group of distinct rows read
-    equally often (`_RowLayout`): each distinct row's C vectors are gathered once per pass
-    (U C k values, U <= R the distinct rows) instead of once per position (N C k), and no
-    [N, C, k] tensor is built or kept; the backward gathers them again, chunk by chunk.
+    The per-word output vectors are stored by table slot, a table row's C vectors one
+    contiguous [C k] row of `weight`, so the O(C k) dot products per position are one batched
+    matmul per group of distinct rows read equally often (`_RowLayout`) over whole rows of the
+    weight: each distinct row is read once per pass (U C k values, U <= R the distinct rows),
+    never once per position (N C k), and no [N, C, k] tensor is built or kept.
 
-    The weight's gradient covers the words of the distinct rows (every word sharing a target's
-    row gets gradient through the column normaliser), one row per word, given as `index_ids`
-    (sorted) and `index_of` ([U, C]: where each slot's word sits in `index_ids`; `filled` [U, C]
-    masks the empty slots, which get none): a coalesced sparse [V, k] tensor when `sparse`,
-    else dense. Either way one [n, k] tensor per step, written once (on the CPU into the last
-    step's storage where nothing holds it any more: `_gradient_rows`).
+    `blocks` [U]: the weight row of each distinct row, in the layout's group order. The weight's
+    gradient covers exactly those rows (every word sharing a target's row gets gradient through
+    the column normaliser): with `sparse` a coalesced sparse [M, C k] tensor whose rows are
+    `layout.sorted_rows`' blocks in increasing order (`sorted_blocks` [U]), written once (on the
+    CPU into the last step's storage where nothing holds it any more: `_gradient_rows`); else
+    dense.
     """
 
     @staticmethod
-    def forward(ctx, weight: Tensor, query: Tensor, layout: _RowLayout, index_ids: Tensor, index_of: Tensor,
-                filled: Tensor, sparse: bool, scratch: dict | None = None) -> Tensor:
-        columns, dim = layout.columns, weight.shape[1]
+    def forward(ctx, weight: Tensor, query: Tensor, layout: _RowLayout, blocks: Tensor, sorted_blocks: Tensor,
+                sparse: bool, scratch: dict | None = None) -> Tensor:
+        columns, dim = layout.columns, query.shape[1]
         grouped_query = query.index_select(0, layout.order)  # [N, k], positions in group order
         grouped = query.new_empty(layout.positions, columns)
+        # The distinct rows' weight rows, gathered once (whole contiguous rows: a memcpy) into
+        # storage kept between steps, and kept for the backward, which reads them again.
+        gathered = (_gradient_rows(scratch, blocks.numel(), weight, "gathered") if scratch is not None
+                    else weight.new_empty(blocks.numel(), weight.shape[1]))
+        torch.index_select(weight, 0, blocks, out=gathered)
         with torch.autocast(query.device.type, enabled=False):
             for first, last, start, count in layout.chunks:
                 stop = start + (last - first) * count
-                blocks = weight.index_select(0, layout.slot_words[first:last].reshape(-1)).view(-1, columns, dim)
+                chunk = gathered[first:last].view(-1, columns, dim)
                 reads = grouped_query[start:stop].view(last - first, count, dim)
-                grouped[start:stop] = torch.bmm(reads, blocks.transpose(1, 2)).view(-1, columns)
+                torch.bmm(reads, chunk.transpose(1, 2), out=grouped[start:stop].view(last - first, count, columns))
         out = torch.empty_like(grouped)
         out.index_copy_(0, layout.order, grouped)
-        ctx.save_for_backward(weight, grouped_query, index_ids, index_of, filled)
+        ctx.save_for_backward(weight, gathered, grouped_query, blocks, sorted_blocks)
         ctx.layout, ctx.sparse, ctx.scratch = layout, sparse, scratch
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        weight, grouped_query, index_ids, index_of, filled = ctx.saved_tensors
+        weight, gathered, grouped_query, blocks, sorted_blocks = ctx.saved_tensors
         layout = ctx.layout
-        columns, dim = layout.columns, weight.shape[1]
+        columns, dim = layout.columns, grouped_query.shape[1]
         grouped_grad = grad.index_select(0, layout.order)  # [N, C]
         want_weight, want_query = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         values = None
         if want_weight:
-            values = (_gradient_rows(ctx.scratch, index_ids.numel(), weight) if ctx.sparse and ctx.scratch is not None
-                      else weight.new_empty(index_ids.numel(), dim))
+            if ctx.sparse:
+                values = (_gradient_rows(ctx.scratch, blocks.numel(), weight) if ctx.scratch is not None
+                          else weight.new_empty(blocks.numel(), weight.shape[1]))
+            else:
+                values = torch.zeros_like(weight)
         grouped_query_grad = torch.empty_like(grouped_query) if want_query else None
         with torch.autocast(grad.device.type, enabled=False):
             for first, last, start, count in layout.chunks:
                 stop = start + (last - first) * count
                 chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
                 if want_query:
-                    blocks = weight.index_select(0, layout.slot_words[first:last].reshape(-1)).view(-1, columns, dim)
-                    grouped_query_grad[start:stop] = torch.bmm(chunk_grad, blocks).view(-1, dim)
+                    chunk = gathered[first:last].view(-1, columns, dim)
+                    torch.bmm(chunk_grad, chunk, out=grouped_query_grad[start:stop].view(last - first, count, dim))
                 if want_weight:
                     reads = grouped_query[start:stop].view(last - first, count, dim)
-                    outer = torch.bmm(chunk_grad.transpose(1, 2), reads).view(-1, dim)  # [g C, k]
-                    keep = filled[first:last].reshape(-1)
-                    targets = index_of[first:last].reshape(-1)
-                    if not bool(keep.all()):
-                        outer, targets = outer[keep], targets[keep]
-                    values.index_copy_(0, targets, outer)
+                    outer = torch.bmm(chunk_grad.transpose(1, 2), reads).view(last - first, -1)  # [g, C k]
+                    where = layout.sorted_of[first:last] if ctx.sparse else blocks[first:last]
+                    values.index_copy_(0, where, outer)
         grad_query = None
         if want_query:
             grad_query = torch.empty_like(grouped_query_grad)
             grad_query.index_copy_(0, layout.order, grouped_query_grad)
-        grad_weight = None
-        if want_weight:
-            if ctx.sparse:
-                grad_weight = torch.sparse_coo_tensor(index_ids.unsqueeze(0).clone(), values, weight.shape,
-                                                      is_coalesced=True, check_invariants=False)
-            else:
-                grad_weight = torch.zeros_like(weight).index_copy_(0, index_ids, values)
-        return grad_weight, grad_query, None, None, None, None, None, None
+        grad_weight = values
+        if want_weight and ctx.sparse:
+            grad_weight = torch.sparse_coo_tensor(sorted_blocks.unsqueeze(0).clone(), values, weight.shape,
+                                                  is_coalesced=True, check_invariants=False)
+        return grad_weight, grad_query, None, None, None, None, None
 
 
-def _rows_of(table: nn.Embedding, ids: Tensor) -> Tensor:
-    """table.weight[ids] for sorted distinct ids [n]: [n, k]; a sparse gradient when the table is sparse."""
-    if table.sparse:
-        return _RowsOf.apply(table.weight, ids)
-    return table.weight.index_select(0, ids)
+def _rows_of(weight: Tensor, ids: Tensor, sparse: bool) -> Tensor:
+    """weight[ids] for sorted distinct ids [n]: [n, ...]; a sparse gradient when `sparse`."""
+    if sparse:
+        return _RowsOf.apply(weight, ids)
+    return weight.index_select(0, ids)
 
 
 def _lookup(table: nn.Embedding, words: Tensor) -> Tensor:
     """table.weight[words] for any ids [...]: [..., k], each distinct id read once (see `_RowsOf`)."""
     ids, position = torch.unique(words.reshape(-1), return_inverse=True)
-    return _rows_of(table, ids).index_select(0, position).view(*words.shape, -1)
+    return _rows_of(table.weight, ids, table.sparse).index_select(0, position).view(*words.shape, -1)
 
 
 class LightRNN(LanguageModel):
@@ -278,20 +284,23 @@ class LightRNN(LanguageModel):
             columns scored with every word fed its NEW row, then an exact C x C assignment per row;
             `lightrnn.method.reallocate.reallocate_model`).
         realloc_alternate: with "consistent", how many rows-then-columns passes (>= 1).
-        sparse_embedding: sparse gradients for the per-word tables (word_bias, word_out, word_in),
-            so the training loop's `Optimizers` gives them SparseAdam (the baselines' option of the
-            same name). Off by default: the loss and gradients are the same, but Adam and
-            SparseAdam update untouched rows differently, and NCCL cannot all-reduce sparse
-            gradients (multi-GPU runs refuse it). Turn it on at large V: without it every step
-            builds dense V x k gradients and runs Adam over all V (2k + 1) per-word parameters.
+        sparse_embedding: sparse gradients for the per-word tables (slot_bias, slot_out, word_in),
+            so the training loop's `Optimizers` gives them SparseAdam with Adam (SGD updates the
+            rows in place; the baselines' option of the same name). Off by default: the loss and
+            gradients are the same, but Adam and SparseAdam update untouched rows differently, and
+            NCCL cannot all-reduce sparse gradients (multi-GPU runs refuse it). Turn it on at
+            large V: without it every step builds dense gradients of all V (2k + 1) per-word
+            parameters and the optimizer sweeps them all.
 
     Capacity fixes (word_bias, word_dim, word_input_dim) add O(C k + k E) work per token and
-    O(V) parameters for a fixed k (k (V + H) + k (V + E) + V: at the paper's V and k = 32, more
-    than plain LightRNN has in all; `lightrnn params`); every word's terms follow it when it
-    moves. A training step reads the per-word rows of the target rows' words once per distinct
-    row of the batch and of the input tokens, so with `sparse_embedding` its gradient and
-    optimizer work are O(C k) per token too (the words that share a target's row get gradient
-    through the column normaliser), never a V x k sweep.
+    O(V) parameters for a fixed k (k (R C + H) + k (V + E) + R C: at the paper's V and k = 32,
+    more than plain LightRNN has in all; `lightrnn params`); every word's terms follow it when it
+    moves. The output terms (b, u) are stored by table slot, a table row's C words one
+    contiguous parameter row, so a training step reads them once per distinct target row of the
+    batch (and the input vectors once per distinct input word): with `sparse_embedding` its
+    gradient and optimizer work are O(C k) per token too (the words that share a target's row
+    get gradient through the column normaliser), a few hundred contiguous rows per step, never
+    a V x k sweep (docs/performance.md measures it at V = 793,471).
 
     A distribution over exactly the V words at every V: where V < R * C the table has empty
     slots, and both softmaxes skip them (the row softmax skips rows with no word, the column
@@ -380,14 +389,21 @@ class LightRNN(LanguageModel):
         self.register_buffer("word_col", torch.as_tensor(table.cols, dtype=torch.long))  # [V]
         # Per-word capacity (off by default, so the paper's model and its checkpoints are unchanged).
         self.word_dim, self.word_input_dim = int(word_dim), int(word_input_dim)
-        # Embedding tables (the bias a [V, 1] one), so that sparse_embedding gives all three sparse gradients.
+        # The per-word OUTPUT terms are stored by table slot, not by word id: slot_bias[r, c] is b
+        # of the word in slot (r, c) and slot_out[r, c k : (c + 1) k] its u. A training step reads
+        # and updates the words of the target rows (every word of a row gets gradient through the
+        # column normaliser), so by slot those are a few long contiguous rows (one per distinct
+        # target row) instead of hundreds of thousands of scattered word rows: at V = 793,471
+        # the gathers, the gradient scatter and the sparse update cost several times less
+        # (docs/performance.md). set_table moves the values with their words (`take_moved_rows`
+        # lets the optimizer move its state too). Empty slots hold values that nothing reads.
         self.sparse_embedding = bool(sparse_embedding)
-        self.word_bias = nn.Embedding(vocab_size, 1, sparse=self.sparse_embedding) if word_bias else None  # b: [V, 1]
-        if self.word_bias is not None:
-            nn.init.zeros_(self.word_bias.weight)
+        side = (self._num_rows, self._num_cols)
+        self.slot_bias = nn.Parameter(torch.zeros(side)) if word_bias else None  # b by slot: [R, C]
         if self.word_dim:
-            self.word_out = nn.Embedding(vocab_size, self.word_dim, sparse=self.sparse_embedding)  # u: [V, k]
+            self.slot_out = nn.Parameter(torch.empty(side[0], side[1] * self.word_dim))  # u by slot: [R, C k]
             self.word_out_proj = nn.Linear(hidden_dim, self.word_dim, bias=False)  # P: [k, H]
+        self.__dict__["_moved_slots"] = None  # the slot permutation set_table applied since take_moved_rows
         if self.word_input_dim:
             self.word_in = nn.Embedding(vocab_size, self.word_input_dim, sparse=self.sparse_embedding)  # e: [V, k]
             self.word_in_proj = nn.Linear(self.word_input_dim, embed_dim, bias=False)  # A: [E, k]
@@ -414,15 +430,31 @@ class LightRNN(LanguageModel):
         for head in (self.row_head, self.col_head):
             nn.init.uniform_(head.weight, -0.1, 0.1)
             nn.init.zeros_(head.bias)
-        for name in ("word_out", "word_in"):
-            if hasattr(self, name):
-                nn.init.uniform_(getattr(self, name).weight, -0.1, 0.1)
+        if self.word_dim:
+            nn.init.uniform_(self.slot_out, -0.1, 0.1)
+        if self.word_input_dim:
+            nn.init.uniform_(self.word_in.weight, -0.1, 0.1)
 
     # ----- per-word terms of the column softmax ------------------------------------------------
 
     @property
     def _has_word_terms(self) -> bool:
-        return self.word_bias is not None or self.word_dim > 0
+        return self.slot_bias is not None or self.word_dim > 0
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The parameters whose gradients are sparse (`Optimizers` gives them SparseAdam): the
+        per-word tables when `sparse_embedding` is on, beside the sparse `nn.Embedding`s."""
+        if not self.sparse_embedding:
+            return []
+        return [p for p in (self.slot_bias, self.slot_out if self.word_dim else None) if p is not None]
+
+    def word_output_terms(self) -> tuple[Tensor | None, Tensor | None]:
+        """(b [V] or None, u [V, k] or None): the per-word output terms in word-id order (a gather
+        of the slot-ordered parameters; differentiable)."""
+        slots = self.word_row * self._num_cols + self.word_col
+        bias = self.slot_bias.reshape(-1).index_select(0, slots) if self.slot_bias is not None else None
+        out = self.slot_out.reshape(-1, self.word_dim).index_select(0, slots) if self.word_dim else None
+        return bias, out
 
     def _column_input(self, tokens: Tensor) -> Tensor:
         """x_c(w) [+ A e_w] for every token: [B, T, E]."""
@@ -479,55 +511,83 @@ class LightRNN(LanguageModel):
 
     def _word_terms(self, words: Tensor, hidden: Tensor) -> Tensor:
         """b_w + u_w . P h for words [..., n] given the column hidden state [..., H]: [..., n]."""
+        slots = (self.word_row[words] * self._num_cols + self.word_col[words]).reshape(-1)
         terms = hidden.new_zeros(words.shape, dtype=torch.float32)
-        if self.word_bias is not None:
-            terms = terms + _lookup(self.word_bias, words).squeeze(-1).float()
+        if self.slot_bias is not None:
+            terms = terms + self.slot_bias.reshape(-1).index_select(0, slots).view(words.shape).float()
         if self.word_dim:
             query = self.word_out_proj(hidden).float()  # [..., k]
-            terms = terms + (_lookup(self.word_out, words).float() * query.unsqueeze(-2)).sum(-1)
+            vectors = self.slot_out.reshape(-1, self.word_dim).index_select(0, slots).view(*words.shape, -1)
+            terms = terms + (vectors.float() * query.unsqueeze(-2)).sum(-1)
         return terms
 
     def _row_word_terms(self, rows: Tensor, hidden: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots.
 
-        The per-word rows are read once per DISTINCT row of `rows` ([U, C] lookups, U <= R), so
-        the tables' (sparse) gradients hold U C rows, not one per position and slot; the u_w . P h
-        terms are one batched matmul per group of equally read rows (`_RowDot`): O(C k) work per
-        position, as the terms themselves, and no per-position [..., C, k] tensor.
+        Under the current table a row's terms are one row of each slot-ordered parameter, read
+        once per DISTINCT row of `rows` (U <= R), so the (sparse) gradients hold U rows; the
+        u_w . P h terms are one batched matmul per group of equally read rows (`_RowDot`): O(C k)
+        work per position, as the terms themselves, and no per-position [..., C, k] tensor.
+        `table` (rows, cols) [V] scores another table's slots: each of its distinct rows' words
+        are gathered from their current slots first (the reallocation's scoring, no training).
         """
-        words, filled = self._slot_words(*(table or (None, None)))
-        layout = _RowLayout(rows.reshape(-1), words, self._num_cols, max(1, self.word_dim))
-        distinct = layout.distinct  # [U]
-        row_filled = filled.index_select(0, distinct)  # [U, C]
-        ids, order = words.index_select(0, distinct).reshape(-1)[row_filled.reshape(-1)].sort()  # each word once
-        # slot_index[u, c]: where the word in slot c of distinct row u sits in `ids`; 0 if empty (masked below).
-        slot_index = torch.zeros(row_filled.numel(), dtype=torch.long, device=ids.device)
-        slot_index[row_filled.reshape(-1).nonzero().squeeze(1)[order]] = torch.arange(ids.numel(), device=ids.device)
-        slot_index = slot_index.view(-1, self._num_cols)
+        filled = self._slot_words(*(table or (None, None)))[1]
+        layout = _RowLayout(rows.reshape(-1), self._num_cols, max(1, self.word_dim))
+        current = table is None or (table[0] is self.word_row and table[1] is self.word_col)
+        if current:
+            ids = layout.sorted_rows  # [U]: parameter rows, increasing
+        else:
+            # The words in the other table's slots of the distinct rows, and where they sit now.
+            words = self._slot_words(*table)[0].index_select(0, layout.sorted_rows)  # [U, C]
+            sources = (self.word_row[words] * self._num_cols + self.word_col[words]).reshape(-1)  # [U C]
+            ids = torch.arange(layout.sorted_rows.numel(), device=rows.device)
+        # Each position's distinct row, as an index into ids.
+        per_position = layout.sorted_of.index_select(0, layout.row_of)  # [N]
         terms = hidden.new_zeros((*rows.shape, self._num_cols), dtype=torch.float32)
-        if self.word_bias is not None:
+        if self.slot_bias is not None:
+            if current:
+                bias = _rows_of(self.slot_bias, ids, self.sparse_embedding)  # [U, C]
+            else:
+                bias = self.slot_bias.reshape(-1).index_select(0, sources).view(-1, self._num_cols)
             # index_select, not advanced indexing: several times faster on the CPU at these sizes.
-            per_slot = slot_index.index_select(0, layout.row_of).reshape(-1)  # [N * C]
-            bias = _rows_of(self.word_bias, ids).squeeze(1).float()  # [n]
-            terms = terms + bias.index_select(0, per_slot).view_as(terms)
+            terms = terms + bias.index_select(0, per_position).view_as(terms).float()
         if self.word_dim:
-            weight = self.word_out.weight
+            weight = self.slot_out if current else (
+                self.slot_out.reshape(-1, self.word_dim).index_select(0, sources).view(ids.numel(), -1))
             query = self.word_out_proj(hidden).reshape(-1, self.word_dim).to(
                 torch.promote_types(weight.dtype, torch.float32))  # [N, k]
             if query.dtype != weight.dtype:
                 weight = weight.to(query.dtype)
             scratch = self.__dict__.setdefault("_gradient_scratch", {})  # not state: rebuilt on demand
-            terms = terms + _RowDot.apply(weight, query, layout, ids, slot_index, row_filled,
-                                          self.word_out.sparse, scratch).view_as(terms).float()
-        # Empty slots read word ids[0]'s terms above: zeroed here (their gradient is zero too).
+            blocks = ids.index_select(0, layout.sorted_of)  # [U]: each group-order row's weight row
+            terms = terms + _RowDot.apply(weight, query, layout, blocks, ids,
+                                          self.sparse_embedding and current and weight is self.slot_out,
+                                          scratch).view_as(terms).float()
+        # Empty slots hold values nothing trains: zeroed here (their gradient is zero too).
         return terms * filled.index_select(0, rows.reshape(-1)).view_as(terms)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written before the bias became a [V, 1] embedding hold it as a [V] parameter.
-        legacy = state_dict.get(prefix + "word_bias")
-        if legacy is not None and legacy.dim() == 1:
-            state_dict[prefix + "word_bias.weight"] = state_dict.pop(prefix + "word_bias").unsqueeze(1)
+        # Checkpoints written before the output terms were stored by slot hold them by word id:
+        # word_bias.weight [V, 1] (earlier still word_bias [V]) and word_out.weight [V, k].
+        rows, cols = state_dict.get(prefix + "word_row"), state_dict.get(prefix + "word_col")
+        for old, new in (("word_bias.weight", "slot_bias"), ("word_bias", "slot_bias"), ("word_out.weight", "slot_out")):
+            legacy = state_dict.pop(prefix + old, None)
+            if legacy is None or rows is None or cols is None:
+                continue
+            legacy = legacy.reshape(legacy.shape[0], -1)  # [V, k]
+            by_slot = legacy.new_zeros(self._num_rows * self._num_cols, legacy.shape[1])
+            by_slot[rows.long() * self._num_cols + cols.long()] = legacy
+            state_dict[prefix + new] = by_slot.view(self._num_rows, -1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def take_moved_rows(self) -> list[tuple[nn.Parameter, Tensor]]:
+        """[(parameter, index)]: parameters whose rows set_table has moved since the last call, and
+        how (row i of parameter.view(len(index), -1) now holds what row index[i] held): the
+        training loop moves the optimizer's state of those rows the same way (`Optimizers.follow`)."""
+        moved, self.__dict__["_moved_slots"] = self.__dict__.get("_moved_slots"), None
+        if moved is None:
+            return []
+        return [(p, moved) for p in (self.slot_bias, self.slot_out if self.word_dim else None) if p is not None]
 
     # ----- the table -----------------------------------------------------------------------
 
@@ -556,9 +616,32 @@ class LightRNN(LanguageModel):
                 f"set_table: the table is {table.num_rows} x {table.num_cols}, "
                 f"the model {self._num_rows} x {self._num_cols}"
             )
+        rows = torch.as_tensor(table.rows, dtype=torch.long, device=self.word_row.device)
+        cols = torch.as_tensor(table.cols, dtype=torch.long, device=self.word_col.device)
         with torch.no_grad():
-            self.word_row.copy_(torch.as_tensor(table.rows, dtype=torch.long))
-            self.word_col.copy_(torch.as_tensor(table.cols, dtype=torch.long))
+            if self._has_word_terms:
+                self._move_slot_terms(rows * self._num_cols + cols)
+            self.word_row.copy_(rows)
+            self.word_col.copy_(cols)
+
+    @torch.no_grad()
+    def _move_slot_terms(self, new_slots: Tensor) -> None:
+        """Move the slot-ordered output terms with their words to `new_slots` [V] (a permutation
+        of the R C slots: the new empty slots take the old empty slots' values, in order)."""
+        slots = self._num_rows * self._num_cols
+        old_slots = self.word_row * self._num_cols + self.word_col
+        source = torch.empty(slots, dtype=torch.long, device=new_slots.device)
+        source[new_slots] = old_slots
+        empty_new = torch.ones(slots, dtype=torch.bool, device=new_slots.device)
+        empty_new[new_slots] = False
+        empty_old = torch.ones_like(empty_new)
+        empty_old[old_slots] = False
+        source[empty_new] = empty_old.nonzero().squeeze(1)
+        for param in (self.slot_bias, self.slot_out if self.word_dim else None):
+            if param is not None:
+                param.copy_(param.reshape(slots, -1).index_select(0, source).view_as(param))
+        moved = self.__dict__.get("_moved_slots")
+        self.__dict__["_moved_slots"] = source if moved is None else moved.index_select(0, source)
 
     # ----- the two half-steps --------------------------------------------------------------
 
@@ -710,12 +793,13 @@ class LightRNN(LanguageModel):
         cls, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int, **model_specific
     ) -> int:
         """R*E + C*E (input vectors) + LSTM + (H + 1) * (R + C) (heads with bias), R = C = ceil(sqrt V);
-        plus V (word_bias), k (V + H) (word_dim = k), k (V + E) (word_input_dim = k)."""
+        plus R C (word_bias), k (R C + H) (word_dim = k), k (V + E) (word_input_dim = k): the output
+        terms are stored by slot, R C >= V of them (the R C - V empty slots' values are never read)."""
         side = WordTable.square_size(vocab_size)
         embeddings = 2 * side * embed_dim
         heads = 2 * (hidden_dim + 1) * side
-        words = vocab_size if model_specific.get("word_bias") else 0
-        words += int(model_specific.get("word_dim") or 0) * (vocab_size + hidden_dim)
+        words = side * side if model_specific.get("word_bias") else 0
+        words += int(model_specific.get("word_dim") or 0) * (side * side + hidden_dim)
         words += int(model_specific.get("word_input_dim") or 0) * (vocab_size + embed_dim)
         return embeddings + lstm_param_count(embed_dim, hidden_dim, num_layers) + heads + words
 

@@ -20,11 +20,17 @@ OPTIMIZERS = ("adam", "sgd")
 
 
 def _sparse_parameter_ids(model: nn.Module) -> set[int]:
-    return {
+    """The parameters with sparse gradients: sparse embedding tables, and what a module lists in
+    its `sparse_parameters()` (LightRNN's slot-ordered per-word tables)."""
+    ids = {
         id(module.weight)
         for module in model.modules()
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse
     }
+    for module in model.modules():
+        if hasattr(module, "sparse_parameters"):
+            ids.update(id(p) for p in module.sparse_parameters())
+    return ids
 
 
 def coalesced(grad: torch.Tensor) -> torch.Tensor:
@@ -137,6 +143,19 @@ class Optimizers:
         """'Adam', 'Adam+SparseAdam' or 'SGD' (for benchmark CSVs)."""
         return "+".join(type(optimizer).__name__ for optimizer in self.optimizers)
 
+    @torch.no_grad()
+    def follow(self, model: nn.Module) -> None:
+        """Move the optimizer state of parameter rows the model has moved (LightRNN's slot-ordered
+        per-word terms after a reallocation: `take_moved_rows`), so each word keeps its moments."""
+        for module in model.modules():
+            if not hasattr(module, "take_moved_rows"):
+                continue
+            for param, index in module.take_moved_rows():
+                for optimizer in self.optimizers:
+                    for value in optimizer.state.get(param, {}).values():
+                        if torch.is_tensor(value) and value.shape == param.shape:
+                            value.copy_(value.reshape(index.numel(), -1).index_select(0, index).view_as(value))
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=set_to_none)
@@ -213,6 +232,8 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float
              for p in with_grad]
     total = torch.linalg.vector_norm(torch.stack(norms))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    if total.device.type == "cpu" and float(scale) == 1.0:
+        return float(total)  # nothing to scale (on the CPU the check costs no device sync; a multiply by 1 tens of MB)
     for p in with_grad:
         # a sparse gradient's values in place: a sparse tensor times a 0-d tensor takes a slow general path
         (p.grad._values() if p.grad.is_sparse else p.grad).mul_(scale)

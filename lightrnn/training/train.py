@@ -195,6 +195,7 @@ def _reallocate(run: Run, event_index: int, round_index: int, epoch: int) -> Non
             time_limit=config.realloc_time_limit or None, keep_bonus=config.realloc_keep_bonus,
             save_losses_to=run.out_dir / f"losses-{round_index}.npz" if config.realloc_save_losses else None,
         )
+    run.optimizer.follow(run.model)  # each word's optimizer state follows it to its new slot
     distributed.check_replicas_equal(run.model, f"after the reallocation before round {round_index}")
     if not realloc:
         run.save(run.checkpoint_path, event_index + 1)

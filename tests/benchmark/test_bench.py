@@ -142,7 +142,7 @@ def test_run_throughput_interleaves_every_model_and_reports_consistent_numbers()
 
 def test_phase_breakdown_adds_up_and_counts_the_sparse_rows(tmp_path: Path, capsys):
     """`lightrnn bench phases`: forward + backward + clip + optimizer = the step, for every model; the
-    variant's sparse gradient rows are the per-word rows a step updates (none for plain LightRNN)."""
+    variant's sparse gradient rows are the table rows a step updates, C (k + 1) values each (none for plain LightRNN)."""
     settings = ThroughputSettings(**{**TINY, "models": ("lightrnn", "lightrnn@words")},
                                   model_options={"lightrnn@words": {"word_bias": True, "word_dim": 3}})
     rows = run_phases(settings, progress=None)
@@ -156,8 +156,12 @@ def test_phase_breakdown_adds_up_and_counts_the_sparse_rows(tmp_path: Path, caps
             assert all(row["seconds_per_step"] > 0 and row["baseline"] == "lightrnn" for row in mine.values())
             if name == "lightrnn":
                 assert mine["step"]["sparse_rows_per_step"] == 0 and mine["step"]["over_baseline_s"] == 0
-            else:  # bias + vectors of at least one full row of ceil(sqrt V) words
-                assert mine["step"]["sparse_rows_per_step"] >= 2 * math.ceil(math.sqrt(vocab_size)) - 1
+            else:  # bias + vectors (k = 3) of at least one full table row of ceil(sqrt V) slots, stored by slot
+                side = math.ceil(math.sqrt(vocab_size))
+                assert mine["step"]["sparse_rows_per_step"] >= 2
+                assert mine["step"]["sparse_values_per_step"] >= side * (1 + 3)
+                assert mine["step"]["sparse_values_per_step"] == pytest.approx(
+                    mine["step"]["sparse_rows_per_step"] / 2 * side * (1 + 3))  # as many bias rows as vector rows
     out = tmp_path / "phases.csv"
     assert main(["bench", "phases", "--vocab-sizes", "50", "--models", "lightrnn", "--embed-dim", "8",
                  "--hidden-dim", "8", "--num-layers", "1", "--batch-size", "2", "--bptt", "3", "--repeats", "1",
@@ -224,7 +228,8 @@ def test_cli_throughput_measures_a_labelled_variant_beside_its_model(tmp_path: P
     assert set(rows) == {"lightrnn", "lightrnn@words"}
     assert rows["lightrnn@words"]["model_options"] == '{"word_bias": true, "word_dim": 2}'
     assert rows["lightrnn@words"]["optimizer"] == "Adam+SparseAdam" and rows["lightrnn"]["optimizer"] == "Adam"
-    assert int(rows["lightrnn@words"]["params"]) == int(rows["lightrnn"]["params"]) + 40 + 2 * (40 + 4)
+    slots = 7 * 7  # V = 40 in a 7 x 7 table: the output terms are stored by slot
+    assert int(rows["lightrnn@words"]["params"]) == int(rows["lightrnn"]["params"]) + slots + 2 * (slots + 4)
     assert float(rows["lightrnn@words"]["flops_per_token_output"]) > float(rows["lightrnn"]["flops_per_token_output"])
     assert main(["bench", "throughput", "--out", str(out), "--option", "nosuch@x:k=1"]) == 2
     assert "NAME@LABEL" in capsys.readouterr().err
@@ -267,6 +272,14 @@ def test_the_word_terms_block_is_read_from_the_word_terms_files(tmp_path: Path):
     mine = {r["phase"]: r for r in phases if r["vocab_size"] == 120 and r["model"] == "lightrnn@words"}
     plain = next(r for r in phases if r["vocab_size"] == 120 and r["model"] == "lightrnn" and r["phase"] == "step")
     missed = mine["step"]["over_baseline_s"] > plain["seconds_per_step"] * (1 / 0.8 - 1)  # the goal's allowance
-    assert (f"the optimizer phase alone takes {1e3 * mine['optimizer']['seconds_per_step']:.1f} ms" in text) == missed
+    assert (f"takes {1e3 * mine['step']['over_baseline_s']:.1f} ms more" in text) == missed
     assert ("misses 0.8x at V = 120" in text) == missed
+    # An SGD run beside the Adam one: its rows are labelled with its optimizer.
+    sgd = ThroughputSettings(**{**TINY, "models": models}, model_options=options, optimizer="sgd")
+    summary, raw = run_throughput(sgd, progress=None)
+    write_csv(summary, tmp_path / "word-terms-sgd.csv")
+    write_csv(raw, tmp_path / "word-terms-sgd-repeats.csv")
+    text = "\n".join(word_terms_markdown(tmp_path))
+    assert "| 120 | lightrnn@words | SGD |" in text and "| 120 | lightrnn@words | Adam+SparseAdam |" in text
+    assert "--optimizer sgd" in text
     assert "| 120 | lightrnn@words |" in text.split("Where a training step's time goes")[1]

@@ -33,10 +33,11 @@ def _score(value: float, members: list[float], present: bool) -> float:
 
 def _term(model: LightRNN, word: int, hidden: torch.Tensor) -> float:
     term = 0.0
-    if model.word_bias is not None:
-        term += float(model.word_bias.weight[word, 0])
-    if model.word_dim:
-        term += float(model.word_out.weight[word] @ model.word_out_proj(hidden))
+    bias, out = model.word_output_terms()
+    if bias is not None:
+        term += float(bias[word])
+    if out is not None:
+        term += float(out[word] @ model.word_out_proj(hidden))
     return term
 
 

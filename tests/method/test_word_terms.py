@@ -79,7 +79,8 @@ def test_param_count_matches_the_allocated_model(options, sizes):
     allocated = sum(p.numel() for p in model.parameters())
     assert param_count("lightrnn", 41, embed_dim, hidden_dim, num_layers, **options) == allocated
     plain = param_count("lightrnn", 41, embed_dim, hidden_dim, num_layers)
-    expected = (41 if options.get("word_bias") else 0) + options.get("word_dim", 0) * (41 + hidden_dim) \
+    slots = 7 * 7  # the output terms are stored by slot: R C = 49 of them for V = 41 (8 empty slots)
+    expected = (slots if options.get("word_bias") else 0) + options.get("word_dim", 0) * (slots + hidden_dim) \
         + options.get("word_input_dim", 0) * (41 + embed_dim)
     assert allocated - plain == expected
 
@@ -90,8 +91,9 @@ def test_the_terms_follow_a_word_when_it_moves():
     model = _model(16, {"word_bias": True})
     tokens, targets = _stream(16, seed=3)
     with torch.no_grad():
-        model.word_bias.weight.zero_()
-        model.word_bias.weight[targets[0, 0]] = 50.0  # that word takes (nearly) all of its row's column mass
+        model.slot_bias.zero_()
+        word = int(targets[0, 0])  # that word takes (nearly) all of its row's column mass:
+        model.slot_bias[model.word_row[word], model.word_col[word]] = 50.0
         row_logp, col_logp, _ = model.slot_log_probs(tokens, targets)
         table = model.table
         word = int(targets[0, 0])
@@ -147,12 +149,14 @@ def test_sparse_per_word_gradients_equal_the_dense_ones(vocab_size):
         losses.append(loss.detach())
     torch.testing.assert_close(losses[0], losses[1])
     for (name, p_dense), p_sparse in zip(dense.named_parameters(), sparse.parameters()):
-        if name.split(".")[0] in ("word_bias", "word_out", "word_in"):
+        if name.split(".")[0] in ("slot_bias", "slot_out", "word_in"):
             assert p_sparse.grad.is_sparse and not p_dense.grad.is_sparse, name
             touched = set(p_sparse.grad.coalesce().indices()[0].tolist())
-            read = set(tokens.flatten().tolist()) if name == "word_in.weight" else {
-                w for w in range(vocab_size) if int(dense.word_row[w]) in set(dense.word_row[targets].flatten().tolist())}
-            assert read <= touched <= read | {vocab_size - 1}, name  # the last id stands in for empty slots (zero values)
+            # word_in: the input words' rows; the slot-ordered output terms: the target rows (a
+            # parameter row holds a table row's C words, all of which the column normaliser reads).
+            read = set(tokens.flatten().tolist()) if name == "word_in.weight" else set(
+                dense.word_row[targets].flatten().tolist())
+            assert touched == read, name
             torch.testing.assert_close(p_sparse.grad.to_dense(), p_dense.grad, msg=name)
         else:
             torch.testing.assert_close(p_sparse.grad, p_dense.grad, msg=name)
@@ -165,7 +169,7 @@ def test_sparse_per_word_tables_train_with_sparse_adam():
     optimizers = Optimizers(model, "adam", 1e-2)
     assert optimizers.label == "Adam+SparseAdam"
     tokens, targets = _stream(13, seed=4)
-    before = model.word_out.weight.detach().clone()
+    before = model.slot_out.detach().clone()
     first = None
     for _ in range(5):
         optimizers.zero_grad()
@@ -173,16 +177,60 @@ def test_sparse_per_word_tables_train_with_sparse_adam():
         loss.backward()
         optimizers.step()
         first = float(loss.detach()) if first is None else first
-    assert float(loss.detach()) < first and not torch.equal(before, model.word_out.weight)
+    assert float(loss.detach()) < first and not torch.equal(before, model.slot_out)
 
 
-def test_a_checkpoint_with_the_old_vector_bias_loads():
-    model = _model(16, {"word_bias": True})
-    state = model.state_dict()
-    state["word_bias"] = state.pop("word_bias.weight").squeeze(1)  # the [V] parameter of earlier revisions
-    fresh = LightRNN(16, embed_dim=6, hidden_dim=10, num_layers=2, dropout=0.0, word_bias=True).double()
+@pytest.mark.parametrize("bias_key", ["word_bias", "word_bias.weight"])
+def test_a_checkpoint_with_the_per_word_id_tables_loads(bias_key):
+    # Earlier revisions stored the output terms by word id: the bias as a [V] parameter, then a [V, 1]
+    # embedding, and u as word_out.weight [V, k]; they load into the slot-ordered parameters.
+    model = _model(13, {"word_bias": True, "word_dim": 3})
+    with torch.no_grad():
+        model.slot_bias.normal_()
+    bias, out = model.word_output_terms()
+    state = {k: v for k, v in model.state_dict().items() if k not in ("slot_bias", "slot_out")}
+    state[bias_key] = bias.detach().clone() if bias_key == "word_bias" else bias.detach().unsqueeze(1).clone()
+    state["word_out.weight"] = out.detach().clone()
+    fresh = LightRNN(13, embed_dim=6, hidden_dim=10, num_layers=2, dropout=0.0, word_bias=True, word_dim=3,
+                     table=model.table).double()
     fresh.load_state_dict(state)
-    torch.testing.assert_close(fresh.word_bias.weight, model.word_bias.weight)
+    for mine, theirs in zip(fresh.word_output_terms(), (bias, out)):
+        torch.testing.assert_close(mine, theirs)
+    tokens, targets = _stream(13, seed=2)
+    torch.testing.assert_close(fresh.eval()(tokens, targets).nll, model.eval()(tokens, targets).nll)
+
+
+def test_moving_words_moves_their_output_terms_and_the_optimizer_state():
+    # set_table moves each word's slot-ordered b and u (and Optimizers.follow its Adam moments)
+    # with the word: the model's distribution over words and each word's moments are unchanged.
+    from lightrnn.training.optim import Optimizers
+
+    model = _model(13, {"word_bias": True, "word_dim": 3, "sparse_embedding": True}).float().train()
+    optimizers = Optimizers(model, "adam", 1e-2)
+    tokens, targets = _stream(13, seed=7)
+    optimizers.zero_grad()
+    model(tokens, targets).nll.mean().backward()
+    optimizers.step()
+    sparse_adam = optimizers.optimizers[1]
+    moments = {id(p): sparse_adam.state[p]["exp_avg"].clone() for p in (model.slot_bias, model.slot_out)}
+
+    def by_word(value):  # [V, ...] in word order
+        slots = model.word_row * model.num_cols + model.word_col
+        return value.reshape(model.num_rows * model.num_cols, -1)[slots]
+
+    before_terms = [t.detach().clone() for t in model.word_output_terms()]
+    before_moments = {k: by_word(v) for k, v in moments.items()}
+    before_logp = model.eval().log_prob(tokens)[0]
+    model.set_table(WordTable.random(13, seed=5))
+    optimizers.follow(model)
+    for before, after in zip(before_terms, model.word_output_terms()):
+        torch.testing.assert_close(after, before)
+    for p in (model.slot_bias, model.slot_out):
+        torch.testing.assert_close(by_word(sparse_adam.state[p]["exp_avg"]), before_moments[id(p)])
+    assert model.take_moved_rows() == []  # follow took them
+    # The column softmaxes now group the words differently, so log P moves; it stays a distribution.
+    torch.testing.assert_close(model.log_prob(tokens)[0].exp().sum(-1), torch.ones(tokens.shape), atol=1e-5, rtol=0)
+    assert not torch.allclose(model.log_prob(tokens)[0], before_logp)
 
 
 @pytest.mark.parametrize("chunk", [7, 1 << 20])
@@ -194,32 +242,28 @@ def test_the_grouped_row_dot_products_and_their_gradients(monkeypatch, chunk):
 
     monkeypatch.setattr(model_module, "ROW_DOT_CHUNK_FLOATS", chunk)  # 7: one row per chunk
     generator = torch.Generator().manual_seed(0)
-    slot_words = torch.randperm(12, generator=generator).view(4, 3)  # R = 4 rows, C = 3, V = 12
-    filled = torch.ones(4, 3, dtype=torch.bool)
-    filled[3, 2] = False  # an empty slot: its word stands in, and gets no gradient
-    weight = torch.randn(12, 2, dtype=torch.float64, generator=generator, requires_grad=True)
+    weight = torch.randn(4, 3 * 2, dtype=torch.float64, generator=generator, requires_grad=True)  # R = 4, C = 3, k = 2
     query = torch.randn(9, 2, dtype=torch.float64, generator=generator, requires_grad=True)
     rows = torch.tensor([3, 0, 3, 3, 1, 0, 3, 1, 0])  # row 2 unread; counts 4, 3, 2
-    layout = model_module._RowLayout(rows, slot_words, 3, 2)
+    layout = model_module._RowLayout(rows, 3, 2)
     assert len(layout.chunks) == 3  # one group per read count (4, 3, 2 readers)
-    row_filled = filled[layout.distinct]
-    ids = slot_words[layout.distinct][row_filled].sort().values
-    index_of = torch.searchsorted(ids, slot_words[layout.distinct]).clamp(max=ids.numel() - 1)
-    expected = (weight[slot_words[rows]] * query[:, None, :]).sum(-1)
+    assert layout.sorted_rows.tolist() == [0, 1, 3]
+    assert torch.equal(layout.sorted_rows[layout.sorted_of], layout.distinct)
+    expected = (weight.view(4, 3, 2)[rows] * query[:, None, :]).sum(-1)
 
     def terms(w, q, sparse=False):
-        return model_module._RowDot.apply(w, q, layout, ids, index_of, row_filled, sparse)
+        return model_module._RowDot.apply(w, q, layout, layout.distinct, layout.sorted_rows, sparse)
 
     torch.testing.assert_close(terms(weight, query), expected)
     assert torch.autograd.gradcheck(lambda q: terms(weight.detach(), q), (query,))
     upstream = torch.randn(9, 3, dtype=torch.float64, generator=generator)
-    upstream[rows == 3, 2] = 0.0  # the empty slot's term is masked by the caller: no gradient flows there
+    upstream[rows == 3, 2] = 0.0  # an empty slot's term is masked by the caller: no gradient flows there
     (reference,) = torch.autograd.grad((expected * upstream).sum(), weight)
     (dense,) = torch.autograd.grad((terms(weight, query) * upstream).sum(), weight)
     (sparse,) = torch.autograd.grad((terms(weight, query, True) * upstream).sum(), weight)
     torch.testing.assert_close(dense, reference)
     assert sparse.is_sparse and sparse.is_coalesced()
-    assert sparse._indices()[0].tolist() == ids.tolist()  # the read rows' words, each once, not row 2's
+    assert sparse._indices()[0].tolist() == [0, 1, 3]  # the read rows, each once, not row 2
     torch.testing.assert_close(sparse.to_dense(), reference)
 
 
@@ -232,7 +276,7 @@ def test_the_sparse_output_gradient_reuses_its_storage_only_once_released():
     def backward() -> torch.Tensor:
         model.zero_grad(set_to_none=True)
         model(tokens, targets).nll.sum().backward()
-        return model.word_out.weight.grad
+        return model.slot_out.grad
 
     kept = backward()
     snapshot = kept.to_dense().clone()
@@ -264,7 +308,7 @@ def test_one_training_step_with_sparse_tables_equals_the_reference_step(vocab_si
     assert optimizers.label == "Adam+SparseAdam"
     for _ in range(2):  # the second step starts from moments the first left
         nll, _ = train_step(sparse, optimizers, tokens, targets, None, clip=0.05)  # a clip that bites
-    tables = {"word_bias.weight", "word_out.weight", "word_in.weight"}
+    tables = {"slot_bias", "slot_out", "word_in.weight"}
     named = dict(dense.named_parameters())
     adam = torch.optim.Adam([p for name, p in named.items() if name not in tables], lr=1e-2)
     lazy = torch.optim.SparseAdam([named[name] for name in sorted(tables)], lr=1e-2)
@@ -281,5 +325,5 @@ def test_one_training_step_with_sparse_tables_equals_the_reference_step(vocab_si
     torch.testing.assert_close(nll, reference.nll.detach())
     for (name, p_dense), p_sparse in zip(dense.named_parameters(), sparse.parameters()):
         torch.testing.assert_close(p_sparse, p_dense, msg=name)
-    moved = (sparse.word_out.weight != start["word_out.weight"]).any(dim=1)
-    assert torch.equal(moved, torch.isin(sparse.word_row, sparse.word_row[targets].unique()))  # the target rows' words
+    moved = (sparse.slot_out != start["slot_out"]).any(dim=1)  # [R]: a row of slot_out is a table row's words
+    assert torch.equal(moved, torch.isin(torch.arange(sparse.num_rows), sparse.word_row[targets].unique()))

@@ -107,7 +107,9 @@ for _job in ("train", "evaluate"):
 # into the config's run folder it would replace a whole run's with a partial one. Name the run.
 _COMMAND_LINE = dict(workflow.config_settings.config or {})
 _SUBSET = {"datasets_to_run", "models_to_run"} & set(_COMMAND_LINE)
-if _SUBSET and "run" not in _COMMAND_LINE:
+# A study runs in parts by design (models_to_run=[PART]): its tables are rendered from every
+# finished run of its folder, so a part adds to them and overwrites nothing.
+if _SUBSET and "run" not in _COMMAND_LINE and not config.get("study"):
     _config_error(
         f"a subset (--config datasets_to_run=... / models_to_run=...) would overwrite "
         f"{config['results_dir']}/{config['run']}/'s tables and report; give it its own run: "
