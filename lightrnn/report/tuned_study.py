@@ -159,7 +159,8 @@ def model_table(study: Study) -> Table:
             tuned = sum(variant_name(model, recipe, grid["tuning_seed"]) in study.runs for recipe in grid["recipes"])
             status = f"grid incomplete ({tuned} of {len(grid['recipes'])} recipes)" if tuned else NOT_RUN
             cells.append([entry.get("group", BASELINE_GROUP), _label(grid, model), status, *["–"] * 6])
-            records.append({"model": model, "group": entry.get("group", BASELINE_GROUP), "status": status})
+            records.append({"model": model, "label": _label(grid, model), "group": entry.get("group", BASELINE_GROUP),
+                            "status": status})
             continue
         valids = [run.best_valid for run in runs]
         tests = [run.test_ppl for run in runs]
@@ -171,8 +172,9 @@ def model_table(study: Study) -> Table:
                       grid["recipes"][chosen].get("label", chosen), format_count(runs[0].rows[0].get("params")),
                       ", ".join(str(run.spec["seed"]) for run in runs), _interval_text(valids), _interval_text(tests),
                       ", ".join(str(stop["best_epoch"]) for stop in stops), f"{at_max} of {len(runs)}"])
-        records.append({"model": model, "group": entry.get("group", BASELINE_GROUP), "status": "run",
-                        "registered_model": runs[0].spec["model"], "recipe": chosen,
+        records.append({"model": model, "label": _label(grid, model), "group": entry.get("group", BASELINE_GROUP),
+                        "status": "run", "registered_model": runs[0].spec["model"], "recipe": chosen,
+                        "variants": " ".join(run.name for run in runs),
                         "params": runs[0].rows[0].get("params"), "seeds": " ".join(str(r.spec["seed"]) for r in runs),
                         "best_valid_ppl_mean": valid_mean, "best_valid_ppl_low": valid_low,
                         "best_valid_ppl_high": valid_high, "test_ppl_mean": test_mean, "test_ppl_low": test_low,

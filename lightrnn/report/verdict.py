@@ -365,14 +365,27 @@ def _ratio_text(record: dict[str, Any], labels: dict[str, str]) -> str:
             f"[{float(record['low']):.3f}, {float(record['high']):.3f}] ({record['word']})")
 
 
+def size_frontier(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models of a tuned study's study.csv that are best at their size: by increasing parameter
+    count, each one with a lower mean test perplexity than every smaller model (a Pareto frontier)."""
+    run = sorted((r for r in models if r.get("status") == "run" and r.get("params") not in (None, "")
+                  and r.get("test_ppl_mean") not in (None, "")),
+                 key=lambda r: (float(r["params"]), float(r["test_ppl_mean"])))
+    frontier: list[dict[str, Any]] = []
+    for record in run:
+        if not frontier or float(record["test_ppl_mean"]) < float(frontier[-1]["test_ppl_mean"]):
+            frontier.append(record)
+    return frontier
+
+
 def tuned_perplexity_row(study_dir: Path | str) -> Verdict:
     """LightRNN (and each LightRNN model) over the best baseline, with paired bootstrap intervals."""
     from lightrnn.report.intervals import RULE
 
     claim = next(claim for claim in paper.CLAIMS if claim.key == "perplexity")
     models, ratios, source = _tuned_tables(study_dir)
-    labels = {r["model"]: f"{r['model']} ({format_count(float(r['params']))})" if r.get("params") not in (None, "")
-              else r["model"] for r in models}
+    labels = {r["model"]: f"{r.get('label') or r['model']} ({format_count(float(r['params']))})"
+              if r.get("params") not in (None, "") else (r.get("label") or r["model"]) for r in models}
     run = [r for r in ratios if r.get("status") == "run"]
     main = next((r for r in run if r["numerator"] == "lightrnn" and r["denominator"] != "lightrnn-no-realloc"), None)
     if main is None:
@@ -386,11 +399,20 @@ def tuned_perplexity_row(study_dir: Path | str) -> Verdict:
     measured = "; ".join(_ratio_text(r, labels) for r in run if r["denominator"] != "lightrnn-no-realloc")
     measured += (f"; below LightRNN's test perplexity {lightrnn:.1f}: "
                  + (", ".join(f"{labels[m]} {tests[m]:.1f}" for m in beaten_by) if beaten_by else "no baseline"))
+    frontier = size_frontier(models)
+    measured += ("; the best model at each size (lowest mean test perplexity among the models of at most that many "
+                 "parameters): " + ", ".join(f"up to {format_count(float(r['params']))}: {labels[r['model']]} "
+                                             f"{float(r['test_ppl_mean']):.1f}" for r in frontier))
     measured += f". {RULE}"
     word = PARTLY if main["word"] in ("better", "no clear difference") else NOT_CONFIRMED
-    verdict = (f"partly: {main['word']} than the best baseline at the study's small scale" if word == PARTLY else
-               f"{NOT_CONFIRMED} at the study's small scale: LightRNN's perplexity is above the best baseline's "
-               "beyond the test sample's uncertainty")
+    best = labels.get(main["denominator"], main["denominator"])
+    interval = f"{float(main['ratio']):.2f}x [{float(main['low']):.2f}, {float(main['high']):.2f}]"
+    verdict = (f"partly: {main['word']} than the best baseline at the study's small scale ({interval} {best}'s test "
+               "perplexity)" if word == PARTLY else
+               f"{NOT_CONFIRMED} at the study's small scale: LightRNN's test perplexity is {interval} the best "
+               f"baseline's ({best}), above it beyond the test sample's uncertainty")
+    verdict += (" (the best model at each size, smallest first: "
+                + " < ".join(f"{labels[r['model']]} {float(r['test_ppl_mean']):.1f}" for r in frontier) + ")")
     return Verdict(claim, measured, source, word, verdict + "; ACLW and One Billion Word not run here",
                    {"ratio_best_baseline": float(main["ratio"]), "ratio_low": float(main["low"]),
                     "ratio_high": float(main["high"])})
@@ -559,9 +581,18 @@ def _paper_size(options: dict[str, Any]) -> int:
 
 
 def _lightrnn_records(study_dir: Path | str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(ablation record, run config) of every LightRNN row of the study with a test perplexity."""
+    """(study record, run config) of every LightRNN row of the study with a test perplexity: the
+    ablation study's rows, or a tuned study's models (at their chosen recipes, mean of seeds)."""
+    from lightrnn.core.csvio import read_csv
+    from lightrnn.report.tuned_study import is_tuned_study
+
+    if is_tuned_study(study_dir):
+        records = [{**r, "model": r.get("registered_model"), "dataset": "ptb"}
+                   for r in read_csv(Path(study_dir) / "tables" / "study.csv") if r.get("status") == "run"]
+    else:
+        records = _study_records(study_dir)
     pairs = []
-    for record in _study_records(study_dir):
+    for record in records:
         if record.get("model") != "lightrnn" or record.get("test_ppl_mean") in (None, ""):
             continue
         config = _run_config(study_dir, record)
@@ -597,7 +628,8 @@ def variant_sizes_table(study_dir: Path | str) -> Table:
               "size options (word_bias, word_dim, word_input_dim) from its run's config.yaml; the paper's size claim "
               "is 40-100x below the full softmax. The perplexity is the study's (its V, its size), not the paper's; "
               "LightRNN runs made before the normalised model used the paper's form, which gives empty "
-              "table slots mass, so their perplexity is an upper bound."),
+              "table slots mass, so their perplexity is an upper bound (the tuned study's V is a square: no "
+              "empty slot)."),
         left=1,
     )
 
@@ -605,11 +637,17 @@ def variant_sizes_table(study_dir: Path | str) -> Table:
 def trade_off_table(study_dir: Path | str) -> Table:
     """Per-word bias + output and input vectors of dimension k: parameters at One Billion Word (1500/1500)
     against the study's perplexity, for k in TRADE_OFF_DIMS (k = 0: plain LightRNN); "not run" where the
-    study has no such variant at the capacity group's recipe."""
+    study has no such variant at the capacity group's recipe (a tuned study: each LightRNN model at its
+    own chosen recipe, whatever its reallocation)."""
+    from lightrnn.report.tuned_study import is_tuned_study
+
+    tuned = is_tuned_study(study_dir)
     pairs = [(record, config) for record, config in _lightrnn_records(study_dir)
-             if record.get("group") in ("recipe", "capacity")
-             and (config.get("model_options") or {}).get("realloc_columns", "separable") == "separable"]
-    recipe_lr = next((config.get("lr") for record, config in pairs if record.get("group") == "capacity"), None)
+             if (tuned and record.get("group") == "lightrnn") or (
+                 record.get("group") in ("recipe", "capacity")
+                 and (config.get("model_options") or {}).get("realloc_columns", "separable") == "separable")]
+    recipe_lr = None if tuned else next(
+        (config.get("lr") for record, config in pairs if record.get("group") == "capacity"), None)
     cells, records = [], []
     for k in TRADE_OFF_DIMS:
         options = {"word_bias": True, "word_dim": k, "word_input_dim": k} if k else {}
@@ -627,8 +665,10 @@ def trade_off_table(study_dir: Path | str) -> Table:
         title="Per-word capacity k: size at One Billion Word against the study's perplexity",
         header=["k", "variant", f"params at V = {paper.BILLIONW_VOCAB:,}", "test ppl (study)", "study row"],
         cells=cells, records=records,
-        note=("Sizes from the closed form at 1500/1500, 2 layers; perplexity from the committed study at the capacity "
-              "group's recipe (the paper's separable reallocation), \"not run\" where it has no such k."),
+        note=("Sizes from the closed form at 1500/1500, 2 layers; perplexity from the committed study "
+              + ("(each LightRNN model at its recipe chosen on valid, mean of its seeds)" if tuned else
+                 "at the capacity group's recipe (the paper's separable reallocation)")
+              + ", \"not run\" where it has no such k."),
         left=2,
     )
 

@@ -162,3 +162,35 @@ def test_a_model_whose_grid_is_unfinished_says_so(study):
     models = {r["model"]: r for r in read_csv(root / "tables" / "study.csv")}
     assert models["lightrnn"]["status"] == "grid incomplete (1 of 2 recipes)"
     assert json.loads((root / "provenance.json").read_text())["parts"]["light-grid"]["status"] == "partial"
+
+
+def test_the_size_frontier_keeps_the_best_model_at_each_size():
+    # By increasing parameters, a model joins only if it beats every smaller model: here the 2M model
+    # (ppl 260) is worse than the 1M one (250), so it is not "best at its size"; a failed run is skipped.
+    from lightrnn.report.verdict import size_frontier
+
+    records = [{"model": m, "status": s, "params": p, "test_ppl_mean": t} for m, s, p, t in (
+        ("big", "run", 3e6, 200.0), ("small", "run", 3e5, 280.0), ("mid", "run", 1e6, 250.0),
+        ("worse", "run", 2e6, 260.0), ("missing", "not run", "", ""))]
+    assert [r["model"] for r in size_frontier(records)] == ["small", "mid", "big"]
+
+
+def test_the_verdict_names_the_best_model_at_each_size_and_sizes_the_tuned_lightrnn(study):
+    from lightrnn.report.verdict import study_perplexity_row, trade_off_table, variant_sizes_table
+
+    root, config = study
+    for seed in (0, 1, 2):
+        _run(root, "lightrnn", "a", seed, [300, 260], 5.6)
+    _run(root, "lightrnn", "b", 0, [300, 270], 5.8)
+    write_tuned_study(root, config)
+    models = {r["model"]: r for r in read_csv(root / "tables" / "study.csv")}
+    assert models["lightrnn"]["label"] == "LightRNN" and models["lightrnn"]["variants"] == (
+        "lightrnn--a--s0 lightrnn--a--s1 lightrnn--a--s2")
+    row = study_perplexity_row(root)
+    assert "the best model at each size, smallest first: " in row.verdict
+    assert "LightRNN (1K) / class (1K)" in row.measured  # labels, not the grid's keys
+    sizes = variant_sizes_table(root)
+    assert [cells[0] for cells in sizes.cells] == ["LightRNN"]  # the tuned study's LightRNN model, plain options
+    assert sizes.records[0]["test_ppl_mean"] == pytest.approx(float(models["lightrnn"]["test_ppl_mean"]))
+    trade = {r["k"]: r for r in trade_off_table(root).records}
+    assert trade[0]["study_label"] == "LightRNN" and trade[32]["test_ppl_mean"] is None
