@@ -19,6 +19,8 @@ Only the standard library is used: the Snakefile imports `lightrnn.report` at pa
 
 from __future__ import annotations
 
+import json
+
 import csv
 import os
 from pathlib import Path
@@ -214,6 +216,25 @@ def write_study_block(study_dir: Path | str, readme: Path | str, docs: Path | st
     return [*copies.values(), page]
 
 
+def study_parts_sentence(study: Path | str | None) -> str:
+    """For a tuned study: one generated sentence on its parts' wall time (its provenance.json's snakemake
+    calls that finished), for the README's answer; "" otherwise."""
+    from lightrnn.report.tuned_study import is_tuned_study
+
+    if study is None or not is_tuned_study(study) or not (Path(study) / "provenance.json").is_file():
+        return ""
+    record = json.loads((Path(study) / "provenance.json").read_text(encoding="utf-8"))
+    calls = [c for c in record.get("calls", []) if int(c.get("status", 1)) == 0 and c.get("elapsed_s") is not None]
+    if not calls:
+        return ""
+    minutes = [float(c["elapsed_s"]) / 60 for c in calls]
+    sentence = (f"The perplexity and reallocation rows come from the tuned study (`{Path(study).as_posix()}`), which "
+                f"ran as {len(calls)} snakemake calls of {min(minutes):.0f} to {max(minutes):.0f} minutes each "
+                f"({sum(minutes):.0f} minutes in all, `--cores 2` on a 2-core CPU machine; each call's part and time: "
+                "[docs/study.md](docs/study.md)).")
+    return "\n\n" + "\n".join(wrap_prose([sentence]))
+
+
 def update_readme(
     results: Path | str, readme: Path | str, docs: Path | str, bench_dir: Path | str, study: Path | str | None,
     aclw_plot_dataset: str | None, command: str, gpu_dir: Path | str | None = None,
@@ -233,7 +254,7 @@ def update_readme(
     full_table = _posix_relpath(page_of(pages, README_SECTION), Path(readme).parent)
     sections = {
         README_SECTION: verdict,
-        ANSWER_SECTION: readme_answer(table, full_table),
+        ANSWER_SECTION: readme_answer(table, full_table) + study_parts_sentence(study),
         gpu_speed.README_SECTION: gpu_speed.readme_block(gpu_speed.load_gpu_speed(gpu_dir) if gpu_dir else None,
                                                          command),
     }

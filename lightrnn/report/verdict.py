@@ -431,9 +431,11 @@ def tuned_reallocation_row(study_dir: Path | str) -> Verdict:
                 + "; the epoch after each reallocation against the no-reallocation run at the same epoch: the "
                 "study's tables/study-spike")
     word = {"better": CONFIRMED, "no clear difference": PARTLY}.get(pair["word"], NOT_CONFIRMED)
-    verdict = {CONFIRMED: f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table",
-               PARTLY: "partly: no clear difference from keeping the table at the study's small scale",
-               NOT_CONFIRMED: f"{NOT_CONFIRMED}: keeping the table is better at the study's small scale"}[word]
+    interval = (f"test perplexity {float(pair['ratio']):.2f}x [{float(pair['low']):.2f}, {float(pair['high']):.2f}] "
+                "that of keeping the first table, each at its recipe chosen on valid")
+    verdict = {CONFIRMED: f"{CONFIRMED} at the study's small scale: reallocating beats keeping the table ({interval})",
+               PARTLY: f"partly: no clear difference from keeping the table at the study's small scale ({interval})",
+               NOT_CONFIRMED: f"{NOT_CONFIRMED}: keeping the table is better at the study's small scale ({interval})"}[word]
     return Verdict(claim, measured, source, word, verdict, {"ratio_no_realloc": float(pair["ratio"])})
 
 

@@ -194,3 +194,16 @@ def test_the_verdict_names_the_best_model_at_each_size_and_sizes_the_tuned_light
     assert sizes.records[0]["test_ppl_mean"] == pytest.approx(float(models["lightrnn"]["test_ppl_mean"]))
     trade = {r["k"]: r for r in trade_off_table(root).records}
     assert trade[0]["study_label"] == "LightRNN" and trade[32]["test_ppl_mean"] is None
+
+
+def test_the_readme_says_how_long_the_study_parts_took_from_its_calls(study):
+    from lightrnn.report.readme import study_parts_sentence
+
+    root, config = study
+    (root / "parts.tsv").write_text("base-grid\t2026-12-07T18:00:00Z\t2026-12-07T18:42:00Z\t0\n"
+                                    "base-seeds\t2026-12-07T18:42:00Z\t2026-12-07T18:50:00Z\t143\n"  # killed: left out
+                                    "base-seeds\t2026-12-07T19:00:00Z\t2026-12-07T19:12:00Z\t0\n")
+    write_tuned_study(root, config)
+    text = " ".join(study_parts_sentence(root).split())
+    assert "ran as 2 snakemake calls of 12 to 42 minutes each (54 minutes in all" in text
+    assert study_parts_sentence(None) == ""
