@@ -60,12 +60,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     readme.add_argument("--aclw-plot-dataset", default="aclw-fr",
                         help="dataset of the perplexity figure to show (default: aclw-fr)")
     readme.add_argument("--study", type=path_text, default=None,
-                        help="an ablation study's rendered run folder (e.g. results/paper/study-cpu): the verdict's "
-                        "perplexity and reallocation rows come from it, and the README's study block is rewritten")
-    readme.add_argument("--tuned-study", type=path_text, default=None,
-                        help="a tuned study folder (e.g. results/paper/study-cpu-v2) whose block in docs/study.md is "
-                        "rewritten (its tables, figure and part times) while --study still feeds the verdict; once "
-                        "its LightRNN parts have run, pass it as --study instead")
+                        help="a study folder (the tuned study results/paper/study-cpu-v2, or an ablation study's run "
+                        "folder): the verdict's perplexity and reallocation rows come from it, and its block in "
+                        "docs/study.md is rewritten")
+    readme.add_argument("--other-study", type=path_text, default=None,
+                        help="another study folder (e.g. the superseded results/paper/study-cpu) whose block in "
+                        "docs/study.md is rewritten too; it feeds no verdict row")
     readme.add_argument("--bench-dir", type=path_text, default="results/paper/bench-cpu",
                         help="the committed `lightrnn bench` folder the verdict's speed row reads "
                         "(default: results/paper/bench-cpu)")
@@ -111,10 +111,10 @@ def run_readme(args: argparse.Namespace) -> int:
     for path in update_readme(args.results, args.readme, args.docs, args.bench_dir, args.study,
                               args.aclw_plot_dataset, command, gpu_dir=gpu_dir):
         print(path)
-    if args.tuned_study:
+    if args.other_study:
         from lightrnn.report.readme import write_study_block
 
-        for path in write_study_block(args.tuned_study, args.readme, args.docs,
-                                      command + f" --tuned-study {args.tuned_study}"):
+        for path in write_study_block(args.other_study, args.readme, args.docs,
+                                      command + f" --other-study {args.other_study}"):
             print(path)
     return 0

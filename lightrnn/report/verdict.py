@@ -806,7 +806,10 @@ def readme_verdict(
     if gpu_dir is not None:
         used.append(f"`{Path(gpu_dir).as_posix()}/` (speed at the paper's sizes on a GPU)")
     if study_dir is not None:
-        used.append(f"`{Path(study_dir).as_posix()}/` (perplexity and reallocation: the ablation study)")
+        from lightrnn.report.tuned_study import is_tuned_study
+
+        kind = "the tuned study" if is_tuned_study(study_dir) else "the ablation study"
+        used.append(f"`{Path(study_dir).as_posix()}/` (perplexity and reallocation: {kind})")
     elif rows:
         used.append(f"`{Path(results).as_posix()}/` (perplexity and reallocation: the {run} run's metrics)")  # type: ignore[arg-type]
     else:
