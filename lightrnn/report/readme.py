@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lightrnn.core.fileio import write_bytes
 from lightrnn.core.loaders import input_file
-from lightrnn.report.render import wrap_prose
+from lightrnn.report.render import format_count, wrap_prose
 
 WORKFLOW_SECTION = "workflow"
 TABLES = ("aclw", "reallocation")  # the tables the block shows, in that order
@@ -235,6 +235,50 @@ def study_parts_sentence(study: Path | str | None) -> str:
     return "\n\n" + "\n".join(wrap_prose([sentence]))
 
 
+def variants_sentence(study: Path | str | None, bench_dir: Path | str | None) -> str:
+    """One generated sentence on what LightRNN's variants beyond the paper (per-word terms) cost at the
+    paper's size and buy in the study (`lightrnn.report.verdict.variant_sizes_table`), and how fast they
+    train at V = 793,471 (the word-terms benchmark, where committed); "" without such a variant."""
+    from lightrnn.report.performance import REFERENCE, WORD_TERMS_RUNS, paired_ratio
+    from lightrnn.report.verdict import variant_sizes_table
+
+    if study is None:
+        return ""
+    try:
+        records = variant_sizes_table(study).records
+    except (FileNotFoundError, ValueError):
+        return ""
+    plain = next((r for r in records if r["size_options"] == "{}" and r.get("group") == "lightrnn"), None)
+    variants = [r for r in records if r["size_options"] != "{}"]
+    if plain is None or not variants:
+        return ""
+    parts = [f"{r['label']}: {format_count(float(r['params_billionw_1500']))} ({float(r['full_over_it']):.1f}x below "
+             f"the full softmax, {float(r['adaptive_over_it']):.1f}x below the adaptive softmax), study test perplexity "
+             f"{float(r['test_ppl_mean']):.1f}" for r in variants]
+    sentence = (f"Beyond the paper, per-word terms close part of the gap at a price in size. Parameters at One Billion "
+                f"Word's V and 1500/1500: plain LightRNN {format_count(float(plain['params_billionw_1500']))} "
+                f"({float(plain['full_over_it']):.1f}x below the full softmax), study test perplexity "
+                f"{float(plain['test_ppl_mean']):.1f}; " + "; ".join(parts))
+    speeds = []
+    for stem, _ in WORD_TERMS_RUNS:
+        raw_path = Path(bench_dir or "") / f"{stem}-repeats.csv"
+        if bench_dir is None or not raw_path.is_file():
+            continue
+        from lightrnn.core.csvio import read_csv
+
+        raw = read_csv(raw_path)
+        sizes = sorted({int(r["vocab_size"]) for r in raw})
+        models = [m for m in dict.fromkeys(r["model"] for r in raw) if m == f"{REFERENCE}@words"]
+        for model in models:
+            ratio = paired_ratio(raw, sizes[-1], model, REFERENCE)
+            optimizer = next(r["optimizer"] for r in raw if r["model"] == model)
+            speeds.append(f"{ratio:.2f}x plain LightRNN's training tokens/s with {optimizer}")
+    if speeds:
+        sentence += (f". At V = {sizes[-1]:,} on the CPU (the benchmark's E = H = 256) the largest variant trains at "
+                     + " and ".join(speeds) + " ([docs/performance.md](docs/performance.md))")
+    return "\n\n" + "\n".join(wrap_prose([sentence + "."]))
+
+
 def update_readme(
     results: Path | str, readme: Path | str, docs: Path | str, bench_dir: Path | str, study: Path | str | None,
     aclw_plot_dataset: str | None, command: str, gpu_dir: Path | str | None = None,
@@ -254,7 +298,8 @@ def update_readme(
     full_table = _posix_relpath(page_of(pages, README_SECTION), Path(readme).parent)
     sections = {
         README_SECTION: verdict,
-        ANSWER_SECTION: readme_answer(table, full_table) + study_parts_sentence(study),
+        ANSWER_SECTION: readme_answer(table, full_table) + study_parts_sentence(study)
+        + variants_sentence(study, bench_dir),
         gpu_speed.README_SECTION: gpu_speed.readme_block(gpu_speed.load_gpu_speed(gpu_dir) if gpu_dir else None,
                                                          command),
     }

@@ -207,3 +207,35 @@ def test_the_readme_says_how_long_the_study_parts_took_from_its_calls(study):
     text = " ".join(study_parts_sentence(root).split())
     assert "ran as 2 snakemake calls of 12 to 42 minutes each (54 minutes in all" in text
     assert study_parts_sentence(None) == ""
+
+
+def test_the_readme_gives_each_variant_its_size_at_the_paper_scale_and_its_speed(tmp_path):
+    from lightrnn.core.csvio import write_csv
+    from lightrnn.registry import param_count
+    from lightrnn.report.readme import variants_sentence
+
+    grid = {**GRID, "models": {**GRID["models"], "lightrnn-w": {
+        "model": "lightrnn", "label": "LightRNN + word bias", "group": "lightrnn"}}}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"study_grid": grid}))
+    root = tmp_path / "study"
+    for model in ("full", "lightrnn", "lightrnn-w"):
+        for recipe in ("a", "b"):
+            _run(root, model, recipe, 0, [300, 260] if recipe == "a" else [300, 270], 5.6)
+        options = {"word_bias": True} if model == "lightrnn-w" else {}
+        (root / "ptb" / variant_name(model, "a", 0) / "config.yaml").write_text(
+            yaml.safe_dump({"patience": 2, "rounds": [5], "model_options": options}))
+    write_tuned_study(root, config)
+    assert variants_sentence(None, None) == ""
+    text = " ".join(variants_sentence(root, None).split())
+    plain, bias = (param_count("lightrnn", 793_471, 1500, 1500, 2, **options) for options in ({}, {"word_bias": True}))
+    from lightrnn.report.render import format_count
+
+    assert f"plain LightRNN {format_count(plain)}" in text and f"LightRNN + word bias: {format_count(bias)}" in text
+    assert "trains at" not in text  # no benchmark folder: no speed
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    write_csv([{"vocab_size": 793471, "model": model, "repeat": 0, "train_tokens_per_s": speed, "optimizer": "SGD"}
+               for model, speed in (("lightrnn", 1000.0), ("lightrnn@words", 800.0))], bench / "word-terms-sgd-repeats.csv")
+    text = " ".join(variants_sentence(root, bench).split())
+    assert "At V = 793,471" in text and "0.80x plain LightRNN's training tokens/s with SGD" in text
