@@ -229,9 +229,9 @@ def study_parts_sentence(study: Path | str | None) -> str:
         return ""
     minutes = [float(c["elapsed_s"]) / 60 for c in calls]
     sentence = (f"The perplexity and reallocation rows come from the tuned study (`{Path(study).as_posix()}`), which "
-                f"ran as {len(calls)} snakemake calls of {min(minutes):.0f} to {max(minutes):.0f} minutes each "
-                f"({sum(minutes):.0f} minutes in all, `--cores 2` on a 2-core CPU machine; each call's part and time: "
-                "[docs/study.md](docs/study.md)).")
+                f"ran as {len(calls)} snakemake calls of {min(minutes):.0f} to {max(minutes):.0f} minutes each on a "
+                f"2-core CPU machine (their wall times sum to {sum(minutes):.0f} minutes; each call's part, time and "
+                "cores: [docs/study.md](docs/study.md)).")
     return "\n\n" + "\n".join(wrap_prose([sentence]))
 
 

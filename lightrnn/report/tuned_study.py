@@ -435,7 +435,8 @@ def readme_block(study_dir: Path | str, page: Path | str, docs: Path | str, comm
     lines += ["**The parts** (runs finished; summed training time of their runs, minutes of one CPU thread)", ""]
     lines += markdown_table(["part", "runs", "status", "training minutes (sum)"], parts) + [""]
     if record.get("calls"):
-        lines += ["**The snakemake calls that ran them** (`parts.tsv`; elapsed wall time, `--cores 2`)", ""]
+        lines += ["**The snakemake calls that ran them** (`parts.tsv`; elapsed wall time; `--cores 2` unless "
+                  "provenance.json's command says otherwise)", ""]
         lines += markdown_table(["call", "start (UTC)", "elapsed (minutes)", "exit status"],
                                 [[c["part"], c["start"], f"{c['elapsed_s'] / 60:.0f}", str(c["status"])]
                                  for c in record["calls"]]) + [""]

@@ -205,7 +205,7 @@ def test_the_readme_says_how_long_the_study_parts_took_from_its_calls(study):
                                     "base-seeds\t2026-12-07T19:00:00Z\t2026-12-07T19:12:00Z\t0\n")
     write_tuned_study(root, config)
     text = " ".join(study_parts_sentence(root).split())
-    assert "ran as 2 snakemake calls of 12 to 42 minutes each (54 minutes in all" in text
+    assert "ran as 2 snakemake calls of 12 to 42 minutes each on a 2-core CPU machine (their wall times sum to 54 minutes" in text
     assert study_parts_sentence(None) == ""
 
 
