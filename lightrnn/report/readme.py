@@ -239,6 +239,7 @@ def variants_sentence(study: Path | str | None, bench_dir: Path | str | None) ->
     """One generated sentence on what LightRNN's variants beyond the paper (per-word terms) cost at the
     paper's size and buy in the study (`lightrnn.report.verdict.variant_sizes_table`), and how fast they
     train at V = 793,471 (the word-terms benchmark, where committed); "" without such a variant."""
+    from lightrnn.core.csvio import read_csv
     from lightrnn.report.performance import REFERENCE, WORD_TERMS_RUNS, paired_ratio
     from lightrnn.report.verdict import variant_sizes_table
 
@@ -259,22 +260,20 @@ def variants_sentence(study: Path | str | None, bench_dir: Path | str | None) ->
                 f"Word's V and 1500/1500: plain LightRNN {format_count(float(plain['params_billionw_1500']))} "
                 f"({float(plain['full_over_it']):.1f}x below the full softmax), study test perplexity "
                 f"{float(plain['test_ppl_mean']):.1f}; " + "; ".join(parts))
-    speeds = []
+    variant, speeds, largest = f"{REFERENCE}@words", [], None  # the benchmark's largest variant (WORD_TERMS_COMMAND)
     for stem, _ in WORD_TERMS_RUNS:
-        raw_path = Path(bench_dir or "") / f"{stem}-repeats.csv"
-        if bench_dir is None or not raw_path.is_file():
+        raw_path = Path(bench_dir) / f"{stem}-repeats.csv" if bench_dir is not None else None
+        if raw_path is None or not raw_path.is_file():
             continue
-        from lightrnn.core.csvio import read_csv
-
-        raw = read_csv(raw_path)
-        sizes = sorted({int(r["vocab_size"]) for r in raw})
-        models = [m for m in dict.fromkeys(r["model"] for r in raw) if m == f"{REFERENCE}@words"]
-        for model in models:
-            ratio = paired_ratio(raw, sizes[-1], model, REFERENCE)
-            optimizer = next(r["optimizer"] for r in raw if r["model"] == model)
-            speeds.append(f"{ratio:.2f}x plain LightRNN's training tokens/s with {optimizer}")
+        raw = [r for r in read_csv(raw_path) if r["model"] in (variant, REFERENCE)]
+        if not any(r["model"] == variant for r in raw):
+            continue
+        largest = max(int(r["vocab_size"]) for r in raw)
+        optimizer = next(r["optimizer"] for r in raw if r["model"] == variant)
+        speeds.append(f"{paired_ratio(raw, largest, variant, REFERENCE):.2f}x plain LightRNN's training tokens/s "
+                      f"with {optimizer}")
     if speeds:
-        sentence += (f". At V = {sizes[-1]:,} on the CPU (the benchmark's E = H = 256) the largest variant trains at "
+        sentence += (f". At V = {largest:,} on the CPU (the benchmark's E = H = 256) the largest variant trains at "
                      + " and ".join(speeds) + " ([docs/performance.md](docs/performance.md))")
     return "\n\n" + "\n".join(wrap_prose([sentence + "."]))
 

@@ -44,6 +44,14 @@ def _run(root: Path, model: str, recipe: str, seed: int, valids: list[float], nl
         "nll_sum": sum(blocks), "tokens": TOKENS, "block_tokens": BLOCK, "block_nll": blocks, "git_rev": rev}))
 
 
+def _study_with(tmp_path: Path, model: str, label: str, group: str) -> tuple[Path, Path]:
+    """(study folder, config) of GRID plus one more LightRNN model, no run yet."""
+    grid = {**GRID, "models": {**GRID["models"], model: {"model": "lightrnn", "label": label, "group": group}}}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"study_grid": grid}))
+    return tmp_path / "study", config
+
+
 @pytest.fixture
 def study(tmp_path) -> tuple[Path, Path]:
     config = tmp_path / "study.yaml"
@@ -134,11 +142,7 @@ def test_the_docs_block_names_one_revision_list_and_each_calls_time(study, tmp_p
 
 
 def test_the_spike_is_compared_with_no_reallocation_at_the_same_epoch(tmp_path):
-    grid = {**GRID, "models": {**GRID["models"], "lightrnn-no-realloc": {
-        "model": "lightrnn", "label": "no reallocation", "group": "control"}}}
-    config = tmp_path / "study.yaml"
-    config.write_text(yaml.safe_dump({"study_grid": grid}))
-    root = tmp_path / "study"
+    root, config = _study_with(tmp_path, "lightrnn-no-realloc", "no reallocation", "control")
     for recipe in ("a", "b"):
         _run(root, "lightrnn", recipe, 0, [300, 250, 240, 230], 5.6 if recipe == "a" else 5.9)
         _run(root, "lightrnn-no-realloc", recipe, 0, [300, 250, 220, 215], 5.5)
@@ -214,11 +218,7 @@ def test_the_readme_gives_each_variant_its_size_at_the_paper_scale_and_its_speed
     from lightrnn.registry import param_count
     from lightrnn.report.readme import variants_sentence
 
-    grid = {**GRID, "models": {**GRID["models"], "lightrnn-w": {
-        "model": "lightrnn", "label": "LightRNN + word bias", "group": "lightrnn"}}}
-    config = tmp_path / "study.yaml"
-    config.write_text(yaml.safe_dump({"study_grid": grid}))
-    root = tmp_path / "study"
+    root, config = _study_with(tmp_path, "lightrnn-w", "LightRNN + word bias", "lightrnn")
     for model in ("full", "lightrnn", "lightrnn-w"):
         for recipe in ("a", "b"):
             _run(root, model, recipe, 0, [300, 260] if recipe == "a" else [300, 270], 5.6)

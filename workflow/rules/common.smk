@@ -34,7 +34,7 @@ def _numbers(value):
             try:
                 return kind(value)
             except ValueError:
-                pass
+                continue  # not this kind of number: try the next
     return value
 
 
