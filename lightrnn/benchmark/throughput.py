@@ -343,8 +343,9 @@ def measure_phases(name: str, vocab_size: int, stream: np.ndarray, settings: Thr
         _, state = train_step(model, optimizers, tokens, targets, state, settings.clip, settings.dtype == "bf16",
                               timings=timings)
         sparse = [p.grad for p in model.parameters() if p.grad is not None and p.grad.is_sparse]
-        rows += sum(grad._nnz() for grad in sparse)
-        values += sum(grad._values().numel() for grad in sparse)
+        deferred_rows, deferred_values = optimizers.deferred_applied()  # SGD's factored per-word gradient
+        rows += sum(grad._nnz() for grad in sparse) + deferred_rows
+        values += sum(grad._values().numel() for grad in sparse) + deferred_values
         steps += 1
     model = optimizers = state = None
     gc.collect()

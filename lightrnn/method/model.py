@@ -167,6 +167,98 @@ def _gradient_rows(scratch: dict, rows: int, like: Tensor, key: str = "gradient"
     return buffer[:rows]
 
 
+def _outer_chunks(layout: _RowLayout, grouped_grad: Tensor, grouped_query: Tensor, outers: Tensor):
+    """Each chunk's weight gradient: yields (first, last, outer [g, C k]) where outer[i] is
+    A_i^T Q_i for the chunk's distinct rows first..last (group order), A_i [c, C] the column
+    gradients of the c positions reading row i and Q_i [c, k] their queries.
+
+    `outers` [>= widest chunk, C k] is storage reused by every chunk: the products are made
+    cache-hot right before they are used, and never in a fresh allocation, whose first-touch
+    page faults cost more than the products themselves.
+    """
+    columns, dim = layout.columns, grouped_query.shape[1]
+    with torch.autocast(grouped_grad.device.type, enabled=False):
+        for first, last, start, count in layout.chunks:
+            stop = start + (last - first) * count
+            chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
+            reads = grouped_query[start:stop].view(last - first, count, dim)
+            outer = outers[: last - first]
+            if count == 1:  # rank 1 per row: a broadcast multiply, ~3x faster than bmm on the CPU
+                torch.mul(chunk_grad.view(-1, columns, 1), reads, out=outer.view(-1, columns, dim))
+            else:
+                torch.bmm(chunk_grad.transpose(1, 2), reads, out=outer.view(-1, columns, dim))
+            yield first, last, outer
+
+
+def _widest(layout: _RowLayout) -> int:
+    return max(last - first for first, last, _, _ in layout.chunks)
+
+
+class RowGradient:
+    """The gradient of the slot-ordered output vectors (`slot_out` [R, C k]) held as its factors.
+
+    Row r's gradient is A_r^T Q_r: A_r [c, C] the column-logit gradients of the c positions
+    that read row r, Q_r [c, k] their queries P h (rank <= c; most rows are read once per step).
+    Materialised it is U C k values (9.1M at V = 793,471, k = 32, 512 positions), which backward
+    writes, clipping reads and the update reads again; held as factors (N (C + k) values) its
+    squared norm has a closed form, sum_r <A_r A_r^T, Q_r Q_r^T>, and `apply_` adds each
+    cache-sized chunk of products to the table as it makes it, so that of those four passes over
+    U C k values only the table's own read-modify-write stays (on the CPU, a third of the
+    variant's cost over plain LightRNN at that size: docs/performance.md).
+
+    Only an update linear in the gradient can take it: `Optimizers` turns it on for plain SGD
+    (`LightRNN.defer_row_gradients`), never for Adam, whose moments need the values. `parts`
+    holds one entry per backward pass since the last `clear` (gradient accumulation sums them).
+    """
+
+    def __init__(self, scratch: dict) -> None:
+        self.parts: list[tuple[_RowLayout, Tensor, Tensor, Tensor]] = []
+        self.scale = 1.0
+        self.applied = (0, 0)  # (rows, values) the last update added: what a materialised gradient would hold
+        self._scratch = scratch
+
+    def add(self, layout: _RowLayout, blocks: Tensor, grouped_grad: Tensor, grouped_query: Tensor) -> None:
+        self.parts.append((layout, blocks, grouped_grad, grouped_query))
+
+    def clear(self) -> None:
+        self.parts, self.scale = [], 1.0
+
+    def square_norm(self, weight: Tensor) -> Tensor:
+        """||gradient||^2 (0-d float32), times scale^2."""
+        if len(self.parts) != 1:  # accumulated: rows of different passes overlap, so the sum is materialised
+            dense = self.dense(weight)
+            return torch.linalg.vector_norm(dense, dtype=torch.float32).square()
+        layout, _, grouped_grad, grouped_query = self.parts[0]
+        total = grouped_grad.new_zeros((), dtype=torch.float32)
+        with torch.autocast(grouped_grad.device.type, enabled=False):
+            for first, last, start, count in layout.chunks:
+                stop = start + (last - first) * count
+                a = grouped_grad[start:stop].view(last - first, count, -1).float()
+                q = grouped_query[start:stop].view(last - first, count, -1).float()
+                total = total + (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(q, q.transpose(1, 2))).sum()
+        return total * (self.scale * self.scale)
+
+    def dense(self, weight: Tensor) -> Tensor:
+        """The gradient materialised, [R, C k] like `weight` (times scale)."""
+        total = torch.zeros_like(weight)
+        self._add_into(total, self.scale)
+        return total
+
+    @torch.no_grad()
+    def apply_(self, weight: Tensor, alpha: float) -> None:
+        """weight += alpha * scale * gradient, then clear."""
+        self._add_into(weight, alpha * self.scale)
+        rows = sum(blocks.numel() for _, blocks, _, _ in self.parts)
+        self.applied = (rows, rows * weight.shape[1])
+        self.clear()
+
+    def _add_into(self, target: Tensor, alpha: float) -> None:
+        for layout, blocks, grouped_grad, grouped_query in self.parts:
+            outers = _gradient_rows(self._scratch, _widest(layout), target, "outer")
+            for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
+                target.index_add_(0, blocks[first:last], outer.to(target.dtype), alpha=alpha)
+
+
 class _RowDot(torch.autograd.Function):
     """terms[n, c] = weight[block of n's row, c k : (c + 1) k] . query[n] for weight [M, C k], query [N, k].
 
@@ -181,30 +273,32 @@ class _RowDot(torch.autograd.Function):
     the column normaliser): with `sparse` a coalesced sparse [M, C k] tensor whose rows are
     `layout.sorted_rows`' blocks in increasing order (`sorted_blocks` [U]), written once (on the
     CPU into the last step's storage where nothing holds it any more: `_gradient_rows`); else
-    dense.
+    dense. With a `sink` (`RowGradient`, plain SGD) backward makes no weight gradient at all: it
+    hands the sink the factors, and the update makes the products where it adds them.
     """
 
     @staticmethod
     def forward(ctx, weight: Tensor, query: Tensor, layout: _RowLayout, blocks: Tensor, sorted_blocks: Tensor,
-                sparse: bool, scratch: dict | None = None) -> Tensor:
+                sparse: bool, scratch: dict | None = None, sink: RowGradient | None = None) -> Tensor:
         columns, dim = layout.columns, query.shape[1]
         grouped_query = query.index_select(0, layout.order)  # [N, k], positions in group order
         grouped = query.new_empty(layout.positions, columns)
         # The distinct rows' weight rows, gathered once (whole contiguous rows: a memcpy) into
-        # storage kept between steps, and kept for the backward, which reads them again.
+        # storage kept between steps, and kept for the backward, which reads them again; a
+        # chunk at a time, so that its matmul reads it from the cache.
         gathered = (_gradient_rows(scratch, blocks.numel(), weight, "gathered") if scratch is not None
                     else weight.new_empty(blocks.numel(), weight.shape[1]))
-        torch.index_select(weight, 0, blocks, out=gathered)
         with torch.autocast(query.device.type, enabled=False):
             for first, last, start, count in layout.chunks:
                 stop = start + (last - first) * count
+                torch.index_select(weight, 0, blocks[first:last], out=gathered[first:last])
                 chunk = gathered[first:last].view(-1, columns, dim)
                 reads = grouped_query[start:stop].view(last - first, count, dim)
                 torch.bmm(reads, chunk.transpose(1, 2), out=grouped[start:stop].view(last - first, count, columns))
         out = torch.empty_like(grouped)
         out.index_copy_(0, layout.order, grouped)
         ctx.save_for_backward(weight, gathered, grouped_query, blocks, sorted_blocks)
-        ctx.layout, ctx.sparse, ctx.scratch = layout, sparse, scratch
+        ctx.layout, ctx.sparse, ctx.scratch, ctx.sink = layout, sparse, scratch, sink
         return out
 
     @staticmethod
@@ -214,35 +308,37 @@ class _RowDot(torch.autograd.Function):
         columns, dim = layout.columns, grouped_query.shape[1]
         grouped_grad = grad.index_select(0, layout.order)  # [N, C]
         want_weight, want_query = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        values = None
-        if want_weight:
+        if want_query:
+            grouped_query_grad = torch.empty_like(grouped_query)
+            with torch.autocast(grad.device.type, enabled=False):
+                for first, last, start, count in layout.chunks:
+                    stop = start + (last - first) * count
+                    torch.bmm(grouped_grad[start:stop].view(last - first, count, columns),
+                              gathered[first:last].view(-1, columns, dim),
+                              out=grouped_query_grad[start:stop].view(last - first, count, dim))
+            grad_query = torch.empty_like(grouped_query_grad)
+            grad_query.index_copy_(0, layout.order, grouped_query_grad)
+        else:
+            grad_query = None
+        grad_weight = None
+        if want_weight and ctx.sink is not None:
+            ctx.sink.add(layout, blocks, grouped_grad, grouped_query)  # the optimizer makes the products
+        elif want_weight:
+            scratch = ctx.scratch
             if ctx.sparse:
-                values = (_gradient_rows(ctx.scratch, blocks.numel(), weight) if ctx.scratch is not None
+                values = (_gradient_rows(scratch, blocks.numel(), weight) if scratch is not None
                           else weight.new_empty(blocks.numel(), weight.shape[1]))
             else:
                 values = torch.zeros_like(weight)
-        grouped_query_grad = torch.empty_like(grouped_query) if want_query else None
-        with torch.autocast(grad.device.type, enabled=False):
-            for first, last, start, count in layout.chunks:
-                stop = start + (last - first) * count
-                chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
-                if want_query:
-                    chunk = gathered[first:last].view(-1, columns, dim)
-                    torch.bmm(chunk_grad, chunk, out=grouped_query_grad[start:stop].view(last - first, count, dim))
-                if want_weight:
-                    reads = grouped_query[start:stop].view(last - first, count, dim)
-                    outer = torch.bmm(chunk_grad.transpose(1, 2), reads).view(last - first, -1)  # [g, C k]
-                    where = layout.sorted_of[first:last] if ctx.sparse else blocks[first:last]
-                    values.index_copy_(0, where, outer)
-        grad_query = None
-        if want_query:
-            grad_query = torch.empty_like(grouped_query_grad)
-            grad_query.index_copy_(0, layout.order, grouped_query_grad)
-        grad_weight = values
-        if want_weight and ctx.sparse:
-            grad_weight = torch.sparse_coo_tensor(sorted_blocks.unsqueeze(0).clone(), values, weight.shape,
-                                                  is_coalesced=True, check_invariants=False)
-        return grad_weight, grad_query, None, None, None, None, None
+            outers = (_gradient_rows(scratch, _widest(layout), weight, "outer") if scratch is not None
+                      else weight.new_empty(_widest(layout), weight.shape[1]))
+            for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
+                values.index_copy_(0, layout.sorted_of[first:last] if ctx.sparse else blocks[first:last], outer)
+            grad_weight = values
+            if ctx.sparse:
+                grad_weight = torch.sparse_coo_tensor(sorted_blocks.unsqueeze(0).clone(), values, weight.shape,
+                                                      is_coalesced=True, check_invariants=False)
+        return grad_weight, grad_query, None, None, None, None, None, None
 
 
 def _rows_of(weight: Tensor, ids: Tensor, sparse: bool) -> Tensor:
@@ -448,6 +544,24 @@ class LightRNN(LanguageModel):
             return []
         return [p for p in (self.slot_bias, self.slot_out if self.word_dim else None) if p is not None]
 
+    def defer_row_gradients(self, on: bool = True) -> None:
+        """Hand `slot_out`'s gradient to a `RowGradient` (its factors) instead of `.grad`, when
+        the model has per-word output vectors with sparse gradients. `Optimizers` turns this on for
+        plain SGD and off otherwise; `row_gradients` lists what backward left for the update."""
+        on = bool(on and self.word_dim and self.sparse_embedding)
+        scratch = self.__dict__.setdefault("_gradient_scratch", {})
+        self.__dict__["_row_gradient"] = RowGradient(scratch) if on else None
+
+    @property
+    def row_gradient(self) -> RowGradient | None:
+        """Where backward leaves slot_out's factored gradient when deferred, else None."""
+        return self.__dict__.get("_row_gradient")
+
+    def row_gradients(self) -> list[tuple[nn.Parameter, RowGradient]]:
+        """[(parameter, its pending factored gradient)]: empty unless deferred and backward has run."""
+        pending = self.row_gradient
+        return [(self.slot_out, pending)] if pending is not None and pending.parts else []
+
     def word_output_terms(self) -> tuple[Tensor | None, Tensor | None]:
         """(b [V] or None, u [V, k] or None): the per-word output terms in word-id order (a gather
         of the slot-ordered parameters; differentiable)."""
@@ -522,7 +636,7 @@ class LightRNN(LanguageModel):
         return terms
 
     def _row_word_terms(self, rows: Tensor, hidden: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """The per-word terms of every slot of `rows` [...] (C slots each): [..., C], 0 on empty slots.
+        """The per-word terms of every slot of `rows` [...] (C slots each): [..., C].
 
         Under the current table a row's terms are one row of each slot-ordered parameter, read
         once per DISTINCT row of `rows` (U <= R), so the (sparse) gradients hold U rows; the
@@ -530,8 +644,11 @@ class LightRNN(LanguageModel):
         work per position, as the terms themselves, and no per-position [..., C, k] tensor.
         `table` (rows, cols) [V] scores another table's slots: each of its distinct rows' words
         are gathered from their current slots first (the reallocation's scoring, no training).
+
+        An empty slot's term is whatever its untrained storage holds, not zeroed: every caller
+        masks the empty slots out of the column softmax (`_col_keep`), so it never counts (and
+        zeroing would cost a pass over [..., C] each way per step at the paper's V).
         """
-        filled = self._slot_words(*(table or (None, None)))[1]
         layout = _RowLayout(rows.reshape(-1), self._num_cols, max(1, self.word_dim))
         current = table is None or (table[0] is self.word_row and table[1] is self.word_col)
         if current:
@@ -543,14 +660,14 @@ class LightRNN(LanguageModel):
             ids = torch.arange(layout.sorted_rows.numel(), device=rows.device)
         # Each position's distinct row, as an index into ids.
         per_position = layout.sorted_of.index_select(0, layout.row_of)  # [N]
-        terms = hidden.new_zeros((*rows.shape, self._num_cols), dtype=torch.float32)
+        terms = None
         if self.slot_bias is not None:
             if current:
                 bias = _rows_of(self.slot_bias, ids, self.sparse_embedding)  # [U, C]
             else:
                 bias = self.slot_bias.reshape(-1).index_select(0, sources).view(-1, self._num_cols)
             # index_select, not advanced indexing: several times faster on the CPU at these sizes.
-            terms = terms + bias.index_select(0, per_position).view_as(terms).float()
+            terms = bias.index_select(0, per_position).float()  # [N, C]
         if self.word_dim:
             weight = self.slot_out if current else (
                 self.slot_out.reshape(-1, self.word_dim).index_select(0, sources).view(ids.numel(), -1))
@@ -560,11 +677,11 @@ class LightRNN(LanguageModel):
                 weight = weight.to(query.dtype)
             scratch = self.__dict__.setdefault("_gradient_scratch", {})  # not state: rebuilt on demand
             blocks = ids.index_select(0, layout.sorted_of)  # [U]: each group-order row's weight row
-            terms = terms + _RowDot.apply(weight, query, layout, blocks, ids,
-                                          self.sparse_embedding and current and weight is self.slot_out,
-                                          scratch).view_as(terms).float()
-        # Empty slots hold values nothing trains: zeroed here (their gradient is zero too).
-        return terms * filled.index_select(0, rows.reshape(-1)).view_as(terms)
+            own = self.sparse_embedding and current and weight is self.slot_out
+            sink = self.row_gradient if own else None
+            dots = _RowDot.apply(weight, query, layout, blocks, ids, own, scratch, sink).float()
+            terms = dots if terms is None else terms + dots
+        return terms.view(*rows.shape, self._num_cols)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the output terms were stored by slot hold them by word id:
@@ -616,6 +733,8 @@ class LightRNN(LanguageModel):
                 f"set_table: the table is {table.num_rows} x {table.num_cols}, "
                 f"the model {self._num_rows} x {self._num_cols}"
             )
+        if self.row_gradients():
+            raise RuntimeError("set_table: a deferred slot_out gradient is pending (set the table after the optimizer step)")
         rows = torch.as_tensor(table.rows, dtype=torch.long, device=self.word_row.device)
         cols = torch.as_tensor(table.cols, dtype=torch.long, device=self.word_col.device)
         with torch.no_grad():

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from lightrnn.core import distributed
+
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -127,6 +129,13 @@ class Optimizers:
         sparse_ids = _sparse_parameter_ids(model)
         dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
         sparse = [p for p in model.parameters() if p.requires_grad and id(p) in sparse_ids]
+        # LightRNN's per-word output vectors hand plain SGD their gradient as factors (`RowGradient`):
+        # SGD's update is linear in it, so the products are made where they are added. Not under
+        # DDP, whose all-reduce reads `.grad`, and never for Adam, whose moments need the values.
+        self._deferring = [module for module in model.modules() if hasattr(module, "defer_row_gradients")]
+        defer = name == "sgd" and not distributed.is_distributed()
+        for module in self._deferring:
+            module.defer_row_gradients(defer)
         if name == "sgd":
             self.optimizers: list[torch.optim.Optimizer] = [torch.optim.SGD(dense + sparse, lr=lr)]
         else:
@@ -156,13 +165,27 @@ class Optimizers:
                         if torch.is_tensor(value) and value.shape == param.shape:
                             value.copy_(value.reshape(index.numel(), -1).index_select(0, index).view_as(value))
 
+    def deferred_gradients(self) -> list[tuple[nn.Parameter, Any]]:
+        """[(parameter, RowGradient)]: the gradients backward left as factors (plain SGD only)."""
+        return [pair for module in self._deferring for pair in module.row_gradients()]
+
+    def deferred_applied(self) -> tuple[int, int]:
+        """(rows, values) the last step's deferred gradients updated (`RowGradient.applied`)."""
+        sizes = [module.row_gradient.applied for module in self._deferring if module.row_gradient is not None]
+        return sum(rows for rows, _ in sizes), sum(values for _, values in sizes)
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=set_to_none)
+        for _, gradient in self.deferred_gradients():
+            gradient.clear()
 
     def step(self) -> None:
         for optimizer in self.optimizers:
             optimizer.step()
+        for param, gradient in self.deferred_gradients():  # SGD: param -= lr * gradient
+            group = next(group for group in self.param_groups if any(p is param for p in group["params"]))
+            gradient.apply_(param, -group["lr"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
@@ -214,15 +237,18 @@ class PlateauDecay:
 
 
 @torch.no_grad()
-def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float:
-    """`clip_grad_norm_` that also takes sparse gradients (their norm is over coalesced values).
+def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float, deferred: Iterable[tuple] = ()) -> float:
+    """`clip_grad_norm_` that also takes sparse gradients (their norm is over coalesced values)
+    and deferred ones (`Optimizers.deferred_gradients()`: (parameter, RowGradient) pairs, whose
+    norm has a closed form and whose scale the update applies).
 
     Returns the total norm before clipping; `max_norm <= 0` clips nothing.
     """
     with_grad = [p for p in parameters if p.grad is not None]
-    if not with_grad or max_norm <= 0:
+    factored = [gradient for _, gradient in deferred]
+    if not (with_grad or factored) or max_norm <= 0:
         return 0.0
-    if not any(p.grad.is_sparse for p in with_grad):
+    if not factored and not any(p.grad.is_sparse for p in with_grad):
         return float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm))  # the fused dense path
     for p in with_grad:
         if p.grad.is_sparse:
@@ -230,6 +256,7 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float
     # torch.linalg.vector_norm: no squared copy of a gradient (tens of MB for the per-word tables at large V).
     norms = [torch.linalg.vector_norm(p.grad._values() if p.grad.is_sparse else p.grad, dtype=torch.float32)
              for p in with_grad]
+    norms += [gradient.square_norm(param).sqrt() for param, gradient in deferred]
     total = torch.linalg.vector_norm(torch.stack(norms))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     if total.device.type == "cpu" and float(scale) == 1.0:
@@ -237,4 +264,6 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float
     for p in with_grad:
         # a sparse gradient's values in place: a sparse tensor times a 0-d tensor takes a slow general path
         (p.grad._values() if p.grad.is_sparse else p.grad).mul_(scale)
+    for gradient in factored:
+        gradient.scale *= float(scale)
     return float(total)

@@ -79,7 +79,7 @@ def train_step(
     loss.backward()
     clock("backward")
     if clip > 0:
-        clip_grad_norm(model.parameters(), clip)
+        clip_grad_norm(model.parameters(), clip, optimizer.deferred_gradients())
     clock("clip")
     optimizer.step()
     clock("optimizer")

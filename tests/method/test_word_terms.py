@@ -327,3 +327,77 @@ def test_one_training_step_with_sparse_tables_equals_the_reference_step(vocab_si
         torch.testing.assert_close(p_sparse, p_dense, msg=name)
     moved = (sparse.slot_out != start["slot_out"]).any(dim=1)  # [R]: a row of slot_out is a table row's words
     assert torch.equal(moved, torch.isin(torch.arange(sparse.num_rows), sparse.word_row[targets].unique()))
+
+
+@pytest.mark.parametrize("vocab_size", [13, 150])
+@pytest.mark.parametrize("clip", [0.05, 50.0])
+def test_sgd_steps_with_the_factored_output_gradient_equal_the_reference_sgd(vocab_size, clip):
+    """Under plain SGD slot_out's gradient stays factored (`RowGradient`: no .grad, its norm in
+    closed form, the products added where they are made); the steps equal torch's SGD on the dense
+    model's gradients clipped by torch, whether or not the clip bites, with rows read several times."""
+    from lightrnn.method.model import RowGradient
+    from lightrnn.training.optim import Optimizers
+    from lightrnn.training.step import train_step
+
+    options = {"word_bias": True, "word_dim": 4, "word_input_dim": 3}
+    dense = _model(vocab_size, options).float().train()
+    sparse = _model(vocab_size, {**options, "sparse_embedding": True}).float().train()
+    sparse.load_state_dict(dense.state_dict())
+    tokens, targets = _stream(vocab_size, seed=6)
+    assert targets.numel() > sparse.word_row[targets].unique().numel()  # some rows are read several times
+    optimizers = Optimizers(sparse, "sgd", 0.5)
+    reference = torch.optim.SGD(dense.parameters(), lr=0.5)
+    for _ in range(3):
+        train_step(sparse, optimizers, tokens, targets, None, clip=clip)
+        reference.zero_grad()
+        dense(tokens, targets).nll.mean().backward()
+        torch.nn.utils.clip_grad_norm_(dense.parameters(), clip)
+        reference.step()
+    assert sparse.slot_out.grad is None and isinstance(sparse.row_gradient, RowGradient)
+    assert sparse.row_gradients() == []  # the step consumed it
+    for (name, p_dense), p_sparse in zip(dense.named_parameters(), sparse.parameters()):
+        torch.testing.assert_close(p_sparse, p_dense, msg=name)
+
+
+def test_the_factored_gradient_norm_and_products_equal_the_materialised_gradient():
+    """RowGradient's closed-form squared norm and its products equal the autograd gradient, for one
+    backward pass and for two accumulated ones (their rows overlap: the norm is of the sum)."""
+    model = _model(150, {"word_dim": 4, "sparse_embedding": True}).float().train()
+    reference = _model(150, {"word_dim": 4}).float().train()
+    reference.load_state_dict(model.state_dict())
+    model.defer_row_gradients(True)
+    for passes in (1, 2):
+        reference.zero_grad()
+        for seed in range(passes):
+            tokens, targets = _stream(150, seed=seed + 3)
+            model(tokens, targets).nll.sum().backward()
+            reference(tokens, targets).nll.sum().backward()
+        ((param, gradient),) = model.row_gradients()
+        assert param is model.slot_out and len(gradient.parts) == passes
+        torch.testing.assert_close(gradient.dense(param), reference.slot_out.grad)
+        torch.testing.assert_close(gradient.square_norm(param), reference.slot_out.grad.square().sum())
+        with pytest.raises(RuntimeError, match="pending"):
+            model.set_table(model.table)
+        gradient.clear()
+        assert model.row_gradients() == []
+
+
+def test_only_plain_sgd_defers_the_output_gradient(monkeypatch):
+    """Adam needs the gradient's values (its moments), and DDP all-reduces .grad: neither defers."""
+    from lightrnn.core import distributed
+    from lightrnn.training.optim import Optimizers
+
+    model = _model(40, {"word_dim": 3, "sparse_embedding": True}).float().train()
+    Optimizers(model, "sgd", 1.0)
+    assert model.row_gradient is not None
+    Optimizers(model, "adam", 1e-3)
+    assert model.row_gradient is None
+    tokens, targets = _stream(40)
+    model(tokens, targets).nll.mean().backward()
+    assert model.slot_out.grad is not None and model.slot_out.grad.is_sparse
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    Optimizers(model, "sgd", 1.0)
+    assert model.row_gradient is None
+    dense = _model(40, {"word_dim": 3}).float()
+    Optimizers(dense, "sgd", 1.0)  # dense gradients asked for: no deferral
+    assert dense.row_gradient is None
