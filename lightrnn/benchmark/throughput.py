@@ -329,7 +329,7 @@ def run_throughput(
 def measure_phases(name: str, vocab_size: int, stream: np.ndarray, settings: ThroughputSettings) -> dict[str, Any]:
     """One fresh build of `name`: seconds per training step in each of `PHASES` (train_step's own
     marks), over the timed steps after the warm-up, and the sparse gradient rows per step (the
-    per-word rows a step reads, clips and updates with SparseAdam; 0 for dense models)."""
+    per-word rows a step updates, with SparseAdam or, factored, with SGD: `RowGradient`; 0 for dense models)."""
     device = torch.device(settings.device)
     windows = stream_windows(stream, settings.batch_size, settings.bptt, device)
     torch.manual_seed(settings.seed)
