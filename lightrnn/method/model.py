@@ -382,7 +382,8 @@ class LightRNN(LanguageModel):
         realloc_alternate: with "consistent", how many rows-then-columns passes (>= 1).
         sparse_embedding: sparse gradients for the per-word tables (slot_bias, slot_out, word_in),
             so the training loop's `Optimizers` gives them SparseAdam with Adam (SGD updates the
-            rows in place; the baselines' option of the same name). Off by default: the loss and
+            rows in place, slot_out's gradient kept as its factors: `RowGradient`; the baselines'
+            option of the same name). Off by default: the loss and
             gradients are the same, but Adam and SparseAdam update untouched rows differently, and
             NCCL cannot all-reduce sparse gradients (multi-GPU runs refuse it). Turn it on at
             large V: without it every step builds dense gradients of all V (2k + 1) per-word
