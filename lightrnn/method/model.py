@@ -174,20 +174,20 @@ def _outer_chunks(layout: _RowLayout, grouped_grad: Tensor, grouped_query: Tenso
 
     `outers` [>= widest chunk, C k] is storage reused by every chunk: the products are made
     cache-hot right before they are used, and never in a fresh allocation, whose first-touch
-    page faults cost more than the products themselves.
+    page faults cost more than the products themselves. Callers run it with autocast off (the
+    products stay in the factors' precision).
     """
     columns, dim = layout.columns, grouped_query.shape[1]
-    with torch.autocast(grouped_grad.device.type, enabled=False):
-        for first, last, start, count in layout.chunks:
-            stop = start + (last - first) * count
-            chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
-            reads = grouped_query[start:stop].view(last - first, count, dim)
-            outer = outers[: last - first]
-            if count == 1:  # rank 1 per row: a broadcast multiply, ~3x faster than bmm on the CPU
-                torch.mul(chunk_grad.view(-1, columns, 1), reads, out=outer.view(-1, columns, dim))
-            else:
-                torch.bmm(chunk_grad.transpose(1, 2), reads, out=outer.view(-1, columns, dim))
-            yield first, last, outer
+    for first, last, start, count in layout.chunks:
+        stop = start + (last - first) * count
+        chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
+        reads = grouped_query[start:stop].view(last - first, count, dim)
+        outer = outers[: last - first]
+        if count == 1:  # rank 1 per row: a broadcast multiply, ~3x faster than bmm on the CPU
+            torch.mul(chunk_grad.view(-1, columns, 1), reads, out=outer.view(-1, columns, dim))
+        else:
+            torch.bmm(chunk_grad.transpose(1, 2), reads, out=outer.view(-1, columns, dim))
+        yield first, last, outer
 
 
 def _widest(layout: _RowLayout) -> int:
@@ -255,8 +255,9 @@ class RowGradient:
     def _add_into(self, target: Tensor, alpha: float) -> None:
         for layout, blocks, grouped_grad, grouped_query in self.parts:
             outers = _gradient_rows(self._scratch, _widest(layout), target, "outer")
-            for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
-                target.index_add_(0, blocks[first:last], outer.to(target.dtype), alpha=alpha)
+            with torch.autocast(target.device.type, enabled=False):
+                for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
+                    target.index_add_(0, blocks[first:last], outer.to(target.dtype), alpha=alpha)
 
 
 class _RowDot(torch.autograd.Function):
@@ -332,8 +333,9 @@ class _RowDot(torch.autograd.Function):
                 values = torch.zeros_like(weight)
             outers = (_gradient_rows(scratch, _widest(layout), weight, "outer") if scratch is not None
                       else weight.new_empty(_widest(layout), weight.shape[1]))
-            for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
-                values.index_copy_(0, layout.sorted_of[first:last] if ctx.sparse else blocks[first:last], outer)
+            with torch.autocast(grad.device.type, enabled=False):
+                for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
+                    values.index_copy_(0, layout.sorted_of[first:last] if ctx.sparse else blocks[first:last], outer)
             grad_weight = values
             if ctx.sparse:
                 grad_weight = torch.sparse_coo_tensor(sorted_blocks.unsqueeze(0).clone(), values, weight.shape,
