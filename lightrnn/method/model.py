@@ -135,6 +135,14 @@ class _RowLayout:
             self.chunks.append((row, stop, position_start, count))
             position_start += (stop - row) * count
             row = stop
+        self.widest = max((last - first for first, last, _, _ in self.chunks), default=0)  # rows in a chunk
+
+    def spans(self):
+        """(first, last, positions, count) per chunk: the distinct rows first..last (group order),
+        each read by `count` positions, which are `positions` (a slice) of the group-ordered ones:
+        tensor[positions].view(last - first, count, -1) is the chunk's [g, count, ...] block."""
+        for first, last, start, count in self.chunks:
+            yield first, last, slice(start, start + (last - first) * count), count
 
 
 # A private torch counter (present in the torch versions this project supports); where a torch
@@ -178,20 +186,15 @@ def _outer_chunks(layout: _RowLayout, grouped_grad: Tensor, grouped_query: Tenso
     products stay in the factors' precision).
     """
     columns, dim = layout.columns, grouped_query.shape[1]
-    for first, last, start, count in layout.chunks:
-        stop = start + (last - first) * count
-        chunk_grad = grouped_grad[start:stop].view(last - first, count, columns)
-        reads = grouped_query[start:stop].view(last - first, count, dim)
+    for first, last, positions, count in layout.spans():
+        chunk_grad = grouped_grad[positions].view(last - first, count, columns)
+        reads = grouped_query[positions].view(last - first, count, dim)
         outer = outers[: last - first]
         if count == 1:  # rank 1 per row: a broadcast multiply, ~3x faster than bmm on the CPU
             torch.mul(chunk_grad.view(-1, columns, 1), reads, out=outer.view(-1, columns, dim))
         else:
             torch.bmm(chunk_grad.transpose(1, 2), reads, out=outer.view(-1, columns, dim))
         yield first, last, outer
-
-
-def _widest(layout: _RowLayout) -> int:
-    return max(last - first for first, last, _, _ in layout.chunks)
 
 
 class RowGradient:
@@ -231,10 +234,9 @@ class RowGradient:
         layout, _, grouped_grad, grouped_query = self.parts[0]
         total = grouped_grad.new_zeros((), dtype=torch.float32)
         with torch.autocast(grouped_grad.device.type, enabled=False):
-            for first, last, start, count in layout.chunks:
-                stop = start + (last - first) * count
-                a = grouped_grad[start:stop].view(last - first, count, -1).float()
-                q = grouped_query[start:stop].view(last - first, count, -1).float()
+            for first, last, positions, count in layout.spans():
+                a = grouped_grad[positions].view(last - first, count, -1).float()
+                q = grouped_query[positions].view(last - first, count, -1).float()
                 total = total + (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(q, q.transpose(1, 2))).sum()
         return total * (self.scale * self.scale)
 
@@ -254,7 +256,7 @@ class RowGradient:
 
     def _add_into(self, target: Tensor, alpha: float) -> None:
         for layout, blocks, grouped_grad, grouped_query in self.parts:
-            outers = _gradient_rows(self._scratch, _widest(layout), target, "outer")
+            outers = _gradient_rows(self._scratch, layout.widest, target, "outer")
             with torch.autocast(target.device.type, enabled=False):
                 for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
                     target.index_add_(0, blocks[first:last], outer.to(target.dtype), alpha=alpha)
@@ -290,12 +292,11 @@ class _RowDot(torch.autograd.Function):
         gathered = (_gradient_rows(scratch, blocks.numel(), weight, "gathered") if scratch is not None
                     else weight.new_empty(blocks.numel(), weight.shape[1]))
         with torch.autocast(query.device.type, enabled=False):
-            for first, last, start, count in layout.chunks:
-                stop = start + (last - first) * count
+            for first, last, positions, count in layout.spans():
                 torch.index_select(weight, 0, blocks[first:last], out=gathered[first:last])
                 chunk = gathered[first:last].view(-1, columns, dim)
-                reads = grouped_query[start:stop].view(last - first, count, dim)
-                torch.bmm(reads, chunk.transpose(1, 2), out=grouped[start:stop].view(last - first, count, columns))
+                reads = grouped_query[positions].view(last - first, count, dim)
+                torch.bmm(reads, chunk.transpose(1, 2), out=grouped[positions].view(last - first, count, columns))
         out = torch.empty_like(grouped)
         out.index_copy_(0, layout.order, grouped)
         ctx.save_for_backward(weight, gathered, grouped_query, blocks, sorted_blocks)
@@ -312,11 +313,10 @@ class _RowDot(torch.autograd.Function):
         if want_query:
             grouped_query_grad = torch.empty_like(grouped_query)
             with torch.autocast(grad.device.type, enabled=False):
-                for first, last, start, count in layout.chunks:
-                    stop = start + (last - first) * count
-                    torch.bmm(grouped_grad[start:stop].view(last - first, count, columns),
+                for first, last, positions, count in layout.spans():
+                    torch.bmm(grouped_grad[positions].view(last - first, count, columns),
                               gathered[first:last].view(-1, columns, dim),
-                              out=grouped_query_grad[start:stop].view(last - first, count, dim))
+                              out=grouped_query_grad[positions].view(last - first, count, dim))
             grad_query = torch.empty_like(grouped_query_grad)
             grad_query.index_copy_(0, layout.order, grouped_query_grad)
         else:
@@ -331,8 +331,8 @@ class _RowDot(torch.autograd.Function):
                           else weight.new_empty(blocks.numel(), weight.shape[1]))
             else:
                 values = torch.zeros_like(weight)
-            outers = (_gradient_rows(scratch, _widest(layout), weight, "outer") if scratch is not None
-                      else weight.new_empty(_widest(layout), weight.shape[1]))
+            outers = (_gradient_rows(scratch, layout.widest, weight, "outer") if scratch is not None
+                      else weight.new_empty(layout.widest, weight.shape[1]))
             with torch.autocast(grad.device.type, enabled=False):
                 for first, last, outer in _outer_chunks(layout, grouped_grad, grouped_query, outers):
                     values.index_copy_(0, layout.sorted_of[first:last] if ctx.sparse else blocks[first:last], outer)
